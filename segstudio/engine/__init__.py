@@ -1,0 +1,1 @@
+"""Long-running work (prediction, training) with progress callbacks and cancel: no Qt."""

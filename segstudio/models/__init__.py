@@ -1,0 +1,1 @@
+"""Segmentation networks, feature taps and checkpoints: torch only (no Qt)."""
