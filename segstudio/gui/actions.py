@@ -1,0 +1,124 @@
+"""Every menu command in one place, with its shortcut, so menus, toolbars and tests share the same QActions."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMainWindow, QMenu
+
+
+@dataclass
+class Actions:
+    open: QAction
+    open_folder: QAction
+    close_image: QAction
+    export_mask: QAction
+    export_dataset: QAction
+    quit: QAction
+    undo: QAction
+    redo: QAction
+    zoom_in: QAction
+    zoom_out: QAction
+    zoom_fit: QAction
+    zoom_actual: QAction
+    toggle_mask: QAction
+    outline_mask: QAction
+    channels: QAction
+    next_image: QAction
+    previous_image: QAction
+    predict: QAction
+    predict_replace: QAction
+    fine_tune: QAction
+    shortcuts: QAction
+    about: QAction
+
+    def all(self) -> list[QAction]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+def _action(window: QMainWindow, text: str, shortcut=None, tip: str = "", enabled: bool = True) -> QAction:
+    action = QAction(text, window)
+    if shortcut is not None:
+        if isinstance(shortcut, (list, tuple)):
+            action.setShortcuts([QKeySequence(s) for s in shortcut])
+        else:
+            action.setShortcut(QKeySequence(shortcut))
+    if tip:
+        action.setStatusTip(tip)
+        action.setToolTip(tip)
+    action.setEnabled(enabled)
+    return action
+
+
+def create_actions(window: QMainWindow) -> Actions:
+    K = QKeySequence.StandardKey
+    a = Actions(
+        open=_action(window, "&Open Images...", K.Open, "Open one or more image files"),
+        open_folder=_action(window, "Open &Folder...", "Ctrl+Shift+O", "Open every image in a folder"),
+        close_image=_action(window, "&Close Image", K.Close, "Close the current image", enabled=False),
+        export_mask=_action(window, "Export &Mask...", "Ctrl+E", "Save the current mask as an index PNG", enabled=False),
+        export_dataset=_action(
+            window, "Export to &Dataset...", "Ctrl+Shift+E", "Add corrected masks to a training dataset folder",
+            enabled=False,
+        ),
+        quit=_action(window, "&Quit", K.Quit, "Quit segstudio"),
+        undo=_action(window, "&Undo", K.Undo, enabled=False),
+        redo=_action(window, "&Redo", ["Ctrl+Shift+Z", "Ctrl+Y"], enabled=False),
+        zoom_in=_action(window, "Zoom &In", [K.ZoomIn, "Ctrl+=", "+"], "Zoom in", enabled=False),
+        zoom_out=_action(window, "Zoom &Out", [K.ZoomOut, "-"], "Zoom out", enabled=False),
+        zoom_fit=_action(window, "&Fit to Window", ["Ctrl+0", "F"], "Show the whole image", enabled=False),
+        zoom_actual=_action(window, "&Actual Pixels", "Ctrl+1", "One image pixel per screen pixel", enabled=False),
+        toggle_mask=_action(window, "Show &Mask", "M", "Show or hide the mask overlay", enabled=False),
+        outline_mask=_action(window, "Mask &Outlines Only", "O", "Draw only the outline of each region", enabled=False),
+        channels=_action(window, "&Channels and Page...", "Ctrl+Shift+C", "Choose the page and channels to show and use", enabled=False),
+        next_image=_action(window, "&Next Image", ["PgDown", "Ctrl+Right"], "Go to the next open image", enabled=False),
+        previous_image=_action(window, "&Previous Image", ["PgUp", "Ctrl+Left"], "Go to the previous open image", enabled=False),
+        predict=_action(window, "&Predict", ["Ctrl+P", "F5"], "Pre-fill the mask with the selected model", enabled=False),
+        predict_replace=_action(
+            window, "Predict and &Replace All", "Ctrl+Shift+P", "Predict and overwrite pixels painted by hand too",
+            enabled=False,
+        ),
+        fine_tune=_action(window, "&Fine-tune...", "Ctrl+T", "Train a new model version on exported datasets", enabled=False),
+        shortcuts=_action(window, "&Keyboard Shortcuts", K.HelpContents, "List every keyboard shortcut"),
+        about=_action(window, "&About segstudio"),
+    )
+    a.toggle_mask.setCheckable(True)
+    a.toggle_mask.setChecked(True)
+    a.outline_mask.setCheckable(True)
+    return a
+
+
+def build_menus(window: QMainWindow, a: Actions) -> dict[str, QMenu]:
+    bar = window.menuBar()
+    menus: dict[str, QMenu] = {}
+    file_menu = menus["file"] = bar.addMenu("&File")
+    file_menu.addActions([a.open, a.open_folder])
+    menus["samples"] = file_menu.addMenu("Open &Sample")
+    menus["samples"].setObjectName("samplesMenu")
+    file_menu.addSeparator()
+    file_menu.addActions([a.export_mask, a.export_dataset])
+    file_menu.addSeparator()
+    file_menu.addActions([a.close_image, a.quit])
+
+    edit = menus["edit"] = bar.addMenu("&Edit")
+    edit.addActions([a.undo, a.redo])
+    edit.addSeparator()
+    menus["tools"] = edit.addMenu("&Tools")
+
+    view = menus["view"] = bar.addMenu("&View")
+    view.addActions([a.zoom_in, a.zoom_out, a.zoom_fit, a.zoom_actual])
+    view.addSeparator()
+    view.addActions([a.toggle_mask, a.outline_mask, a.channels])
+    view.addSeparator()
+    view.addActions([a.previous_image, a.next_image])
+    view.addSeparator()
+    menus["panels"] = view.addMenu("&Panels")
+
+    model = menus["model"] = bar.addMenu("&Model")
+    model.addActions([a.predict, a.predict_replace])
+    model.addSeparator()
+    model.addAction(a.fine_tune)
+
+    help_menu = menus["help"] = bar.addMenu("&Help")
+    help_menu.addActions([a.shortcuts, a.about])
+    return menus

@@ -1,0 +1,56 @@
+"""Start the window. torch is imported in the background after the window shows, so it appears fast."""
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence
+
+from PySide6.QtCore import QCoreApplication, QTimer
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from segstudio.core import paths
+
+
+def _warm_up_torch() -> None:
+    # Importing torch takes seconds; doing it off the GUI thread means Predict is ready when clicked.
+    try:
+        import torch  # noqa: F401
+    except Exception:  # the first Predict reports the real error
+        pass
+
+
+def create_application(argv: Sequence[str] | None = None) -> QApplication:
+    app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
+    QCoreApplication.setOrganizationName("segstudio")
+    QCoreApplication.setApplicationName("segstudio")
+    icon = paths.resources_dir() / "icons" / "segstudio.svg"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
+    return app
+
+
+def default_sample() -> Path | None:
+    preferred = paths.samples_dir() / "nuclei_16bit.tif"
+    if preferred.exists():
+        return preferred
+    from segstudio.core.images import SUPPORTED_SUFFIXES
+
+    samples = sorted(p for p in paths.samples_dir().glob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
+    return samples[0] if samples else None
+
+
+def run_app(images: Sequence[str] = (), sample: bool = False, model: str | None = None) -> int:
+    app = create_application()
+    from segstudio.gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    to_open = list(images)
+    if sample and (first := default_sample()) is not None:
+        to_open.insert(0, str(first))
+    if to_open:
+        QTimer.singleShot(0, lambda: window.open_paths(to_open))
+    threading.Thread(target=_warm_up_torch, name="torch-import", daemon=True).start()
+    return app.exec()

@@ -1,0 +1,241 @@
+"""The image canvas: a QGraphicsView showing the image, the mask overlay and tool feedback.
+
+It knows nothing about files or models. It shows what it is given, reports where the cursor is in image
+coordinates, and hands mouse input to the active tool controller.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QWheelEvent
+from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
+
+from segstudio.gui.canvas.overlay import MaskOverlayItem, rgb_to_pixmap
+
+MIN_ZOOM = 1 / 64
+MAX_ZOOM = 64.0
+KEY_ZOOM_STEP = 1.25
+
+
+class ImageCanvas(QGraphicsView):
+    """Zoom with the wheel or keys, pan with the middle button, Space+drag or (with no tool) the left button."""
+
+    cursor_moved = Signal(int, int)  # image x, y; (-1, -1) when outside the image
+    zoom_changed = Signal(float)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("imageCanvas")
+        self._scene = QGraphicsScene(self)
+        self.setScene(self._scene)
+        self.setBackgroundBrush(QBrush(QColor(40, 40, 44)))
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
+        self.setMouseTracking(True)
+        self.setAcceptDrops(False)  # the main window takes dropped files
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+
+        self.image_item = QGraphicsPixmapItem()
+        self.image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.image_item.setZValue(0)
+        self._scene.addItem(self.image_item)
+        self.overlay = MaskOverlayItem()
+        self._scene.addItem(self.overlay)
+
+        self._image_shape: tuple[int, int] | None = None
+        self._tool = None
+        self._space_down = False
+        self._panning_with_middle = False
+        self._pan_origin = None
+
+    # --- content -------------------------------------------------------------------------------
+    def set_image(self, rgb: np.ndarray | None) -> None:
+        """Show an (H, W, 3) uint8 display image; the view fits it to the window."""
+        if rgb is None:
+            self.image_item.setPixmap(rgb_to_pixmap(np.zeros((1, 1, 3), np.uint8)))
+            self.image_item.setVisible(False)
+            self._image_shape = None
+            self.overlay.set_mask(None)
+            return
+        self.image_item.setPixmap(rgb_to_pixmap(rgb))
+        self.image_item.setVisible(True)
+        self._image_shape = rgb.shape[:2]
+        h, w = self._image_shape
+        self._scene.setSceneRect(QRectF(-w * 0.5, -h * 0.5, w * 2.0, h * 2.0))
+        self.fit_to_window()
+
+    def has_image(self) -> bool:
+        return self._image_shape is not None
+
+    def image_shape(self) -> tuple[int, int] | None:
+        return self._image_shape
+
+    def set_mask(self, mask: np.ndarray | None, lut_rgba: np.ndarray | None = None) -> None:
+        self.overlay.set_mask(mask, lut_rgba)
+
+    def set_mask_visible(self, visible: bool) -> None:
+        self.overlay.setVisible(visible)
+
+    def set_mask_opacity(self, opacity: float) -> None:
+        self.overlay.setOpacity(max(0.0, min(1.0, opacity)))
+
+    # --- tools ---------------------------------------------------------------------------------
+    def set_tool(self, tool) -> None:
+        """Install a tool controller (mouse_press/move/release(canvas, pos, event)); None means pan."""
+        if self._tool is not None and hasattr(self._tool, "deactivate"):
+            self._tool.deactivate(self)
+        self._tool = tool
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag if tool is None else QGraphicsView.DragMode.NoDrag)
+        if tool is not None and hasattr(tool, "activate"):
+            tool.activate(self)
+        self.viewport().unsetCursor() if tool is None else None
+
+    def tool(self):
+        return self._tool
+
+    # --- zoom ----------------------------------------------------------------------------------
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def set_zoom(self, factor: float) -> None:
+        factor = max(MIN_ZOOM, min(MAX_ZOOM, factor))
+        self._apply_scale(factor / self.zoom())
+
+    def zoom_in(self) -> None:
+        self._zoom_about_centre(KEY_ZOOM_STEP)
+
+    def zoom_out(self) -> None:
+        self._zoom_about_centre(1 / KEY_ZOOM_STEP)
+
+    def zoom_actual_size(self) -> None:
+        self._zoom_about_centre(1.0 / self.zoom())
+
+    def fit_to_window(self) -> None:
+        if self._image_shape is None:
+            return
+        h, w = self._image_shape
+        self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
+        self._after_zoom()
+
+    def _zoom_about_centre(self, step: float) -> None:
+        anchor = self.transformationAnchor()
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self._apply_scale(step)
+        self.setTransformationAnchor(anchor)
+
+    def _apply_scale(self, step: float) -> None:
+        target = self.zoom() * step
+        if target < MIN_ZOOM or target > MAX_ZOOM:
+            step = (MIN_ZOOM if target < MIN_ZOOM else MAX_ZOOM) / self.zoom()
+        if not math.isclose(step, 1.0):
+            self.scale(step, step)
+        self._after_zoom()
+
+    def _after_zoom(self) -> None:
+        # Zoomed out, smoothing hides aliasing; zoomed in, labellers need to see the actual pixels.
+        smooth = self.zoom() < 1.0
+        self.image_item.setTransformationMode(
+            Qt.TransformationMode.SmoothTransformation if smooth else Qt.TransformationMode.FastTransformation
+        )
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
+        self.zoom_changed.emit(self.zoom())
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        delta = event.angleDelta().y() or event.angleDelta().x()
+        if delta == 0:
+            return
+        # Proportional to the wheel angle, so trackpads zoom smoothly and one notch is ~20%.
+        self._apply_scale(math.pow(1.0015, delta))
+        event.accept()
+
+    # --- coordinates and mouse -----------------------------------------------------------------
+    def image_pos(self, view_pos) -> QPointF:
+        return self.mapToScene(view_pos.toPoint() if hasattr(view_pos, "toPoint") else view_pos)
+
+    def image_pixel(self, scene_pos: QPointF) -> tuple[int, int] | None:
+        if self._image_shape is None:
+            return None
+        x, y = math.floor(scene_pos.x()), math.floor(scene_pos.y())
+        h, w = self._image_shape
+        if 0 <= x < w and 0 <= y < h:
+            return x, y
+        return None
+
+    def _pan_requested(self, event: QMouseEvent) -> bool:
+        return event.button() == Qt.MouseButton.MiddleButton or (
+            self._space_down and event.button() == Qt.MouseButton.LeftButton
+        )
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        if self._pan_requested(event):
+            self._panning_with_middle = True
+            self._pan_origin = event.position()
+            self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+            event.accept()
+            return
+        if self._tool is not None and self._image_shape is not None:
+            self._tool.mouse_press(self, self.mapToScene(event.position().toPoint()), event)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        scene_pos = self.mapToScene(event.position().toPoint())
+        pixel = self.image_pixel(scene_pos)
+        self.cursor_moved.emit(*(pixel if pixel else (-1, -1)))
+        if self._panning_with_middle and self._pan_origin is not None:
+            delta = event.position() - self._pan_origin
+            self._pan_origin = event.position()
+            self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - round(delta.x()))
+            self.verticalScrollBar().setValue(self.verticalScrollBar().value() - round(delta.y()))
+            event.accept()
+            return
+        if self._tool is not None and self._image_shape is not None:
+            self._tool.mouse_move(self, scene_pos, event)
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if self._panning_with_middle and event.button() in (Qt.MouseButton.MiddleButton, Qt.MouseButton.LeftButton):
+            self._panning_with_middle = False
+            self._pan_origin = None
+            self.viewport().unsetCursor()
+            event.accept()
+            return
+        if self._tool is not None and self._image_shape is not None:
+            self._tool.mouse_release(self, self.mapToScene(event.position().toPoint()), event)
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def leaveEvent(self, event) -> None:
+        self.cursor_moved.emit(-1, -1)
+        super().leaveEvent(event)
+
+    def keyPressEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = True
+            self.viewport().setCursor(Qt.CursorShape.OpenHandCursor)
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space_down = False
+            self.viewport().unsetCursor()
+        super().keyReleaseEvent(event)
+
+    def visible_image_rect(self) -> tuple[int, int, int, int] | None:
+        """(x, y, w, h) of the image region in view, clipped to the image."""
+        if self._image_shape is None:
+            return None
+        rect = self.mapToScene(self.viewport().rect()).boundingRect()
+        h, w = self._image_shape
+        x0, y0 = max(0, math.floor(rect.left())), max(0, math.floor(rect.top()))
+        x1, y1 = min(w, math.ceil(rect.right())), min(h, math.ceil(rect.bottom()))
+        if x1 <= x0 or y1 <= y0:
+            return None
+        return x0, y0, x1 - x0, y1 - y0
