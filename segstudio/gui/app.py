@@ -52,5 +52,7 @@ def run_app(images: Sequence[str] = (), sample: bool = False, model: str | None 
         to_open.insert(0, str(first))
     if to_open:
         QTimer.singleShot(0, lambda: window.open_paths(to_open))
+    if model:
+        QTimer.singleShot(0, lambda: window.prediction.select_model(model))
     threading.Thread(target=_warm_up_torch, name="torch-import", daemon=True).start()
     return app.exec()

@@ -64,6 +64,10 @@ class MainWindow(QMainWindow):
         self._populate_samples_menu()
         self._connect_actions()
         self._show_placeholder()
+        self.device_label.setText("Device: automatic")
+        from segstudio.gui.prediction import PredictionController
+
+        self.prediction = PredictionController(self)
 
     # --- construction --------------------------------------------------------------------------
     def _build_status_bar(self) -> None:
@@ -317,4 +321,5 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         QSettings().setValue("window/geometry", self.saveGeometry())
         QSettings().setValue("window/state", self.saveState())
+        self.prediction.shutdown()
         super().closeEvent(event)

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QWheelEvent
+from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QTransform, QWheelEvent
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
 from segstudio.gui.canvas.overlay import MaskOverlayItem, rgb_to_pixmap
@@ -44,6 +44,11 @@ class ImageCanvas(QGraphicsView):
         self._scene.addItem(self.image_item)
         self.overlay = MaskOverlayItem()
         self._scene.addItem(self.overlay)
+        self.heatmap_item = QGraphicsPixmapItem()
+        self.heatmap_item.setZValue(2)
+        self.heatmap_item.setOpacity(0.6)
+        self.heatmap_item.setVisible(False)
+        self._scene.addItem(self.heatmap_item)
 
         self._image_shape: tuple[int, int] | None = None
         self._tool = None
@@ -81,6 +86,24 @@ class ImageCanvas(QGraphicsView):
 
     def set_mask_opacity(self, opacity: float) -> None:
         self.overlay.setOpacity(max(0.0, min(1.0, opacity)))
+
+    def set_heatmap(self, values: np.ndarray | None, colormap: int | None = None) -> None:
+        """Show a per-pixel map in [0, 1] (confidence, uncertainty, a feature channel) over the image."""
+        if values is None:
+            self.heatmap_item.setVisible(False)
+            return
+        import cv2
+
+        scaled = np.clip(np.nan_to_num(values.astype(np.float32)), 0.0, 1.0)
+        bgr = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS if colormap is None else colormap)
+        pixmap = rgb_to_pixmap(bgr[..., ::-1])
+        self.heatmap_item.setPixmap(pixmap)
+        if self._image_shape is not None and (pixmap.height(), pixmap.width()) != self._image_shape:
+            h, w = self._image_shape
+            self.heatmap_item.setTransform(QTransform.fromScale(w / pixmap.width(), h / pixmap.height()))
+        else:
+            self.heatmap_item.setTransform(QTransform())
+        self.heatmap_item.setVisible(True)
 
     # --- tools ---------------------------------------------------------------------------------
     def set_tool(self, tool) -> None:

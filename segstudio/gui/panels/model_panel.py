@@ -1,0 +1,125 @@
+"""Model dock: which network pre-fills the mask, on which device, with which tiling; the Predict button."""
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+DEVICE_CHOICES = [("Automatic (GPU if present)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps")]
+OVERLAY_CHOICES = [("Mask", "mask"), ("Confidence", "confidence"), ("Uncertainty", "uncertainty")]
+
+
+class ModelPanel(QWidget):
+    predict_requested = Signal(bool)  # replace_all
+    overlay_mode_changed = Signal(str)
+    model_changed = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("modelPanel")
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        self.model_combo = QComboBox()
+        self.model_combo.setObjectName("modelCombo")
+        self.model_combo.setToolTip("Bundled models and your own fine-tuned versions")
+        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
+        form.addRow("Model", self.model_combo)
+        self.model_info = QLabel("")
+        self.model_info.setWordWrap(True)
+        self.model_info.setObjectName("modelInfo")
+        form.addRow("", self.model_info)
+        self.device_combo = QComboBox()
+        for text, value in DEVICE_CHOICES:
+            self.device_combo.addItem(text, value)
+        form.addRow("Device", self.device_combo)
+        self.tile_spin = QSpinBox()
+        self.tile_spin.setRange(64, 4096)
+        self.tile_spin.setSingleStep(64)
+        self.tile_spin.setValue(512)
+        self.tile_spin.setSuffix(" px")
+        self.tile_spin.setToolTip("Large images are predicted in overlapping tiles of this size")
+        form.addRow("Tile size", self.tile_spin)
+        self.overlap_spin = QDoubleSpinBox()
+        self.overlap_spin.setRange(0.0, 0.75)
+        self.overlap_spin.setSingleStep(0.05)
+        self.overlap_spin.setValue(0.25)
+        self.overlap_spin.setToolTip("Fraction of each tile shared with its neighbours; overlaps are blended")
+        form.addRow("Tile overlap", self.overlap_spin)
+        layout.addLayout(form)
+
+        self.predict_button = QPushButton("Predict")
+        self.predict_button.setObjectName("predictButton")
+        self.predict_button.setToolTip("Pre-fill the mask; pixels you painted by hand are kept (Ctrl+P)")
+        self.predict_button.clicked.connect(lambda: self.predict_requested.emit(self.replace_all.isChecked()))
+        layout.addWidget(self.predict_button)
+        self.replace_all = QCheckBox("Replace all (also overwrite pixels painted by hand)")
+        self.replace_all.setObjectName("replaceAllCheck")
+        layout.addWidget(self.replace_all)
+
+        overlay_form = QFormLayout()
+        self.overlay_combo = QComboBox()
+        self.overlay_combo.setObjectName("overlayCombo")
+        for text, value in OVERLAY_CHOICES:
+            self.overlay_combo.addItem(text, value)
+        self.overlay_combo.setEnabled(False)
+        self.overlay_combo.setToolTip("Show the network's confidence or uncertainty over the image")
+        self.overlay_combo.currentIndexChanged.connect(lambda _i: self.overlay_mode_changed.emit(self.overlay_mode()))
+        overlay_form.addRow("Show", self.overlay_combo)
+        layout.addLayout(overlay_form)
+        layout.addStretch(1)
+        self._entries: dict[str, object] = {}
+
+    # --- models --------------------------------------------------------------------------------
+    def set_models(self, entries, active_id: str | None) -> None:
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self._entries = {}
+        for entry in entries:
+            meta = entry.meta
+            origin = "bundled" if entry.bundled else "yours"
+            self.model_combo.addItem(f"{meta.name} v{meta.version} ({origin})", entry.id)
+            self._entries[entry.id] = entry
+        index = self.model_combo.findData(active_id) if active_id else -1
+        self.model_combo.setCurrentIndex(index if index >= 0 else 0)
+        self.model_combo.blockSignals(False)
+        self._on_model_changed()
+
+    def model_id(self) -> str | None:
+        return self.model_combo.currentData()
+
+    def device(self) -> str:
+        return self.device_combo.currentData()
+
+    def overlay_mode(self) -> str:
+        return self.overlay_combo.currentData()
+
+    def _on_model_changed(self, *_args) -> None:
+        entry = self._entries.get(self.model_id())
+        if entry is None:
+            self.model_info.setText("No model found. Fine-tune one or add a .safetensors file to the library.")
+            self.predict_button.setEnabled(False)
+            return
+        meta = entry.meta
+        classes = ", ".join(c["name"] for c in meta.classes if c["id"] != 0) or "-"
+        lineage = f"from {meta.parent}" if meta.parent else "original"
+        score = meta.metrics.get("mean_iou") if isinstance(meta.metrics, dict) else None
+        self.model_info.setText(
+            f"{meta.arch}, {meta.in_channels} input channel(s); classes: {classes}; {lineage}"
+            + (f"; validation IoU {score:.3f}" if isinstance(score, (int, float)) else "")
+        )
+        self.predict_button.setEnabled(True)
+        self.model_changed.emit(entry.id)
+
+    def set_busy(self, busy: bool) -> None:
+        self.predict_button.setEnabled(not busy and self.model_id() is not None)
+        self.model_combo.setEnabled(not busy)
+        self.device_combo.setEnabled(not busy)

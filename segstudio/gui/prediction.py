@@ -1,0 +1,170 @@
+"""Connects the Model panel, the prediction worker and the open documents.
+
+A finished prediction becomes one undoable step. Pixels the user painted by hand are kept unless the
+user asked for "Replace all", so re-running Predict never destroys a correction.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+
+from segstudio.gui.commands import MaskEditCommand
+from segstudio.gui.document import ImageStatus
+from segstudio.gui.panels.model_panel import ModelPanel
+from segstudio.gui.progress import JobProgress
+from segstudio.gui.workers import PredictionService
+
+
+def merge_prediction(mask: np.ndarray, hand: np.ndarray, labels: np.ndarray, replace_all: bool):
+    """New (mask, hand) after a prediction: hand-painted pixels survive unless replace_all."""
+    labels = labels.astype(mask.dtype, copy=False)
+    if replace_all:
+        return labels.copy(), np.zeros_like(hand)
+    return np.where(hand, mask, labels), hand.copy()
+
+
+class PredictionController(QObject):
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        self.panel = ModelPanel()
+        self.dock = window.add_panel(self.panel, "Model")
+        self.progress = JobProgress()
+        window.statusBar().addWidget(self.progress)
+        self.service = PredictionService(self)
+        self.library = None
+        self.last_error: str | None = None
+
+        self.panel.predict_requested.connect(self.predict)
+        self.panel.overlay_mode_changed.connect(self._show_overlay)
+        self.progress.cancel_requested.connect(self.service.cancel)
+        self.service.progress.connect(self._on_progress)
+        self.service.finished.connect(self._on_finished)
+        self.service.failed.connect(self._on_failed)
+        self.service.cancelled.connect(self._on_cancelled)
+        self.service.model_ready.connect(self._on_model_ready)
+        window.actions.predict.triggered.connect(lambda: self.predict(False))
+        window.actions.predict_replace.triggered.connect(lambda: self.predict(True))
+        window.document_changed.connect(self._on_document_changed)
+        cancel_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), window)
+        cancel_shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        cancel_shortcut.activated.connect(self._cancel_if_busy)
+        self.reload_models()
+
+    # --- models --------------------------------------------------------------------------------
+    def reload_models(self, select: str | None = None) -> None:
+        from segstudio.models.library import ModelLibrary
+
+        try:
+            self.library = ModelLibrary()
+            entries = self.library.entries()
+            active = select or self.library.active_id()
+        except Exception as err:  # a broken model file must not stop the window
+            entries, active = [], None
+            self.window.show_error("Model library", f"The model library could not be read: {err}")
+        self.panel.set_models(entries, active)
+        self._update_enabled()
+
+    def select_model(self, ref: str) -> bool:
+        if self.library is None:
+            return False
+        try:
+            entry = self.library.find(ref)
+        except ValueError as err:
+            self.window.show_error("Unknown model", str(err))
+            return False
+        index = self.panel.model_combo.findData(entry.id)
+        if index >= 0:
+            self.panel.model_combo.setCurrentIndex(index)
+        return index >= 0
+
+    # --- predict -------------------------------------------------------------------------------
+    def predict(self, replace_all: bool = False) -> None:
+        from segstudio.engine.predict import PredictSettings
+
+        doc = self.window.current
+        model_id = self.panel.model_id()
+        if doc is None or model_id is None or self.service.busy():
+            return
+        settings = PredictSettings(
+            tile=self.panel.tile_spin.value(), overlap=self.panel.overlap_spin.value(), device=self.panel.device()
+        )
+        pixels = doc.image.pixels
+        if doc.display_channels:
+            pixels = pixels[..., list(doc.display_channels)]
+        self.service.submit(model_id, self.panel.device(), pixels, settings, tag=doc, replace_all=replace_all)
+        self.progress.start(f"Predicting {doc.title}")
+        self._update_enabled()
+
+    def _on_progress(self, job, done: int, total: int) -> None:
+        self.progress.update_progress(done, total)
+
+    def _on_finished(self, job, result) -> None:
+        self.progress.finish()
+        doc = job.tag
+        if doc in self.window.documents:
+            self._apply(doc, result, job.extra.get("replace_all", False), job.model_ref)
+        if result.notes:
+            self.window.statusBar().showMessage("; ".join(result.notes), 10000)
+        self._update_enabled()
+
+    def _apply(self, doc, result, replace_all: bool, model_ref: str) -> None:
+        from segstudio.core.edits import Diff
+
+        new_mask, new_hand = merge_prediction(doc.mask, doc.hand, result.labels, replace_all)
+        diff = Diff(0, 0, doc.mask.copy(), new_mask, hand_old=doc.hand.copy(), hand_new=new_hand)
+        doc.mask[...] = new_mask
+        doc.hand[...] = new_hand
+        doc.prediction = result
+        doc.model_version = model_ref
+        doc.undo_stack.push(MaskEditCommand(doc, diff, "Predict" + (" (replace all)" if replace_all else "")))
+        doc.notify_region(0, 0, *doc.mask.shape)
+        if doc.status == ImageStatus.NEW:
+            doc.set_status(ImageStatus.PREDICTED)
+        if doc is self.window.current:
+            self._show_overlay(self.panel.overlay_mode())
+
+    def _on_failed(self, job, message: str) -> None:
+        self.progress.finish()
+        self.last_error = message
+        self.window.show_error("Prediction failed", f"Predicting {job.tag.title} failed.\n\n{message}")
+        self._update_enabled()
+
+    def _on_cancelled(self, job) -> None:
+        self.progress.finish()
+        self.window.statusBar().showMessage(f"Prediction of {job.tag.title} cancelled; the mask is unchanged.", 6000)
+        self._update_enabled()
+
+    def _on_model_ready(self, model_id: str, device_label: str, _notes: str) -> None:
+        self.window.device_label.setText(device_label)
+
+    def _cancel_if_busy(self) -> None:
+        if self.service.busy():
+            self.progress._on_cancel()
+
+    # --- view ----------------------------------------------------------------------------------
+    def _show_overlay(self, mode: str) -> None:
+        doc = self.window.current
+        result = doc.prediction if doc is not None else None
+        if result is None or mode == "mask":
+            self.window.canvas.set_heatmap(None)
+            return
+        values = result.confidence if mode == "confidence" else result.uncertainty
+        self.window.canvas.set_heatmap(values.astype(np.float32))
+
+    def _on_document_changed(self, doc) -> None:
+        self._show_overlay(self.panel.overlay_mode())
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        busy = self.service.busy()
+        ready = self.window.current is not None and self.panel.model_id() is not None and not busy
+        self.window.actions.predict.setEnabled(ready)
+        self.window.actions.predict_replace.setEnabled(ready)
+        self.panel.set_busy(busy)
+        self.panel.predict_button.setEnabled(ready)
+        self.panel.overlay_combo.setEnabled(self.window.current is not None and self.window.current.prediction is not None)
+
+    def shutdown(self) -> None:
+        self.service.shutdown()
