@@ -72,6 +72,10 @@ class SynthParams:
     full_scale_8bit: Range = (0.35, 0.95)  # 8-bit images are usually stretched by the acquisition software
     offset_fraction: Range = (0.0, 0.01)  # camera offset as a fraction of the dtype range
 
+    def sample(self, rng: "RngLike") -> "SceneParams":
+        """One image's settings drawn from these ranges (same as ``sample_params(rng, self)``)."""
+        return sample_params(rng, self)
+
 
 @dataclass(frozen=True)
 class SceneParams:
@@ -382,7 +386,8 @@ def generate_nuclei_image(rng_or_seed: RngLike, *, height: int = 256, width: int
     # Below ~1/25 of the bright ones a nucleus drowns in background and noise: nobody would label it, and a
     # ground truth with invisible nuclei teaches a network to hallucinate.
     bright = np.maximum(bright, 0.04)
-    bright[nuc.mitotic] = rng.uniform(1.8, 3.5, int(nuc.mitotic.sum())) * max(1.0, float(np.median(bright)))
+    typical = float(np.median(bright)) if n else 0.5
+    bright[nuc.mitotic] = rng.uniform(1.8, 3.5, int(nuc.mitotic.sum()))  # condensed chromatin: the brightest
     b = np.concatenate([[0.0], bright]).astype(np.float32)
     tex_amp = np.concatenate([[0.0], p.texture * rng.uniform(0.6, 1.4, n)]).astype(np.float32)
     tex_amp[1:][nuc.mitotic] = 0.5
@@ -432,7 +437,7 @@ def generate_nuclei_image(rng_or_seed: RngLike, *, height: int = 256, width: int
     if n_haze:
         hs = max(2.0, p.radius * rng.uniform(0.9, 1.6))
         haze = _gaussian_blobs(h, w, rng.uniform(0, h, n_haze), rng.uniform(0, w, n_haze),
-                               np.exp(rng.normal(math.log(0.25), 0.6, n_haze)) * float(np.median(bright)) * 0.6,
+                               np.exp(rng.normal(math.log(0.25), 0.6, n_haze)) * typical * 0.6,
                                sigma=hs, wide=True)
     debris = np.zeros((h, w), dtype=np.float32)
     n_debris = int(rng.poisson(p.debris * h * w / 65536.0))

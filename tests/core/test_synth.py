@@ -163,3 +163,12 @@ def test_make_training_set_writes_a_dataset_with_the_generated_masks(tmp_path):
     # Regenerating the same set updates the entries in place.
     synth.make_training_set(tmp_path / "train", 4, seed=9, size=48)
     assert len(load_manifest(out)["entries"]) == 4
+
+
+def test_sampled_scenes_stay_inside_narrowed_ranges():
+    ranges = synth.SynthParams(radius=(12.0, 14.0), photons=(100.0, 200.0), defocus_probability=0.0)
+    for seed in range(10):
+        scene = ranges.sample(seed)
+        assert 12.0 <= scene.radius <= 14.0 and 100.0 <= scene.photons <= 200.0
+        assert not scene.defocus
+    assert ranges.sample(4) == synth.sample_params(4, ranges)
