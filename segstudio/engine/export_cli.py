@@ -1,0 +1,188 @@
+"""`segstudio export`: put labelled images into a dataset folder (and optionally an nnU-Net raw folder).
+
+Each image's mask comes from one of two places:
+
+* ``--masks DIR``: ``DIR/<stem>_mask.png`` (what ``segstudio predict`` writes) or ``DIR/<stem>.png``; such
+  masks carry no record of what was painted by hand, so the hand map is empty unless ``--hand-painted`` says
+  the masks were drawn by a person;
+* ``--from-autosave``: the work saved by the window for that image (mask, class table, hand map, model
+  version), i.e. corrections that were never exported from the window.
+
+Every image is handled on its own: a file that cannot be read or has no usable mask is reported with the
+reason and skipped, the others are exported, and the exit status is 1 if anything failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from segstudio.core.dataset import DatasetError, ExportItem, export_many, export_nnunet, load_classes
+from segstudio.core.images import SUPPORTED_SUFFIXES, ImageReadError, read_image
+from segstudio.core.labels import ClassTable
+from segstudio.core.storage import AutosaveStore, load_mask_png
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files or folders (a folder's files named *_mask.png are skipped)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--masks", metavar="DIR",
+                        help="folder with <stem>_mask.png or <stem>.png index masks")
+    source.add_argument("--from-autosave", action="store_true",
+                        help="take each image's mask, classes and hand map from the window's autosave")
+    parser.add_argument("--to", required=True, metavar="DATASET_DIR", help="dataset folder (created if missing)")
+    parser.add_argument("--classes", metavar="FILE",
+                        help="class table JSON: a list of {id, name, color} or a file with a 'classes' list "
+                             "(e.g. another dataset.json). Default: the dataset's own table, else "
+                             "background + nucleus")
+    parser.add_argument("--hand-painted", action="store_true",
+                        help="with --masks: the masks were drawn by hand (marks every pixel as hand-painted)")
+    parser.add_argument("--model-version", metavar="NAME/vN",
+                        help="model version that pre-filled the masks (recorded in the dataset)")
+    parser.add_argument("--nnunet", metavar="OUT_ROOT",
+                        help="also write the whole dataset in nnU-Net v2 raw layout under OUT_ROOT")
+    parser.add_argument("--nnunet-id", type=int, default=501, help="nnU-Net dataset id (default 501)")
+    parser.add_argument("--nnunet-name", default="segstudio", help="nnU-Net dataset name (default segstudio)")
+    parser.add_argument("--quiet", action="store_true", help="print errors and the summary only")
+
+
+def _expand(inputs: list[str], errors: list[str]) -> list[Path]:
+    suffixes = {s.lower() for s in SUPPORTED_SUFFIXES}
+    files: list[Path] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in suffixes and not p.name.endswith("_mask.png"))
+            if not found:
+                errors.append(f"{path}: no images in this folder")
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            errors.append(f"{path}: file not found")
+    return files
+
+
+def _read_class_file(path: str) -> ClassTable:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if isinstance(data, dict):
+            data = data["classes"]
+        return ClassTable.from_list(data)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"Cannot read classes from {path}: {exc}") from exc
+
+
+def _find_mask(mask_dir: Path, image: Path) -> Path | None:
+    for candidate in (mask_dir / f"{image.stem}_mask.png", mask_dir / f"{image.stem}.png"):
+        # With masks and images in one folder, <stem>.png may be the image itself.
+        if candidate.is_file() and candidate.resolve() != image.resolve():
+            return candidate
+    return None
+
+
+def _items(files: list[Path], args, report) -> Iterator[ExportItem]:
+    store = AutosaveStore() if args.from_autosave else None
+    mask_dir = Path(args.masks) if args.masks else None
+    for path in files:
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            report(path, str(exc))
+            continue
+        except (OSError, ValueError, MemoryError) as exc:
+            report(path, f"Cannot open {path}: {exc}")
+            continue
+        classes, hand, model_version = None, None, args.model_version
+        if store is not None:
+            record = store.load(path)
+            if record is None:
+                report(path, "no autosaved work for this image (open it in segstudio, label it, then export)")
+                continue
+            mask, hand = record.mask, record.hand
+            classes = record.classes
+            extra = record.extra or {}
+            model_version = model_version or extra.get("model_version")
+        else:
+            mask_path = _find_mask(mask_dir, path)
+            if mask_path is None:
+                report(path, f"no mask {path.stem}_mask.png or {path.stem}.png in {mask_dir}")
+                continue
+            try:
+                mask = load_mask_png(mask_path)
+            except (OSError, ValueError) as exc:
+                report(path, f"Cannot open mask {mask_path}: {exc}")
+                continue
+            if mask.ndim != 2:
+                report(path, f"{mask_path} is not an index mask (it has {mask.shape[2]} colour channels)")
+                continue
+            if args.hand_painted:
+                hand = np.ones(mask.shape, dtype=bool)
+        yield ExportItem(pixels=image.pixels, mask=mask, source=str(path.resolve()), hand=hand,
+                         model_version=model_version, channel_names=image.meta.channel_names,
+                         classes=classes)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    failures: list[str] = []
+
+    def report(path, reason: str) -> None:
+        failures.append(str(path))
+        print(f"error: {path}: {reason}", file=sys.stderr)
+
+    dataset_dir = Path(args.to)
+    if args.masks and not Path(args.masks).is_dir():
+        print(f"error: --masks {args.masks}: not a folder", file=sys.stderr)
+        return 2
+    try:
+        if args.classes:
+            classes = _read_class_file(args.classes)
+        elif (dataset_dir / "dataset.json").is_file():
+            classes = load_classes(dataset_dir)
+        else:
+            classes = ClassTable.default()
+    except (DatasetError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    expand_errors: list[str] = []
+    files = _expand(args.images, expand_errors)
+    for message in expand_errors:
+        failures.append(message)
+        print(f"error: {message}", file=sys.stderr)
+
+    sources = {str(p.resolve()): p for p in files}
+
+    def on_error(item: ExportItem, exc: DatasetError) -> None:
+        report(sources.get(item.source, item.source), str(exc))
+
+    try:
+        entries = export_many(dataset_dir, _items(files, args, report), classes, on_error=on_error)
+    except (DatasetError, OSError) as exc:
+        print(f"error: {dataset_dir}: {exc}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        for entry in entries:
+            shown = sources.get(entry["source"], entry["source"])
+            print(f"exported {shown} -> {entry['id']} ({entry['split']}, "
+                  f"{100 * entry['hand_fraction']:.0f}% painted by hand)", file=out)
+    print(f"{len(entries)} exported, {len(failures)} failed -> {dataset_dir}", file=out)
+
+    if args.nnunet:
+        if not (dataset_dir / "dataset.json").is_file():
+            print("error: nothing to write for nnU-Net: the dataset is empty", file=sys.stderr)
+            return 1
+        try:
+            folder = export_nnunet(dataset_dir, args.nnunet, dataset_id=args.nnunet_id, name=args.nnunet_name)
+        except (DatasetError, OSError) as exc:
+            print(f"error: nnU-Net export: {exc}", file=sys.stderr)
+            return 1
+        print(f"nnU-Net raw dataset -> {folder}", file=out)
+    return 1 if failures else 0
