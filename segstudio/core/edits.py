@@ -134,9 +134,9 @@ def _pixel(v) -> int:
 def _commit(mask, y0, x0, footprint, value, hand, protect, *, all_differ=False) -> Diff | None:
     """Write ``value`` where ``footprint`` (anchored at y0, x0) allows and return the tight Diff.
 
-    ``all_differ`` is the caller's promise that no footprint pixel holds ``value`` yet (a fill of
-    another class), which spares a full pass over a possibly image-sized region; the footprint
-    buffer is then consumed.
+    ``all_differ`` is the caller's promise that no footprint pixel holds ``value`` yet and that the
+    footprint is cropped to its own bounding box (a filled region of another class), which spares full
+    passes over a possibly image-sized region; the footprint buffer is then consumed.
     """
     h, w = footprint.shape
     region = (slice(y0, y0 + h), slice(x0, x0 + w))
@@ -148,11 +148,15 @@ def _commit(mask, y0, x0, footprint, value, hand, protect, *, all_differ=False) 
         changed = write & (roi != value)
         if hand is not None:
             changed |= write & ~hand[region]
-    rows = np.flatnonzero(changed.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(changed.any(axis=0))
-    ty0, ty1, tx0, tx1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    if all_differ and protect is None:
+        # A connected region's footprint is already cropped to the region: nothing to trim.
+        ty0, ty1, tx0, tx1 = 0, h, 0, w
+    else:
+        rows = np.flatnonzero(changed.any(axis=1))
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(changed.any(axis=0))
+        ty0, ty1, tx0, tx1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     tight = (slice(ty0, ty1), slice(tx0, tx1))
     sub_changed = changed[tight]
     sub = roi[tight]
