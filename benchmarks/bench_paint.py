@@ -152,6 +152,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="flood fills to time (the median is judged)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if min(args.strokes, args.segments, args.repeats) < 1:
+        parser.error("--strokes, --segments and --repeats must be at least 1")
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"numpy {np.__version__}, opencv {cv2.__version__}, {os.cpu_count()} CPUs, load average {load:.2f}")

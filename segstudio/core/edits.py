@@ -245,8 +245,8 @@ def _connected_region(mask, y, x, connectivity):
     """The connected region of mask[y, x]'s class through (y, x): (top, left, bool map of its bbox).
 
     cv2.floodFill runs on a binary copy of a window around the seed; while the region reaches a window
-    edge that is not the image edge, the window grows (doubling on the touched sides). Cost follows
-    the region's bounding box, not the image.
+    edge that is not the image edge, the window grows on the touched sides by twice its size. Cost
+    follows the region's bounding box, not the image.
     """
     H, W = mask.shape
     cls = mask[y, x]
