@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -66,10 +67,10 @@ def vgg16_stage_widths(width: float) -> list[int]:
     return [scaled(channels, width) for channels, _ in VGG16_STAGES]
 
 
-def load_vgg16_features(model: nn.Module, state: dict[str, torch.Tensor], *, in_channels: int) -> None:
-    """Copy torchvision `features.N.*` weights into the convolutions (and norms) of `model`, in order."""
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+def load_vgg16_features(stages: Sequence[nn.Module], state: dict[str, torch.Tensor], *, in_channels: int) -> None:
+    """Copy torchvision `features.N.*` weights into the convolutions (and norms) of the five stages, in order."""
+    convs = [m for stage in stages for m in stage.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for stage in stages for m in stage.modules() if isinstance(m, nn.BatchNorm2d)]
     indices = sorted({int(k.split(".")[1]) for k in state if k.startswith("features.")})
     tv_convs = [i for i in indices if state[f"features.{i}.weight"].ndim == 4]
     tv_norms = [i for i in indices if f"features.{i}.running_mean" in state]
@@ -90,9 +91,9 @@ def load_vgg16_features(model: nn.Module, state: dict[str, torch.Tensor], *, in_
                 getattr(norm, name).copy_(state[f"features.{index}.{name}"])
 
 
-def load_vgg16_pretrained(model: nn.Module, pretrained, *, in_channels: int, width: float,
+def load_vgg16_pretrained(stages: Sequence[nn.Module], pretrained, *, in_channels: int, width: float,
                           batch_norm: bool) -> dict[str, torch.Tensor] | None:
-    """Load ImageNet VGG16 feature weights into `model` when asked and possible; return the state dict
+    """Load ImageNet VGG16 feature weights into the stages when asked and possible; return the state dict
     (its classifier may be reused) or None."""
     if not pretrained:
         return None
@@ -104,7 +105,7 @@ def load_vgg16_pretrained(model: nn.Module, pretrained, *, in_channels: int, wid
     if path is None:
         return None
     state = load_weight_file(path)
-    load_vgg16_features(model, state, in_channels=in_channels)
+    load_vgg16_features(stages, state, in_channels=in_channels)
     log.info("Loaded %s ImageNet weights from %s", what, path)
     return state
 

@@ -91,7 +91,8 @@ class FCN(SegmentationModel):
             nn.init.normal_(layer.weight, std=0.01)
             nn.init.zeros_(layer.bias)
 
-        state = load_vgg16_pretrained(self, pretrained_backbone, in_channels=in_channels, width=width,
+        stages = [getattr(self, f"stage{index}") for index in range(1, 6)]
+        state = load_vgg16_pretrained(stages, pretrained_backbone, in_channels=in_channels, width=width,
                                       batch_norm=False)
         if state is not None and "classifier.0.weight" in state:
             fc6 = _linear_from_state(state, "classifier.0")
