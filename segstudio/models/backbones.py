@@ -98,14 +98,17 @@ def load_vgg16_pretrained(stages: Sequence[nn.Module], pretrained, *, in_channel
     if not pretrained:
         return None
     what = "VGG16-BN" if batch_norm else "VGG16"
-    if width != 1.0:
-        log.info("%s ImageNet weights need width 1.0 (got %s); starting from random initialisation", what, width)
-        return None
     path = resolve_any(pretrained, weight_filenames("VGG16_BN_Weights" if batch_norm else "VGG16_Weights"), what)
     if path is None:
         return None
+    if width != 1.0:
+        log.info("%s ImageNet weights need width 1.0 (got %s); starting from random initialisation", what, width)
+        return None
     state = load_weight_file(path)
-    load_vgg16_features(stages, state, in_channels=in_channels)
+    try:
+        load_vgg16_features(stages, state, in_channels=in_channels)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{path} does not hold {what} ImageNet weights: {exc}") from exc
     log.info("Loaded %s ImageNet weights from %s", what, path)
     return state
 
@@ -284,15 +287,18 @@ def build_resnet_backbone(name: str = "resnet50", *, width: float = 1.0, in_chan
 def load_resnet_pretrained(backbone: ResNetBackbone, name: str, pretrained, *, width: float,
                            in_channels: int) -> bool:
     what = name
-    if width != 1.0:
-        log.info("%s ImageNet weights need width 1.0 (got %s); starting from random initialisation", what, width)
-        return False
     enum_name = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights"}[name]
     path = resolve_any(pretrained, weight_filenames(enum_name), what)
     if path is None:
         return False
+    if width != 1.0:
+        log.info("%s ImageNet weights need width 1.0 (got %s); starting from random initialisation", what, width)
+        return False
     state = {k: v for k, v in load_weight_file(path).items() if not k.startswith("fc.")}
-    state["conv1.weight"] = adapt_input_channels(state["conv1.weight"], in_channels)
-    backbone.load_state_dict(state, strict=True)
+    try:
+        state["conv1.weight"] = adapt_input_channels(state["conv1.weight"], in_channels)
+        backbone.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError) as exc:
+        raise ValueError(f"{path} does not hold {what} ImageNet weights: {exc}") from exc
     log.info("Loaded %s ImageNet weights from %s", what, path)
     return True
