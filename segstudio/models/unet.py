@@ -2,12 +2,16 @@
 2x2 up-convolutions, and at every level a skip that concatenates the encoder's tensor to the decoder's."""
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn as nn
 
 from segstudio.models.blocks import DoubleConv, SegmentationModel
 from segstudio.models.registry import register
 from segstudio.models.taps import TapSpec
+
+log = logging.getLogger(__name__)
 
 
 class UNetUpLevel(nn.Module):
@@ -39,13 +43,18 @@ class UNet(SegmentationModel):
         base_channels: int = 64,
         norm: str = "batch",
         pad_mode: str = "reflect",
+        pretrained_backbone: str | bool = False,
     ):
+        if pretrained_backbone:
+            # Accepted so one "start from ImageNet" switch works for every architecture.
+            log.info("U-Net has no ImageNet backbone; starting from random initialisation")
         if depth < 1:
             raise ValueError(f"U-Net depth must be at least 1, got {depth}")
         if base_channels < 1:
             raise ValueError(f"U-Net base_channels must be at least 1, got {base_channels}")
         config = dict(in_channels=in_channels, num_classes=num_classes, depth=depth,
-                      base_channels=base_channels, norm=norm, pad_mode=pad_mode)
+                      base_channels=base_channels, norm=norm, pad_mode=pad_mode,
+                      pretrained_backbone=pretrained_backbone)
         super().__init__(config=config, stride=2**depth, pad_mode=pad_mode)
         self.depth = depth
         widths = [base_channels * 2**level for level in range(depth + 1)]

@@ -64,12 +64,21 @@ def test_resnet_weights_from_a_local_safetensors_path(tmp_path, no_downloads):
     state = _fake_weights(torchvision.models.resnet18)
     path = tmp_path / "my-resnet18.safetensors"
     save_file(state, str(path))
-    model = build_model("pspnet", in_channels=3, num_classes=2, backbone="resnet18", pretrained_backbone=str(path))
+    model = build_model("pspnet", in_channels=2, num_classes=2, backbone="resnet18", pretrained_backbone=str(path))
     backbone = model.backbone
-    assert torch.equal(backbone.conv1.weight, state["conv1.weight"])
+    assert torch.equal(backbone.conv1.weight, state["conv1.weight"].mean(dim=1, keepdim=True).repeat(1, 2, 1, 1))
     assert torch.equal(backbone.layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
     assert torch.equal(backbone.layer4[0].downsample[1].running_var, state["layer4.0.downsample.1.running_var"])
     assert backbone.layer4[1].conv2.dilation == (4, 4)  # dilation survives loading
+
+
+def test_rgb_weights_for_rgb_input_are_used_unchanged(tmp_path):
+    state = _fake_weights(torchvision.models.resnet18)
+    path = tmp_path / "resnet18.pth"
+    torch.save(state, path)
+    model = build_model("deeplabv3plus", in_channels=3, num_classes=2, backbone="resnet18",
+                        pretrained_backbone=str(path))
+    assert torch.equal(model.backbone.conv1.weight, state["conv1.weight"])
 
 
 def test_missing_hub_weights_mean_random_init_with_a_note(hub_dir, no_downloads, caplog):
