@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from segstudio.models.backbones import VGG16_STAGES, load_vgg16_pretrained, vgg16_stage_widths, vgg_stage_convs
-from segstudio.models.blocks import SegmentationModel, scaled
+from segstudio.models.blocks import SegmentationModel
 from segstudio.models.registry import register
 from segstudio.models.taps import TapSpec
 

@@ -2,7 +2,6 @@
 trainable end to end, declared taps produced in network order, and save/load reproducing the outputs."""
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from segstudio.models.checkpoint import ModelMeta, load_checkpoint, save_checkpoint
@@ -63,7 +62,7 @@ def test_taps_are_declared_well(build_tiny, name):
         model.get_submodule(tap.module)  # raises if the path is wrong
         assert len(tap.description) > 20
     kinds = {t.kind for t in taps}
-    assert {"encoder", "decoder", "logits"} <= kinds or name.startswith("fcn32")
+    assert {"encoder", "decoder", "logits"} <= kinds
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,6 +1,5 @@
 import pytest
 import torch
-import torch.nn as nn
 
 from segstudio.models.blocks import SeparableConv
 from segstudio.models.taps import list_taps, run_with_taps
