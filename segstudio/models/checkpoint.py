@@ -1,0 +1,267 @@
+"""Model files: safetensors weights with the model's description (ModelMeta, JSON) in the file header.
+
+Loading never unpickles. `.safetensors` files are plain tensors plus text; weights from elsewhere come in
+through `import_pt`, which uses torch.load(weights_only=True) and refuses files that would run code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import tempfile
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from segstudio.models.registry import UnknownModelError, build_model
+
+FORMAT = "segstudio-model"
+FORMAT_VERSION = 1
+_META_KEY = "segstudio_meta"
+_MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class CheckpointError(ValueError):
+    """A model file that cannot be used; names the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"Cannot load model {self.path}: {reason}")
+
+
+def _now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _default_normalisation() -> dict:
+    return {"kind": "percentile", "low": 1.0, "high": 99.8}
+
+
+@dataclass
+class ModelMeta:
+    name: str  # model family, e.g. "nuclei-unet"
+    version: int
+    arch: str
+    config: dict = field(default_factory=dict)
+    classes: list[dict] = field(default_factory=list)  # [{"id", "name", "color"}]
+    in_channels: int = 1
+    normalisation: dict = field(default_factory=_default_normalisation)
+    created: str = field(default_factory=_now_iso)
+    parent: str | None = None  # "name/vN" this version was fine-tuned from
+    training: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}/v{self.version}"
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config.get("num_classes", len(self.classes)))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelMeta":
+        known = {f.name for f in fields(cls)}
+        missing = [name for name in ("name", "version", "arch") if name not in data]
+        if missing:
+            raise ValueError(f"model metadata lacks {', '.join(missing)}")
+        # Keys written by a newer segstudio are ignored rather than fatal.
+        values = {k: v for k, v in data.items() if k in known}
+        values["version"] = int(values["version"])
+        return cls(**values)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename over the target.
+
+    A crash or a full disk leaves either the old file or the new one, never a truncated model.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    if hasattr(os, "O_DIRECTORY"):
+        # Make the rename itself durable (POSIX); not possible or needed on Windows.
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    # DistributedDataParallel and torch.compile wrap the network; the file must hold the plain one.
+    while not hasattr(model, "arch") and hasattr(model, "module"):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+def save_checkpoint(path, model: nn.Module, meta: ModelMeta) -> ModelMeta:
+    """Write `model` and `meta` to one .safetensors file, atomically. Returns the metadata as stored.
+
+    Architecture, config and input channels are taken from the model itself, so the file always describes
+    how to rebuild the network it holds.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"Model files are .safetensors; refusing to write {path}")
+    model = _unwrap(model)
+    arch = getattr(model, "arch", None)
+    config = getattr(model, "config", None)
+    if not arch or config is None:
+        raise TypeError(f"{type(model).__name__} was not built by segstudio.models.build_model")
+    if meta.arch and meta.arch != arch:
+        raise ValueError(f"metadata says architecture {meta.arch!r} but the model is {arch!r}")
+    stored = replace(meta, arch=arch, config=json.loads(json.dumps(config)), in_channels=int(config["in_channels"]))
+    tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), _META_KEY: json.dumps(stored.to_dict())}
+    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    return stored
+
+
+def _read_header(path: Path) -> dict:
+    if path.suffix != ".safetensors":
+        raise CheckpointError(path, "not a .safetensors model file (import other weight files with import_pt)")
+    try:
+        with open(path, "rb") as handle:
+            prefix = handle.read(8)
+            size = os.fstat(handle.fileno()).st_size
+            if len(prefix) < 8:
+                raise CheckpointError(path, "file is too short to be a safetensors file")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > min(_MAX_HEADER_BYTES, size - 8):
+                raise CheckpointError(path, "not a safetensors file (invalid header length)")
+            raw = handle.read(header_len)
+    except OSError as exc:
+        raise CheckpointError(path, exc.strerror or str(exc)) from exc
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(path, "not a safetensors file (header is not JSON)") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(path, "not a safetensors file (header is not a JSON object)")
+    return header
+
+
+def read_meta(path) -> ModelMeta:
+    """The model's metadata from the file header, without reading the weights."""
+    path = Path(path)
+    metadata = _read_header(path).get("__metadata__") or {}
+    if metadata.get("format") != FORMAT or _META_KEY not in metadata:
+        raise CheckpointError(path, "safetensors file without segstudio model metadata "
+                                    "(plain weights can be brought in with import_pt)")
+    try:
+        return ModelMeta.from_dict(json.loads(metadata[_META_KEY]))
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"damaged model metadata ({exc})") from exc
+
+
+def _load_into(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                  for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or mismatched:
+        parts = []
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+            if items:
+                shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+                parts.append(f"{label}: {shown}")
+        raise CheckpointError(path, "weights do not fit the architecture (" + "; ".join(parts) + ")")
+    model.load_state_dict(state, strict=True)
+
+
+def _rebuild(path: Path, arch: str, config: dict) -> nn.Module:
+    config = dict(config)
+    in_channels = int(config.pop("in_channels", 1))
+    num_classes = int(config.pop("num_classes", 2))
+    if "pretrained_backbone" in config:
+        # The file holds every weight; the ImageNet file named at training time may not exist here.
+        config["pretrained_backbone"] = False
+    try:
+        return build_model(arch, in_channels=in_channels, num_classes=num_classes, **config)
+    except UnknownModelError as exc:
+        raise CheckpointError(path, str(exc)) from exc
+    except TypeError as exc:
+        raise CheckpointError(path, f"configuration not understood by {arch} ({exc})") from exc
+
+
+def load_checkpoint(path, *, device="cpu") -> tuple[nn.Module, ModelMeta]:
+    """Rebuild the network from the file's metadata and load its weights; the model is in eval mode."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_meta(path)
+    model = _rebuild(path, meta.arch, meta.config)
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as exc:  # safetensors raises its own error type for damaged files
+        raise CheckpointError(path, f"damaged weights ({exc})") from exc
+    _load_into(path, model, state)
+    return model.to(device).eval(), meta
+
+
+def _read_foreign_weights(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise CheckpointError(path, f"not a readable safetensors file ({exc})") from exc
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(path, "refused: the file holds Python objects besides tensors, and loading it would "
+                                    "run code from the file") from exc
+    except FileNotFoundError as exc:
+        raise CheckpointError(path, "file not found") from exc
+    except Exception as exc:
+        raise CheckpointError(path, f"not a PyTorch weights file ({type(exc).__name__}: {exc})") from exc
+    # Training scripts often save {"state_dict": ...} or {"model": ...} around the weights.
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(path, "the file does not hold a dictionary of weight tensors")
+    return state
+
+
+def import_pt(path, arch: str, *, in_channels: int, num_classes: int, **config) -> nn.Module:
+    """Weights saved elsewhere (.pt/.pth via torch.load(weights_only=True), or plain .safetensors) loaded into
+    a freshly built `arch`. Returns the model in eval mode; save it with save_checkpoint to add metadata."""
+    path = Path(path)
+    state = _read_foreign_weights(path)
+    cleaned = {}
+    for key, tensor in state.items():
+        for prefix in ("module.", "_orig_mod."):  # DistributedDataParallel / torch.compile wrappers
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        cleaned[key] = tensor
+    model = _rebuild(path, arch, dict(config, in_channels=in_channels, num_classes=num_classes))
+    _load_into(path, model, cleaned)
+    return model.eval()

@@ -1,0 +1,210 @@
+"""The model library: bundled read-only models plus the user's own fine-tuned versions, with lineage.
+
+Bundled models live in resources/models/*.safetensors and are never written. Each fine-tune writes a new file
+user_models_dir()/<name>/v<N>.safetensors next to the previous ones, so the model in use is never overwritten
+and every version can be traced back to the one it was trained from.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from segstudio.core import paths
+from segstudio.models.checkpoint import CheckpointError, ModelMeta, atomic_write_bytes, load_checkpoint, read_meta
+
+log = logging.getLogger(__name__)
+
+ACTIVE_KEY = "active_model"
+_VERSION_FILE = re.compile(r"^v(\d+)\.safetensors$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    id: str
+    meta: ModelMeta
+    path: Path
+    bundled: bool
+
+
+class ModelLibrary:
+    def __init__(self, bundled_dir=None, user_dir=None, *, settings_path=None):
+        self.bundled_dir = Path(bundled_dir) if bundled_dir is not None else paths.bundled_models_dir()
+        self.user_dir = Path(user_dir) if user_dir is not None else paths.user_models_dir()
+        self._settings_path = Path(settings_path) if settings_path is not None else None
+        # Files that were skipped on the last scan, with the reason (shown by `segstudio models list`).
+        self.problems: list[str] = []
+
+    @property
+    def settings_path(self) -> Path:
+        return self._settings_path or paths.user_data_dir() / "settings.json"
+
+    # --- listing -----------------------------------------------------------------------------------------
+    def _scan(self, files, bundled: bool, found: dict[str, ModelEntry]) -> None:
+        for path in files:
+            try:
+                meta = read_meta(path)
+            except CheckpointError as exc:
+                self.problems.append(str(exc))
+                continue
+            if meta.id in found:
+                self.problems.append(f"{path}: model id {meta.id} already provided by {found[meta.id].path}")
+                continue
+            found[meta.id] = ModelEntry(meta.id, meta, path, bundled)
+
+    def entries(self) -> list[ModelEntry]:
+        """Bundled models first, then user versions by family name and version (headers only; fast)."""
+        self.problems = []
+        found: dict[str, ModelEntry] = {}
+        if self.bundled_dir.is_dir():
+            self._scan(sorted(self.bundled_dir.glob("*.safetensors")), True, found)
+        user_files = []
+        if self.user_dir.is_dir():
+            for family in sorted(p for p in self.user_dir.iterdir() if p.is_dir()):
+                versions = [(int(m.group(1)), f) for f in family.iterdir() if (m := _VERSION_FILE.match(f.name))]
+                user_files += [f for _, f in sorted(versions)]
+        self._scan(user_files, False, found)
+        bundled = [e for e in found.values() if e.bundled]
+        user = sorted((e for e in found.values() if not e.bundled), key=lambda e: (e.meta.name, e.meta.version))
+        return bundled + user
+
+    def find(self, key) -> ModelEntry:
+        """A model by id ("name/vN"), family name (its newest version) or file path."""
+        entries = self.entries()
+        text = str(key)
+        for entry in entries:
+            if entry.id == text:
+                return entry
+        family = [e for e in entries if e.meta.name == text]
+        if family:
+            return max(family, key=lambda e: e.meta.version)
+        candidate = Path(text).expanduser()
+        if candidate.is_file():
+            resolved = candidate.resolve()
+            for entry in entries:
+                if entry.path.resolve() == resolved:
+                    return entry
+            meta = read_meta(candidate)
+            return ModelEntry(meta.id, meta, candidate, False)
+        valid = ", ".join(e.id for e in entries) or "none installed"
+        raise ValueError(f"Unknown model {text!r}; available models: {valid}")
+
+    def load(self, key, device="cpu"):
+        """(model in eval mode, ModelMeta) for an id, family name or file."""
+        return load_checkpoint(self.find(key).path, device=device)
+
+    def next_version_path(self, name: str) -> tuple[Path, int]:
+        """Where the next version of family `name` goes: one above every version that exists anywhere,
+        including unreadable files, so nothing is ever written over."""
+        if not _SAFE_NAME.match(name or ""):
+            raise ValueError(f"Model name {name!r} must be letters, digits, '.', '_' or '-' "
+                             "(and start with a letter or digit)")
+        versions = [e.meta.version for e in self.entries() if e.meta.name == name]
+        folder = self.user_dir / name
+        if folder.is_dir():
+            versions += [int(m.group(1)) for f in folder.iterdir() if (m := _VERSION_FILE.match(f.name))]
+        version = max(versions, default=0) + 1
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"v{version}.safetensors", version
+
+    def lineage(self, key) -> list[str]:
+        """[id, parent id, grandparent id, ...]; a parent missing from the library ends the chain."""
+        entry = self.find(key)
+        return _lineage(entry, {e.id: e for e in self.entries()})
+
+    # --- active model ------------------------------------------------------------------------------------
+    def _read_settings(self) -> dict:
+        try:
+            data = json.loads(self.settings_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            log.warning("Ignoring unreadable settings file %s: %s", self.settings_path, exc)
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def default_id(self) -> str | None:
+        """The bundled default model (first bundled file by name), or None when nothing is bundled."""
+        bundled = [e for e in self.entries() if e.bundled]
+        return bundled[0].id if bundled else None
+
+    def active_id(self) -> str | None:
+        """The model chosen with set_active if it still exists, else the bundled default.
+
+        A model file outside the library is remembered (and returned) by its path.
+        """
+        chosen = self._read_settings().get(ACTIVE_KEY)
+        if chosen:
+            try:
+                entry = self.find(chosen)
+            except ValueError:
+                log.warning("Active model %s is no longer available; using the default", chosen)
+            else:
+                return self._remembered_as(entry)
+        return self.default_id()
+
+    def set_active(self, key) -> str:
+        """Remember the model to use (an id, a family name meaning its newest version, or a file)."""
+        value = self._remembered_as(self.find(key))
+        settings = self._read_settings()
+        settings[ACTIVE_KEY] = value
+        atomic_write_bytes(self.settings_path, (json.dumps(settings, indent=2) + "\n").encode("utf-8"))
+        return value
+
+    def _remembered_as(self, entry: ModelEntry) -> str:
+        in_library = any(e.path.resolve() == entry.path.resolve() for e in self.entries())
+        return entry.id if in_library else str(entry.path.resolve())
+
+
+def _lineage(entry: ModelEntry, by_id: dict[str, ModelEntry]) -> list[str]:
+    chain = [entry.id]
+    parent = entry.meta.parent
+    while parent and parent not in chain:  # a hand-edited cycle must not loop forever
+        chain.append(parent)
+        known = by_id.get(parent)
+        parent = known.meta.parent if known else None
+    return chain
+
+
+def _class_names(meta: ModelMeta) -> list[str]:
+    return [str(c.get("name", c.get("id", "?"))) for c in meta.classes]
+
+
+def cli_list(args=None) -> int:
+    """`segstudio models list [--json]`: bundled and user models with architecture, classes and lineage."""
+    library = ModelLibrary()
+    entries = library.entries()
+    by_id = {e.id: e for e in entries}
+    active = library.active_id()
+    rows = []
+    for entry in entries:
+        meta = entry.meta
+        rows.append({
+            "id": entry.id, "name": meta.name, "version": meta.version, "arch": meta.arch,
+            "classes": _class_names(meta), "in_channels": meta.in_channels, "created": meta.created,
+            "parent": meta.parent, "lineage": _lineage(entry, by_id), "bundled": entry.bundled,
+            "active": entry.id == active, "path": str(entry.path), "description": meta.description,
+            "metrics": meta.metrics,
+        })
+    for problem in library.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if getattr(args, "json", False):
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"No models found (bundled: {library.bundled_dir}; yours: {library.user_dir})")
+        return 0
+    id_w = max(len(r["id"]) for r in rows)
+    arch_w = max(len(r["arch"]) for r in rows)
+    for r in rows:
+        mark = "*" if r["active"] else " "
+        source = "bundled" if r["bundled"] else "user"
+        lineage = " <- ".join(r["lineage"])
+        print(f"{mark} {r['id']:<{id_w}}  {r['arch']:<{arch_w}}  {source:<7}  {r['created']}  "
+              f"classes: {', '.join(r['classes']) or '-'}  lineage: {lineage}")
+    print("* active model")
+    return 0
