@@ -69,38 +69,45 @@ def parse_color(color: Any) -> RGB:
 
 
 def _color_distance(a: RGB, b: RGB) -> float:
-    return float(np.sqrt(sum((x - y) ** 2 for x, y in zip(a, b))))
+    return float(np.linalg.norm(np.subtract(a, b, dtype=float)))
 
 
-def _generated_colors() -> Iterator[RGB]:
-    """Endless saturated colours; golden-ratio hue steps keep neighbours far apart on the hue circle."""
+def _generated_colors(count: int) -> list[RGB]:
+    """Saturated colours; golden-ratio hue steps keep neighbours far apart on the hue circle."""
     golden = 0.618033988749895
-    hue = 0.11
-    step = 0
-    while True:
+    colors = []
+    for step in range(count):
         value = (1.0, 0.75, 0.55)[(step // 7) % 3]
         saturation = (0.85, 0.6)[(step // 21) % 2]
-        r, g, b = colorsys.hsv_to_rgb(hue % 1.0, saturation, value)
-        yield round(r * 255), round(g * 255), round(b * 255)
-        hue += golden
-        step += 1
+        r, g, b = colorsys.hsv_to_rgb((0.11 + step * golden) % 1.0, saturation, value)
+        colors.append((round(r * 255), round(g * 255), round(b * 255)))
+    return colors
+
+
+_CANDIDATES = np.array(list(_PALETTE) + _generated_colors(1024), dtype=np.float64)
 
 
 def distinct_color(used: Iterable[RGB]) -> RGB:
     """A colour far from every colour in `used` (and from black, the background)."""
-    used = [tuple(c) for c in used] + [(0, 0, 0)]
+    used_list = [tuple(int(v) for v in c) for c in used] + [(0, 0, 0)]
+    used_array = np.array(used_list, dtype=np.float64)
+    # squared distance from each candidate to its nearest used colour
+    squared = (_CANDIDATES**2).sum(1)[:, None] + (used_array**2).sum(1)[None, :] - 2 * _CANDIDATES @ used_array.T
+    nearest = squared.min(axis=1)
     threshold = _MIN_COLOR_DISTANCE
-    while True:
-        candidates = list(_PALETTE)
-        generator = _generated_colors()
-        candidates += [next(generator) for _ in range(4 * len(used) + 64)]
-        for candidate in candidates:
-            if all(_color_distance(candidate, u) >= threshold for u in used):
-                return candidate
-        # With very many classes nothing is that far from everything: settle for less, never a duplicate.
+    # With many classes nothing is that far from everything: settle for less, never a duplicate.
+    while threshold >= 1:
+        far_enough = np.flatnonzero(nearest >= threshold**2)
+        if far_enough.size:
+            r, g, b = _CANDIDATES[far_enough[0]].astype(int)
+            return int(r), int(g), int(b)
         threshold /= 2
-        if threshold < 1:
-            raise ValueError("no unused colour left")
+    taken = set(used_list)
+    rng = np.random.default_rng(len(taken))
+    while True:
+        candidate = tuple(int(v) for v in rng.integers(0, 256, 3))
+        if candidate not in taken:
+            return candidate
 
 
 class ClassTable:
