@@ -373,7 +373,7 @@ def _bmp_layout(handle: BinaryIO) -> tuple[_RasterHeader, int, int, int]:
     elif info_size >= 40:
         info = _read_exact(handle, 24, "BMP header")
         width, height, _planes, bits = struct.unpack_from("<iiHH", head + info, 18)
-        compression, colors_used = struct.unpack_from("<I12xI", info, 2)
+        compression, colors_used = struct.unpack_from("<I12xI", info, 4)
         entry_size = 4
     else:
         raise _Corrupt(f"unknown BMP header size {info_size}")
@@ -509,9 +509,22 @@ def _open_tiff(path: Path) -> Iterator[tuple[tifffile.TiffFile, list[str]]]:
                 raise _Corrupt(handler.messages[0])
             if page_count == 0:
                 raise _Corrupt("the TIFF contains no images")
+            _check_last_directory(tif)
             yield tif, handler.messages
     finally:
         logger.removeHandler(handler)
+
+
+def _check_last_directory(tif: tifffile.TiffFile) -> None:
+    # tifffile reads a directory chain cut short at its final pointer without complaint; a file cut
+    # there has lost its end, so it is reported like any other truncation.
+    last = tif.pages[-1]
+    tags = getattr(last, "tags", None)
+    if tags is None:
+        return
+    end = last.offset + tif.tiff.tagnosize + len(tags) * tif.tiff.tagsize + tif.tiff.offsetsize
+    if end > tif.filehandle.size:
+        raise _Corrupt("the file ends inside its last page directory")
 
 
 def _tiff_layouts(tif: tifffile.TiffFile) -> list[_TiffLayout]:
