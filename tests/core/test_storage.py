@@ -1,0 +1,404 @@
+import errno
+import json
+import os
+import random
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from segstudio.core import storage
+from segstudio.core.images import ImageReadError
+from segstudio.core.labels import ClassTable
+from segstudio.core.storage import (
+    AutosaveStore,
+    SaveError,
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    load_mask_png,
+    remove_stale_temp_files,
+    save_mask_png,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _leftovers(folder: Path, keep: str) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name != keep)
+
+
+# --- atomic writes -------------------------------------------------------------------------------------
+def test_atomic_writes_replace_the_whole_file_and_leave_nothing_behind(tmp_path):
+    target = tmp_path / "notes.json"
+    atomic_write_bytes(target, b"x" * 10_000)
+    atomic_write_text(target, "h\u00e9llo\nworld")
+    assert target.read_bytes() == "h\u00e9llo\nworld".encode("utf-8")
+    atomic_write_json(target, {"classes": ["b\u00e4ckground"], "n": 2})
+    assert json.loads(target.read_text(encoding="utf-8")) == {"classes": ["b\u00e4ckground"], "n": 2}
+    assert _leftovers(tmp_path, "notes.json") == []
+
+
+def test_failure_inside_the_block_keeps_the_old_file_and_removes_the_temp(tmp_path):
+    target = tmp_path / "mask.png"
+    target.write_bytes(b"old contents")
+    with pytest.raises(RuntimeError, match="encoder blew up"):
+        with atomic_open(target) as handle:
+            handle.write(b"half of the new")
+            raise RuntimeError("encoder blew up")
+    assert target.read_bytes() == b"old contents"
+    assert _leftovers(tmp_path, "mask.png") == []
+
+
+def test_unserialisable_json_fails_before_touching_the_file(tmp_path):
+    target = tmp_path / "settings.json"
+    atomic_write_json(target, {"ok": 1})
+    with pytest.raises(TypeError):
+        atomic_write_json(target, {"bad": object()})
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert _leftovers(tmp_path, "settings.json") == []
+
+
+def test_disk_full_during_save_raises_oserror_naming_file_and_reason(tmp_path, monkeypatch):
+    target = tmp_path / "mask.png"
+    target.write_bytes(b"old")
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(storage.os, "fsync", full_disk)
+    with pytest.raises(OSError) as caught:
+        atomic_write_bytes(target, b"new" * 1000)
+    assert str(caught.value) == f"Cannot save {target}: the disk is full"
+    assert caught.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b"old"
+    assert _leftovers(tmp_path, "mask.png") == []
+
+
+def test_saving_into_a_missing_folder_says_so(tmp_path):
+    target = tmp_path / "no-such-folder" / "mask.png"
+    with pytest.raises(SaveError, match=r"Cannot save .*mask\.png: the folder .*no-such-folder does not exist"):
+        atomic_write_bytes(target, b"data")
+
+
+def test_saving_over_a_folder_is_refused(tmp_path):
+    (tmp_path / "mask.png").mkdir()
+    with pytest.raises(OSError, match="folder with that name is in the way"):
+        atomic_write_bytes(tmp_path / "mask.png", b"data")
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="needs POSIX permissions that bind the user")
+def test_read_only_folder_gives_permission_denied(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(SaveError, match="permission denied"):
+            atomic_write_bytes(folder / "mask.png", b"data")
+    finally:
+        folder.chmod(0o700)
+
+
+def test_file_and_folder_are_synced_before_and_after_the_rename(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def spy_fsync(fd):
+        events.append("fsync-folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync-file")
+        real_fsync(fd)
+
+    def spy_replace(src, dst):
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(storage.os, "fsync", spy_fsync)
+    monkeypatch.setattr(storage.os, "replace", spy_replace)
+    atomic_write_bytes(tmp_path / "a.bin", b"data")
+    expected = ["fsync-file", "replace"] + ([] if os.name == "nt" else ["fsync-folder"])
+    assert events == expected
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
+def test_an_existing_files_permissions_are_kept(tmp_path):
+    target = tmp_path / "shared.png"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    atomic_write_bytes(target, b"new")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    fresh = tmp_path / "fresh.png"
+    atomic_write_bytes(fresh, b"new")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o666 & ~umask
+
+
+def test_stale_temp_files_are_cleaned_but_fresh_ones_and_others_kept(tmp_path):
+    old_temp = tmp_path / ".mask.png.0123abcd.tmp"
+    new_temp = tmp_path / ".mask.png.89abcdef.tmp"
+    user_file = tmp_path / "notes.tmp"
+    for path in (old_temp, new_temp, user_file):
+        path.write_bytes(b"x")
+    long_ago = time.time() - 7200
+    os.utime(old_temp, (long_ago, long_ago))
+    os.utime(user_file, (long_ago, long_ago))
+    assert remove_stale_temp_files(tmp_path) == [old_temp]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([new_temp.name, user_file.name])
+
+
+# --- a writer killed at random moments ---------------------------------------------------------------
+PAYLOAD_SOURCE = """
+def payload(n, size):
+    return b"PAYLOAD:%08d:" % n + bytes([n % 251]) * size + b":END"
+"""
+_namespace: dict = {}
+exec(PAYLOAD_SOURCE, _namespace)
+payload = _namespace["payload"]
+
+WRITER = PAYLOAD_SOURCE + textwrap.dedent(
+    """
+    import sys
+    from segstudio.core.storage import atomic_write_bytes
+    target, size = sys.argv[1], int(sys.argv[2])
+    print("ready", flush=True)
+    n = 1
+    while True:
+        atomic_write_bytes(target, payload(n, size))
+        n += 1
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_killing_a_writer_at_random_moments_never_leaves_a_partial_file(tmp_path):
+    size = 3_000_000
+    target = tmp_path / "journal.bin"
+    atomic_write_bytes(target, payload(0, size))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    rng = random.Random(20240611)
+    versions_seen = set()
+    for _ in range(40):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(target), str(size)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        )
+        try:
+            line = writer.stdout.readline()
+            assert line.strip() == b"ready", writer.stderr.read().decode()
+            time.sleep(rng.uniform(0.0, 0.04))
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
+            writer.stdout.close()
+            writer.stderr.close()
+        data = target.read_bytes()
+        assert data.startswith(b"PAYLOAD:") and data.endswith(b":END")
+        version = int(data[8:16])
+        assert data == payload(version, size), f"partial or mixed file after kill (version {version})"
+        versions_seen.add(version)
+    # whatever the killed writers left behind is only ever temp files, which the cleanup can remove
+    remove_stale_temp_files(tmp_path, older_than_s=0)
+    assert [p.name for p in tmp_path.iterdir()] == ["journal.bin"]
+
+
+# --- mask PNGs -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype, top", [(np.uint8, 255), (np.uint16, 65535)])
+def test_mask_png_round_trip_keeps_every_id(tmp_path, rng, dtype, top):
+    mask = rng.integers(0, top + 1, (37, 53)).astype(dtype)
+    path = tmp_path / "mask.png"
+    save_mask_png(path, mask)
+    loaded = load_mask_png(path)
+    assert loaded.dtype == dtype and loaded.shape == (37, 53)
+    np.testing.assert_array_equal(loaded, mask)
+
+
+def test_bool_hand_map_saves_as_zero_one_png(tmp_path):
+    hand = np.zeros((5, 6), bool)
+    hand[1:3, 2:5] = True
+    save_mask_png(tmp_path / "hand.png", hand)
+    loaded = load_mask_png(tmp_path / "hand.png")
+    assert loaded.dtype == np.uint8
+    np.testing.assert_array_equal(loaded, hand.astype(np.uint8))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((4, 4, 3), np.uint8), "2-D"),
+    (np.zeros((4, 4), np.float32), "uint8 or uint16"),
+    (np.zeros((4, 4), np.int32), "uint8 or uint16"),
+])
+def test_save_mask_png_refuses_arrays_that_are_not_index_masks(tmp_path, bad, message):
+    with pytest.raises(ValueError, match=message):
+        save_mask_png(tmp_path / "m.png", bad)
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_load_mask_png_refuses_a_colour_picture(tmp_path):
+    ok, encoded = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))
+    encoded.tofile(str(tmp_path / "photo.png"))
+    with pytest.raises(ImageReadError, match="not a label mask"):
+        load_mask_png(tmp_path / "photo.png")
+
+
+# --- autosave ------------------------------------------------------------------------------------------
+def _work(rng, shape=(20, 30)):
+    classes = ClassTable.default()
+    classes.add("stroma")
+    mask = rng.integers(0, 3, shape).astype(np.uint8)
+    hand = rng.random(shape) > 0.7
+    return mask, classes, hand
+
+
+def test_autosave_round_trip(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    image = tmp_path / "slide 1.tif"
+    mask, classes, hand = _work(rng)
+    saved = store.save(image, mask, classes, hand, extra={"model_version": "nuclei-unet/v2", "zoom": 1.5})
+    assert saved.exists() and saved.parent == tmp_path / "autosave"
+    record = store.load(image)
+    np.testing.assert_array_equal(record.mask, mask)
+    assert record.mask.dtype == np.uint8
+    np.testing.assert_array_equal(record.hand, hand)
+    assert record.classes == classes
+    assert record.extra == {"model_version": "nuclei-unet/v2", "zoom": 1.5}
+    assert abs((record.saved_at - record.saved_at.now(record.saved_at.tzinfo)).total_seconds()) < 3600
+    assert record.image_path == image.resolve()
+
+
+def test_autosave_defaults_to_the_user_data_folder(_isolated_user_data, rng):
+    store = AutosaveStore()
+    mask, classes, hand = _work(rng)
+    path = store.save("relative/image.png", mask, classes, hand)
+    assert _isolated_user_data in path.parents
+
+
+def test_same_image_under_different_spellings_shares_one_entry(tmp_path, rng, monkeypatch):
+    store = AutosaveStore(tmp_path / "autosave")
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    mask, classes, hand = _work(rng)
+    store.save("data/../data/img.png", mask, classes, hand)
+    assert store.load(tmp_path / "data" / "img.png") is not None
+    assert store.key("data/img.png") == store.key(tmp_path / "data" / "img.png")
+    assert store.key("data/other.png") != store.key("data/img.png")
+
+
+def test_a_newer_autosave_replaces_the_older_one(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    mask, classes, hand = _work(rng)
+    store.save("a.png", mask, classes, hand)
+    mask2 = np.full_like(mask, 2)
+    store.save("a.png", mask2, classes, None)
+    record = store.load("a.png")
+    np.testing.assert_array_equal(record.mask, mask2)
+    assert not record.hand.any()
+
+
+def test_load_without_autosave_is_none_and_discard_removes_it(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    assert store.load("never-saved.png") is None
+    mask, classes, hand = _work(rng)
+    store.save("a.png", mask, classes, hand)
+    store.discard("a.png")
+    assert store.load("a.png") is None
+    store.discard("a.png")  # discarding twice is harmless
+
+
+def test_damaged_autosave_is_reported_not_silently_ignored(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    mask, classes, hand = _work(rng)
+    path = store.save("a.png", mask, classes, hand)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"Cannot read autosave .*\.npz"):
+        store.load("a.png")
+
+
+def test_autosave_rejects_mismatched_or_unserialisable_input(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    mask, classes, hand = _work(rng)
+    with pytest.raises(ValueError, match="hand map shape"):
+        store.save("a.png", mask, classes, hand[:5])
+    with pytest.raises(ValueError, match="JSON"):
+        store.save("a.png", mask, classes, hand, extra={"when": object()})
+    assert store.load("a.png") is None
+
+
+def test_autosave_failure_is_an_oserror_naming_the_file(tmp_path, rng, monkeypatch):
+    store = AutosaveStore(tmp_path / "autosave")
+    mask, classes, hand = _work(rng)
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store.begin_session()
+    monkeypatch.setattr(storage.os, "fsync", full_disk)
+    with pytest.raises(OSError, match=r"Cannot save .*\.npz: the disk is full"):
+        store.save("a.png", mask, classes, hand)
+
+
+def test_cleanly_ended_session_leaves_nothing_to_recover(tmp_path, rng):
+    root = tmp_path / "autosave"
+    first = AutosaveStore(root)
+    first.begin_session()
+    mask, classes, hand = _work(rng)
+    first.save("a.png", mask, classes, hand)
+    first.end_session()
+    assert AutosaveStore(root).recoverable() == []
+    assert first.load("a.png") is not None  # still there, just not offered for recovery
+
+
+def test_a_running_session_is_not_mistaken_for_a_crash(tmp_path, rng):
+    root = tmp_path / "autosave"
+    running = AutosaveStore(root)
+    mask, classes, hand = _work(rng)
+    running.save("a.png", mask, classes, hand)  # saving starts a session implicitly
+    assert running.session_id is not None
+    assert running.recoverable() == []  # its own work
+    assert AutosaveStore(root).recoverable() == []  # a second window sees it is still alive
+    running.end_session()
+
+
+CRASHING_SESSION = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from segstudio.core.labels import ClassTable
+    from segstudio.core.storage import AutosaveStore
+    store = AutosaveStore(sys.argv[1])
+    store.begin_session()
+    for name in sys.argv[2:]:
+        store.save(name, np.ones((4, 5), np.uint8), ClassTable.default(), np.zeros((4, 5), bool))
+    os._exit(3)  # no end_session(): as if the program crashed
+    """
+)
+
+
+def test_autosaves_of_a_crashed_session_are_recoverable(tmp_path, rng):
+    root = tmp_path / "autosave"
+    images = [tmp_path / "first.png", tmp_path / "second.tif"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    crashed = subprocess.run([sys.executable, "-c", CRASHING_SESSION, str(root), *map(str, images)],
+                             env=env, capture_output=True, text=True)
+    assert crashed.returncode == 3, crashed.stderr
+
+    store = AutosaveStore(root)
+    store.begin_session()
+    assert sorted(store.recoverable()) == sorted(p.resolve() for p in images)
+    record = store.load(images[0])
+    np.testing.assert_array_equal(record.mask, np.ones((4, 5), np.uint8))
+
+    # recovering one image (saving it again in this session) and discarding the other
+    store.save(images[0], record.mask, record.classes, record.hand)
+    assert store.recoverable() == [images[1].resolve()]
+    store.discard(images[1])
+    assert store.recoverable() == []
+    # the crashed session's marker goes once nothing of it is left
+    assert [p.stem for p in (root / "sessions").glob("*.session")] == [store.session_id]
+    store.end_session()
+    assert list((root / "sessions").glob("*.session")) == []
