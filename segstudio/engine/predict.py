@@ -12,12 +12,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import nn
+
+try:  # the levels the rest of the program uses for display and for training input
+    from segstudio.core.images import percentile_bounds
+except ImportError:
+    percentile_bounds = None
 
 from segstudio.engine.devices import amp_dtype, device_label, pick_device, place_model, uses_channels_last
 
@@ -189,7 +195,7 @@ class ModelInput:
         self.pixels = pixels
         self.in_channels = in_channels
         self.height, self.width = height, width
-        self._has_nan = pixels.dtype.kind == "f" and bool(np.isnan(pixels).any())
+        self._float_source = pixels.dtype.kind == "f"
         self._offset, self._scale = self._levels(dict(normalisation or {"kind": "none"}))
 
     def region(self, rows: slice | np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
@@ -198,9 +204,11 @@ class ModelInput:
         values = self._map_channels(block)
         if self._offset is not None:
             values -= self._offset
-            values *= self._scale
+            values /= self._scale
+            if self._float_source:
+                np.nan_to_num(values, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
             np.clip(values, 0.0, 1.0, out=values)
-        if self._has_nan:
+        elif self._float_source:
             np.nan_to_num(values, copy=False, nan=0.0)
         if self._mode == "repeat" and self.in_channels > 1:
             values = np.repeat(values, self.in_channels, axis=0)
@@ -222,63 +230,36 @@ class ModelInput:
         high = float(normalisation.get("high", DEFAULT_NORMALISATION["high"]))
         if not 0.0 <= low < high <= 100.0:
             raise ValueError(f"percentile normalisation needs 0 <= low < high <= 100, got {low}, {high}")
-        offsets, scales = [], []
-        for c in range(self._source_channels):
-            if self._mode == "grey":
-                lo, hi = _percentile_levels(self._map_channels(self.pixels)[0], low, high, scratch=True)
-            else:
-                lo, hi = _percentile_levels(self.pixels[..., c], low, high)
-            offsets.append(lo)
-            # A flat channel has no contrast to stretch: keep its values' distance from the level.
-            scales.append(1.0 / (hi - lo) if hi > lo else 1.0)
+        if self._mode == "grey":
+            values = np.moveaxis(self._map_channels(self.pixels), 0, -1)
+        else:
+            values = self.pixels[..., : self._source_channels]
+        bounds = percentile_bounds or _sampled_percentile_bounds
+        lo, hi = (np.asarray(v, np.float64).reshape(-1) for v in bounds(values, low, high))
+        # A constant channel has no contrast to stretch: keep its offset from the level unscaled.
+        scale = np.where(hi > lo, hi - lo, 1.0)
         shape = (self._source_channels, 1, 1)
-        return (np.asarray(offsets, np.float32).reshape(shape), np.asarray(scales, np.float32).reshape(shape))
+        return lo.astype(np.float32).reshape(shape), scale.astype(np.float32).reshape(shape)
 
 
-def _percentile_levels(
-    channel: np.ndarray, low: float, high: float, *, scratch: bool = False
-) -> tuple[float, float]:
-    """The low and high percentiles (numpy's linear method) of one channel over the whole image.
+def _sampled_percentile_bounds(values: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (low, high) percentiles of (H, W, C) values, estimated on a strided subsample.
 
-    8- and 16-bit images, the usual microscopy data, are counted into a histogram a slab of rows at a
-    time: exact, and no image-sized copy. Other data is partitioned, in place when `scratch` says the
-    array may be reordered, else in one copy. NaNs are ignored.
+    Used when segstudio.core.images.percentile_bounds is not present; same rules: about a million
+    sampled pixels, non-finite values ignored, and a channel whose two percentiles coincide uses its
+    minimum and maximum instead.
     """
-    if channel.dtype.kind in "bui" and channel.dtype.itemsize <= 2:
-        return _histogram_percentiles(channel, low, high)
-    if channel.dtype.kind == "f" and np.isnan(channel).any():
-        lo, hi = np.nanpercentile(channel, [low, high])
-    else:
-        values = channel if scratch else np.array(channel, order="C", copy=True)
-        lo, hi = np.percentile(values.reshape(-1), [low, high], overwrite_input=True)
-    return float(lo), float(hi)
-
-
-def _histogram_percentiles(channel: np.ndarray, low: float, high: float) -> tuple[float, float]:
-    if channel.dtype.kind == "b":
-        channel = channel.view(np.uint8)
-    smallest = int(np.iinfo(channel.dtype).min)
-    bins = 1 << (8 * channel.dtype.itemsize)
-    counts = np.zeros(bins, np.int64)
-    # bincount widens its input to int64: slabs keep that copy small whatever the image size.
-    slab = max(1, (1 << 16) // max(1, channel.shape[1]))
-    for start in range(0, channel.shape[0], slab):
-        values = channel[start : start + slab].reshape(-1)
-        if smallest:
-            values = values.astype(np.int32) - smallest
-        counts += np.bincount(values, minlength=bins)
-    cumulative = np.cumsum(counts)
-    last = int(cumulative[-1]) - 1
-
-    def percentile(q: float) -> float:
-        position = q / 100.0 * last
-        below = math.floor(position)
-        above = min(below + 1, last)
-        # The k-th smallest value is the first bin whose cumulative count exceeds k.
-        v0, v1 = np.searchsorted(cumulative, [below, above], side="right")
-        return float(v0 + (v1 - v0) * (position - below)) + smallest
-
-    return percentile(low), percentile(high)
+    step = max(1, math.ceil(math.sqrt(values.shape[0] * values.shape[1] / 1_000_000)))
+    sample = values[::step, ::step].reshape(-1, values.shape[2]).astype(np.float64)
+    sample[~np.isfinite(sample)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels become 0..1 below
+        lo, hi = np.nanpercentile(sample, [low, high], axis=0)
+        flat = ~(hi > lo)
+        if flat.any():
+            lo = np.where(flat, np.nanmin(sample, axis=0), lo)
+            hi = np.where(flat, np.nanmax(sample, axis=0), hi)
+    return np.nan_to_num(lo, nan=0.0), np.nan_to_num(hi, nan=1.0)
 
 
 def prepare_input(pixels: np.ndarray, in_channels: int, normalisation: Mapping[str, Any] | None) -> np.ndarray:
