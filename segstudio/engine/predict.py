@@ -1,0 +1,576 @@
+"""Sliding-window inference for images of any size, with bounded memory and an out-of-memory fallback.
+
+The image is cut into overlapping tiles that run through the network in batches. Each tile's class
+probabilities are weighted by a smooth window (high in the middle, small but never zero at the edges,
+where a convolution sees padding instead of image) and summed; dividing by the summed weights blends
+the tiles. Only a band of rows one tile-row high is kept as float32 sums: rows are turned into labels,
+confidence and uncertainty as soon as no later tile can touch them. So host memory grows with the
+image only through the small per-pixel outputs, and the device only ever holds a batch of tiles.
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+try:  # the levels the rest of the program uses for display and for training input
+    from segstudio.core.images import percentile_bounds
+except ImportError:
+    percentile_bounds = None
+
+from segstudio.engine.devices import amp_dtype, device_label, pick_device, place_model, uses_channels_last
+
+DEFAULT_NORMALISATION = {"kind": "percentile", "low": 1.0, "high": 99.8}
+
+# Below this the network sees too little context per tile for its predictions to be worth having.
+_MIN_FALLBACK_TILE = 64
+# Floor of the blending window, so pixels seen only by a tile's corner still get a usable weight.
+_MIN_WINDOW_WEIGHT = 1e-6
+
+ProgressCallback = Callable[[int, int], None]
+CancelCallback = Callable[[], bool]
+
+
+class PredictionCancelled(Exception):
+    """The caller asked to stop; nothing was produced, so it keeps its previous mask."""
+
+
+@dataclass
+class PredictSettings:
+    tile: int = 512
+    overlap: float = 0.25
+    batch: int = 4
+    device: str = "auto"
+    amp: bool = True
+    # Tile sizes and positions are multiples of this, the total stride of the usual networks, so every
+    # tile meets the same pooling grid as a whole-image pass would (and odd sizes pad cleanly).
+    align: int = 32
+    # Gaussian blending window: sigma as a fraction of the tile side (MONAI and nnU-Net use 1/8).
+    sigma_scale: float = 0.125
+
+    def validate(self) -> None:
+        if int(self.tile) < 1:
+            raise ValueError(f"tile must be at least 1 pixel, got {self.tile}")
+        if not 0.0 <= float(self.overlap) < 1.0:
+            raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
+        if int(self.batch) < 1:
+            raise ValueError(f"batch must be at least 1, got {self.batch}")
+        if int(self.align) < 1:
+            raise ValueError(f"align must be at least 1, got {self.align}")
+        if not float(self.sigma_scale) > 0.0:
+            raise ValueError(f"sigma_scale must be positive, got {self.sigma_scale}")
+
+
+@dataclass
+class PredictResult:
+    labels: np.ndarray  # (H, W) uint8, or uint16 when a class id exceeds 255
+    confidence: np.ndarray  # (H, W) float16: probability of the chosen class
+    uncertainty: np.ndarray  # (H, W) float16: entropy of the class probabilities / log(num classes), in [0, 1]
+    notes: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    tiles: int = 0
+
+
+# --- tiling -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TilePlan:
+    """Where the tiles go. Coordinates are in the padded frame: rows/columns past the image are mirrored."""
+
+    height: int
+    width: int
+    tile_h: int
+    tile_w: int
+    padded_h: int
+    padded_w: int
+    rows: tuple[int, ...]  # tile top edges
+    cols: tuple[int, ...]  # tile left edges
+
+    @property
+    def origins(self) -> list[tuple[int, int]]:
+        """(y, x) of every tile, row by row: the order tiles run in, which the band blending relies on."""
+        return [(y, x) for y in self.rows for x in self.cols]
+
+    @property
+    def count(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def source_index(self, y: int, x: int) -> tuple[slice | np.ndarray, slice | np.ndarray]:
+        """Row and column indices into the image for the tile at (y, x), mirrored past the image edge."""
+        return _axis_index(y, self.tile_h, self.height), _axis_index(x, self.tile_w, self.width)
+
+
+def plan_tiles(height: int, width: int, tile: int = 512, overlap: float = 0.25, align: int = 32) -> TilePlan:
+    """Tile layout for an image. An image that fits in one tile gets one tile, padded up to `align`."""
+    if height < 1 or width < 1:
+        raise ValueError(f"cannot predict an empty image ({height}x{width})")
+    align = max(1, int(align))
+    tile = max(align, int(tile) // align * align)
+    tile_h, padded_h, rows = _plan_axis(height, tile, overlap, align)
+    tile_w, padded_w, cols = _plan_axis(width, tile, overlap, align)
+    return TilePlan(height, width, tile_h, tile_w, padded_h, padded_w, tuple(rows), tuple(cols))
+
+
+def _plan_axis(length: int, tile: int, overlap: float, align: int) -> tuple[int, int, list[int]]:
+    padded = _ceil_to(length, align)
+    if padded <= tile:
+        return padded, padded, [0]
+    step = tile - int(round(tile * overlap))
+    # Rounding the step down only adds overlap, never a gap.
+    step = max(align, step // align * align)
+    starts = list(range(0, padded - tile, step))
+    starts.append(padded - tile)
+    return tile, padded, starts
+
+
+def _ceil_to(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _axis_index(start: int, size: int, length: int) -> slice | np.ndarray:
+    if start + size <= length:
+        return slice(start, start + size)
+    index = np.arange(start, start + size)
+    if length == 1:
+        return np.zeros_like(index)
+    # Mirror without repeating the edge pixel (numpy's "reflect"), folding again for very short images.
+    period = 2 * (length - 1)
+    index %= period
+    return np.where(index < length, index, period - index)
+
+
+def blending_window(tile_h: int, tile_w: int, sigma_scale: float = 0.125) -> np.ndarray:
+    """Separable Gaussian tile weight, 1 in the middle and small but never zero at the edges."""
+
+    def axis(n: int) -> np.ndarray:
+        offsets = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+        sigma = max(sigma_scale * n, 1e-6)
+        return np.exp(-0.5 * (offsets / sigma) ** 2)
+
+    window = np.outer(axis(tile_h), axis(tile_w))
+    window /= window.max()
+    return np.maximum(window, _MIN_WINDOW_WEIGHT).astype(np.float32)
+
+
+# --- input preparation ---------------------------------------------------------------------------
+class ModelInput:
+    """The image as the network sees it, cut out region by region.
+
+    The channel mapping and the normalisation levels are fixed once for the whole image, so every tile is
+    scaled alike (per-tile percentiles would make a dim tile look as bright as a bright one) and no
+    full-size float copy of the image is ever made.
+    """
+
+    def __init__(self, pixels: np.ndarray, in_channels: int, normalisation: Mapping[str, Any] | None):
+        pixels = np.asarray(pixels)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        if pixels.ndim != 3:
+            raise ValueError(f"expected an image of shape (H, W, C), got {pixels.shape}")
+        height, width, channels = pixels.shape
+        if height < 1 or width < 1 or channels < 1:
+            raise ValueError(f"cannot predict an empty image of shape {pixels.shape}")
+        in_channels = int(in_channels)
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be at least 1, got {in_channels}")
+        if pixels.dtype.kind not in "biuf":
+            raise ValueError(f"cannot use {pixels.dtype} pixels as network input")
+
+        colour_to_grey = in_channels == 1 and channels in (3, 4)
+        if channels == in_channels or (channels > in_channels and not colour_to_grey):
+            self._mode, self._source_channels = "select", in_channels
+        elif channels == 1:
+            self._mode, self._source_channels = "repeat", 1
+        elif in_channels == 1:
+            # Colour (RGB, or RGBA whose alpha says nothing about the sample) to grey.
+            self._mode, self._source_channels = "grey", 1
+        else:
+            raise ValueError(f"the model expects {in_channels} channels but the image has {channels}")
+        self.pixels = pixels
+        self.in_channels = in_channels
+        self.height, self.width = height, width
+        self._float_source = pixels.dtype.kind == "f"
+        self._offset, self._scale = self._levels(dict(normalisation or {"kind": "none"}))
+
+    def region(self, rows: slice | np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
+        """float32 (in_channels, h, w) network input for the given image rows and columns."""
+        block = self.pixels[rows][:, cols]
+        values = self._map_channels(block)
+        if self._offset is not None:
+            values -= self._offset
+            values /= self._scale
+            if self._float_source:
+                np.nan_to_num(values, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+            np.clip(values, 0.0, 1.0, out=values)
+        elif self._float_source:
+            np.nan_to_num(values, copy=False, nan=0.0)
+        if self._mode == "repeat" and self.in_channels > 1:
+            values = np.repeat(values, self.in_channels, axis=0)
+        return values
+
+    def _map_channels(self, block: np.ndarray) -> np.ndarray:
+        if self._mode == "grey":
+            return block[..., :3].mean(axis=-1, dtype=np.float32)[None]
+        picked = block[..., : self._source_channels]
+        return np.ascontiguousarray(np.moveaxis(picked, -1, 0), dtype=np.float32)
+
+    def _levels(self, normalisation: dict) -> tuple[np.ndarray | None, np.ndarray | None]:
+        kind = normalisation.get("kind", "none")
+        if kind == "none":
+            return None, None
+        if kind != "percentile":
+            raise ValueError(f"unknown normalisation kind {kind!r} (expected 'percentile' or 'none')")
+        low = float(normalisation.get("low", DEFAULT_NORMALISATION["low"]))
+        high = float(normalisation.get("high", DEFAULT_NORMALISATION["high"]))
+        if not 0.0 <= low < high <= 100.0:
+            raise ValueError(f"percentile normalisation needs 0 <= low < high <= 100, got {low}, {high}")
+        if self._mode == "grey":
+            values = np.moveaxis(self._map_channels(self.pixels), 0, -1)
+        else:
+            values = self.pixels[..., : self._source_channels]
+        bounds = percentile_bounds or _sampled_percentile_bounds
+        lo, hi = (np.asarray(v, np.float64).reshape(-1) for v in bounds(values, low, high))
+        # A constant channel has no contrast to stretch: keep its offset from the level unscaled.
+        scale = np.where(hi > lo, hi - lo, 1.0)
+        shape = (self._source_channels, 1, 1)
+        return lo.astype(np.float32).reshape(shape), scale.astype(np.float32).reshape(shape)
+
+
+def _sampled_percentile_bounds(values: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (low, high) percentiles of (H, W, C) values, estimated on a strided subsample.
+
+    Used when segstudio.core.images.percentile_bounds is not present; same rules: about a million
+    sampled pixels, non-finite values ignored, and a channel whose two percentiles coincide uses its
+    minimum and maximum instead.
+    """
+    step = max(1, math.ceil(math.sqrt(values.shape[0] * values.shape[1] / 1_000_000)))
+    sample = values[::step, ::step].reshape(-1, values.shape[2]).astype(np.float64)
+    sample[~np.isfinite(sample)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels become 0..1 below
+        lo, hi = np.nanpercentile(sample, [low, high], axis=0)
+        flat = ~(hi > lo)
+        if flat.any():
+            lo = np.where(flat, np.nanmin(sample, axis=0), lo)
+            hi = np.where(flat, np.nanmax(sample, axis=0), hi)
+    return np.nan_to_num(lo, nan=0.0), np.nan_to_num(hi, nan=1.0)
+
+
+def prepare_input(pixels: np.ndarray, in_channels: int, normalisation: Mapping[str, Any] | None) -> np.ndarray:
+    """Whole image as float32 (in_channels, H, W) network input.
+
+    Grey images are repeated when the model wants more channels; colour becomes grey (channel mean) for
+    one-channel models; extra channels beyond the model's are dropped. Normalisation is
+    {"kind": "percentile", "low": 1.0, "high": 99.8} (per channel, clipped to [0, 1]) or {"kind": "none"}.
+    """
+    source = ModelInput(pixels, in_channels, normalisation)
+    return source.region(slice(None), slice(None))
+
+
+# --- blending -------------------------------------------------------------------------------------
+class _BandBlender:
+    """Weighted sums for a band of rows; rows leave the band once no later tile can reach them."""
+
+    def __init__(self, plan: TilePlan, band_h: int, window: np.ndarray):
+        self.plan = plan
+        self.window = window
+        self.sums: np.ndarray | None = None  # (classes, band_h, padded_w), made when the class count is known
+        self.weights = np.zeros((band_h, plan.padded_w), np.float32)
+        self.top = 0  # padded-frame row held in band row 0
+
+    def add(self, y: int, x: int, weighted_probs: np.ndarray) -> None:
+        if self.sums is None:
+            shape = (weighted_probs.shape[0], *self.weights.shape)
+            self.sums = np.zeros(shape, np.float32)
+        r = y - self.top
+        self.sums[:, r : r + self.plan.tile_h, x : x + self.plan.tile_w] += weighted_probs
+        self.weights[r : r + self.plan.tile_h, x : x + self.plan.tile_w] += self.window
+
+    def release_until(self, row: int) -> tuple[int, np.ndarray] | None:
+        """Finish rows [top, row): their blended probabilities (classes, n, width), cropped to the image."""
+        count = row - self.top
+        if count <= 0:
+            return None
+        top = self.top
+        inside = min(count, self.plan.height - top)
+        finished = None
+        if inside > 0 and self.sums is not None:
+            w = self.plan.width
+            finished = (top, self.sums[:, :inside, :w] / self.weights[None, :inside, :w])
+        band_h = self.weights.shape[0]
+        if count >= band_h:
+            self.weights.fill(0.0)
+            if self.sums is not None:
+                self.sums.fill(0.0)
+        else:
+            self.weights[: band_h - count] = self.weights[count:]
+            self.weights[band_h - count :] = 0.0
+            if self.sums is not None:
+                self.sums[:, : band_h - count] = self.sums[:, count:]
+                self.sums[:, band_h - count :] = 0.0
+        self.top = row
+        return finished
+
+
+def _band_height(plan: TilePlan, batches: list[list[tuple[int, int]]]) -> int:
+    """Rows a batch can reach beyond the first row still open when it lands."""
+    return max(batch[-1][0] + plan.tile_h - batch[0][0] for batch in batches)
+
+
+def _summarise_into(probs: np.ndarray, lut: np.ndarray | None, labels, confidence, uncertainty) -> None:
+    best = probs.argmax(axis=0)
+    labels[...] = lut[best] if lut is not None else best
+    confidence[...] = probs.max(axis=0)
+    classes = probs.shape[0]
+    if classes < 2:
+        uncertainty[...] = 0.0
+        return
+    entropy = -(probs * np.log(np.maximum(probs, 1e-12))).sum(axis=0)
+    entropy /= math.log(classes)
+    np.clip(entropy, 0.0, 1.0, out=entropy)
+    uncertainty[...] = entropy
+
+
+# --- the predictor --------------------------------------------------------------------------------
+class Predictor:
+    """A model kept on its device between calls, predicting masks for whole images."""
+
+    def __init__(self, model: nn.Module, meta: Any = None, device: str | torch.device = "auto"):
+        self.device = pick_device(device)
+        self.model = place_model(model, self.device)
+        self.meta = meta
+        self.in_channels = int(getattr(meta, "in_channels", 0) or _infer_in_channels(model))
+        self.normalisation = dict(getattr(meta, "normalisation", None) or DEFAULT_NORMALISATION)
+        classes = getattr(meta, "classes", None) or []
+        self.class_ids = [int(c["id"]) for c in classes] or None
+
+    @property
+    def device_label(self) -> str:
+        return device_label(self.device)
+
+    def to(self, device: str | torch.device) -> None:
+        """Move the model to another device and keep it there for later calls."""
+        self.device = pick_device(device)
+        self.model = place_model(self.model, self.device)
+
+    def predict(
+        self,
+        pixels: np.ndarray,
+        settings: PredictSettings | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> PredictResult:
+        """Labels, confidence and uncertainty for an (H, W, C) image.
+
+        progress(done_tiles, total_tiles) is called after each batch; cancel() is asked before each batch
+        and returning True raises PredictionCancelled. When the device runs out of memory the image is
+        run again with half the batch, then smaller tiles, then on the CPU; result.notes says what happened.
+        """
+        settings = settings or PredictSettings()
+        settings.validate()
+        self._follow_device_setting(settings)
+        source = ModelInput(pixels, self.in_channels, self.normalisation)
+        notes: list[str] = []
+        tile, batch, device = _aligned_tile(settings), int(settings.batch), self.device
+        if tile != settings.tile:
+            notes.append(f"Tile size {settings.tile} rounded to {tile}, a multiple of {settings.align}.")
+        while True:
+            plan = plan_tiles(source.height, source.width, tile, settings.overlap, settings.align)
+            try:
+                return self._predict_once(source, plan, batch, device, settings, progress, cancel, notes)
+            except RuntimeError as error:  # torch.cuda.OutOfMemoryError is one
+                if not _is_out_of_memory(error):
+                    raise
+                fallback = self._fallback(plan, batch, device, settings)
+                if fallback is None:
+                    notes.append(f"Out of memory on {device} even with {tile} px tiles in batches of {batch}.")
+                    raise
+                notes.append(
+                    f"Out of memory on {device} with {tile} px tiles in batches of {batch}; "
+                    f"retried with {fallback[0]} px tiles in batches of {fallback[1]} on {fallback[2]}."
+                )
+                tile, batch, device = fallback
+            # Out of the except block the failed attempt's tensors are unreachable and can be freed.
+            _release_cached_memory(self.device)
+
+    def iter_probabilities(
+        self,
+        pixels: np.ndarray,
+        settings: PredictSettings | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCallback | None = None,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Blended class probabilities band by band: yields (first_row, float32 (classes, rows, W)).
+
+        Bands come top to bottom and cover the image once, so a caller can stream per-class probability
+        maps of a huge image to disk. There is no out-of-memory fallback here; predict() has one.
+        """
+        settings = settings or PredictSettings()
+        settings.validate()
+        self._follow_device_setting(settings)
+        source = ModelInput(pixels, self.in_channels, self.normalisation)
+        plan = plan_tiles(source.height, source.width, settings.tile, settings.overlap, settings.align)
+        yield from self._probability_bands(self.model, source, plan, settings.batch, self.device, settings,
+                                           progress, cancel)
+
+    # --- internals --------------------------------------------------------------------------------
+    def _follow_device_setting(self, settings: PredictSettings) -> None:
+        if settings.device and str(settings.device).lower() != "auto":
+            wanted = pick_device(settings.device)
+            if wanted != self.device:
+                self.to(wanted)
+
+    def _fallback(self, plan: TilePlan, batch: int, device: torch.device, settings: PredictSettings):
+        """Next (tile, batch, device) to try after running out of memory, or None when nothing is left."""
+        tile = max(plan.tile_h, plan.tile_w)
+        if batch > 1:
+            return tile, batch // 2, device
+        smaller = tile // 2 // settings.align * settings.align
+        if smaller >= max(_MIN_FALLBACK_TILE, settings.align):
+            return smaller, 1, device
+        if device.type != "cpu":
+            # Host memory is plentiful next to a GPU's: go back to the sizes the caller asked for.
+            return _aligned_tile(settings), int(settings.batch), torch.device("cpu")
+        return None
+
+    def _predict_once(self, source, plan, batch, device, settings, progress, cancel, notes) -> PredictResult:
+        model = self.model
+        if device != self.device:
+            model = place_model(self.model, device)
+        try:
+            labels = confidence = uncertainty = lut = None
+            for row, probs in self._probability_bands(model, source, plan, batch, device, settings, progress,
+                                                      cancel):
+                if labels is None:
+                    lut = self._label_lut(probs.shape[0], notes)
+                    largest_id = int(lut.max()) if lut is not None else probs.shape[0] - 1
+                    dtype = np.uint8 if largest_id <= 255 else np.uint16
+                    labels = np.zeros((source.height, source.width), dtype)
+                    confidence = np.zeros((source.height, source.width), np.float16)
+                    uncertainty = np.zeros((source.height, source.width), np.float16)
+                rows = slice(row, row + probs.shape[1])
+                _summarise_into(probs, lut, labels[rows], confidence[rows], uncertainty[rows])
+        finally:
+            if device != self.device:
+                place_model(self.model, self.device)
+        return PredictResult(labels, confidence, uncertainty, notes, str(device), plan.count)
+
+    def _label_lut(self, classes: int, notes: list[str]) -> np.ndarray | None:
+        """Output channel -> class id, when the model's metadata names the classes."""
+        if not self.class_ids:
+            return None
+        if len(self.class_ids) != classes:
+            notes.append(
+                f"The model has {classes} outputs but its metadata lists {len(self.class_ids)} classes; "
+                "labels are output indices."
+            )
+            return None
+        return np.asarray(self.class_ids, dtype=np.int64)
+
+    def _probability_bands(self, model, source, plan, batch_size, device, settings, progress, cancel):
+        window = blending_window(plan.tile_h, plan.tile_w, settings.sigma_scale)
+        window_on_device = torch.from_numpy(window).to(device)
+        origins = plan.origins
+        batches = [origins[i : i + batch_size] for i in range(0, len(origins), batch_size)]
+        blender = _BandBlender(plan, _band_height(plan, batches), window)
+        total, done = len(origins), 0
+        precision = amp_dtype(device) if settings.amp else None
+
+        # One batch stays in flight: on a GPU the host blends batch k-1 while batch k computes.
+        in_flight = None
+        for batch in batches + [None]:
+            launched = None
+            if batch is not None:
+                if cancel is not None and cancel():
+                    raise PredictionCancelled()
+                tiles = np.stack([source.region(*plan.source_index(y, x)) for y, x in batch])
+                launched = (batch, self._launch(model, tiles, device, window_on_device, precision))
+            if in_flight is not None:
+                finished_batch, pending = in_flight
+                released = blender.release_until(finished_batch[0][0])
+                if released is not None:
+                    yield released
+                weighted = pending()
+                for (y, x), tile_probs in zip(finished_batch, weighted):
+                    blender.add(y, x, tile_probs)
+                done += len(finished_batch)
+                if progress is not None:
+                    progress(done, total)
+            in_flight = launched
+        released = blender.release_until(plan.padded_h)
+        if released is not None:
+            yield released
+
+    @staticmethod
+    def _launch(model, tiles: np.ndarray, device, window, precision) -> Callable[[], np.ndarray]:
+        """Start a batch; the returned callable waits for it and gives window-weighted probabilities."""
+        x = torch.from_numpy(tiles)
+        if device.type != "cpu":
+            x = x.to(device, non_blocking=True)
+        if uses_channels_last(device):
+            x = x.contiguous(memory_format=torch.channels_last)
+        autocast = (torch.autocast(device.type, dtype=precision) if precision is not None
+                    else contextlib.nullcontext())
+        with torch.inference_mode(), autocast:
+            logits = model(x)
+        if logits.ndim != 4 or logits.shape[0] != x.shape[0] or logits.shape[-2:] != x.shape[-2:]:
+            raise ValueError(
+                f"the model returned {tuple(logits.shape)} for tiles of {tuple(x.shape)}; expected "
+                "(N, classes, H, W) at the input size"
+            )
+        with torch.inference_mode():
+            logits = logits.float()
+            if logits.shape[1] == 1:  # a single logit is a foreground score
+                foreground = torch.sigmoid(logits)
+                probs = torch.cat([1.0 - foreground, foreground], dim=1)
+            else:
+                probs = torch.softmax(logits, dim=1)
+            probs *= window
+            if device.type == "cuda":
+                host = probs.to("cpu", non_blocking=True)  # lands in pinned memory, asynchronously
+                ready = torch.cuda.Event()
+                ready.record()
+
+                def wait() -> np.ndarray:
+                    ready.synchronize()
+                    return host.numpy()
+
+                return wait
+            host = probs.cpu().numpy()
+        return lambda: host
+
+
+def _aligned_tile(settings: PredictSettings) -> int:
+    align = int(settings.align)
+    return max(align, int(settings.tile) // align * align)
+
+
+def _infer_in_channels(model: nn.Module) -> int:
+    config = getattr(model, "config", None)
+    if isinstance(config, Mapping) and config.get("in_channels"):
+        return int(config["in_channels"])
+    for module in model.modules():
+        if isinstance(module, nn.modules.conv._ConvNd):
+            return int(module.in_channels)
+    raise ValueError("cannot tell how many input channels the model takes; pass its metadata")
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def _release_cached_memory(device: torch.device) -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if device.type == "mps" and mps is not None:
+        mps.empty_cache()

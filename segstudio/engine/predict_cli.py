@@ -1,0 +1,221 @@
+"""`segstudio predict`: index masks for image files and folders, headless.
+
+A file that cannot be read is reported with the reason and skipped; the rest are still predicted, and
+the exit status is 1 when anything failed so scripts notice.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterable, Sequence, TextIO
+
+import numpy as np
+
+from segstudio.engine.predict import PredictSettings, Predictor
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE = 0, 1, 2
+
+
+def run(args) -> int:
+    from segstudio.core.images import SUPPORTED_SUFFIXES, ImageReadError, read_image
+    from segstudio.models.library import ModelLibrary
+
+    err: TextIO = sys.stderr
+    settings = PredictSettings(tile=args.tile, overlap=args.overlap, batch=args.batch, device=args.device)
+    try:
+        settings.validate()
+        model, meta = ModelLibrary().load(args.model, device="cpu")
+        predictor = Predictor(model, meta, device=args.device)
+    except (ValueError, OSError) as error:  # unknown model, unreadable checkpoint, bad device or setting
+        print(f"segstudio predict: {error}", file=err)
+        return EXIT_UNUSABLE
+
+    files, missing = expand_inputs(args.inputs, SUPPORTED_SUFFIXES)
+    out_dir = Path(args.out)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"segstudio predict: cannot create output folder {out_dir}: {error}", file=err)
+        return EXIT_UNUSABLE
+    for path in missing:
+        print(f"error: {path}: no such file or folder", file=err)
+
+    total = len(files)
+    model_id = getattr(meta, "id", args.model)
+    if not args.quiet:
+        print(f"Predicting {total} image(s) with {model_id} on {predictor.device_label}", file=err)
+    bar = ProgressBar(err, total, enabled=not args.quiet)
+    stems = OutputNames()
+    failures = len(missing)
+    for index, path in enumerate(files, start=1):
+        bar.start_image(index, path.name)
+        try:
+            image = read_image(path)
+            result = predictor.predict(image.pixels, settings, progress=bar.update_tiles)
+        except ImageReadError as error:
+            bar.report(f"error: {error}")
+            failures += 1
+            continue
+        except (ValueError, RuntimeError, MemoryError) as error:
+            bar.report(f"error: {path}: prediction failed: {error}")
+            failures += 1
+            continue
+        stem = stems.claim(path)
+        mask_path = out_dir / f"{stem}_mask.png"
+        try:
+            _save_mask(mask_path, result.labels)
+            if args.confidence:
+                confidence = np.rint(result.confidence.astype(np.float32) * 255.0).astype(np.uint8)
+                _write_png(out_dir / f"{stem}_confidence.png", confidence)
+        except (OSError, ValueError) as error:
+            bar.report(f"error: {path}: cannot write {mask_path}: {error}")
+            failures += 1
+            continue
+        for note in result.notes:
+            bar.report(f"note: {path.name}: {note}")
+        bar.finish_image(f"{path.name} -> {mask_path.name} ({result.tiles} tiles)")
+
+    done = total - (failures - len(missing))
+    requested = total + len(missing)
+    print(f"{done} of {requested} image(s) predicted, {failures} failed; masks in {out_dir}", file=err)
+    return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike], suffixes: Sequence[str]) -> tuple[list[Path], list[Path]]:
+    """Files named directly, plus the supported images directly inside named folders (sorted by name).
+
+    Returns (files, missing). A file named directly is kept whatever its suffix, so that a wrong file
+    gets a reason from the image reader rather than being silently ignored.
+    """
+    wanted = {s.lower() for s in suffixes}
+    files: list[Path] = []
+    missing: list[Path] = []
+    seen: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in wanted)
+        elif path.exists():
+            found = [path]
+        else:
+            missing.append(path)
+            continue
+        for file in found:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(file)
+    return files, missing
+
+
+class OutputNames:
+    """Output stems that do not collide: a.png and a.tif (or two folders' a.png) get distinct masks."""
+
+    def __init__(self):
+        self._used: set[str] = set()
+
+    def claim(self, path: Path) -> str:
+        candidate = path.stem
+        if candidate.lower() in self._used and path.suffix:
+            candidate = path.name
+        number = 2
+        while candidate.lower() in self._used:
+            candidate = f"{path.stem}-{number}"
+            number += 1
+        self._used.add(candidate.lower())
+        return candidate
+
+
+class ProgressBar:
+    """Text progress on a stream: tiles of the current image and images done.
+
+    On a terminal the line redraws in place; in a log (not a terminal) each image gets one line when it
+    finishes, so logs are not filled with carriage returns.
+    """
+
+    def __init__(self, stream: TextIO, total_images: int, *, enabled: bool = True,
+                 interactive: bool | None = None, width: int = 24):
+        self.stream = stream
+        self.total_images = total_images
+        self.enabled = enabled
+        self.interactive = stream.isatty() if interactive is None else interactive
+        self.width = width
+        self._index = 0
+        self._name = ""
+        self._drawn = 0
+        self._started = 0.0
+
+    def start_image(self, index: int, name: str) -> None:
+        self._index, self._name = index, name
+        self._started = time.monotonic()
+        self.update_tiles(0, 0)
+
+    def update_tiles(self, done: int, total: int) -> None:
+        if not (self.enabled and self.interactive):
+            return
+        filled = self.width * done // total if total else 0
+        bar = "#" * filled + "-" * (self.width - filled)
+        tiles = f"{done}/{total} tiles" if total else "reading"
+        self._draw(f"[{self._index}/{self.total_images}] {self._name} [{bar}] {tiles}")
+
+    def report(self, line: str) -> None:
+        """A message that must stay visible (errors, notes), shown even when the bar is off."""
+        self._clear()
+        print(line, file=self.stream)
+
+    def finish_image(self, summary: str) -> None:
+        if not self.enabled:
+            return
+        self._clear()
+        seconds = time.monotonic() - self._started
+        print(f"[{self._index}/{self.total_images}] {summary} in {seconds:.1f} s", file=self.stream)
+
+    def _draw(self, text: str) -> None:
+        padding = " " * max(0, self._drawn - len(text))
+        self.stream.write("\r" + text + padding)
+        self.stream.flush()
+        self._drawn = len(text)
+
+    def _clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r" + " " * self._drawn + "\r")
+            self._drawn = 0
+
+
+def _save_mask(path: Path, labels: np.ndarray) -> None:
+    try:
+        from segstudio.core.storage import save_mask_png
+    except ImportError:
+        _write_png(path, labels)
+    else:
+        save_mask_png(path, labels)
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    import cv2
+
+    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
+    if not ok:
+        raise ValueError(f"the PNG encoder refused a {pixels.dtype} array of shape {pixels.shape}")
+    try:
+        from segstudio.core.storage import atomic_write_bytes
+    except ImportError:
+        atomic_write_bytes = _replace_file
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside the target, then rename it over the target."""
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
