@@ -213,6 +213,18 @@ def test_new_family_name_and_no_val_split_holds_out_by_hash(tmp_path):
     assert result.child_metrics["images"] == start["val_images"]
 
 
+def test_large_validation_images_go_through_the_predictor_with_the_same_scores(blobs):
+    _require("segstudio.engine.predict")
+    base, data = blobs
+    direct = fine_tune(quick_config(base, data, steps=20))
+    tiled = fine_tune(quick_config(base, data, steps=20, val_whole_max_pixels=0))  # every image "large"
+    assert tiled.child_metrics["loss"] is None and direct.child_metrics["loss"] is not None
+    assert tiled.child_metrics["images"] == direct.child_metrics["images"] > 0
+    for which in ("parent_metrics", "child_metrics"):
+        a, b = getattr(direct, which), getattr(tiled, which)
+        assert a["mean_iou"] == pytest.approx(b["mean_iou"], abs=0.02), which
+
+
 def test_holdout_is_deterministic_and_about_a_fifth():
     ids = [hashlib.sha256(str(i).encode()).hexdigest()[:16] for i in range(500)]
     held = holdout_split(ids)
