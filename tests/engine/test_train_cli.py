@@ -1,0 +1,155 @@
+"""`segstudio train`: the JSON-lines stream the window reads, exit codes, and what signals leave behind."""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.engine.test_train import (
+    active_id,
+    assert_library_unchanged,
+    library_snapshot,
+    requires_contract,
+    save_base_model,
+    write_dataset,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _common_args(base: str, data: Path) -> list[str]:
+    return ["--model", base, "--data", str(data), "--batch", "4", "--crop", "48", "--device", "cpu",
+            "--lr", "0.01", "--workers", "0"]
+
+
+@pytest.fixture
+def blobs(tmp_path):
+    requires_contract()
+    return save_base_model(), write_dataset(tmp_path / "data")
+
+
+def test_jsonl_stream_is_one_json_event_per_line(blobs, capsys):
+    from segstudio.cli import main
+
+    base, data = blobs
+    code = main(["train", *_common_args(base, data), "--steps", "6", "--progress", "jsonl"])
+    out = capsys.readouterr().out
+    events = [json.loads(line) for line in out.splitlines()]  # every line parses
+    assert code == 0
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "step" in kinds and "epoch" in kinds
+    assert events[-1]["version"] == "blobs/v2" and events[-1]["promoted"] is True
+    last_step = [e for e in events if e["event"] == "step"][-1]
+    assert last_step["step"] == last_step["steps"] == 6
+    assert active_id() == "blobs/v2"
+
+
+def test_failure_exits_1_with_an_error_event(blobs, capsys):
+    from segstudio.cli import main
+
+    _, data = blobs
+    before = library_snapshot()
+    code = main(["train", *_common_args("missing-model", data), "--steps", "2", "--progress", "jsonl"])
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    assert code == 1
+    assert events[-1]["event"] == "error" and "missing-model" in events[-1]["message"]
+    assert "missing-model" in captured.err
+    assert_library_unchanged(before)
+
+
+def test_bar_mode_reports_the_saved_version(blobs, capsys):
+    from segstudio.cli import main
+
+    base, data = blobs
+    code = main(["train", *_common_args(base, data), "--epochs", "2", "--progress", "bar", "--name", "other"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "saved other/v1" in captured.out
+    assert "epoch 2" in captured.err
+
+
+def test_arguments_map_onto_the_config():
+    import argparse
+
+    from segstudio.engine.train_cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--model", "m/v1", "--data", "a", "--data", "b", "--steps", "7", "--lr", "0.5",
+                              "--batch", "3", "--crop", "96", "--freeze-encoder", "--no-augment",
+                              "--hand-weight", "5", "--seed", "9", "--name", "n", "--force-promote"])
+    config = config_from_args(args)
+    assert (config.base, list(config.data), config.steps, config.lr, config.batch_size, config.crop) == \
+        ("m/v1", ["a", "b"], 7, 0.5, 3, 96)
+    assert config.freeze_encoder and not config.augment and config.force_promote
+    assert (config.hand_weight, config.seed, config.name) == (5.0, 9, "n")
+    with pytest.raises(SystemExit):  # --epochs and --steps are alternatives
+        parser.parse_args(["--model", "m", "--data", "a", "--epochs", "2", "--steps", "3"])
+
+
+# --- as a child process, the way the window runs it ------------------------------------------------
+class _Child:
+    def __init__(self, args: list[str], stderr_path: Path):
+        env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+        self._stderr = open(stderr_path, "w")
+        self.stderr_path = stderr_path
+        self.proc = subprocess.Popen([sys.executable, "-m", "segstudio", "train", *args, "--progress", "jsonl"],
+                                     cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        self.lines: queue.Queue = queue.Queue()
+        self.events: list[dict] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, kind: str, timeout: float = 120.0) -> dict:
+        while True:
+            line = self.lines.get(timeout=timeout)
+            if line is None:
+                raise AssertionError(f"child ended before a {kind!r} event:\n" + self.stderr_path.read_text())
+            event = json.loads(line)
+            self.events.append(event)
+            if event["event"] == kind:
+                return event
+
+    def finish(self, timeout: float = 120.0) -> int:
+        code = self.proc.wait(timeout=timeout)
+        while (line := self.lines.get(timeout=timeout)) is not None:
+            self.events.append(json.loads(line))
+        self._stderr.close()
+        return code
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_cleanly_with_exit_130(blobs, tmp_path):
+    base, data = blobs
+    before = library_snapshot()
+    child = _Child([*_common_args(base, data), "--steps", "100000"], tmp_path / "stderr.txt")
+    child.wait_for("step")
+    child.proc.send_signal(signal.SIGTERM)
+    assert child.finish() == 130
+    assert child.events[-1]["event"] == "cancelled"
+    assert_library_unchanged(before)
+    assert active_id() == base
+
+
+@pytest.mark.slow
+def test_killed_child_leaves_library_as_it_was(blobs, tmp_path):
+    base, data = blobs
+    before = library_snapshot()
+    child = _Child([*_common_args(base, data), "--steps", "100000"], tmp_path / "stderr.txt")
+    child.wait_for("step")
+    child.proc.kill()
+    assert child.finish() == -signal.SIGKILL
+    assert_library_unchanged(before)  # no new version, no temp file, settings untouched
+    assert active_id() == base
