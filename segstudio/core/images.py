@@ -536,8 +536,10 @@ def _tiff_layouts(tif: tifffile.TiffFile) -> list[_TiffLayout]:
         while covered < len(series) and grid_ndim < len(shape):
             covered *= shape[grid_ndim]
             grid_ndim += 1
-        if covered != len(series) or series.is_truncated:
-            raise _Corrupt(f"TIFF series {index} has a page layout that cannot be read page by page")
+        if series.is_truncated:  # ImageJ writes stacks over 4 GB with a single page directory
+            raise _Unsupported("ImageJ hyperstacks larger than 4 GB are not supported")
+        if covered != len(series):
+            raise _Unsupported(f"TIFF series {index} stores its pages in a layout that is not supported")
         y, x, c = _image_axes(shape, axes)
         page_axes = tuple(i for i, size in enumerate(shape) if size > 1 and i not in (y, x, c))
         layouts.append(_TiffLayout(index, shape, grid_ndim, y, x, c, page_axes, _tiff_channel_names(series, c, shape)))
@@ -603,7 +605,7 @@ def _tiff_meta(path: Path, tif: tifffile.TiffFile, layout: _TiffLayout, layouts:
 
 def _tiff_output_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.kind == "c":
-        raise _Corrupt("complex-valued pixels are not supported")
+        raise _Unsupported("complex-valued pixels are not supported")
     return np.dtype(np.uint8) if dtype == bool else np.dtype(dtype)
 
 
@@ -725,16 +727,23 @@ def percentile_bounds(pixels: np.ndarray, low: float = 1.0, high: float = 99.8, 
         array = array[:, :, np.newaxis]
     if array.ndim != 3:
         raise ValueError(f"expected (H, W) or (H, W, C) pixels, got shape {array.shape}")
-    sample = _strided_sample(array).reshape(-1, array.shape[2] if per_channel else 1).astype(np.float64)
-    sample[~np.isfinite(sample)] = np.nan
+    sample = _strided_sample(array).reshape(-1, array.shape[2] if per_channel else 1)
+    if sample.dtype.kind == "f":
+        sample = sample.astype(np.float64)
+        sample[~np.isfinite(sample)] = np.nan
+        percentile, minimum, maximum = np.nanpercentile, np.nanmin, np.nanmax
+    else:  # integers hold no NaN, and the plain functions are several times faster
+        sample = sample.astype(np.int64) if sample.dtype == bool else sample
+        percentile, minimum, maximum = np.percentile, np.min, np.max
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN channels are handled below
-        lo, hi = np.nanpercentile(sample, [low, high], axis=0)
+        lo, hi = percentile(sample, [low, high], axis=0)
         flat = ~(hi > lo)
         if flat.any():
-            lo = np.where(flat, np.nanmin(sample, axis=0), lo)
-            hi = np.where(flat, np.nanmax(sample, axis=0), hi)
-    lo, hi = np.nan_to_num(lo, nan=0.0), np.nan_to_num(hi, nan=1.0)
+            lo = np.where(flat, minimum(sample, axis=0), lo)
+            hi = np.where(flat, maximum(sample, axis=0), hi)
+    lo = np.nan_to_num(np.asarray(lo, dtype=np.float64), nan=0.0)
+    hi = np.nan_to_num(np.asarray(hi, dtype=np.float64), nan=1.0)
     if not per_channel:
         lo, hi = np.repeat(lo, array.shape[2]), np.repeat(hi, array.shape[2])
     return lo, hi
@@ -750,11 +759,12 @@ def percentile_normalize(pixels: np.ndarray, low: float = 1.0, high: float = 99.
     lo, hi = percentile_bounds(array, low, high, per_channel=per_channel)
     if array.ndim == 2:
         lo, hi = lo[0], hi[0]
-    scale = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
+    inverse_range = (1.0 / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32)
     out = array.astype(np.float32)
     out -= np.asarray(lo, dtype=np.float32)
-    out /= scale
-    np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    out *= inverse_range
+    if array.dtype.kind == "f":
+        np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     np.clip(out, 0.0, 1.0, out=out)
     return out
 

@@ -68,10 +68,6 @@ def parse_color(color: Any) -> RGB:
     return parts[0], parts[1], parts[2]
 
 
-def _color_distance(a: RGB, b: RGB) -> float:
-    return float(np.linalg.norm(np.subtract(a, b, dtype=float)))
-
-
 def _generated_colors(count: int) -> list[RGB]:
     """Saturated colours; golden-ratio hue steps keep neighbours far apart on the hue circle."""
     golden = 0.618033988749895

@@ -43,7 +43,11 @@ class SaveError(OSError):
     """A write that did not happen. str(e) names the file and the reason in plain words."""
 
     def __init__(self, path: os.PathLike | str, reason: str, error_number: int | None = None):
-        super().__init__(error_number or 0, reason)
+        if error_number is None:
+            super().__init__(reason)
+            self.strerror = reason
+        else:
+            super().__init__(error_number, reason)
         self.path = Path(path)
         self.filename = str(path)
         self.reason = reason
@@ -247,12 +251,12 @@ def _unlock(fd: int) -> None:
 # --- autosave journal ----------------------------------------------------------------------------------
 @dataclass
 class AutosaveRecord:
-    image_path: Path
     mask: np.ndarray
     classes: ClassTable
     hand: np.ndarray
     extra: dict = field(default_factory=dict)
     saved_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    image_path: Path | None = None
 
 
 class AutosaveStore:
@@ -279,7 +283,8 @@ class AutosaveStore:
     # --- keys and files ----------------------------------------------------------------------------
     @staticmethod
     def resolved(image_path: os.PathLike | str) -> Path:
-        return Path(os.path.normcase(os.path.abspath(Path(image_path).expanduser().resolve())))
+        """The spelling of an image path used as its identity (normcase folds case on Windows)."""
+        return Path(os.path.normcase(Path(image_path).expanduser().resolve()))
 
     @classmethod
     def key(cls, image_path: os.PathLike | str) -> str:
@@ -368,6 +373,10 @@ class AutosaveStore:
         hand = np.zeros(mask.shape, bool) if hand is None else np.asarray(hand, dtype=bool)
         if hand.shape != mask.shape:
             raise ValueError(f"hand map shape {hand.shape} differs from mask shape {mask.shape}")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _save_error(self.root, exc) from exc
         self.begin_session()
         saved_at = _now()
         image = str(self.resolved(image_path))
@@ -385,7 +394,6 @@ class AutosaveStore:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"autosave extra fields must be JSON data: {exc}") from None
 
-        self.root.mkdir(parents=True, exist_ok=True)
         data_path = self.data_path(image_path)
         with atomic_open(data_path, "wb") as handle:
             np.savez_compressed(handle, mask=mask, hand=hand, header=np.frombuffer(header_bytes, np.uint8))
@@ -413,7 +421,7 @@ class AutosaveStore:
             raise ValueError(f"Cannot read autosave {data_path} of {image_path}: {exc}") from exc
         if mask.ndim != 2 or hand.shape != mask.shape:
             raise ValueError(f"Cannot read autosave {data_path} of {image_path}: mask and hand map do not match")
-        return AutosaveRecord(Path(header["image"]), mask, classes, hand.astype(bool), header.get("extra", {}), saved_at)
+        return AutosaveRecord(mask, classes, hand.astype(bool), header.get("extra", {}), saved_at, Path(header["image"]))
 
     def discard(self, image_path: os.PathLike | str) -> None:
         for path in (self.data_path(image_path), self._index_path(image_path)):

@@ -1,4 +1,6 @@
+import importlib.util
 import io
+import logging
 import pickle
 import struct
 import tracemalloc
@@ -389,6 +391,7 @@ def test_truncated_files_never_load_wrong_pixels(tmp_path, rng):
                 assert failures, f"{kind} cut at {length} of {len(complete)} bytes loaded without complaint"
             if pages == 1 and source.suffix != ".tif":
                 assert failures == 1
+    assert not logging.getLogger("tifffile").handlers  # the warning collector is always detached
 
 
 def test_truncated_tiff_pixel_data_is_never_filled_with_zeros(tmp_path, rng):
@@ -400,6 +403,17 @@ def test_truncated_tiff_pixel_data_is_never_filled_with_zeros(tmp_path, rng):
     assert probe_image(path).height == 64  # the header alone is intact
     with pytest.raises(ImageReadError, match=r"ends at byte 6,656, past the end of the file \(5,656 bytes\)"):
         read_image(path)
+
+
+def test_lzw_tiff_needs_imagecodecs_and_says_so(tmp_path, rng):
+    pixels = rng.integers(0, 255, (12, 14)).astype(np.uint8)
+    path = write_with_opencv(tmp_path / "lzw.tif", pixels, (cv2.IMWRITE_TIFF_COMPRESSION, 5))
+    assert probe_image(path).height == 12  # the header needs no codec
+    if importlib.util.find_spec("imagecodecs") is not None:
+        np.testing.assert_array_equal(read_image(path).pixels[..., 0], pixels)
+    else:
+        with pytest.raises(ImageReadError, match="TIFF compression LZW needs the 'imagecodecs' package"):
+            read_image(path)
 
 
 def test_truncated_bmp_says_how_much_pixel_data_is_missing(tmp_path, rng):
