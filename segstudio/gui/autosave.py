@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
@@ -167,7 +168,9 @@ class AutosaveController(QObject):
         self._pending.discard(doc)
         self._forced.discard(doc)
         when = record.saved_at.astimezone().strftime("%Y-%m-%d %H:%M") if record.saved_at else "earlier"
-        self._say(f"Restored your work on {doc.title} (autosaved {when}).")
+        # Said once the image is shown, next to what the window says about the image itself.
+        note = f"Restored your work on {doc.title} (autosaved {when})."
+        QTimer.singleShot(0, self, lambda: self._say(" — ".join(filter(None, [self._current_message(), note]))))
         resolved = AutosaveStore.resolved(doc.path)
         if resolved in self._claim:
             # Saved again under this session, so a clean quit stops offering it for recovery.
@@ -176,7 +179,7 @@ class AutosaveController(QObject):
         return True
 
     def schedule(self, doc: ImageDocument, *, force: bool = False) -> None:
-        if self._closed:
+        if self._closed or not shiboken6.isValid(self.timer):
             return
         if force:
             self._forced.add(doc)
@@ -329,6 +332,9 @@ class AutosaveController(QObject):
                 f"Your work on {job.title} could not be autosaved:\n{job.error}\n\n"
                 "It stays marked unsaved; segstudio tries again after your next change.",
             )
+
+    def _current_message(self) -> str:
+        return self.window.statusBar().currentMessage()
 
     def _say(self, text: str) -> None:
         self.window.statusBar().showMessage(text, 15000)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import shiboken6
 from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import QColorDialog, QMessageBox
@@ -237,6 +238,8 @@ class EditingController(QObject):
         self.images_panel.set_current(doc)
 
     def _refresh_document(self, doc: ImageDocument) -> None:
+        if not shiboken6.isValid(self.images_panel):
+            return  # the window is being torn down; its documents still report their last changes
         if doc in self.window.documents:
             self.images_panel.update_document(doc)
         if doc is self.window.current:
