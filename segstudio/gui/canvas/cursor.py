@@ -76,27 +76,35 @@ class PolygonPreviewItem(QGraphicsItem):
     def __init__(self, parent: QGraphicsItem | None = None) -> None:
         super().__init__(parent)
         self._path = QPainterPath()
+        self._closing = QPainterPath()
         self.setZValue(FEEDBACK_Z)
         self.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
         self.setVisible(False)
 
     def set_points(self, points: list[QPointF], cursor: QPointF | None = None) -> None:
         path = QPainterPath()
+        closing = QPainterPath()
         if points:
             path.moveTo(points[0])
             for point in points[1:]:
                 path.lineTo(point)
+            end = points[-1]
             if cursor is not None:
                 path.lineTo(cursor)
+                end = cursor
+            if len(points) >= 2:
+                # Where the fill will close: from the cursor back to the first point.
+                closing.moveTo(end)
+                closing.lineTo(points[0])
         self.prepareGeometryChange()
-        self._path = path
+        self._path, self._closing = path, closing
         self.setVisible(bool(points))
 
     def path(self) -> QPainterPath:
         return QPainterPath(self._path)
 
     def boundingRect(self) -> QRectF:
-        return self._path.boundingRect().adjusted(-2, -2, 2, 2)
+        return self._path.boundingRect().united(self._closing.boundingRect()).adjusted(-2, -2, 2, 2)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
@@ -106,3 +114,9 @@ class PolygonPreviewItem(QGraphicsItem):
         for pen in (under, over):
             painter.setPen(pen)
             painter.drawPath(self._path)
+        under.setColor(QColor(0, 0, 0, 110))
+        over.setColor(QColor(255, 255, 255, 150))
+        over.setStyle(Qt.PenStyle.DotLine)
+        for pen in (under, over):
+            painter.setPen(pen)
+            painter.drawPath(self._closing)

@@ -12,6 +12,9 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QListWidget,
     QListWidgetItem,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -33,10 +36,29 @@ def swatch_icon(rgb, size: int = SWATCH) -> QIcon:
     return QIcon(pixmap)
 
 
+class _KeyHintDelegate(QStyledItemDelegate):
+    """Draws the number key that selects each of the first ten classes at the right of its row."""
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index) -> None:
+        super().paint(painter, option, index)
+        if index.row() > 9:
+            return
+        painter.save()
+        colour = option.palette.highlightedText() if option.state & QStyle.StateFlag.State_Selected else option.palette.placeholderText()
+        painter.setPen(colour.color())
+        painter.drawText(option.rect.adjusted(0, 0, -6, 0), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                         str(index.row()))
+        painter.restore()
+
+
 class _ClassList(QListWidget):
     """Reordering by drag: reports where the class went instead of letting the widget move items itself."""
 
     moved = Signal(int, int)  # class id, new position
+
+    def sizeHint(self) -> QSize:
+        # A handful of rows; the image list below deserves the room more.
+        return QSize(200, 7 * max(self.sizeHintForRow(0), SWATCH + 4))
 
     def dropEvent(self, event) -> None:
         item = self.currentItem()
@@ -69,6 +91,7 @@ class ClassesPanel(QWidget):
         self.list = _ClassList()
         self.list.setObjectName("classList")
         self.list.setIconSize(QSize(SWATCH, SWATCH))
+        self.list.setItemDelegate(_KeyHintDelegate(self.list))
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.setDragDropMode(QAbstractItemView.DragDropMode.InternalMove)
         self.list.setDefaultDropAction(Qt.DropAction.MoveAction)

@@ -99,7 +99,10 @@ class ImagesPanel(QWidget):
             return
         if id(doc) not in self._thumbs:
             self._thumbs[id(doc)] = thumbnail(doc.display_rgb())
-        item.setIcon(QIcon(with_status_dot(self._thumbs[id(doc)], STATUS_COLOURS.get(doc.status.value))))
+        pixmap = with_status_dot(self._thumbs[id(doc)], STATUS_COLOURS.get(doc.status.value))
+        icon = QIcon(pixmap)
+        icon.addPixmap(pixmap, QIcon.Mode.Selected)  # the selection colour must not tint the image
+        item.setIcon(icon)
         item.setText(f"{doc.title}\n{status_text(doc)}")
         tip = str(doc.path)
         if doc.autosave_error:

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QToolButton,
@@ -30,12 +31,12 @@ class ToolsPanel(QWidget):
         grid = QGridLayout()
         grid.setSpacing(2)
         self.tool_buttons: dict[str, QToolButton] = {}
-        columns = 4
+        columns = 3
         for i, action in enumerate(tool_actions):
             button = QToolButton()
             button.setDefaultAction(action)
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-            button.setSizePolicy(button.sizePolicy().horizontalPolicy().Expanding, button.sizePolicy().verticalPolicy())
+            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
             button.setObjectName(f"toolButton_{action.objectName()}")
             self.tool_buttons[action.objectName()] = button
             grid.addWidget(button, i // columns, i % columns)
