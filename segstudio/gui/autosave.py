@@ -44,6 +44,13 @@ class _SaveJob:
     done: threading.Event = field(default_factory=threading.Event)
 
 
+def _describe_time(saved_at) -> str:
+    try:
+        return saved_at.astimezone().strftime("%Y-%m-%d %H:%M")
+    except (AttributeError, ValueError, OSError):
+        return str(saved_at) if saved_at else "earlier"
+
+
 class AutosaveController(QObject):
     saved = Signal(object)  # ImageDocument whose work is now in the autosave
     failed = Signal(object, str)  # ImageDocument, why
@@ -94,7 +101,7 @@ class AutosaveController(QObject):
             self.offer_recovery(found)
 
     def offer_recovery(self, images: list[Path]) -> None:
-        self._claim = {AutosaveStore.resolved(p) for p in images}
+        self._claim = {Path(p).resolve() for p in images}
         names = "".join(f"<li>{p.name}<br><small>{p.parent}</small></li>" for p in images[:20])
         more = f"<p>…and {len(images) - 20} more.</p>" if len(images) > 20 else ""
         box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work",
@@ -167,11 +174,11 @@ class AutosaveController(QObject):
         doc.model_version = extra.get("model_version")
         self._pending.discard(doc)
         self._forced.discard(doc)
-        when = record.saved_at.astimezone().strftime("%Y-%m-%d %H:%M") if record.saved_at else "earlier"
+        when = _describe_time(record.saved_at)
         # Said once the image is shown, next to what the window says about the image itself.
         note = f"Restored your work on {doc.title} (autosaved {when})."
         QTimer.singleShot(0, self, lambda: self._say(" — ".join(filter(None, [self._current_message(), note]))))
-        resolved = AutosaveStore.resolved(doc.path)
+        resolved = Path(doc.path).resolve()
         if resolved in self._claim:
             # Saved again under this session, so a clean quit stops offering it for recovery.
             self._claim.discard(resolved)

@@ -193,6 +193,8 @@ class BrushTool(_CanvasTool):
         super().deactivate(canvas)
 
     def mouse_press(self, canvas, scene_pos, event) -> None:
+        if self._button is not None and not (event.buttons() & self._button):
+            self._end()  # the release of the last stroke never arrived (a dialog took the mouse)
         doc = self._document()
         if doc is None or self._button is not None:
             return
