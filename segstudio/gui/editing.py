@@ -114,9 +114,9 @@ class EditingController(QObject):
             action.triggered.connect(lambda _=False, p=position: self.select_class_at(p))
             classes_menu.addAction(action)
             self.class_key_actions.append(action)
-        register = getattr(window.actions, "register", None)
-        if register is not None:
-            register(*self.tool_actions.values(), self.smaller_brush, self.larger_brush, *self.class_key_actions)
+        # Listed in Help > Keyboard Shortcuts and checked against the window's own keys.
+        window.actions.register(*self.tool_actions.values(), self.smaller_brush, self.larger_brush,
+                                *self.class_key_actions)
 
     def _build_panels(self) -> None:
         window = self.window

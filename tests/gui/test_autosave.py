@@ -6,7 +6,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
 from segstudio.core import edits, paths
 from segstudio.core.storage import AutosaveStore
