@@ -1,7 +1,7 @@
 """Every menu command in one place, with its shortcut, so menus, toolbars and tests share the same QActions."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QMenu
@@ -31,9 +31,14 @@ class Actions:
     fine_tune: QAction
     shortcuts: QAction
     about: QAction
+    # Actions that feature modules create themselves (tools, class keys), listed with the rest.
+    extra: list[QAction] = field(default_factory=list)
 
     def all(self) -> list[QAction]:
-        return [getattr(self, f.name) for f in fields(self)]
+        return [getattr(self, f.name) for f in fields(self) if f.name != "extra"] + list(self.extra)
+
+    def register(self, *actions: QAction) -> None:
+        self.extra.extend(actions)
 
 
 def _action(window: QMainWindow, text: str, shortcut=None, tip: str = "", enabled: bool = True) -> QAction:

@@ -15,6 +15,10 @@ from segstudio.core.images import ImageData, to_display_rgb
 from segstudio.core.labels import ClassTable, new_mask
 
 
+# Qt's default is unlimited; a bound keeps memory predictable while leaving far more than 100 steps.
+UNDO_LIMIT = 200
+
+
 class ImageStatus(str, Enum):
     NEW = "new"
     PREDICTED = "predicted"
@@ -37,6 +41,9 @@ class ImageDocument(QObject):
         self.mask = new_mask(image.shape, self.classes)
         self.hand = np.zeros(image.shape, bool)  # pixels the user painted by hand
         self.undo_stack = QUndoStack(self)
+        self.undo_stack.setUndoLimit(UNDO_LIMIT)
+        # The undo stack's clean state means "the autosave holds exactly this"; why the last save failed.
+        self.autosave_error: str | None = None
         self.display_channels: tuple[int, ...] | None = None
         self._display_rgb: np.ndarray | None = None
         self._status = ImageStatus.NEW
@@ -68,6 +75,15 @@ class ImageDocument(QObject):
     def set_display_channels(self, channels: tuple[int, ...] | None) -> None:
         self.display_channels = channels
         self._display_rgb = None
+
+    @property
+    def unsaved(self) -> bool:
+        """Work not yet in the autosave (the undo stack is clean right after a successful save)."""
+        return not self.undo_stack.isClean()
+
+    def mark_unsaved(self) -> None:
+        """For changes outside the undo stack (the class table): no undo/redo position is clean any more."""
+        self.undo_stack.resetClean()
 
     def notify_region(self, y0: int, x0: int, h: int, w: int) -> None:
         self.mask_changed.emit(y0, x0, h, w)

@@ -68,6 +68,9 @@ class MainWindow(QMainWindow):
         from segstudio.gui.prediction import PredictionController
 
         self.prediction = PredictionController(self)
+        from segstudio.gui.editing import EditingController
+
+        self.editing = EditingController(self)
 
     # --- construction --------------------------------------------------------------------------
     def _build_status_bar(self) -> None:
@@ -196,7 +199,7 @@ class MainWindow(QMainWindow):
             doc.mask_replaced.connect(self._refresh_overlay)
             doc.classes_changed.connect(self._refresh_overlay)
             meta = doc.image.meta
-            self.setWindowTitle(f"{doc.title} — {APP_TITLE}")
+            self.setWindowTitle(f"{doc.title}[*] — {APP_TITLE}")  # [*]: unsaved-work marker
             self.statusBar().showMessage(
                 f"{meta.path.name}: {meta.width} x {meta.height}, {meta.channels} channel(s), "
                 f"{meta.bit_depth}-bit {meta.dtype}" + (f", page {meta.page + 1} of {meta.pages}" if meta.pages > 1 else ""),
@@ -319,6 +322,9 @@ class MainWindow(QMainWindow):
             self.open_paths(local)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.editing.prepare_to_quit():
+            event.ignore()
+            return
         QSettings().setValue("window/geometry", self.saveGeometry())
         QSettings().setValue("window/state", self.saveState())
         self.prediction.shutdown()

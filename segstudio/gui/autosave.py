@@ -1,0 +1,347 @@
+"""Autosave and crash recovery for the open images.
+
+Each image's mask, hand-painted map and the class table are written atomically to the user data folder
+(core.storage.AutosaveStore, never next to the source image) a moment after the last edit, when the
+user switches image or closes it, and on quit. The undo stack's clean state means "the autosave holds
+exactly this", so the window title's star and the image list's "unsaved" go away once the work is
+safely stored, and stay when a save fails.
+
+Saves made while the user works run on one background thread with a snapshot of the arrays, so a
+large slide does not freeze the brush; the save on quit runs in the foreground and is waited for.
+"""
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import shiboken6
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtWidgets import QMessageBox
+
+from segstudio.core.storage import AutosaveStore
+from segstudio.gui.document import ImageDocument, ImageStatus
+
+DEFAULT_DELAY_MS = 2000
+
+
+@dataclass
+class _SaveJob:
+    doc: ImageDocument
+    title: str
+    path: Path
+    mask: np.ndarray
+    hand: np.ndarray
+    classes: object
+    extra: dict
+    token: tuple
+    error: str | None = None
+    handled: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _describe_time(saved_at) -> str:
+    try:
+        return saved_at.astimezone().strftime("%Y-%m-%d %H:%M")
+    except (AttributeError, ValueError, OSError):
+        return str(saved_at) if saved_at else "earlier"
+
+
+class AutosaveController(QObject):
+    saved = Signal(object)  # ImageDocument whose work is now in the autosave
+    failed = Signal(object, str)  # ImageDocument, why
+    _job_done = Signal(object)  # emitted on the worker thread, delivered on the GUI thread
+
+    def __init__(self, window, classes, *, busy: Callable[[], bool] = lambda: False,
+                 store: AutosaveStore | None = None, delay_ms: int = DEFAULT_DELAY_MS) -> None:
+        super().__init__(window)
+        self.window = window
+        self.classes = classes
+        self.busy = busy
+        self.store = store if store is not None else AutosaveStore()
+        self.timer = QTimer(self)
+        self.timer.setSingleShot(True)
+        self.timer.setInterval(delay_ms)
+        self.timer.timeout.connect(self.save_pending)
+        self._pending: set[ImageDocument] = set()
+        self._forced: set[ImageDocument] = set()
+        self._jobs: dict[Future, _SaveJob] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autosave")
+        self._claim: set[Path] = set()  # crashed-session work to re-save under this session once restored
+        self._closed = False
+        self._quitting = False  # the quit dialog reports failures; no separate box per image then
+        self.recovery_box: QMessageBox | None = None
+        self._job_done.connect(self._finish)
+
+    @property
+    def delay_ms(self) -> int:
+        return self.timer.interval()
+
+    @delay_ms.setter
+    def delay_ms(self, value: int) -> None:
+        self.timer.setInterval(int(value))
+
+    # --- session -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin this session and offer to recover what a session that crashed left behind."""
+        try:
+            found = self.store.recoverable()
+        except OSError as err:
+            found = []
+            self._say(f"Autosaves could not be checked for recovery: {err}")
+        try:
+            self.store.begin_session()
+        except OSError as err:
+            self._say(f"Autosave is unavailable: {err}")
+        if found:
+            self.offer_recovery(found)
+
+    def offer_recovery(self, images: list[Path]) -> None:
+        self._claim = {Path(p).resolve() for p in images}
+        names = "".join(f"<li>{p.name}<br><small>{p.parent}</small></li>" for p in images[:20])
+        more = f"<p>…and {len(images) - 20} more.</p>" if len(images) > 20 else ""
+        box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work",
+                          "<p>segstudio did not shut down cleanly last time. Work on these images was "
+                          f"autosaved:</p><ul>{names}</ul>{more}<p>Open them with that work restored?</p>",
+                          QMessageBox.StandardButton.NoButton, self.window)
+        box.setObjectName("recoveryDialog")
+        self.recover_button = box.addButton("Recover", QMessageBox.ButtonRole.AcceptRole)
+        self.discard_button = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        box.addButton("Later", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(self.recover_button)
+
+        def clicked(button) -> None:
+            if button is self.recover_button:
+                self.recover(images)
+            elif button is self.discard_button:
+                self.discard(images)
+
+        box.buttonClicked.connect(clicked)
+        self.recovery_box = box
+        box.open()  # not modal to the event loop: the window stays usable while the user decides
+
+    def recover(self, images: list[Path]) -> None:
+        existing = [p for p in images if Path(p).exists()]
+        missing = [Path(p).name for p in images if not Path(p).exists()]
+        if existing:
+            self.window.open_paths(existing)
+        if missing:
+            self.window.show_error("Cannot recover", "These images no longer exist: " + ", ".join(missing))
+
+    def discard(self, images: list[Path]) -> None:
+        for path in images:
+            try:
+                self.store.discard(path)
+            except OSError as err:
+                self._say(f"Could not remove the autosave of {Path(path).name}: {err}")
+        self._claim.clear()
+        self._say(f"Discarded the autosaved work on {len(images)} image(s).")
+
+    # --- documents -----------------------------------------------------------------------------
+    def watch(self, doc: ImageDocument) -> None:
+        doc.undo_stack.indexChanged.connect(lambda _i, d=doc: self.schedule(d))
+        doc.undo_stack.cleanChanged.connect(lambda clean, d=doc: None if clean else self.schedule(d))
+        # Status alone (e.g. exported) changes no pixel, but a restored image should come back with it.
+        doc.status_changed.connect(lambda _s, d=doc: self.schedule(d, force=True))
+
+    def restore(self, doc: ImageDocument) -> bool:
+        """Load the autosaved work for a just-opened image, if there is any that fits it."""
+        try:
+            record = self.store.load(doc.path)
+        except (OSError, ValueError) as err:
+            self._say(f"The autosave of {doc.title} could not be read, so it was not restored: {err}")
+            return False
+        if record is None:
+            return False
+        extra = record.extra or {}
+        if record.mask.shape != doc.image.shape or extra.get("page", doc.image.meta.page) != doc.image.meta.page:
+            self._say(f"The autosave of {doc.title} belongs to a different version or page of it; not restored.")
+            return False
+        self.classes.adopt(record.classes)
+        self.classes.attach(doc)
+        mask = record.mask
+        if mask.dtype not in (np.uint8, np.uint16):
+            mask = mask.astype(self.classes.table.mask_dtype)
+        doc.replace_mask(np.array(mask, copy=True), np.array(record.hand, dtype=bool, copy=True))
+        try:
+            doc.set_status(ImageStatus(extra.get("status", ImageStatus.EDITED.value)))
+        except ValueError:
+            doc.set_status(ImageStatus.EDITED)
+        doc.model_version = extra.get("model_version")
+        self._pending.discard(doc)
+        self._forced.discard(doc)
+        when = _describe_time(record.saved_at)
+        # Said once the image is shown, next to what the window says about the image itself.
+        note = f"Restored your work on {doc.title} (autosaved {when})."
+        QTimer.singleShot(0, self, lambda: self._say(" — ".join(filter(None, [self._current_message(), note]))))
+        resolved = Path(doc.path).resolve()
+        if resolved in self._claim:
+            # Saved again under this session, so a clean quit stops offering it for recovery.
+            self._claim.discard(resolved)
+            self.save_async(doc)
+        return True
+
+    def schedule(self, doc: ImageDocument, *, force: bool = False) -> None:
+        if self._closed or not shiboken6.isValid(self.timer):
+            return
+        if force:
+            self._forced.add(doc)
+        if doc.unsaved or force:
+            self._pending.add(doc)
+            self.timer.start()
+
+    def save_pending(self) -> None:
+        if self.busy():
+            self.timer.start()  # mid-stroke: save the finished stroke, not half of it
+            return
+        docs, self._pending = self._pending, set()
+        for doc in docs:
+            if doc in self.window.documents:
+                self.save_async(doc)
+
+    def save_async(self, doc: ImageDocument) -> None:
+        """Snapshot the document now and write it on the autosave thread."""
+        if self._closed:
+            return
+        self._pending.discard(doc)
+        job = self._snapshot(doc)
+        future = self._executor.submit(self._write, job)
+        self._jobs[future] = job
+        future.add_done_callback(lambda _f, j=job: self._job_done.emit(j))
+
+    def save_now(self, doc: ImageDocument) -> str | None:
+        """Save in the foreground; returns why it failed, or None."""
+        self._pending.discard(doc)
+        job = self._snapshot(doc)
+        self._write(job)
+        self._finish(job)
+        return job.error
+
+    def needs_saving(self, doc: ImageDocument) -> bool:
+        return doc.unsaved or doc in self._forced
+
+    # --- quitting ------------------------------------------------------------------------------
+    def flush(self) -> list[tuple[ImageDocument, str]]:
+        """Wait for background saves, then save whatever is still unsaved. Returns the failures."""
+        self.timer.stop()
+        self._pending.clear()
+        self._quitting = True
+        wait_futures(list(self._jobs))
+        for job in list(self._jobs.values()):
+            self._finish(job)
+        failures = []
+        for doc in list(self.window.documents):
+            if self.needs_saving(doc) or doc.autosave_error:
+                error = self.save_now(doc)
+                if error:
+                    failures.append((doc, error))
+        self._quitting = False
+        return failures
+
+    def prepare_to_quit(self) -> bool:
+        """Save everything; if that fails, ask before quitting. False means: do not close."""
+        if self._closed:
+            return True
+        failures = self.flush()
+        if failures and not self.ask_quit_anyway(failures):
+            return False
+        self.shutdown()
+        return True
+
+    def ask_quit_anyway(self, failures: list[tuple[ImageDocument, str]]) -> bool:
+        details = "\n".join(f"{doc.title}: {reason}" for doc, reason in failures)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Save failed",
+                          f"Your latest work on {len(failures)} image(s) could not be saved, and will be lost "
+                          "if you quit now.", QMessageBox.StandardButton.Cancel, self.window)
+        box.setObjectName("saveFailedDialog")
+        box.setDetailedText(details)
+        box.setInformativeText(details)
+        quit_button = box.addButton("Quit Anyway", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is quit_button
+
+    def shutdown(self) -> None:
+        """Stop saving and mark the session as ended cleanly."""
+        if self._closed:
+            return
+        self._closed = True
+        self.timer.stop()
+        self._executor.shutdown(wait=True)
+        try:
+            self.store.end_session()
+        except OSError:
+            pass  # the next start offers recovery once more, which is harmless
+
+    # --- internals -----------------------------------------------------------------------------
+    def _snapshot(self, doc: ImageDocument) -> _SaveJob:
+        extra = {
+            "status": doc.status.value,
+            "model_version": doc.model_version,
+            "page": doc.image.meta.page,
+            "source_shape": list(doc.image.shape),
+        }
+        self._forced.discard(doc)
+        return _SaveJob(doc=doc, title=doc.title, path=doc.path, mask=doc.mask.copy(), hand=doc.hand.copy(),
+                        classes=type(self.classes.table).from_list(self.classes.table.to_list()),
+                        extra=extra, token=self._state_token(doc))
+
+    def _state_token(self, doc: ImageDocument) -> tuple:
+        """What the saved state is: the undo position (and its command, since indices are reused) and classes."""
+        stack = doc.undo_stack
+        index = stack.index()
+        command = stack.command(index - 1) if index > 0 else None
+        return index, id(command) if command is not None else None, self.classes.generation
+
+    def _write(self, job: _SaveJob) -> None:
+        try:
+            self.store.save(job.path, job.mask, job.classes, job.hand, extra=job.extra)
+        except OSError as err:
+            job.error = str(err)
+        except Exception as err:  # never let a bad save kill the worker silently
+            job.error = f"{type(err).__name__}: {err}"
+        finally:
+            job.done.set()
+
+    def _finish(self, job: _SaveJob) -> None:
+        if job.handled or not job.done.is_set():
+            return
+        job.handled = True
+        self._jobs = {f: j for f, j in self._jobs.items() if j is not job}
+        doc = job.doc
+        open_now = doc in self.window.documents
+        if job.error:
+            self._report_failure(job, open_now)
+            return
+        if not open_now:
+            return
+        doc.autosave_error = None
+        if self._state_token(doc) == job.token:
+            doc.undo_stack.setClean()
+        elif not self._closed:
+            self.schedule(doc)  # it changed while being saved
+        self.saved.emit(doc)
+
+    def _report_failure(self, job: _SaveJob, open_now: bool) -> None:
+        doc = job.doc
+        first = not open_now or doc.autosave_error is None
+        if open_now:
+            doc.autosave_error = job.error
+            self.failed.emit(doc, job.error)
+        self._say(f"Autosave of {job.title} failed: {job.error}. The image stays marked unsaved.")
+        if first and not self._closed and not self._quitting:
+            self.window.show_error(
+                "Autosave failed",
+                f"Your work on {job.title} could not be autosaved:\n{job.error}\n\n"
+                "It stays marked unsaved; segstudio tries again after your next change.",
+            )
+
+    def _current_message(self) -> str:
+        return self.window.statusBar().currentMessage()
+
+    def _say(self, text: str) -> None:
+        self.window.statusBar().showMessage(text, 15000)
