@@ -68,6 +68,9 @@ class MainWindow(QMainWindow):
         from segstudio.gui.prediction import PredictionController
 
         self.prediction = PredictionController(self)
+        from segstudio.gui.exporting import ExportController
+
+        self.exporting = ExportController(self)
 
     # --- construction --------------------------------------------------------------------------
     def _build_status_bar(self) -> None:
@@ -322,4 +325,5 @@ class MainWindow(QMainWindow):
         QSettings().setValue("window/geometry", self.saveGeometry())
         QSettings().setValue("window/state", self.saveState())
         self.prediction.shutdown()
+        self.exporting.shutdown()
         super().closeEvent(event)
