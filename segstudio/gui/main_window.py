@@ -69,8 +69,10 @@ class MainWindow(QMainWindow):
 
         self.prediction = PredictionController(self)
         from segstudio.gui.exporting import ExportController
+        from segstudio.gui.training import TrainingController
 
         self.exporting = ExportController(self)
+        self.training = TrainingController(self)
 
     # --- construction --------------------------------------------------------------------------
     def _build_status_bar(self) -> None:
@@ -326,4 +328,5 @@ class MainWindow(QMainWindow):
         QSettings().setValue("window/state", self.saveState())
         self.prediction.shutdown()
         self.exporting.shutdown()
+        self.training.shutdown()
         super().closeEvent(event)
