@@ -95,7 +95,8 @@ class FineTuneDialog(QDialog):
         self.dataset_list = QListWidget()
         self.dataset_list.setObjectName("datasetList")
         self.dataset_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.dataset_list.setMinimumHeight(70)
+        self.dataset_list.setMinimumHeight(60)
+        self.dataset_list.setMaximumHeight(110)
         data_layout.addWidget(self.dataset_list)
         buttons_row = QHBoxLayout()
         self.add_button = QPushButton("Add Folder...")
@@ -122,6 +123,8 @@ class FineTuneDialog(QDialog):
 
         train_box = QGroupBox("Training")
         form = QFormLayout(train_box)
+        # Numbers a few digits long: full-width boxes would only make them harder to scan.
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         length_row = QHBoxLayout()
         self.length_spin = QSpinBox()
         self.length_spin.setObjectName("lengthSpin")
@@ -130,8 +133,9 @@ class FineTuneDialog(QDialog):
         self.length_unit.addItem("epochs", "epochs")
         self.length_unit.addItem("steps", "steps")
         self.length_unit.setToolTip("An epoch is one pass over the training crops; a step is one batch")
-        length_row.addWidget(self.length_spin, 1)
+        length_row.addWidget(self.length_spin)
         length_row.addWidget(self.length_unit)
+        length_row.addStretch(1)
         form.addRow("Length", length_row)
         self.lr_spin = LearningRateBox()
         self.lr_spin.setToolTip("Peak learning rate (warm-up, then cosine decay)")
@@ -155,6 +159,8 @@ class FineTuneDialog(QDialog):
         form.addRow("", self.freeze_check)
         self.augment_check = QCheckBox("Augment (flips, rotations, intensity changes)")
         form.addRow("", self.augment_check)
+        for spin in (self.length_spin, self.lr_spin, self.batch_spin, self.crop_spin, self.hand_weight_spin):
+            spin.setMinimumWidth(110)
         layout.addWidget(train_box)
 
         self.hint = QLabel("")
@@ -333,7 +339,7 @@ class TrainingSummaryDialog(QDialog):
         rows = metric_rows(outcome.parent_metrics, outcome.child_metrics)
         self.table = QTableWidget(len(rows), 3)
         self.table.setObjectName("metricsTable")
-        self.table.setHorizontalHeaderLabels([f"Parent ({parent_id})", f"New ({outcome.version})", "Change"])
+        self.table.setHorizontalHeaderLabels([f"Parent\n{parent_id}", f"New\n{outcome.version}", "Change"])
         self.table.setVerticalHeaderLabels([label for label, _, _ in rows])
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         lower_is_better = {"Validation loss"}
@@ -351,9 +357,11 @@ class TrainingSummaryDialog(QDialog):
                     change.setForeground(QBrush(QColor(30, 140, 60) if better else QColor(200, 50, 40)))
             change.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.table.setItem(r, 2, change)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.setMinimumWidth(460)
-        self.table.setMinimumHeight(min(360, 30 + 26 * len(rows)))
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setMinimumSectionSize(90)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._fit_table()
         layout.addWidget(self.table)
 
         done = outcome.done_event
@@ -375,3 +383,18 @@ class TrainingSummaryDialog(QDialog):
         buttons.rejected.connect(self.reject)
         buttons.accepted.connect(self.accept)
         layout.addWidget(buttons)
+
+    def _fit_table(self) -> None:
+        # The whole table without scrolling: a handful of rows, and the point is to compare them at a glance.
+        table = self.table
+        table.resizeColumnsToContents()
+        table.resizeRowsToContents()
+        frame = 2 * table.frameWidth()
+        width = table.verticalHeader().width() + frame + sum(table.columnWidth(c) for c in range(table.columnCount()))
+        height = table.horizontalHeader().height() + frame + sum(table.rowHeight(r) for r in range(table.rowCount()))
+        table.setFixedSize(width + 2, min(height + 2, 480))
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._fit_table()  # header sizes are final only once the table is polished and shown
+        self.adjustSize()

@@ -56,7 +56,7 @@ class LossIouPlot(QWidget):
         self.update()
 
     def sizeHint(self) -> QSize:
-        return QSize(560, 220)
+        return QSize(560, 180)
 
     def set_total_steps(self, total: int) -> None:
         self.total_steps = max(0, int(total))
@@ -108,12 +108,16 @@ class LossIouPlot(QWidget):
         def y_iou(value: float) -> float:
             return rect.bottom() - rect.height() * min(max(value, 0.0), 1.0)
 
-        # Grid and axes: four horizontal divisions shared by both scales.
+        # Grid and axes: four horizontal divisions shared by both scales. Without data there is no scale
+        # to label yet, only the frame and a line saying what will appear.
+        empty = not self.losses and not self.ious
         metrics = painter.fontMetrics()
         for k in range(5):
             y = rect.bottom() - rect.height() * k / 4
             painter.setPen(QPen(grid_color, 1))
             painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+            if empty:
+                continue
             painter.setPen(LOSS_COLOR)
             label = f"{loss_max * k / 4:.3g}"
             painter.drawText(QRectF(0, y - 8, rect.left() - 6, 16),
@@ -123,14 +127,15 @@ class LossIouPlot(QWidget):
                              Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{k / 4:.2g}")
         painter.setPen(QPen(text_color, 1))
         painter.drawLine(rect.bottomLeft(), rect.bottomRight())
-        for k in range(5):
-            step = round(x_max * k / 4)
-            x = x_of(step)
-            painter.drawLine(QPointF(x, rect.bottom()), QPointF(x, rect.bottom() + 3))
-            painter.drawText(QRectF(x - 40, rect.bottom() + 4, 80, metrics.height()),
-                             Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, str(step))
-        painter.drawText(QRectF(0, rect.bottom() + 4, rect.left() - 6, metrics.height()),
-                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, "step")
+        if not empty:
+            tick = max(1, int(_nice_ceiling(x_max / 5)))
+            for step in range(0, x_max + 1, tick):
+                x = x_of(step)
+                painter.drawLine(QPointF(x, rect.bottom()), QPointF(x, rect.bottom() + 3))
+                painter.drawText(QRectF(x - 40, rect.bottom() + 4, 80, metrics.height()),
+                                 Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, str(step))
+            painter.drawText(QRectF(0, rect.bottom() + 4, rect.left() - 12, metrics.height()),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, "step")
 
         painter.save()
         painter.setClipRect(rect.adjusted(-4, -4, 4, 4))
@@ -155,7 +160,7 @@ class LossIouPlot(QWidget):
                 painter.drawEllipse(p, 3.2, 3.2)
         painter.restore()
 
-        if not self.losses and not self.ious:
+        if empty:
             painter.setPen(palette.color(QPalette.ColorRole.PlaceholderText))
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "Waiting for the first training step...")
         self._draw_legend(painter, text_color)
