@@ -447,3 +447,26 @@ def test_a_version_below_its_parent_is_listed_but_not_selected(window, qtbot, tm
     assert window.prediction.panel.model_combo.findData("blobs/v2") >= 0
     assert "not promoted" in controller.summary_dialog.verdict.text()
     assert controller.summary_dialog.table.item(0, 2).text() == "-0.100"
+
+
+def test_closing_the_window_during_a_run_asks_and_then_stops_the_child(window, qtbot, tmp_path, monkeypatch,
+                                                                        stop_training):
+    from segstudio.gui import training
+
+    command = fake_child(tmp_path, """
+        signal.signal(signal.SIGTERM, lambda *_: (emit(event="cancelled"), sys.exit(130)))
+        emit(event="start", steps=1000)
+        while True:
+            time.sleep(0.05)
+    """)
+    controller = replace_controller(window, command)
+    controller.start(TrainRequest(base="m/v1", datasets=["/d"]))
+    qtbot.waitUntil(lambda: bool(controller.process.events), timeout=20_000)
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(training.QMessageBox, "question", lambda *a, **k: answers.pop(0))
+
+    assert not window.close()  # "No": the window and the run carry on
+    assert window.isVisible() and controller.running()
+    assert window.close()  # "Yes": the child is asked to stop before the window goes
+    assert not controller.running() and not answers
+    assert controller.outcome.status == "cancelled" and not controller.outcome.killed
