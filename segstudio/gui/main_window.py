@@ -324,6 +324,9 @@ class MainWindow(QMainWindow):
             self.open_paths(local)
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        if not self.training.prepare_to_quit():
+            event.ignore()
+            return
         QSettings().setValue("window/geometry", self.saveGeometry())
         QSettings().setValue("window/state", self.saveState())
         self.prediction.shutdown()

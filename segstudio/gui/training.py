@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from PySide6.QtCore import QEvent, QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
 from segstudio.gui.progress import JobProgress
@@ -309,7 +309,6 @@ class TrainingController(QObject):
         self.panel.cancel_requested.connect(self.cancel)
         window.actions.fine_tune.triggered.connect(self.show_dialog)
         window.prediction.panel.model_changed.connect(self._update_enabled)
-        window.installEventFilter(self)
         self._update_enabled()
 
     # --- starting ------------------------------------------------------------------------------
@@ -407,15 +406,13 @@ class TrainingController(QObject):
         self.window.actions.fine_tune.setEnabled(has_model and not self.running())
 
     # --- closing the window while training -----------------------------------------------------
-    def eventFilter(self, watched, event) -> bool:
-        if watched is self.window and event.type() == QEvent.Type.Close and self.running():
-            answer = QMessageBox.question(
-                self.window, "Fine-tuning is running",
-                "A fine-tune is still running. Stop it and close segstudio?\n\n"
-                "Nothing is saved from an unfinished run; the model library stays as it was.",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
-            if answer != QMessageBox.StandardButton.Yes:
-                event.ignore()
-                return True
-            self.shutdown()
-        return super().eventFilter(watched, event)
+    def prepare_to_quit(self) -> bool:
+        """Whether the window may close: a running fine-tune is only given up if the user says so."""
+        if not self.running():
+            return True
+        answer = QMessageBox.question(
+            self.window, "Fine-tuning is running",
+            "A fine-tune is still running. Stop it and close segstudio?\n\n"
+            "Nothing is saved from an unfinished run; the model library stays as it was.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes

@@ -109,7 +109,6 @@ def fake_child(tmp_path, body: str) -> list[str]:
 def replace_controller(window, command, kill_grace_ms=10_000) -> TrainingController:
     """A controller wired like the window's own, but running `command` instead of `segstudio train`."""
     window.actions.fine_tune.triggered.disconnect()
-    window.removeEventFilter(window.training)
     window.removeDockWidget(window.training.dock)
     controller = TrainingController(window, command, kill_grace_ms=kill_grace_ms)
     window.training = controller
