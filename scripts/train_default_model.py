@@ -1,6 +1,6 @@
 """Train the bundled default model: a U-Net for fluorescence nuclei, from procedurally generated slides.
 
-    python scripts/train_default_model.py            # about 20-40 minutes on a 2-core CPU
+    python scripts/train_default_model.py            # about 45 minutes on a 2-core CPU
     python scripts/train_default_model.py --quick    # a few minutes, for checking the recipe
 
 No external data is used: every training and evaluation image comes from segstudio.core.synth, with
@@ -102,10 +102,10 @@ def evaluate(model, meta: ModelMeta, n: int, size: int, seed: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run to check the recipe")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=160)
-    parser.add_argument("--pool", type=int, default=1200, help="generated training images")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--pool", type=int, default=800, help="generated training images")
     parser.add_argument("--base", type=int, default=16, help="U-Net base width")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--eval-images", type=int, default=48)

@@ -69,8 +69,12 @@ class MainWindow(QMainWindow):
 
         self.prediction = PredictionController(self)
         from segstudio.gui.editing import EditingController
+        from segstudio.gui.exporting import ExportController
+        from segstudio.gui.training import TrainingController
 
         self.editing = EditingController(self)
+        self.exporting = ExportController(self)
+        self.training = TrainingController(self)
 
     # --- construction --------------------------------------------------------------------------
     def _build_status_bar(self) -> None:
@@ -322,10 +326,12 @@ class MainWindow(QMainWindow):
             self.open_paths(local)
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self.editing.prepare_to_quit():
+        if not self.training.prepare_to_quit() or not self.editing.prepare_to_quit():
             event.ignore()
             return
         QSettings().setValue("window/geometry", self.saveGeometry())
         QSettings().setValue("window/state", self.saveState())
         self.prediction.shutdown()
+        self.exporting.shutdown()
+        self.training.shutdown()
         super().closeEvent(event)

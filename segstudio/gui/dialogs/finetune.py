@@ -1,0 +1,400 @@
+"""Model > Fine-tune...: what to train on and how; and the summary of a finished run."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QBrush, QColor, QValidator
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
+
+from segstudio.gui.dialogs.export import LAST_DATASET_KEY
+from segstudio.gui.panels.model_panel import DEVICE_CHOICES
+from segstudio.gui.training import TrainingOutcome, TrainRequest
+
+SETTINGS_PREFIX = "finetune/"
+
+
+class LearningRateBox(QDoubleSpinBox):
+    """A learning rate in the notation people write it in (3e-04, 0.001); the arrows halve or double it."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setDecimals(12)
+        self.setRange(1e-8, 1.0)
+        self.setValue(3e-4)
+
+    def textFromValue(self, value: float) -> str:
+        return f"{value:.3g}"
+
+    def valueFromText(self, text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int):
+        try:
+            value = float(text)
+        except ValueError:
+            return QValidator.State.Intermediate, text, pos
+        state = QValidator.State.Acceptable if self.minimum() <= value <= self.maximum() else QValidator.State.Intermediate
+        return state, text, pos
+
+    def stepBy(self, steps: int) -> None:
+        self.setValue(self.value() * 2.0 ** steps)
+
+
+def describe_dataset(folder: str | Path) -> tuple[bool, str]:
+    """(usable, one-line description) of a dataset folder, read from its manifest only."""
+    from segstudio.core.dataset import DatasetError, load_manifest
+
+    try:
+        manifest = load_manifest(folder)
+    except FileNotFoundError:
+        return False, f"{folder} is not a dataset folder (it has no dataset.json); export images into it first"
+    except (DatasetError, OSError) as err:
+        return False, str(err)
+    entries = manifest["entries"]
+    if not entries:
+        return False, f"{folder} holds no images yet"
+    val = sum(1 for e in entries if e.get("split") == "val")
+    return True, f"{len(entries)} image{'s' if len(entries) != 1 else ''} ({val} for validation)"
+
+
+class FineTuneDialog(QDialog):
+    def __init__(self, parent=None, *, base: str | None = None, device: str | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("fineTuneDialog")
+        self.setWindowTitle("Fine-tune a Model")
+        settings = QSettings()
+        layout = QVBoxLayout(self)
+
+        data_box = QGroupBox("Training data: dataset folders written by File > Export to Dataset")
+        data_layout = QVBoxLayout(data_box)
+        self.dataset_list = QListWidget()
+        self.dataset_list.setObjectName("datasetList")
+        self.dataset_list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.dataset_list.setMinimumHeight(60)
+        self.dataset_list.setMaximumHeight(110)
+        data_layout.addWidget(self.dataset_list)
+        buttons_row = QHBoxLayout()
+        self.add_button = QPushButton("Add Folder...")
+        self.add_button.clicked.connect(self._browse_dataset)
+        self.remove_button = QPushButton("Remove")
+        self.remove_button.clicked.connect(self.remove_selected)
+        buttons_row.addWidget(self.add_button)
+        buttons_row.addWidget(self.remove_button)
+        buttons_row.addStretch(1)
+        data_layout.addLayout(buttons_row)
+        layout.addWidget(data_box)
+
+        model_box = QGroupBox("Model")
+        model_form = QFormLayout(model_box)
+        self.base_combo = QComboBox()
+        self.base_combo.setObjectName("baseCombo")
+        self.base_combo.setToolTip("The version to start from; it is never changed, the result is a new version")
+        model_form.addRow("Start from", self.base_combo)
+        self.device_combo = QComboBox()
+        for text, value in DEVICE_CHOICES:
+            self.device_combo.addItem(text, value)
+        model_form.addRow("Device", self.device_combo)
+        layout.addWidget(model_box)
+
+        train_box = QGroupBox("Training")
+        form = QFormLayout(train_box)
+        # Numbers a few digits long: full-width boxes would only make them harder to scan.
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
+        length_row = QHBoxLayout()
+        self.length_spin = QSpinBox()
+        self.length_spin.setObjectName("lengthSpin")
+        self.length_spin.setRange(1, 1_000_000)
+        self.length_unit = QComboBox()
+        self.length_unit.addItem("epochs", "epochs")
+        self.length_unit.addItem("steps", "steps")
+        self.length_unit.setToolTip("An epoch is one pass over the training crops; a step is one batch")
+        length_row.addWidget(self.length_spin)
+        length_row.addWidget(self.length_unit)
+        length_row.addStretch(1)
+        form.addRow("Length", length_row)
+        self.lr_spin = LearningRateBox()
+        self.lr_spin.setToolTip("Peak learning rate (warm-up, then cosine decay)")
+        form.addRow("Learning rate", self.lr_spin)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(1, 512)
+        self.batch_spin.setToolTip("Crops per step; halved automatically if the device runs out of memory")
+        form.addRow("Batch size", self.batch_spin)
+        self.crop_spin = QSpinBox()
+        self.crop_spin.setRange(16, 4096)
+        self.crop_spin.setSingleStep(16)
+        self.crop_spin.setSuffix(" px")
+        self.crop_spin.setToolTip("Side of the square crops cut from the images")
+        form.addRow("Crop size", self.crop_spin)
+        self.hand_weight_spin = QDoubleSpinBox()
+        self.hand_weight_spin.setRange(1.0, 100.0)
+        self.hand_weight_spin.setSingleStep(0.5)
+        self.hand_weight_spin.setToolTip("Extra loss weight of pixels you corrected by hand (1 = no extra weight)")
+        form.addRow("Hand-correction weight", self.hand_weight_spin)
+        self.freeze_check = QCheckBox("Freeze the encoder (train only the decoder: faster, less data needed)")
+        form.addRow("", self.freeze_check)
+        self.augment_check = QCheckBox("Augment (flips, rotations, intensity changes)")
+        form.addRow("", self.augment_check)
+        for spin in (self.length_spin, self.lr_spin, self.batch_spin, self.crop_spin, self.hand_weight_spin):
+            spin.setMinimumWidth(110)
+        layout.addWidget(train_box)
+
+        self.hint = QLabel("")
+        self.hint.setObjectName("fineTuneHint")
+        self.hint.setWordWrap(True)
+        layout.addWidget(self.hint)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.start_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.start_button.setText("Start")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
+
+        self._refused = ""  # why the folder the user last tried to add was refused
+        self._load_models(base)
+        self._restore(settings, device)
+        last_export = settings.value(LAST_DATASET_KEY, "")
+        if last_export and describe_dataset(last_export)[0]:
+            self.add_dataset(last_export)
+        self.dataset_list.itemSelectionChanged.connect(self._validate)
+        self._validate()
+
+    # --- content -------------------------------------------------------------------------------
+    def _load_models(self, base: str | None) -> None:
+        from segstudio.models.library import ModelLibrary
+
+        try:
+            entries = ModelLibrary().entries()
+        except Exception as err:  # a broken library must not stop the dialog from explaining itself
+            entries = []
+            self._library_error = f"The model library could not be read: {err}"
+        else:
+            self._library_error = ""
+        for entry in entries:
+            origin = "bundled" if entry.bundled else "yours"
+            self.base_combo.addItem(f"{entry.meta.name} v{entry.meta.version} ({origin}, {entry.meta.arch})", entry.id)
+        index = self.base_combo.findData(base) if base else -1
+        self.base_combo.setCurrentIndex(index if index >= 0 else self.base_combo.count() - 1)
+
+    def _restore(self, settings: QSettings, device: str | None) -> None:
+        def value(key, default, kind):
+            raw = settings.value(SETTINGS_PREFIX + key, default)
+            try:
+                return kind(raw) if kind is not bool else raw in (True, "true", "1", 1)
+            except (TypeError, ValueError):
+                return default
+
+        unit = value("unit", "epochs", str)
+        self.length_unit.setCurrentIndex(max(0, self.length_unit.findData(unit)))
+        self.length_spin.setValue(value("length", 20, int))
+        self.lr_spin.setValue(value("lr", 3e-4, float))
+        self.batch_spin.setValue(value("batch", 8, int))
+        self.crop_spin.setValue(value("crop", 256, int))
+        self.hand_weight_spin.setValue(value("hand_weight", 3.0, float))
+        self.freeze_check.setChecked(value("freeze_encoder", False, bool))
+        self.augment_check.setChecked(value("augment", True, bool))
+        index = self.device_combo.findData(device) if device else -1
+        self.device_combo.setCurrentIndex(max(0, index))
+
+    def _save(self) -> None:
+        settings = QSettings()
+        for key, val in (("unit", self.length_unit.currentData()), ("length", self.length_spin.value()),
+                         ("lr", self.lr_spin.value()), ("batch", self.batch_spin.value()),
+                         ("crop", self.crop_spin.value()), ("hand_weight", self.hand_weight_spin.value()),
+                         ("freeze_encoder", self.freeze_check.isChecked()), ("augment", self.augment_check.isChecked())):
+            settings.setValue(SETTINGS_PREFIX + key, val)
+
+    def datasets(self) -> list[str]:
+        return [self.dataset_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.dataset_list.count())]
+
+    def add_dataset(self, folder: str | Path) -> bool:
+        """Add a dataset folder; a folder that is not a usable dataset is refused with the reason shown."""
+        folder = str(Path(folder).expanduser().resolve())
+        if folder in self.datasets():
+            return True
+        ok, description = describe_dataset(folder)
+        self._refused = "" if ok else description
+        if not ok:
+            self._validate()
+            return False
+        item = QListWidgetItem(f"{folder}  —  {description}")
+        item.setData(Qt.ItemDataRole.UserRole, folder)
+        item.setToolTip(folder)
+        self.dataset_list.addItem(item)
+        self._validate()
+        return True
+
+    def remove_selected(self) -> None:
+        for item in self.dataset_list.selectedItems():
+            self.dataset_list.takeItem(self.dataset_list.row(item))
+        self._validate()
+
+    def _browse_dataset(self) -> None:
+        start = self.datasets()[-1] if self.datasets() else QSettings().value(LAST_DATASET_KEY, str(Path.home()))
+        folder = QFileDialog.getExistingDirectory(self, "Add Dataset Folder", str(start))
+        if folder:
+            self.add_dataset(folder)
+
+    # --- result --------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        problems = []
+        if self.base_combo.count() == 0:
+            problems.append(self._library_error or "There is no model to start from: the model library is empty.")
+        if not self.datasets():
+            problems.append("Add at least one dataset folder (File > Export to Dataset writes one).")
+        self.remove_button.setEnabled(bool(self.dataset_list.selectedItems()))
+        self.start_button.setEnabled(not problems)
+        self.hint.setText(" ".join([self._refused, *problems]).strip())
+
+    def request(self) -> TrainRequest:
+        by_steps = self.length_unit.currentData() == "steps"
+        return TrainRequest(
+            base=self.base_combo.currentData(),
+            datasets=self.datasets(),
+            epochs=None if by_steps else self.length_spin.value(),
+            steps=self.length_spin.value() if by_steps else None,
+            lr=self.lr_spin.value(),
+            batch=self.batch_spin.value(),
+            crop=self.crop_spin.value(),
+            freeze_encoder=self.freeze_check.isChecked(),
+            augment=self.augment_check.isChecked(),
+            hand_weight=self.hand_weight_spin.value(),
+            device=self.device_combo.currentData(),
+        )
+
+    def accept(self) -> None:
+        if not self.start_button.isEnabled():
+            return
+        self._save()
+        super().accept()
+
+
+# --- after the run -----------------------------------------------------------------------------
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def metric_rows(parent: dict | None, child: dict | None) -> list[tuple[str, float | None, float | None]]:
+    """(label, parent value, new value): mean IoU first, then the IoU of every class either one scored."""
+    parent, child = parent or {}, child or {}
+    rows = [("Mean IoU", _number(parent.get("mean_iou")), _number(child.get("mean_iou")))]
+    names: list[str] = []
+    for source in (parent.get("iou") or {}, child.get("iou") or {}):
+        names += [n for n in source if n not in names]
+    for name in names:
+        rows.append((f"IoU: {name}", _number((parent.get("iou") or {}).get(name)),
+                     _number((child.get("iou") or {}).get(name))))
+    rows.append(("Mean Dice", _number(parent.get("mean_dice")), _number(child.get("mean_dice"))))
+    rows.append(("Validation loss", _number(parent.get("loss")), _number(child.get("loss"))))
+    return rows
+
+
+class TrainingSummaryDialog(QDialog):
+    def __init__(self, outcome: TrainingOutcome, parent=None) -> None:
+        super().__init__(parent)
+        self.setObjectName("trainingSummaryDialog")
+        self.setWindowTitle("Fine-tuning Finished")
+        self.outcome = outcome
+        layout = QVBoxLayout(self)
+        parent_id = outcome.parent or "the parent"
+        headline = QLabel(f"<b>{outcome.version}</b> was saved as a new version of the model library.")
+        headline.setWordWrap(True)
+        layout.addWidget(headline)
+        if outcome.promoted:
+            verdict = (f"It scores at least as well as {parent_id} on the validation images, so it is now the "
+                       "active model and the Model panel has selected it.")
+        else:
+            verdict = (f"It scores below {parent_id} on the validation images, so it was <b>not promoted</b>: "
+                       f"{parent_id} stays active. The new version is listed in the Model panel if you want to "
+                       "compare them on your images.")
+        self.verdict = QLabel(verdict)
+        self.verdict.setObjectName("promotionLabel")
+        self.verdict.setWordWrap(True)
+        layout.addWidget(self.verdict)
+
+        rows = metric_rows(outcome.parent_metrics, outcome.child_metrics)
+        self.table = QTableWidget(len(rows), 3)
+        self.table.setObjectName("metricsTable")
+        self.table.setHorizontalHeaderLabels([f"Parent\n{parent_id}", f"New\n{outcome.version}", "Change"])
+        self.table.setVerticalHeaderLabels([label for label, _, _ in rows])
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        lower_is_better = {"Validation loss"}
+        for r, (label, before, after) in enumerate(rows):
+            for c, value in enumerate((before, after)):
+                item = QTableWidgetItem("-" if value is None else f"{value:.3f}" if "loss" not in label else f"{value:.4f}")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(r, c, item)
+            change = QTableWidgetItem("")
+            if before is not None and after is not None:
+                delta = after - before
+                change.setText(f"{delta:+.3f}" if "loss" not in label else f"{delta:+.4f}")
+                better = delta < 0 if label in lower_is_better else delta > 0
+                if abs(delta) >= 5e-4:
+                    change.setForeground(QBrush(QColor(30, 140, 60) if better else QColor(200, 50, 40)))
+            change.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.table.setItem(r, 2, change)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setMinimumSectionSize(90)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self._fit_table()
+        layout.addWidget(self.table)
+
+        done = outcome.done_event
+        details = []
+        if isinstance(done.get("steps"), int):
+            details.append(f"{done['steps']} steps in {done.get('epochs', '?')} epoch(s)")
+        images = (outcome.child_metrics or {}).get("images")
+        if isinstance(images, int):
+            details.append(f"scored on {images} validation image{'s' if images != 1 else ''}")
+        total_s = (done.get("timing") or {}).get("total_s")
+        if isinstance(total_s, (int, float)):
+            details.append(f"took {total_s:.0f} s" if total_s < 120 else f"took {total_s / 60:.1f} min")
+        if details:
+            info = QLabel("; ".join(details).capitalize() + ".")
+            info.setWordWrap(True)
+            layout.addWidget(info)
+
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        buttons.accepted.connect(self.accept)
+        layout.addWidget(buttons)
+
+    def _fit_table(self) -> None:
+        # The whole table without scrolling: a handful of rows, and the point is to compare them at a glance.
+        table = self.table
+        table.resizeColumnsToContents()
+        table.resizeRowsToContents()
+        frame = 2 * table.frameWidth()
+        width = table.verticalHeader().width() + frame + sum(table.columnWidth(c) for c in range(table.columnCount()))
+        height = table.horizontalHeader().height() + frame + sum(table.rowHeight(r) for r in range(table.rowCount()))
+        table.setFixedSize(width + 2, min(height + 2, 480))
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self._fit_table()  # header sizes are final only once the table is polished and shown
+        self.adjustSize()
