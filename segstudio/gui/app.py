@@ -1,8 +1,7 @@
-"""Start the window. torch is imported in the background after the window shows, so it appears fast."""
+"""Start the window. torch is imported in the background (see gui/prediction.py), so the window appears fast."""
 from __future__ import annotations
 
 import sys
-import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -11,14 +10,6 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from segstudio.core import paths
-
-
-def _warm_up_torch() -> None:
-    # Importing torch takes seconds; doing it off the GUI thread means Predict is ready when clicked.
-    try:
-        import torch  # noqa: F401
-    except Exception:  # the first Predict reports the real error
-        pass
 
 
 def create_application(argv: Sequence[str] | None = None) -> QApplication:
@@ -54,5 +45,4 @@ def run_app(images: Sequence[str] = (), sample: bool = False, model: str | None 
         QTimer.singleShot(0, lambda: window.open_paths(to_open))
     if model:
         QTimer.singleShot(0, lambda: window.prediction.select_model(model))
-    threading.Thread(target=_warm_up_torch, name="torch-import", daemon=True).start()
     return app.exec()

@@ -5,8 +5,11 @@ user asked for "Replace all", so re-running Predict never destroys a correction.
 """
 from __future__ import annotations
 
+import importlib
+import threading
+
 import numpy as np
-from PySide6.QtCore import QObject, Qt
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 
 from segstudio.gui.commands import MaskEditCommand
@@ -24,7 +27,15 @@ def merge_prediction(mask: np.ndarray, hand: np.ndarray, labels: np.ndarray, rep
     return np.where(hand, mask, labels), hand.copy()
 
 
+# Importing these pulls in torch (seconds). They are imported on a background thread so the window
+# shows and responds at once; the model picker fills in when they are ready.
+_ENGINE_MODULES = ("segstudio.models.library", "segstudio.engine.predict")
+
+
 class PredictionController(QObject):
+    engine_ready = Signal()
+    _imported = Signal(str)
+
     def __init__(self, window) -> None:
         super().__init__(window)
         self.window = window
@@ -34,6 +45,8 @@ class PredictionController(QObject):
         window.statusBar().addWidget(self.progress)
         self.service = PredictionService(self)
         self.library = None
+        self.ready = False
+        self.pending_model: str | None = None
         self.last_error: str | None = None
 
         self.panel.predict_requested.connect(self.predict)
@@ -50,7 +63,27 @@ class PredictionController(QObject):
         cancel_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), window)
         cancel_shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
         cancel_shortcut.activated.connect(self._cancel_if_busy)
-        self.reload_models()
+        self.panel.model_info.setText("Loading the model library...")
+        self.panel.predict_button.setEnabled(False)
+        self._imported.connect(self._on_engine_imported)
+        threading.Thread(target=self._import_engine, name="engine-import", daemon=True).start()
+
+    def _import_engine(self) -> None:
+        error = ""
+        try:
+            for name in _ENGINE_MODULES:
+                importlib.import_module(name)
+        except Exception as err:  # shown in the panel; the rest of the window still works
+            error = f"{type(err).__name__}: {err}"
+        self._imported.emit(error)  # queued to the GUI thread
+
+    def _on_engine_imported(self, error: str) -> None:
+        if error:
+            self.panel.model_info.setText(f"Prediction is unavailable: {error}")
+            return
+        self.ready = True
+        self.reload_models(select=self.pending_model)
+        self.engine_ready.emit()
 
     # --- models --------------------------------------------------------------------------------
     def reload_models(self, select: str | None = None) -> None:
@@ -68,6 +101,7 @@ class PredictionController(QObject):
 
     def select_model(self, ref: str) -> bool:
         if self.library is None:
+            self.pending_model = ref  # chosen once the library has loaded
             return False
         try:
             entry = self.library.find(ref)

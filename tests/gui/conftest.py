@@ -14,6 +14,8 @@ def window(qtbot):
     win.resize(800, 600)
     win.show()
     qtbot.waitExposed(win)
+    # The engine (torch) is imported in the background; tests start once the model picker is filled.
+    qtbot.waitUntil(lambda: win.prediction.ready, timeout=120_000)
     return win
 
 

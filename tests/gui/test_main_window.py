@@ -41,6 +41,7 @@ def test_bad_file_reports_name_and_reason_and_window_keeps_working(window, tmp_p
 
 def test_status_bar_reports_pixel_position_value_and_label(window, dim16_tiff, qtbot):
     window.open_paths([dim16_tiff])
+    qtbot.wait(50)  # let the view settle its geometry before mapping image coordinates to the screen
     view_point = window.canvas.mapFromScene(QPointF(25.5, 15.5))
     qtbot.mouseMove(window.canvas.viewport(), view_point)
     qtbot.waitUntil(lambda: "x 25" in window.position_label.text())

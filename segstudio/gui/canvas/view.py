@@ -37,6 +37,9 @@ class ImageCanvas(QGraphicsView):
         self.setMouseTracking(True)
         self.setAcceptDrops(False)  # the main window takes dropped files
         self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        # Panning is by drag; scrollbars would only steal space and make "fit" leave a margin.
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
         self.image_item = QGraphicsPixmapItem()
         self.image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
