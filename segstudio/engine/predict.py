@@ -345,14 +345,31 @@ def _band_height(plan: TilePlan, batches: list[list[tuple[int, int]]]) -> int:
 
 
 def _summarise_into(probs: np.ndarray, lut: np.ndarray | None, labels, confidence, uncertainty) -> None:
-    best = probs.argmax(axis=0)
-    labels[...] = lut[best] if lut is not None else best
-    confidence[...] = probs.max(axis=0)
+    """Labels, max probability and normalised entropy of (classes, rows, width) probabilities.
+
+    One pass per class plane: for the usual few classes this is much faster than argmax over axis 0.
+    """
     classes = probs.shape[0]
+    best_value = probs[0].copy()
+    best = np.zeros(probs.shape[1:], np.uint16 if classes <= 65536 else np.int64)
+    entropy = np.zeros(probs.shape[1:], np.float32)
+    scratch = np.empty_like(best_value)
+    better = np.empty(probs.shape[1:], bool)
+    for c in range(classes):
+        plane = probs[c]
+        if c:
+            np.greater(plane, best_value, out=better)  # strict: ties keep the lower class, as argmax does
+            np.copyto(best, c, where=better)
+            np.maximum(best_value, plane, out=best_value)
+        np.maximum(plane, 1e-12, out=scratch)
+        np.log(scratch, out=scratch)
+        scratch *= plane
+        entropy -= scratch
+    labels[...] = lut[best] if lut is not None else best
+    confidence[...] = best_value
     if classes < 2:
         uncertainty[...] = 0.0
         return
-    entropy = -(probs * np.log(np.maximum(probs, 1e-12))).sum(axis=0)
     entropy /= math.log(classes)
     np.clip(entropy, 0.0, 1.0, out=entropy)
     uncertainty[...] = entropy
