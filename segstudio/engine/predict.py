@@ -427,7 +427,6 @@ class Predictor:
                     raise
                 fallback = self._fallback(plan, batch, device, settings)
                 if fallback is None:
-                    notes.append(f"Out of memory on {device} even with {tile} px tiles in batches of {batch}.")
                     raise
                 notes.append(
                     f"Out of memory on {device} with {tile} px tiles in batches of {batch}; "
