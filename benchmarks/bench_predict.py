@@ -181,8 +181,8 @@ def time_ours(predictor: Predictor, image: np.ndarray, settings: PredictSettings
     finally:
         predictor.model = model
     gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return SimpleNamespace(seconds=seconds, result=result, forward_seconds=forward_clock.seconds if forward_clock else None,
-                           gpu_peak=gpu_peak)
+    forward_seconds = forward_clock.seconds if forward_clock is not None else None
+    return SimpleNamespace(seconds=seconds, result=result, forward_seconds=forward_seconds, gpu_peak=gpu_peak)
 
 
 # --- (b) MONAI ----------------------------------------------------------------------------------------
@@ -386,7 +386,8 @@ def main(argv=None) -> int:
               f"{baseline['peak'] / 2**20:.0f} MiB; baseline + one batched forward {forward['peak'] / 2**20:.0f} MiB")
         print(f"    of which image {run['image_bytes'] / 2**20:.0f} MiB and outputs "
               f"{run['output_bytes'] / 2**20:.0f} MiB (labels uint8 + confidence and uncertainty float16)")
-        print(f"    peak - baseline = {extra / 2**20:.0f} MiB   target well under 2048 MiB   {verdict(extra < 2 * GIB)}")
+        print(f"    peak - baseline = {extra / 2**20:.0f} MiB   target well under 2048 MiB   "
+              f"{verdict(extra < 2 * GIB)}")
         print(f"    peak - (baseline + forward) = {beyond_forward / 2**20:.0f} MiB (what the image size adds)")
         if "gpu_peak" in run:
             print(f"    GPU peak allocated: {run['gpu_peak'] / 2**20:.0f} MiB")
