@@ -1,11 +1,12 @@
 """Sliding-window inference for images of any size, with bounded memory and an out-of-memory fallback.
 
-The image is cut into overlapping tiles that run through the network in batches. Each tile's class
-probabilities are weighted by a smooth window (high in the middle, small but never zero at the edges,
-where a convolution sees padding instead of image) and summed; dividing by the summed weights blends
-the tiles. Only a band of rows one tile-row high is kept as float32 sums: rows are turned into labels,
-confidence and uncertainty as soon as no later tile can touch them. So host memory grows with the
-image only through the small per-pixel outputs, and the device only ever holds a batch of tiles.
+The image is cut into overlapping tiles that run through the network in batches. Tiles are blended with
+a smooth Gaussian window (high in the middle, small but never zero at the edges, where a convolution
+sees padding instead of image): each tile's probabilities are scaled on the device by its share of the
+total window weight at each pixel, so the host only adds shares up. Only a band of rows about one
+tile-row high is kept as float32 sums; rows are turned into labels, confidence and uncertainty as soon
+as no later tile can touch them. Host memory therefore grows with the image only through the small
+per-pixel outputs, and the device only ever holds a batch of tiles.
 """
 from __future__ import annotations
 
@@ -31,8 +32,11 @@ DEFAULT_NORMALISATION = {"kind": "percentile", "low": 1.0, "high": 99.8}
 
 # Below this the network sees too little context per tile for its predictions to be worth having.
 _MIN_FALLBACK_TILE = 64
-# Floor of the blending window, so pixels seen only by a tile's corner still get a usable weight.
-_MIN_WINDOW_WEIGHT = 1e-6
+# Finished rows are handed out in slabs this high, which bounds the scratch memory for summarising them.
+_RELEASE_ROWS = 64
+# Floor of the blending window along each axis (1e-6 in a corner), so pixels seen only near a tile's
+# edge still get a usable weight.
+_MIN_AXIS_WEIGHT = 1e-3
 
 ProgressCallback = Callable[[int, int], None]
 CancelCallback = Callable[[], bool]
@@ -145,17 +149,37 @@ def _axis_index(start: int, size: int, length: int) -> slice | np.ndarray:
     return np.where(index < length, index, period - index)
 
 
-def blending_window(tile_h: int, tile_w: int, sigma_scale: float = 0.125) -> np.ndarray:
-    """Separable Gaussian tile weight, 1 in the middle and small but never zero at the edges."""
+def _axis_window(n: int, sigma_scale: float) -> np.ndarray:
+    offsets = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+    window = np.exp(-0.5 * (offsets / max(sigma_scale * n, 1e-6)) ** 2)
+    return np.maximum(window / window.max(), _MIN_AXIS_WEIGHT)
 
-    def axis(n: int) -> np.ndarray:
-        offsets = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-        sigma = max(sigma_scale * n, 1e-6)
-        return np.exp(-0.5 * (offsets / sigma) ** 2)
 
-    window = np.outer(axis(tile_h), axis(tile_w))
-    window /= window.max()
-    return np.maximum(window, _MIN_WINDOW_WEIGHT).astype(np.float32)
+class _BlendFactors:
+    """Each tile's window divided by the total window weight its pixels receive from all tiles.
+
+    The window is separable and the tiles form a grid, so the total weight at (y, x) is rows(y) * cols(x):
+    the division can happen per tile on the device, and blending on the host is a plain sum.
+    """
+
+    def __init__(self, plan: TilePlan, sigma_scale: float, device: torch.device):
+        self.rows = self._axis(plan.rows, plan.tile_h, plan.padded_h, sigma_scale, device)
+        self.cols = self._axis(plan.cols, plan.tile_w, plan.padded_w, sigma_scale, device)
+
+    @staticmethod
+    def _axis(starts, size, padded, sigma_scale, device) -> dict[int, torch.Tensor]:
+        window = _axis_window(size, sigma_scale)
+        total = np.zeros(padded, np.float64)
+        for start in starts:
+            total[start : start + size] += window
+        return {
+            start: torch.from_numpy((window / total[start : start + size]).astype(np.float32)).to(device)
+            for start in starts
+        }
+
+    def for_batch(self, origins: list[tuple[int, int]]) -> torch.Tensor:
+        """(N, 1, tile_h, tile_w) factors for the tiles at `origins`."""
+        return torch.stack([torch.outer(self.rows[y], self.cols[x]) for y, x in origins])[:, None]
 
 
 # --- input preparation ---------------------------------------------------------------------------
@@ -275,47 +299,44 @@ def prepare_input(pixels: np.ndarray, in_channels: int, normalisation: Mapping[s
 
 # --- blending -------------------------------------------------------------------------------------
 class _BandBlender:
-    """Weighted sums for a band of rows; rows leave the band once no later tile can reach them."""
+    """Blended probabilities for a band of rows; rows leave the band once no later tile can reach them."""
 
-    def __init__(self, plan: TilePlan, band_h: int, window: np.ndarray):
+    def __init__(self, plan: TilePlan, band_h: int):
         self.plan = plan
-        self.window = window
+        self.band_h = band_h
         self.sums: np.ndarray | None = None  # (classes, band_h, padded_w), made when the class count is known
-        self.weights = np.zeros((band_h, plan.padded_w), np.float32)
         self.top = 0  # padded-frame row held in band row 0
 
-    def add(self, y: int, x: int, weighted_probs: np.ndarray) -> None:
+    def add(self, y: int, x: int, share: np.ndarray) -> None:
+        """Add a tile's probabilities, already scaled by its share of each pixel's total weight."""
         if self.sums is None:
-            shape = (weighted_probs.shape[0], *self.weights.shape)
-            self.sums = np.zeros(shape, np.float32)
+            self.sums = np.zeros((share.shape[0], self.band_h, self.plan.padded_w), np.float32)
         r = y - self.top
-        self.sums[:, r : r + self.plan.tile_h, x : x + self.plan.tile_w] += weighted_probs
-        self.weights[r : r + self.plan.tile_h, x : x + self.plan.tile_w] += self.window
+        self.sums[:, r : r + self.plan.tile_h, x : x + self.plan.tile_w] += share
 
-    def release_until(self, row: int) -> tuple[int, np.ndarray] | None:
-        """Finish rows [top, row): their blended probabilities (classes, n, width), cropped to the image."""
+    def release_until(self, row: int) -> Iterator[tuple[int, np.ndarray]]:
+        """Finish rows [top, row): (first_row, blended probabilities (classes, n, width)) cropped to the image.
+
+        Rows come out a few at a time so that turning them into labels needs little scratch memory.
+        """
         count = row - self.top
-        if count <= 0:
-            return None
-        top = self.top
-        inside = min(count, self.plan.height - top)
-        finished = None
-        if inside > 0 and self.sums is not None:
-            w = self.plan.width
-            finished = (top, self.sums[:, :inside, :w] / self.weights[None, :inside, :w])
-        band_h = self.weights.shape[0]
-        if count >= band_h:
-            self.weights.fill(0.0)
-            if self.sums is not None:
-                self.sums.fill(0.0)
-        else:
-            self.weights[: band_h - count] = self.weights[count:]
-            self.weights[band_h - count :] = 0.0
-            if self.sums is not None:
-                self.sums[:, : band_h - count] = self.sums[:, count:]
-                self.sums[:, band_h - count :] = 0.0
+        if count <= 0 or self.sums is None:
+            return
+        inside = min(count, self.plan.height - self.top)
+        for start in range(0, max(inside, 0), _RELEASE_ROWS):
+            stop = min(inside, start + _RELEASE_ROWS)
+            yield self.top + start, self.sums[:, start:stop, : self.plan.width].copy()
+        self._shift_up(count)
         self.top = row
-        return finished
+
+    def _shift_up(self, count: int) -> None:
+        keep = self.band_h - count
+        for plane in self.sums:
+            # Blocks of at most `count` rows never overlap their source, so numpy needs no temporary copy.
+            for start in range(0, max(keep, 0), count):
+                stop = min(keep, start + count)
+                plane[start:stop] = plane[start + count : stop + count]
+            plane[max(keep, 0) :] = 0.0
 
 
 def _band_height(plan: TilePlan, batches: list[list[tuple[int, int]]]) -> int:
@@ -324,14 +345,31 @@ def _band_height(plan: TilePlan, batches: list[list[tuple[int, int]]]) -> int:
 
 
 def _summarise_into(probs: np.ndarray, lut: np.ndarray | None, labels, confidence, uncertainty) -> None:
-    best = probs.argmax(axis=0)
-    labels[...] = lut[best] if lut is not None else best
-    confidence[...] = probs.max(axis=0)
+    """Labels, max probability and normalised entropy of (classes, rows, width) probabilities.
+
+    One pass per class plane: for the usual few classes this is much faster than argmax over axis 0.
+    """
     classes = probs.shape[0]
+    best_value = probs[0].copy()
+    best = np.zeros(probs.shape[1:], np.uint16 if classes <= 65536 else np.int64)
+    entropy = np.zeros(probs.shape[1:], np.float32)
+    scratch = np.empty_like(best_value)
+    better = np.empty(probs.shape[1:], bool)
+    for c in range(classes):
+        plane = probs[c]
+        if c:
+            np.greater(plane, best_value, out=better)  # strict: ties keep the lower class, as argmax does
+            np.copyto(best, c, where=better)
+            np.maximum(best_value, plane, out=best_value)
+        np.maximum(plane, 1e-12, out=scratch)
+        np.log(scratch, out=scratch)
+        scratch *= plane
+        entropy -= scratch
+    labels[...] = lut[best] if lut is not None else best
+    confidence[...] = best_value
     if classes < 2:
         uncertainty[...] = 0.0
         return
-    entropy = -(probs * np.log(np.maximum(probs, 1e-12))).sum(axis=0)
     entropy /= math.log(classes)
     np.clip(entropy, 0.0, 1.0, out=entropy)
     uncertainty[...] = entropy
@@ -389,7 +427,6 @@ class Predictor:
                     raise
                 fallback = self._fallback(plan, batch, device, settings)
                 if fallback is None:
-                    notes.append(f"Out of memory on {device} even with {tile} px tiles in batches of {batch}.")
                     raise
                 notes.append(
                     f"Out of memory on {device} with {tile} px tiles in batches of {batch}; "
@@ -474,11 +511,10 @@ class Predictor:
         return np.asarray(self.class_ids, dtype=np.int64)
 
     def _probability_bands(self, model, source, plan, batch_size, device, settings, progress, cancel):
-        window = blending_window(plan.tile_h, plan.tile_w, settings.sigma_scale)
-        window_on_device = torch.from_numpy(window).to(device)
+        factors = _BlendFactors(plan, settings.sigma_scale, device)
         origins = plan.origins
         batches = [origins[i : i + batch_size] for i in range(0, len(origins), batch_size)]
-        blender = _BandBlender(plan, _band_height(plan, batches), window)
+        blender = _BandBlender(plan, _band_height(plan, batches))
         total, done = len(origins), 0
         precision = amp_dtype(device) if settings.amp else None
 
@@ -490,26 +526,22 @@ class Predictor:
                 if cancel is not None and cancel():
                     raise PredictionCancelled()
                 tiles = np.stack([source.region(*plan.source_index(y, x)) for y, x in batch])
-                launched = (batch, self._launch(model, tiles, device, window_on_device, precision))
+                launched = (batch, self._launch(model, tiles, device, factors.for_batch(batch), precision))
             if in_flight is not None:
                 finished_batch, pending = in_flight
-                released = blender.release_until(finished_batch[0][0])
-                if released is not None:
-                    yield released
-                weighted = pending()
-                for (y, x), tile_probs in zip(finished_batch, weighted):
-                    blender.add(y, x, tile_probs)
+                yield from blender.release_until(finished_batch[0][0])
+                shares = pending()
+                for (y, x), share in zip(finished_batch, shares):
+                    blender.add(y, x, share)
                 done += len(finished_batch)
                 if progress is not None:
                     progress(done, total)
             in_flight = launched
-        released = blender.release_until(plan.padded_h)
-        if released is not None:
-            yield released
+        yield from blender.release_until(plan.padded_h)
 
     @staticmethod
-    def _launch(model, tiles: np.ndarray, device, window, precision) -> Callable[[], np.ndarray]:
-        """Start a batch; the returned callable waits for it and gives window-weighted probabilities."""
+    def _launch(model, tiles: np.ndarray, device, factors, precision) -> Callable[[], np.ndarray]:
+        """Start a batch; the returned callable waits for it and gives each tile's share of the blend."""
         x = torch.from_numpy(tiles)
         if device.type != "cpu":
             x = x.to(device, non_blocking=True)
@@ -531,7 +563,7 @@ class Predictor:
                 probs = torch.cat([1.0 - foreground, foreground], dim=1)
             else:
                 probs = torch.softmax(logits, dim=1)
-            probs *= window
+            probs *= factors
             if device.type == "cuda":
                 host = probs.to("cpu", non_blocking=True)  # lands in pinned memory, asynchronously
                 ready = torch.cuda.Event()

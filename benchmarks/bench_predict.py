@@ -1,0 +1,399 @@
+"""Tiled prediction: overhead over the raw network, speed against MONAI, and peak host memory.
+
+    python benchmarks/bench_predict.py [--size 4096] [--tile 512] [--overlap 0.25] [--batch 4]
+                                       [--device auto] [--mem-size 8192] [--mem-model same|tiny]
+
+(a) overhead: time of Predictor.predict on a size x size image divided by (tiles x time per tile of a
+    raw batched forward of the same model, same precision) in this process. Target <= 1.10.
+(b) MONAI: the same image through monai.inferers.sliding_window_inference with the same tile, overlap,
+    batch and Gaussian blending (sigma 1/8 of the tile), including the same input preparation and
+    labels/confidence/uncertainty outputs. Target ours / MONAI <= 1.0. Skipped when MONAI is missing.
+(c) memory: peak resident memory of a child process predicting a mem-size x mem-size uint16 image, minus
+    that of a child that only imports torch and builds the model. Target well under 2 GiB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from segstudio.engine.devices import amp_dtype, device_label, pick_device  # noqa: E402
+from segstudio.engine.predict import PredictSettings, Predictor, plan_tiles, prepare_input  # noqa: E402
+
+GIB = 1 << 30
+NUM_CLASSES = 3
+# Wall time by default. "--clock cpu" counts this process's CPU time instead: on a CPU shared with other
+# jobs, wall time mostly measures the neighbours, while CPU time (with --threads 1) measures the work.
+clock = time.perf_counter
+
+
+# --- models ---------------------------------------------------------------------------------------------
+def _double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    )
+
+
+class BenchUNet(nn.Module):
+    """A small but real U-Net: three poolings, 16 base channels, batch norm, transposed-conv upsampling."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = NUM_CLASSES, base: int = 16, depth: int = 3):
+        super().__init__()
+        widths = [base * 2**level for level in range(depth + 1)]
+        self.down = nn.ModuleList()
+        previous = in_channels
+        for width in widths[:-1]:
+            self.down.append(_double_conv(previous, width))
+            previous = width
+        self.bottom = _double_conv(previous, widths[-1])
+        previous = widths[-1]
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for width in reversed(widths[:-1]):
+            self.up.append(nn.ConvTranspose2d(previous, width, 2, stride=2))
+            self.merge.append(_double_conv(2 * width, width))
+            previous = width
+        self.head = nn.Conv2d(previous, num_classes, 1)
+
+    def forward(self, x):
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottom(x)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
+            x = merge(torch.cat([up(x), skip], dim=1))
+        return self.head(x)
+
+
+class TinyNet(nn.Sequential):
+    """Two convolutions: for measuring the engine's own memory when a real network would be too slow."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = NUM_CLASSES):
+        super().__init__(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, num_classes, 1))
+
+
+def build(kind: str) -> nn.Module:
+    torch.manual_seed(0)
+    if kind == "tiny":
+        return TinyNet().eval()
+    if kind == "bench-unet":
+        return BenchUNet().eval()
+    from segstudio.models.registry import build_model
+
+    return build_model(kind, in_channels=1, num_classes=NUM_CLASSES).eval()
+
+
+META = SimpleNamespace(in_channels=1, normalisation={"kind": "percentile", "low": 1.0, "high": 99.8}, classes=[])
+
+
+def make_image(size: int) -> np.ndarray:
+    """uint16 texture with blobs: realistic enough that the network's work is not trivial."""
+    rng = np.random.default_rng(0)
+    image = np.empty((size, size, 1), np.uint16)
+    yy = np.arange(size, dtype=np.float32)[:, None]
+    for start in range(0, size, 1024):  # rows in slabs, so making the image costs no more than the image
+        rows = yy[start : start + 1024]
+        xx = np.arange(size, dtype=np.float32)[None, :]
+        slab = 1000 + 600 * np.sin(rows / 23.0) * np.cos(xx / 31.0)
+        slab += rng.normal(0, 80, slab.shape)
+        image[start : start + 1024, :, 0] = np.clip(slab, 0, 65535)
+    return image
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+# --- (a) overhead over the raw network ----------------------------------------------------------------
+def time_raw_forward(model, device, tile: int, batch: int, amp: bool, repeats: int) -> float:
+    """Seconds per tile of a bare batched forward (same precision and layout as the predictor uses)."""
+    x = torch.rand(batch, 1, tile, tile, device=device)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    precision = amp_dtype(device) if amp else None
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 1):
+            synchronize(device)
+            start = clock()
+            if precision is not None:
+                with torch.autocast(device.type, dtype=precision):
+                    model(x)
+            else:
+                model(x)
+            synchronize(device)
+            if i:  # the first call pays for allocation and algorithm choice
+                times.append(clock() - start)
+    return min(times) / batch
+
+
+class ForwardClock(nn.Module):
+    """Wraps the model and adds up the time spent inside its forward (CPU only: no device sync needed).
+
+    Comparing a run's total with its own forward time is immune to the machine getting busier or quieter
+    between two separate measurements.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.seconds = 0.0
+
+    def forward(self, x):
+        start = clock()
+        out = self.model(x)
+        self.seconds += clock() - start
+        return out
+
+
+def time_ours(predictor: Predictor, image: np.ndarray, settings: PredictSettings):
+    device = predictor.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    forward_clock = ForwardClock(predictor.model) if device.type == "cpu" else None
+    model = predictor.model
+    if forward_clock is not None:
+        predictor.model = forward_clock
+    try:
+        synchronize(device)
+        start = clock()
+        result = predictor.predict(image, settings)
+        seconds = clock() - start
+    finally:
+        predictor.model = model
+    gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    forward_seconds = forward_clock.seconds if forward_clock is not None else None
+    return SimpleNamespace(seconds=seconds, result=result, forward_seconds=forward_seconds, gpu_peak=gpu_peak)
+
+
+# --- (b) MONAI ----------------------------------------------------------------------------------------
+def monai_runner(predictor: Predictor, settings: PredictSettings):
+    """A function image -> (labels, confidence, uncertainty) through MONAI, doing the same work as ours."""
+    try:
+        from monai.inferers import sliding_window_inference
+    except ImportError:
+        return None
+    device, model = predictor.device, predictor.model
+    precision = amp_dtype(device) if settings.amp else None
+
+    def probabilities(tiles):
+        if device.type == "cuda":
+            tiles = tiles.contiguous(memory_format=torch.channels_last)
+        if precision is not None:
+            with torch.autocast(device.type, dtype=precision):
+                logits = model(tiles)
+        else:
+            logits = model(tiles)
+        return torch.softmax(logits.float(), dim=1)
+
+    def run(pixels):
+        x = torch.from_numpy(prepare_input(pixels, 1, META.normalisation))[None].to(device)
+        with torch.inference_mode():
+            probs = sliding_window_inference(
+                x, roi_size=(settings.tile, settings.tile), sw_batch_size=settings.batch, predictor=probabilities,
+                overlap=settings.overlap, mode="gaussian", sigma_scale=settings.sigma_scale,
+            )[0]
+            confidence, labels = probs.max(dim=0)
+            entropy = -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=0) / math.log(probs.shape[0])
+            outputs = (labels.to(torch.uint8).cpu().numpy(), confidence.half().cpu().numpy(),
+                       entropy.clamp(0, 1).half().cpu().numpy())
+        synchronize(device)
+        return outputs
+
+    return run
+
+
+def bench_speed(predictor: Predictor, image: np.ndarray, settings: PredictSettings, args, with_monai: bool):
+    device = predictor.device
+    plan = plan_tiles(image.shape[0], image.shape[1], settings.tile, settings.overlap, settings.align)
+    warm = image[: plan.tile_h, : plan.tile_w]
+    predictor.predict(warm, settings)  # allocator and cuDNN algorithm choice at the real tile size
+    monai = monai_runner(predictor, settings) if with_monai else None
+    if monai is not None:
+        monai(warm)
+    raw = [time_raw_forward(predictor.model, device, plan.tile_h, settings.batch, settings.amp, args.repeats)]
+    ours, theirs = [], []
+    for _ in range(args.rounds):  # alternate, so a busier spell of the machine hits both alike
+        ours.append(time_ours(predictor, image, settings))
+        if monai is not None:
+            start = clock()
+            labels = monai(image)[0]
+            theirs.append(SimpleNamespace(seconds=clock() - start, labels=labels))
+    raw.append(time_raw_forward(predictor.model, device, plan.tile_h, settings.batch, settings.amp, args.repeats))
+    fastest = lambda runs: min(runs, key=lambda r: r.seconds) if runs else None  # noqa: E731
+    return SimpleNamespace(plan=plan, raw=raw, ours=fastest(ours), monai=fastest(theirs))
+
+
+# --- (c) host memory in child processes ----------------------------------------------------------------
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory.
+
+    On Linux VmHWM belongs to the process's own address space; ru_maxrss would also count the parent's
+    memory that a forked child inherits before exec.
+    """
+    if sys.platform == "win32":
+        import psutil
+
+        return int(psutil.Process().memory_info().peak_wset)
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def child(args) -> None:
+    device = pick_device(args.device)
+    model = build(args.mem_model)
+    settings = PredictSettings(tile=args.tile, overlap=args.overlap, batch=args.batch)
+    report = {}
+    if args.child in ("forward", "predict"):
+        predictor = Predictor(model, META, device=device)
+        if args.child == "forward":
+            x = torch.rand(args.batch, 1, args.tile, args.tile, device=device)
+            with torch.inference_mode():
+                predictor.model(x)
+        else:
+            image = make_image(args.mem_size)
+            start = clock()
+            result = predictor.predict(image, settings)
+            report["seconds"] = clock() - start
+            report["tiles"] = result.tiles
+            report["image_bytes"] = image.nbytes
+            report["output_bytes"] = result.labels.nbytes + result.confidence.nbytes + result.uncertainty.nbytes
+            if device.type == "cuda":
+                report["gpu_peak"] = torch.cuda.max_memory_allocated(device)
+    report["peak"] = peak_rss_bytes()
+    print(json.dumps(report))
+
+
+def run_child(args, kind: str) -> dict:
+    command = [sys.executable, __file__, "--child", kind, "--device", args.device, "--tile", str(args.tile),
+               "--threads", str(args.threads),
+               "--overlap", str(args.overlap), "--batch", str(args.batch), "--mem-size", str(args.mem_size),
+               "--mem-model", args.mem_model]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# --- report ----------------------------------------------------------------------------------------------
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096, help="image side for (a) and (b)")
+    parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--overlap", type=float, default=0.25)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", default="bench-unet",
+                        help="bench-unet (defined here), tiny, or a segstudio architecture name")
+    parser.add_argument("--repeats", type=int, default=3, help="raw forward timings before and after")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating runs of ours and MONAI (best is kept)")
+    parser.add_argument("--mem-size", type=int, default=8192, help="image side for (c)")
+    parser.add_argument("--mem-model", default=None, help="model for (c); default: same as --model")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="what (a) and (b) time")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: a, b, c")
+    parser.add_argument("--child", choices=["baseline", "forward", "predict"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.mem_model = args.mem_model or args.model
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    global clock
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.child:
+        child(args)
+        return 0
+
+    skip = set(filter(None, args.skip.split(",")))
+    device = pick_device(args.device)
+    model = build(args.model)
+    predictor = Predictor(model, META, device=device)
+    settings = PredictSettings(tile=args.tile, overlap=args.overlap, batch=args.batch)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"device: {device_label(device)}; model: {args.model} ({params / 1e6:.2f} M parameters); "
+          f"tile {args.tile}, overlap {args.overlap}, batch {args.batch}, amp {amp_dtype(device)}; "
+          f"timing {'process CPU time' if args.clock == 'cpu' else 'wall time'}")
+    ok = True
+
+    if not {"a", "b"} <= skip:
+        image = make_image(args.size)
+        speed = bench_speed(predictor, image, settings, args, with_monai="b" not in skip)
+        tiles, ours = speed.plan.count, speed.ours
+        per_tile = min(speed.raw)
+        ratio = ours.seconds / (tiles * per_tile)
+        print(f"\n(a) {args.size}x{args.size}: {tiles} tiles of {speed.plan.tile_h} px in {ours.seconds:.2f} s "
+              f"(best of {args.rounds}); raw batched forward {per_tile * 1e3:.1f} ms/tile (best before "
+              f"{speed.raw[0] * 1e3:.1f}, after {speed.raw[1] * 1e3:.1f})")
+        print(f"    tiled / (tiles x raw per tile) = {ratio:.3f}   target <= 1.10   {verdict(ratio <= 1.10)}")
+        if ours.forward_seconds:
+            inside = ours.seconds / ours.forward_seconds
+            print(f"    same run, total / time inside the model's forward = {inside:.3f} "
+                  f"({ours.seconds - ours.forward_seconds:.2f} s outside the network)   {verdict(inside <= 1.10)}")
+        if ours.gpu_peak is not None:
+            print(f"    GPU peak allocated during the run: {ours.gpu_peak / 2**20:.0f} MiB")
+        if "a" not in skip:
+            ok &= ratio <= 1.10
+
+        if "b" in skip:
+            pass
+        elif speed.monai is None:
+            print("\n(b) MONAI sliding_window_inference: skipped (monai is not installed)")
+        else:
+            monai = speed.monai
+            versus = ours.seconds / monai.seconds
+            agree = float((monai.labels == ours.result.labels).mean())
+            print(f"\n(b) MONAI sliding_window_inference (gaussian, same tile/overlap/batch, same outputs): "
+                  f"{monai.seconds:.2f} s (best of {args.rounds}); labels agree on {agree:.2%} of pixels")
+            print(f"    ours / MONAI = {versus:.3f}   target <= 1.0   {verdict(versus <= 1.0)}")
+            ok &= versus <= 1.0
+
+    if "c" not in skip:
+        baseline = run_child(args, "baseline")
+        forward = run_child(args, "forward")
+        run = run_child(args, "predict")
+        extra = run["peak"] - baseline["peak"]
+        beyond_forward = run["peak"] - forward["peak"]
+        print(f"\n(c) {args.mem_size}x{args.mem_size} uint16, {NUM_CLASSES} classes, model {args.mem_model}: "
+              f"{run['tiles']} tiles in {run['seconds']:.1f} s")
+        print(f"    peak RSS: predict {run['peak'] / 2**20:.0f} MiB; baseline (import torch + build model) "
+              f"{baseline['peak'] / 2**20:.0f} MiB; baseline + one batched forward {forward['peak'] / 2**20:.0f} MiB")
+        print(f"    of which image {run['image_bytes'] / 2**20:.0f} MiB and outputs "
+              f"{run['output_bytes'] / 2**20:.0f} MiB (labels uint8 + confidence and uncertainty float16)")
+        print(f"    peak - baseline = {extra / 2**20:.0f} MiB   target well under 2048 MiB   "
+              f"{verdict(extra < 2 * GIB)}")
+        print(f"    peak - (baseline + forward) = {beyond_forward / 2**20:.0f} MiB (what the image size adds)")
+        if "gpu_peak" in run:
+            print(f"    GPU peak allocated: {run['gpu_peak'] / 2**20:.0f} MiB")
+        ok &= extra < 2 * GIB
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
