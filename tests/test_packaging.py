@@ -49,6 +49,7 @@ def spec():
     namespace = {name: _Recorder(name, calls) for name in ("Analysis", "PYZ", "EXE", "COLLECT")}
     namespace["SPECPATH"] = str(PACKAGING)
     exec(compile(source, str(PACKAGING / "segstudio.spec"), "exec"), namespace)
+    calls["namespace"] = namespace
     return calls
 
 
@@ -63,7 +64,7 @@ class _Recorder:
         return self
 
     def __getattr__(self, name):
-        return f"{self.kind}.{name}"
+        return []  # a.pure, a.binaries, ...: empty lists of what the analysis found
 
 
 def _package_imports():
@@ -171,6 +172,28 @@ def test_spec_excludes_nothing_the_package_imports(spec):
     clashes = {m for m in imported for e in excludes if m == e or m.startswith(e + ".")}
     assert not clashes, f"excluded from the bundle but imported by segstudio: {sorted(clashes)}"
     assert "PySide6.QtWebEngineCore" in excludes and "tkinter" in excludes
+
+
+def test_spec_drops_only_the_qt_files_a_widgets_app_does_not_load(spec):
+    is_needed = spec["namespace"]["is_needed_binary"]
+    for needed in (
+        "PySide6/Qt/lib/libQt6Widgets.so.6",
+        "PySide6/Qt/lib/libQt6Svg.so.6",
+        "PySide6/Qt/plugins/imageformats/libqsvg.so",
+        "PySide6/Qt/plugins/platforms/libqxcb.so",
+        "PySide6/Qt/plugins/platforms/libqoffscreen.so",
+        "PySide6/Qt/plugins/imageformats/libqtiff.so",
+        "torch/lib/libtorch_cuda.so",
+        "PySide6/qsvg.dll",
+    ):
+        assert is_needed(needed), needed
+    for unused in (
+        "PySide6/Qt/plugins/platforminputcontexts/libqtvirtualkeyboardplugin.so",
+        "PySide6/Qt/plugins/imageformats/libqpdf.so",
+        "PySide6/Qt/lib/libQt6Quick.so.6",
+        "PySide6/Qt6Qml.dll",
+    ):
+        assert not is_needed(unused), unused
 
 
 # --- icon --------------------------------------------------------------------------------------------
