@@ -4,6 +4,9 @@ icon renders exist at the sizes desktops ask for."""
 import ast
 import configparser
 import importlib
+import os
+import shutil
+import subprocess
 import struct
 import sys
 import tomllib
@@ -194,6 +197,15 @@ def test_spec_drops_only_the_qt_files_a_widgets_app_does_not_load(spec):
         "PySide6/Qt6Qml.dll",
     ):
         assert not is_needed(unused), unused
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash on this system")
+def test_build_script_runs_as_a_command_and_parses():
+    script = PACKAGING / "build.sh"
+    assert os.access(script, os.X_OK), "packaging/build.sh lost its executable bit"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "segstudio.spec" in script.read_text(encoding="utf-8")
 
 
 # --- icon --------------------------------------------------------------------------------------------
