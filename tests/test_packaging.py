@@ -4,6 +4,7 @@ icon renders exist at the sizes desktops ask for."""
 import ast
 import configparser
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -167,6 +168,14 @@ def test_spec_lists_every_package_module_for_lazy_imports(spec):
     assert modules and modules <= hidden
     assert "segstudio.gui.app" in hidden and "segstudio.cli" in hidden
     assert "torchvision" in hidden
+
+
+def test_spec_bundles_torchvision_compiled_operators(spec):
+    folder = Path(next(iter(importlib.util.find_spec("torchvision").submodule_search_locations)))
+    compiled = {p.name for p in folder.iterdir() if p.suffix in (".so", ".pyd", ".dylib")}
+    bundled = {Path(src).name for src, dest in spec["Analysis"][1]["binaries"] if dest == "torchvision"}
+    # torchvision finds these by path next to its modules; without them its operators do not exist.
+    assert compiled and compiled <= bundled
 
 
 def test_spec_excludes_nothing_the_package_imports(spec):
