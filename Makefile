@@ -16,5 +16,8 @@ run: $(STAMP)
 test: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest
 
+package: $(STAMP)
+	PYTHON=$(VENV)/bin/python packaging/build.sh
+
 clean-venv:
 	rm -rf $(VENV)

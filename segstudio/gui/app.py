@@ -10,12 +10,14 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from segstudio.core import paths
+from segstudio.gui.startup_probe import install_startup_probe
 
 
 def create_application(argv: Sequence[str] | None = None) -> QApplication:
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     QCoreApplication.setOrganizationName("segstudio")
     QCoreApplication.setApplicationName("segstudio")
+    app.setDesktopFileName("segstudio")  # lets Wayland match the window to segstudio.desktop
     icon = paths.resources_dir() / "icons" / "segstudio.svg"
     if icon.exists():
         app.setWindowIcon(QIcon(str(icon)))
@@ -37,6 +39,7 @@ def run_app(images: Sequence[str] = (), sample: bool = False, model: str | None 
     from segstudio.gui.main_window import MainWindow
 
     window = MainWindow()
+    install_startup_probe(window)
     window.show()
     to_open = list(images)
     if sample and (first := default_sample()) is not None:
