@@ -99,7 +99,9 @@ class TrainResult:
     batch_size: int = 0                        # after any out-of-memory reduction
     crop: int = 0
     notes: list[str] = field(default_factory=list)
-    timing: dict = field(default_factory=dict)  # train_s (optimisation steps only), val_s, total_s, samples
+    # train_s: wall time of the optimisation steps (loading included, validation not); train_cpu_s: the
+    # process's CPU time over the same spans (a steadier figure on a busy machine); val_s, total_s, samples
+    timing: dict = field(default_factory=dict)
     replicas_identical: bool | None = None     # DDP only: all ranks ended with the same weights
 
 
@@ -605,6 +607,8 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     from segstudio.models.library import ModelLibrary
 
     t_start = time.perf_counter()
+    if isinstance(config.data, (str, Path)):
+        config = dataclasses.replace(config, data=[config.data])
     cancelled = (lambda: bool(cancel())) if cancel is not None else (lambda: False)
     if config.steps is None and config.epochs < 1:
         raise TrainingError("epochs must be at least 1")
@@ -686,7 +690,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
         emit({"event": "evaluated", "model": "parent", "val": parent_metrics})
 
     step, epoch, samples = 0, 0, 0
-    train_s = 0.0
+    train_s = train_cpu_s = 0.0
     val_runs = 1 if ctx.is_main else 0
     child_metrics = None
     last_report = -math.inf
@@ -697,7 +701,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
         epoch_loss = torch.zeros((), device=device)
         epoch_batches = 0
         set_train_mode(net, frozen)
-        t_epoch = time.perf_counter()
+        t_epoch, cpu_epoch = time.perf_counter(), time.process_time()
         out_of_memory = False
         try:
             for x, y, w in loader:
@@ -754,6 +758,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
             out_of_memory = True  # handled below, once the traceback (and the activations it holds) is gone
         if out_of_memory:
             train_s += time.perf_counter() - t_epoch
+            train_cpu_s += time.process_time() - cpu_epoch
             x = y = w = logits = loss = detached = None  # noqa: F841 - release the failed batch
             batch, crop, action = _shrink_after_oom(batch, crop, ctx, device)
             del loader
@@ -766,6 +771,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
             total = planned_steps(step, epoch)
             continue  # the same epoch again, with the smaller batch or crop
         train_s += time.perf_counter() - t_epoch
+        train_cpu_s += time.process_time() - cpu_epoch
         epoch += 1
         mean_epoch_loss = None
         if epoch_batches:
@@ -800,7 +806,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     path = Path(path)
     if path.exists():
         raise TrainingError(f"The model library already has {path}; refusing to overwrite it")
-    timing = {"train_s": train_s, "val_s": val_s, "samples": samples}
+    timing = {"train_s": train_s, "train_cpu_s": train_cpu_s, "val_s": val_s, "samples": samples}
     settings = config.settings()
     settings.update({"effective_batch_size": batch, "effective_crop": crop, "world_size": ctx.world_size})
     child_meta = dataclasses.replace(
