@@ -231,6 +231,16 @@ def _class_table(manifests: list[tuple[Path, dict]]) -> list[dict]:
     return classes
 
 
+@dataclass
+class TrainingData:
+    train: list[_Item]
+    val: list[_Item]
+    classes: list[dict]        # the datasets' class table ([{"id", "name", "color"}])
+    datasets: list[dict]       # per folder: path, manifest_hash, entries (recorded in the lineage)
+    val_source: str            # "dataset" (the manifests' val split) or "holdout" (hash of the entry ids)
+    notes: list[str]
+
+
 def load_training_data(
     folders: Sequence[str | Path],
     *,
@@ -240,7 +250,7 @@ def load_training_data(
     val_whole_max_pixels: int,
     cancel: CancelFn | None = None,
 ):
-    """Read every entry of every dataset folder; returns (train items, val items, classes, info, notes)."""
+    """Read every entry of every dataset folder, normalised for a model with this input description."""
     from segstudio.core.dataset import load_entry, load_manifest, manifest_hash
 
     if not folders:
@@ -304,7 +314,7 @@ def load_training_data(
         }
         for folder, m in manifests
     ]
-    return train, val, classes, info, notes
+    return TrainingData(train, val, classes, info, "dataset" if val_ids is None else "holdout", notes)
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -633,9 +643,13 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    train_items, val_items, classes, datasets, notes = load_training_data(
+    # Under torchrun a rank must not leave alone before the first step (the others would wait for it);
+    # a cancel there is agreed on at the first step instead.
+    data = load_training_data(
         config.data, in_channels=int(parent_meta.in_channels), normalisation=dict(parent_meta.normalisation),
-        num_classes=num_classes, val_whole_max_pixels=config.val_whole_max_pixels, cancel=cancelled)
+        num_classes=num_classes, val_whole_max_pixels=config.val_whole_max_pixels,
+        cancel=None if ctx.enabled else cancelled)
+    train_items, val_items, classes, notes = data.train, data.val, data.classes, data.notes
 
     # Images smaller than the crop would be mostly padding: shrink the crop to the largest image.
     largest = max(max(it.hw) for it in train_items)
@@ -647,11 +661,11 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     model.to(device)
     frozen: list[nn.Module] = []
     if config.freeze_encoder:
-        enc = encoder_modules(model)
-        if not any(True for _, m in enc for _ in m.parameters()):
+        encoder = encoder_parameters(model)
+        if not encoder:
             raise TrainingError(f"{parent_meta.id} ({parent_meta.arch}) has no encoder to freeze")
-        frozen = [m for _, m in enc]
-        for p in encoder_parameters(model):
+        frozen = [m for _, m in encoder_modules(model)]
+        for p in encoder:
             p.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -674,7 +688,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     emit({
         "event": "start", "base": parent_meta.id, "name": name, "device": _device_label(device),
         "world_size": ctx.world_size, "train_images": len(train_items), "val_images": len(val_items),
-        "val_source": "holdout" if any("holding out" in n for n in notes) else "dataset",
+        "val_source": data.val_source,
         "steps": total, "epochs": config.epochs if config.steps is None else None,
         "batch": batch, "crop": crop, "amp": str(amp).replace("torch.", "") if amp else None,
         "frozen_parameters": sum(p.numel() for p in model.parameters() if not p.requires_grad),
@@ -796,6 +810,8 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
                            replicas_identical=identical)
     if cancelled():
         raise _Cancelled
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        _raise_nonfinite(step, config, "model's weights")
 
     # From here on the new version is written; a cancel arriving now is too late to matter.
     parent_iou = parent_metrics.get("mean_iou") if parent_metrics else None
@@ -817,7 +833,8 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         parent=parent_meta.id,
         training={
-            "datasets": datasets,
+            "datasets": data.datasets,
+            "val_source": data.val_source,
             "settings": settings,
             "steps": step,
             "epochs": epoch,
@@ -847,10 +864,10 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
                        batch_size=batch, crop=crop, notes=notes, timing=timing, replicas_identical=identical)
 
 
-def _raise_nonfinite(step: int, config: TrainConfig):
+def _raise_nonfinite(step: int, config: TrainConfig, what: str = "training loss"):
     raise TrainingError(
-        f"The training loss became NaN or infinite by step {step}; nothing was saved. "
-        f"Try a lower learning rate than {config.lr:g}" + (" or --no-amp" if config.amp else "")
+        f"The {what} became NaN or infinite by step {step}; nothing was saved. "
+        f"Try a lower learning rate than {config.lr:g}" + (" or full precision" if config.amp else "")
     )
 
 
