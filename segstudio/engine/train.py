@@ -16,8 +16,10 @@ a non-finite loss or running out of memory leave the library exactly as it was.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -557,8 +559,6 @@ def _resolve_workers(requested: int, device: torch.device) -> int:
     if requested >= 0:
         return requested
     if device.type == "cuda":
-        import os
-
         return max(1, min(4, (os.cpu_count() or 2) // 2))
     return 0
 
@@ -626,6 +626,8 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
         raise TrainingError("steps must be at least 1")
     if config.batch_size < 1 or config.crop < 16:
         raise TrainingError("batch size must be at least 1 and crop at least 16 pixels")
+    if not config.lr > 0 or config.hand_weight < 0:
+        raise TrainingError("the learning rate must be above 0 and the hand-correction weight not below 0")
     if config.name is not None and not _NAME_RE.match(config.name):
         raise TrainingError(f"Invalid model name {config.name!r}: use letters, digits, '.', '_' or '-'")
 
@@ -888,8 +890,6 @@ def _shrink_after_oom(batch: int, crop: int, ctx: DistContext, device: torch.dev
 
 def _free_memory(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
     optimizer.zero_grad(set_to_none=True)
-    import gc
-
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
