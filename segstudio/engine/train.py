@@ -16,8 +16,10 @@ a non-finite loss or running out of memory leave the library exactly as it was.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import math
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -99,7 +101,9 @@ class TrainResult:
     batch_size: int = 0                        # after any out-of-memory reduction
     crop: int = 0
     notes: list[str] = field(default_factory=list)
-    timing: dict = field(default_factory=dict)  # train_s (optimisation steps only), val_s, total_s, samples
+    # train_s: wall time of the optimisation steps (loading included, validation not); train_cpu_s: the
+    # process's CPU time over the same spans (a steadier figure on a busy machine); val_s, total_s, samples
+    timing: dict = field(default_factory=dict)
     replicas_identical: bool | None = None     # DDP only: all ranks ended with the same weights
 
 
@@ -229,6 +233,16 @@ def _class_table(manifests: list[tuple[Path, dict]]) -> list[dict]:
     return classes
 
 
+@dataclass
+class TrainingData:
+    train: list[_Item]
+    val: list[_Item]
+    classes: list[dict]        # the datasets' class table ([{"id", "name", "color"}])
+    datasets: list[dict]       # per folder: path, manifest_hash, entries (recorded in the lineage)
+    val_source: str            # "dataset" (the manifests' val split) or "holdout" (hash of the entry ids)
+    notes: list[str]
+
+
 def load_training_data(
     folders: Sequence[str | Path],
     *,
@@ -238,7 +252,7 @@ def load_training_data(
     val_whole_max_pixels: int,
     cancel: CancelFn | None = None,
 ):
-    """Read every entry of every dataset folder; returns (train items, val items, classes, info, notes)."""
+    """Read every entry of every dataset folder, normalised for a model with this input description."""
     from segstudio.core.dataset import load_entry, load_manifest, manifest_hash
 
     if not folders:
@@ -302,7 +316,7 @@ def load_training_data(
         }
         for folder, m in manifests
     ]
-    return train, val, classes, info, notes
+    return TrainingData(train, val, classes, info, "dataset" if val_ids is None else "holdout", notes)
 
 
 class CropDataset(torch.utils.data.Dataset):
@@ -545,8 +559,6 @@ def _resolve_workers(requested: int, device: torch.device) -> int:
     if requested >= 0:
         return requested
     if device.type == "cuda":
-        import os
-
         return max(1, min(4, (os.cpu_count() or 2) // 2))
     return 0
 
@@ -605,6 +617,8 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     from segstudio.models.library import ModelLibrary
 
     t_start = time.perf_counter()
+    if isinstance(config.data, (str, Path)):
+        config = dataclasses.replace(config, data=[config.data])
     cancelled = (lambda: bool(cancel())) if cancel is not None else (lambda: False)
     if config.steps is None and config.epochs < 1:
         raise TrainingError("epochs must be at least 1")
@@ -612,6 +626,8 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
         raise TrainingError("steps must be at least 1")
     if config.batch_size < 1 or config.crop < 16:
         raise TrainingError("batch size must be at least 1 and crop at least 16 pixels")
+    if not config.lr > 0 or config.hand_weight < 0:
+        raise TrainingError("the learning rate must be above 0 and the hand-correction weight not below 0")
     if config.name is not None and not _NAME_RE.match(config.name):
         raise TrainingError(f"Invalid model name {config.name!r}: use letters, digits, '.', '_' or '-'")
 
@@ -629,9 +645,13 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    train_items, val_items, classes, datasets, notes = load_training_data(
+    # Under torchrun a rank must not leave alone before the first step (the others would wait for it);
+    # a cancel there is agreed on at the first step instead.
+    data = load_training_data(
         config.data, in_channels=int(parent_meta.in_channels), normalisation=dict(parent_meta.normalisation),
-        num_classes=num_classes, val_whole_max_pixels=config.val_whole_max_pixels, cancel=cancelled)
+        num_classes=num_classes, val_whole_max_pixels=config.val_whole_max_pixels,
+        cancel=None if ctx.enabled else cancelled)
+    train_items, val_items, classes, notes = data.train, data.val, data.classes, data.notes
 
     # Images smaller than the crop would be mostly padding: shrink the crop to the largest image.
     largest = max(max(it.hw) for it in train_items)
@@ -643,11 +663,11 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     model.to(device)
     frozen: list[nn.Module] = []
     if config.freeze_encoder:
-        enc = encoder_modules(model)
-        if not any(True for _, m in enc for _ in m.parameters()):
+        encoder = encoder_parameters(model)
+        if not encoder:
             raise TrainingError(f"{parent_meta.id} ({parent_meta.arch}) has no encoder to freeze")
-        frozen = [m for _, m in enc]
-        for p in encoder_parameters(model):
+        frozen = [m for _, m in encoder_modules(model)]
+        for p in encoder:
             p.requires_grad_(False)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
@@ -670,7 +690,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     emit({
         "event": "start", "base": parent_meta.id, "name": name, "device": _device_label(device),
         "world_size": ctx.world_size, "train_images": len(train_items), "val_images": len(val_items),
-        "val_source": "holdout" if any("holding out" in n for n in notes) else "dataset",
+        "val_source": data.val_source,
         "steps": total, "epochs": config.epochs if config.steps is None else None,
         "batch": batch, "crop": crop, "amp": str(amp).replace("torch.", "") if amp else None,
         "frozen_parameters": sum(p.numel() for p in model.parameters() if not p.requires_grad),
@@ -686,7 +706,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
         emit({"event": "evaluated", "model": "parent", "val": parent_metrics})
 
     step, epoch, samples = 0, 0, 0
-    train_s = 0.0
+    train_s = train_cpu_s = 0.0
     val_runs = 1 if ctx.is_main else 0
     child_metrics = None
     last_report = -math.inf
@@ -697,7 +717,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
         epoch_loss = torch.zeros((), device=device)
         epoch_batches = 0
         set_train_mode(net, frozen)
-        t_epoch = time.perf_counter()
+        t_epoch, cpu_epoch = time.perf_counter(), time.process_time()
         out_of_memory = False
         try:
             for x, y, w in loader:
@@ -754,6 +774,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
             out_of_memory = True  # handled below, once the traceback (and the activations it holds) is gone
         if out_of_memory:
             train_s += time.perf_counter() - t_epoch
+            train_cpu_s += time.process_time() - cpu_epoch
             x = y = w = logits = loss = detached = None  # noqa: F841 - release the failed batch
             batch, crop, action = _shrink_after_oom(batch, crop, ctx, device)
             del loader
@@ -766,6 +787,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
             total = planned_steps(step, epoch)
             continue  # the same epoch again, with the smaller batch or crop
         train_s += time.perf_counter() - t_epoch
+        train_cpu_s += time.process_time() - cpu_epoch
         epoch += 1
         mean_epoch_loss = None
         if epoch_batches:
@@ -790,6 +812,8 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
                            replicas_identical=identical)
     if cancelled():
         raise _Cancelled
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        _raise_nonfinite(step, config, "model's weights")
 
     # From here on the new version is written; a cancel arriving now is too late to matter.
     parent_iou = parent_metrics.get("mean_iou") if parent_metrics else None
@@ -800,7 +824,7 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
     path = Path(path)
     if path.exists():
         raise TrainingError(f"The model library already has {path}; refusing to overwrite it")
-    timing = {"train_s": train_s, "val_s": val_s, "samples": samples}
+    timing = {"train_s": train_s, "train_cpu_s": train_cpu_s, "val_s": val_s, "samples": samples}
     settings = config.settings()
     settings.update({"effective_batch_size": batch, "effective_crop": crop, "world_size": ctx.world_size})
     child_meta = dataclasses.replace(
@@ -811,7 +835,8 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         parent=parent_meta.id,
         training={
-            "datasets": datasets,
+            "datasets": data.datasets,
+            "val_source": data.val_source,
             "settings": settings,
             "steps": step,
             "epochs": epoch,
@@ -841,10 +866,10 @@ def _fine_tune(config: TrainConfig, ctx: DistContext, emit, cancel: CancelFn | N
                        batch_size=batch, crop=crop, notes=notes, timing=timing, replicas_identical=identical)
 
 
-def _raise_nonfinite(step: int, config: TrainConfig):
+def _raise_nonfinite(step: int, config: TrainConfig, what: str = "training loss"):
     raise TrainingError(
-        f"The training loss became NaN or infinite by step {step}; nothing was saved. "
-        f"Try a lower learning rate than {config.lr:g}" + (" or --no-amp" if config.amp else "")
+        f"The {what} became NaN or infinite by step {step}; nothing was saved. "
+        f"Try a lower learning rate than {config.lr:g}" + (" or full precision" if config.amp else "")
     )
 
 
@@ -865,8 +890,6 @@ def _shrink_after_oom(batch: int, crop: int, ctx: DistContext, device: torch.dev
 
 def _free_memory(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
     optimizer.zero_grad(set_to_none=True)
-    import gc
-
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import signal
 import sys
 import threading
@@ -175,11 +176,21 @@ class _StopRequest:
         self._previous.clear()
 
 
-def run(args: argparse.Namespace) -> int:
-    from segstudio.engine.distributed import DistContext
+def _is_training_error(e: BaseException) -> bool:
+    """A failure the message explains (bad data, NaN loss...); anything else also gets its traceback."""
+    try:
+        from segstudio.engine.train import TrainingError
+    except ImportError:
+        return False
+    return isinstance(e, TrainingError)
 
+
+def run(args: argparse.Namespace) -> int:
+    # Handlers first: a cancel that arrives while torch is still importing must also exit with 130.
+    stop = _StopRequest()
+    stop.install()
     real_stdout = sys.stdout
-    main_rank = DistContext.from_env().is_main
+    main_rank = int(os.environ.get("RANK", "0") or 0) == 0  # torchrun sets RANK; only rank 0 reports
     reporter = None
     if main_rank and args.progress == "jsonl":
         reporter = _JsonlReporter(real_stdout)
@@ -195,11 +206,12 @@ def run(args: argparse.Namespace) -> int:
         if reporter is not None:
             reporter(event)
 
-    from segstudio.engine.train import TrainingError, fine_tune
-
-    stop = _StopRequest()
-    stop.install()
     try:
+        from segstudio.engine.train import fine_tune
+
+        if stop():  # asked to stop while torch was importing
+            progress({"event": "cancelled"})
+            return EXIT_CANCELLED
         result = fine_tune(config_from_args(args), progress=progress, cancel=stop)
         return EXIT_OK if result.status == "done" else EXIT_CANCELLED
     except KeyboardInterrupt:
@@ -209,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     except Exception as e:  # noqa: BLE001 - the exit status and the message are the interface here
         if not reported_error:
             progress({"event": "error", "message": str(e)})
-        if not isinstance(e, TrainingError):
+        if not _is_training_error(e):
             traceback.print_exc(file=sys.stderr)
         elif not (main_rank and args.progress == "bar"):
             sys.stderr.write(f"error: {e}\n")
