@@ -239,7 +239,7 @@ class TrainingData:
     val: list[_Item]
     classes: list[dict]        # the datasets' class table ([{"id", "name", "color"}])
     datasets: list[dict]       # per folder: path, manifest_hash, entries (recorded in the lineage)
-    val_source: str            # "dataset" (the manifests' val split) or "holdout" (hash of the entry ids)
+    val_source: str            # "dataset" (the manifests' val split), "holdout" (hash of the entry ids) or "strip"
     notes: list[str]
 
 
@@ -274,17 +274,15 @@ def load_training_data(
     val_ids: set[str] | None = None
     if not any(e.get("split") == "val" for _, e in all_entries):
         val_ids = holdout_split([str(e["id"]) for _, e in all_entries])
-        if not val_ids:
-            raise TrainingError(
-                "Training needs at least two labelled images: one is held out to check the new model"
+        if val_ids:
+            notes.append(
+                f"The datasets have no validation images; holding out {len(val_ids)} of "
+                f"{len(all_entries)} images (chosen by a hash of their id) to check the new model"
             )
-        notes.append(
-            f"The datasets have no validation images; holding out {len(val_ids)} of "
-            f"{len(all_entries)} images (chosen by a hash of their id) to check the new model"
-        )
 
     train: list[_Item] = []
     val: list[_Item] = []
+    sources: dict[str, np.ndarray] = {}  # raw pixels, in case a strip of each image must be held out
     for folder, entry in all_entries:
         if cancel is not None and cancel():
             raise _Cancelled
@@ -306,8 +304,17 @@ def load_training_data(
         is_val = entry.get("split") == "val" if val_ids is None else str(entry["id"]) in val_ids
         raw = pixels if is_val and mask.size > val_whole_max_pixels else None
         (val if is_val else train).append(_Item(key, image, mask, hand_map, raw))
-    if not train:
-        raise TrainingError("Every labelled image is in the validation split; there is nothing to train on")
+        sources[key] = pixels
+    val_source = "dataset" if val_ids is None else "holdout"
+    if not train or not val:
+        # Too few images to hold whole ones out (a user's first fine-tune often has one or two):
+        # train on most of every image and check the new model on a strip that training never sees.
+        train, val = split_into_strips(train + val, sources, val_whole_max_pixels)
+        val_source = "strip"
+        notes.append(
+            f"Only {len(all_entries)} labelled image(s) with no separate validation image; the last "
+            f"{int(HOLDOUT_STRIP * 100)}% of each image (along its longer side) is held out to check the new model"
+        )
     info = [
         {
             "path": str(folder.resolve()),
@@ -316,7 +323,36 @@ def load_training_data(
         }
         for folder, m in manifests
     ]
-    return TrainingData(train, val, classes, info, "dataset" if val_ids is None else "holdout", notes)
+    return TrainingData(train, val, classes, info, val_source, notes)
+
+
+HOLDOUT_STRIP = 0.2
+
+
+def split_into_strips(items: Sequence[_Item], sources: dict[str, np.ndarray], val_whole_max_pixels: int):
+    """Cut each image across its longer side: the first 80% trains, the last 20% validates.
+
+    The strips never overlap, so the validation score is measured on pixels the model was not trained on.
+    """
+    train: list[_Item] = []
+    val: list[_Item] = []
+    for item in items:
+        h, w = item.hw
+        along_width = w >= h
+        length = w if along_width else h
+        held = max(1, int(round(length * HOLDOUT_STRIP)))
+        if length - held < 1:
+            raise TrainingError(f"Image {item.key} is too small to hold out a part of it for validation")
+        cut = length - held
+        first = (slice(None), slice(0, cut)) if along_width else (slice(0, cut), slice(None))
+        last = (slice(None), slice(cut, None)) if along_width else (slice(cut, None), slice(None))
+        train.append(_Item(item.key + " (training part)", item.image[(slice(None), *first)].contiguous(),
+                           item.labels[first], item.hand[first]))
+        labels = item.labels[last]
+        raw = sources[item.key][last] if labels.size > val_whole_max_pixels else None
+        val.append(_Item(item.key + " (held-out strip)", item.image[(slice(None), *last)].contiguous(), labels,
+                         item.hand[last], raw))
+    return train, val
 
 
 class CropDataset(torch.utils.data.Dataset):

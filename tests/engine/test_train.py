@@ -430,3 +430,28 @@ def test_loss_ignores_zero_weight_pixels_and_rewards_right_answers():
     one_wrong = right.clone()
     one_wrong[:, :, 0, 0] = -one_wrong[:, :, 0, 0]
     assert segmentation_loss(one_wrong, target, hand) > segmentation_loss(one_wrong, target)
+
+
+@pytest.mark.parametrize("val_every", [None, 1], ids=["one-train-image", "one-val-image"])
+def test_a_single_labelled_image_trains_and_validates_on_a_held_out_strip(tmp_path, val_every):
+    """A first fine-tune often has one corrected image; its last fifth checks the new model."""
+    from segstudio.engine.train import load_training_data
+
+    requires_contract()
+    data = write_dataset(tmp_path / "one", n=1, size=64, val_every=val_every)
+    loaded = load_training_data([data], in_channels=1, normalisation={"kind": "percentile", "low": 1.0, "high": 99.8},
+                                num_classes=2, val_whole_max_pixels=1 << 20)
+    assert loaded.val_source == "strip" and len(loaded.train) == len(loaded.val) == 1
+    (train,), (val,) = loaded.train, loaded.val
+    assert train.hw == (64, 51) and val.hw == (64, 13)  # disjoint columns covering the image
+    full_labels = np.concatenate([train.labels, val.labels], axis=1)
+    from segstudio.core.dataset import load_entry, load_manifest
+
+    _, mask, _ = load_entry(data, load_manifest(data)["entries"][0])
+    np.testing.assert_array_equal(full_labels, mask)
+
+    base = save_base_model()
+    events = []
+    result = fine_tune(quick_config(base, data, steps=3), progress=events.append)
+    assert result.version == "blobs/v2"
+    assert events[0]["val_source"] == "strip" and any("held out" in n for n in events[0]["notes"])
