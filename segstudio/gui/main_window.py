@@ -68,6 +68,9 @@ class MainWindow(QMainWindow):
         from segstudio.gui.prediction import PredictionController
 
         self.prediction = PredictionController(self)
+        from segstudio.gui.inspector import InspectorController
+
+        self.inspector = InspectorController(self)
 
     # --- construction --------------------------------------------------------------------------
     def _build_status_bar(self) -> None:
