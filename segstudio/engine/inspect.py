@@ -72,8 +72,8 @@ class Region:
         ih, iw = self.input_shape
         if self.how == "downsampled":
             vw, vh = self.view[2], self.view[3]
-            return (f"{span}: the {vw} x {vh} view, downsampled x{self.step} to {iw} x {ih} px "
-                    f"(cap {MAX_REGION_SIDE} px per side)")
+            return (f"{span}: the {vw} x {vh} view, downsampled x{self.step} to {iw} x {ih} px; objects look "
+                    f"{self.step}x smaller to the network than when it predicts")
         if self.how == "centre crop":
             vw, vh = self.view[2], self.view[3]
             return f"{span}: centre {self.w} x {self.h} px of the {vw} x {vh} view, full resolution"

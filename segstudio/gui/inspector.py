@@ -63,6 +63,7 @@ class InspectorController(QObject):
         self.panel.channels.overlay_changed.connect(self._show_overlay)
         self.panel.save_png_requested.connect(lambda: self.save_view_png())
         self.panel.save_tap_requested.connect(lambda: self.save_tap())
+        self.dock.visibilityChanged.connect(lambda shown: shown or self.panel.probe_button.setChecked(False))
         self.service.described.connect(self._on_described)
         self.service.finished.connect(self._on_finished)
         self.service.failed.connect(self._on_failed)
@@ -211,13 +212,19 @@ class InspectorController(QObject):
                 swallowed, self._probe_press = self._probe_press, False
                 return swallowed
             ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
-            if (self.panel.probe_button.isChecked() or ctrl) and self.description is not None:
+            # Only while the dock is in sight: a hidden inspector must not take clicks from the editing tools.
+            wanted = self.panel.probe_button.isChecked() or ctrl
+            if wanted and self.description is not None and self.dock_in_sight():
                 pixel = self.canvas.image_pixel(self.canvas.mapToScene(event.position().toPoint()))
                 if pixel is not None:
                     self._probe_press = True
                     self.probe_at(*pixel)
                     return True
         return False
+
+    def dock_in_sight(self) -> bool:
+        # A dock behind another tab still reports isVisible(); its visible region is what tells.
+        return self.dock.isVisible() and not self.dock.visibleRegion().isEmpty()
 
     def _mark_probe(self, x: int, y: int) -> None:
         """A ring around the probed pixel with ticks, legible at any zoom (sized in image pixels)."""

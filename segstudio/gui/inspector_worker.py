@@ -135,6 +135,10 @@ class InspectorService(QObject):
             signal.emit(job, *args)
 
     def _queue(self, job: InspectJob) -> InspectJob:
+        if not self._running:
+            # A close the user then cancelled stopped the thread; the window is still in use.
+            self._thread.start()
+            self._running = True
         self.jobs[job.job_id] = job
         self._submit.emit(job)
         return job

@@ -123,7 +123,7 @@ def test_large_view_downsampled_keeps_the_input_within_the_cap():
     in_h, in_w = region.input_shape
     assert region.step == 14 and max(in_h, in_w) <= 512 and in_h % 32 == 0 and in_w % 32 == 0
     assert region.w >= 7000 - 32 * 14 and region.x + region.w <= 7000
-    assert "downsampled x14" in region.describe()
+    assert "downsampled x14" in region.describe() and "14x smaller" in region.describe()
 
 
 def test_window_around_a_point_stays_inside_the_image():

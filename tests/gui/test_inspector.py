@@ -381,3 +381,26 @@ def test_switching_image_clears_the_region(make_window, qtbot, smooth_tif, nucle
     win.set_current(win.documents[1])
     assert win.inspector.inspection is None and not win.inspector.region_item.isVisible()
     assert win.inspector.panel.channels.grid.count() == 0
+
+
+def test_hidden_inspector_leaves_clicks_to_the_editing_tools(make_window, qtbot, smooth_tif):
+    win = make_window()
+    win.open_paths([smooth_tif])
+    use_align_net(qtbot, win)
+    compute(qtbot, win)
+    panel = win.inspector.panel
+    panel.probe_button.setChecked(True)
+    win.prediction.dock.raise_()  # the Model tab covers the inspector
+    qtbot.waitUntil(lambda: not win.inspector.dock_in_sight())
+    assert not panel.probe_button.isChecked()
+    point = win.canvas.mapFromScene(QPointF(10.5, 10.5))
+    qtbot.mouseClick(win.canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier, point)
+    assert win.inspector.probe is None
+
+
+def test_inspector_works_again_after_a_cancelled_close(make_window, qtbot, smooth_tif):
+    win = make_window()
+    win.open_paths([smooth_tif])
+    use_align_net(qtbot, win)
+    win.inspector.shutdown()  # what a close does, before the window may decide to stay open
+    assert compute(qtbot, win) is not None
