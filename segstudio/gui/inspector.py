@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QObject, QRectF, Qt
 from PySide6.QtGui import QColor, QPainterPath, QPen
-from PySide6.QtWidgets import QFileDialog, QGraphicsPathItem, QGraphicsRectItem
+from PySide6.QtWidgets import QFileDialog, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
 
 from segstudio.engine.inspect import Inspection, probe_pixel
 from segstudio.gui.inspector_worker import InspectorService, ModelDescription
@@ -23,7 +23,13 @@ class InspectorController(QObject):
         self.window = window
         self.canvas = window.canvas
         self.panel = InspectorPanel()
-        self.dock = window.add_panel(self.panel, "Network Inspector")
+        # Scrolls rather than forcing the window taller than a laptop screen.
+        holder = QScrollArea()
+        holder.setObjectName("inspectorPanel")
+        holder.setWidgetResizable(True)
+        holder.setFrameShape(QFrame.Shape.NoFrame)
+        holder.setWidget(self.panel)
+        self.dock = window.add_panel(holder, "Network Inspector")
         prediction = getattr(window, "prediction", None)
         self.model_panel = getattr(prediction, "panel", None)
         model_dock = getattr(prediction, "dock", None)

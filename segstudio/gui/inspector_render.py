@@ -6,8 +6,8 @@ from functools import lru_cache
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
-COLORMAPS = ("viridis", "magma", "grey", "signed (blue-white-red)")
-SCALES = ("per channel", "shared across the tap")
+COLORMAPS = ("viridis", "magma", "grey", "signed")  # signed: blue below zero, white at zero, red above
+SCALES = ("per channel", "shared")
 
 
 @lru_cache(maxsize=None)
@@ -42,10 +42,16 @@ def value_range(values: np.ndarray, signed: bool) -> tuple[float, float]:
     return low, high
 
 
+def is_flat(low: float, high: float) -> bool:
+    """No contrast worth showing: equal ends, or a spread at float32 rounding level (a global average
+    resampled by interpolation differs from itself only in the last bits, which a stretch would blow up)."""
+    return not high - low > 1e-5 * max(abs(low), abs(high), 1e-30)
+
+
 def normalise(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Values mapped onto [0, 1]; a flat map becomes mid-grey rather than a division by zero."""
+    """Values mapped onto [0, 1]; a flat map becomes mid-grey rather than amplified rounding noise."""
     values = np.asarray(values, np.float32)
-    if not high > low:
+    if is_flat(low, high):
         return np.full(values.shape, 0.5, np.float32)
     return np.clip((values - low) / (high - low), 0.0, 1.0)
 

@@ -91,7 +91,7 @@ def use_align_net(qtbot, win):
     wait_described(qtbot, win)
 
 
-def show_part_of_image(win, zoom=4.0, centre=(60, 50)):
+def show_part_of_image(win, zoom=8.0, centre=(64, 50)):
     """Zoom in so the view (and the region) starts away from the image origin."""
     win.canvas.set_zoom(zoom)
     win.canvas.centerOn(QPointF(*centre))
@@ -185,7 +185,7 @@ def test_channel_overlay_lines_up_with_the_image(make_window, qtbot, smooth_tif,
     show_part_of_image(win)
     inspection = compute(qtbot, win)
     x0, y0, w, h = inspection.region.rect
-    assert (x0, y0) != (0, 0) and inspection.region.step == 1
+    assert x0 > 0 and y0 > 0 and inspection.region.step == 1
     panel = win.inspector.panel
     panel.select_tap(tap_name)
     browser = panel.channels

@@ -5,7 +5,7 @@ The panel shows state and forwards intent; gui/inspector.py runs the passes and 
 """
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import (
     QComboBox,
@@ -45,9 +45,10 @@ GROUP_TIPS = {
     "Output": "Per-class scores; the highest becomes the label.",
 }
 REGION_SIZES = (128, 256, 384, 512)
-LARGE_VIEW_CHOICES = [("centre crop (full resolution)", "crop"), ("downsample the whole view", "downsample")]
+LARGE_VIEW_CHOICES = [("centre crop", "crop"), ("downsample", "downsample")]
 
 NAME_ROLE = Qt.ItemDataRole.UserRole
+PANEL_WIDTH = 460
 
 
 def first_sentence(text: str) -> str:
@@ -93,7 +94,8 @@ class InspectorPanel(QWidget):
         self.large_combo.setObjectName("largeViewCombo")
         for text, value in LARGE_VIEW_CHOICES:
             self.large_combo.addItem(text, value)
-        self.large_combo.setToolTip("What happens when the view is larger than the region cap")
+        self.large_combo.setToolTip("A view larger than the cap: compute the centre at full resolution, or the "
+                                    "whole view averaged over pixel blocks (the network then sees objects smaller)")
         controls.addWidget(self.compute_button)
         controls.addWidget(self.probe_button)
         controls.addWidget(self.size_combo)
@@ -117,7 +119,12 @@ class InspectorPanel(QWidget):
         self.tree.setRootIsDecorated(True)
         self.tree.setUniformRowHeights(True)
         header = self.tree.header()
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        # Long tap names elide (the full name is in the tooltip and below the list) so the shapes stay in sight.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(0, 170)
+        header.setMinimumSectionSize(40)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
@@ -126,6 +133,9 @@ class InspectorPanel(QWidget):
         self.description = QLabel("")
         self.description.setObjectName("tapDescription")
         self.description.setWordWrap(True)
+        self.description.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        # Layouts do not reserve height for wrapped lines; without this the text runs over the tap list.
+        self.description.setMinimumHeight(3 * self.description.fontMetrics().lineSpacing() + 4)
         top_layout.addWidget(self.description)
         splitter.addWidget(top)
 
@@ -141,7 +151,7 @@ class InspectorPanel(QWidget):
         self.tabs.addTab(self.skips, "Skip connections")
         self.tabs.addTab(probe_scroll, "Pixel probe")
         splitter.addWidget(self.tabs)
-        self.tree.setMinimumHeight(150)
+        self.tree.setMinimumHeight(110)
         splitter.setStretchFactor(0, 2)
         splitter.setStretchFactor(1, 3)
         splitter.setSizes([300, 450])
@@ -163,6 +173,11 @@ class InspectorPanel(QWidget):
         self.save_png_button.clicked.connect(self.save_png_requested)
         self.save_tap_button.clicked.connect(self.save_tap_requested)
         self.set_specs([])
+
+    def sizeHint(self) -> QSize:
+        # A width that does not follow the content: otherwise every new result would widen the dock and move
+        # the slide under the user's cursor (and change the very view the result was computed for).
+        return QSize(PANEL_WIDTH, super().sizeHint().height())
 
     # --- state in ----------------------------------------------------------------------------------
     def region_cap(self) -> int:
@@ -225,7 +240,7 @@ class InspectorPanel(QWidget):
             for spec in members:
                 item = QTreeWidgetItem([spec.name, "", "", first_sentence(spec.description)])
                 item.setData(0, NAME_ROLE, spec.name)
-                item.setToolTip(0, spec.description)
+                item.setToolTip(0, f"{spec.name}: {spec.description}")
                 item.setToolTip(3, spec.description)
                 item.setForeground(0, QBrush(KIND_COLOURS.get(spec.kind, QColor(160, 160, 160)).darker(115)))
                 if self.inspection is not None and spec.name in self.inspection.taps:

@@ -11,7 +11,6 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -28,13 +27,14 @@ from segstudio.gui.inspector_render import (
     COLORMAPS,
     SCALES,
     colormap_lut,
+    is_flat,
     map_pixmap,
     normalise,
 )
 
 PAGE_SIZE = 64
 THUMB = 56
-LARGE = 240
+LARGE = 170
 SORT_CHOICES = [("Mean activation", "mean"), ("Variance", "variance"), ("Channel index", "index")]
 
 
@@ -54,26 +54,28 @@ class ChannelBrowser(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        controls = QFormLayout()
         self.sort_combo = QComboBox()
         self.sort_combo.setObjectName("sortCombo")
         for text, key in SORT_CHOICES:
             self.sort_combo.addItem(text, key)
-        self.sort_combo.setToolTip("Strongest channels first (mean activation or variance over the region)")
+        self.sort_combo.setToolTip("Order of the thumbnails: strongest mean activation or variance over the "
+                                   "region first, or channel index")
         self.colormap_combo = QComboBox()
         self.colormap_combo.setObjectName("colormapCombo")
         self.colormap_combo.addItems(COLORMAPS)
+        self.colormap_combo.setToolTip("Colour map. 'signed' shows negative values blue, zero white, positive red "
+                                       "(useful before a ReLU, e.g. upsampled or merged tensors).")
         self.scale_combo = QComboBox()
         self.scale_combo.setObjectName("scaleCombo")
         self.scale_combo.addItems(SCALES)
         self.scale_combo.setToolTip("Per channel: each thumbnail uses its own range, so weak channels still show "
-                                    "their pattern. Shared: one range for the tap, so brightness compares.")
+                                    "their pattern. Shared: one range for the whole tap, so brightness compares.")
         row = QHBoxLayout()
-        row.addWidget(self.sort_combo)
-        row.addWidget(self.colormap_combo)
-        row.addWidget(self.scale_combo)
-        controls.addRow("Sort, colours, scale", row)
-        layout.addLayout(controls)
+        for combo in (self.sort_combo, self.colormap_combo, self.scale_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(6)
+            row.addWidget(combo, 1)
+        layout.addLayout(row)
 
         self.grid = QListWidget()
         self.grid.setObjectName("channelGrid")
@@ -83,7 +85,7 @@ class ChannelBrowser(QWidget):
         self.grid.setResizeMode(QListView.ResizeMode.Adjust)
         self.grid.setMovement(QListView.Movement.Static)
         self.grid.setUniformItemSizes(True)
-        self.grid.setMinimumHeight(2 * (THUMB + 24))
+        self.grid.setMinimumHeight(THUMB + 30)
         self.grid.currentItemChanged.connect(self._on_current_item)
         layout.addWidget(self.grid, 1)
 
@@ -98,6 +100,7 @@ class ChannelBrowser(QWidget):
             button.setFixedWidth(36)
         self.page_label = QLabel("")
         self.page_label.setObjectName("pageLabel")
+        self.page_label.setWordWrap(True)  # an unwrapped label would widen the whole dock as its text grows
         pager.addWidget(self.prev_button)
         pager.addWidget(self.page_label, 1)
         pager.addWidget(self.next_button)
@@ -228,8 +231,7 @@ class ChannelBrowser(QWidget):
             self.page_label.setText("")
         else:
             first, last = self.page * PAGE_SIZE + 1, min(total, (self.page + 1) * PAGE_SIZE)
-            self.page_label.setText(f"Page {self.page + 1} of {self.page_count()} (channels {first}-{last} of {total}, "
-                                    f"sorted by {self.sort_combo.currentText().lower()})")
+            self.page_label.setText(f"Page {self.page + 1} of {self.page_count()}: channels {first}-{last} of {total}")
         self.prev_button.setEnabled(self.page > 0)
         self.next_button.setEnabled(self.page + 1 < self.page_count())
 
@@ -256,10 +258,11 @@ class ChannelBrowser(QWidget):
         self.large.setPixmap(map_pixmap(values, self.colormap(), self._range_for(c), LARGE))
         rank = int(np.nonzero(self.order == c)[0][0]) + 1 if len(self.order) else 0
         low, high = self._range_for(c)
+        flat = " (flat: one value everywhere)" if is_flat(float(tap.stats.min[c]), float(tap.stats.max[c])) else ""
         self.channel_info.setText(
             f"<b>{self.tap_name}</b>, channel {c} (rank {rank} of {tap.channels} by "
             f"{self.sort_combo.currentText().lower()})<br>mean {tap.stats.mean[c]:.4g}, std {tap.stats.std[c]:.4g}"
-            f"<br>min {tap.stats.min[c]:.4g}, max {tap.stats.max[c]:.4g}<br>colours span {low:.3g} to {high:.3g}"
+            f"<br>min {tap.stats.min[c]:.4g}, max {tap.stats.max[c]:.4g}{flat}<br>colours span {low:.3g} to {high:.3g}"
             f"<br>grid {tap.shape[1]} x {tap.shape[2]}, one cell = {tap.scale[0]:g} x {tap.scale[1]:g} input px")
         self._emit_overlay()
 

@@ -26,7 +26,7 @@ from segstudio.engine.inspect import (
     sort_channels,
     to_input_grid,
 )
-from segstudio.gui.inspector_render import colourise, label_colours, normalise, rgb_pixmap, value_range
+from segstudio.gui.inspector_render import colourise, is_flat, label_colours, normalise, rgb_pixmap, value_range
 
 CELL = 132
 STRONGEST = 3
@@ -158,17 +158,23 @@ class SkipComparisonView(QWidget):
             caption = "winning class"
         else:
             values = to_input_grid(class_score_map(self.inspection, name, wanted), tap.scale, shape)
-            rgb = colourise(normalise(values, *value_range(values, False)), "viridis")
+            rgb, _flat = _picture(values)
             caption = f"{self.inspection.class_names[wanted]} score, {values.min():.3g} to {values.max():.3g}"
         self.cells.addWidget(self._cell(rgb, caption, tap.spec.description), 1, column)
 
     def _draw_features(self, column: int, tap, shape) -> None:
         mean = to_input_grid(tap.mean_map, tap.scale, shape)
-        rgb = colourise(normalise(mean, *value_range(mean, False)), "viridis")
-        self.cells.addWidget(self._cell(rgb, f"mean of {tap.channels} channels", tap.spec.description), 1, column)
+        rgb, flat = _picture(mean)
+        caption = f"mean of {tap.channels} channels" + (f": the same everywhere ({mean.flat[0]:.3g})" if flat else "")
+        self.cells.addWidget(self._cell(rgb, caption, tap.spec.description), 1, column)
         for row, channel in enumerate(sort_channels(tap.stats, "mean")[:STRONGEST], start=2):
             values = to_input_grid(tap.channel(int(channel)), tap.scale, shape)
-            rgb = colourise(normalise(values, *value_range(values, False)), "viridis")
-            self.cells.addWidget(self._cell(rgb, f"channel {int(channel)} (mean {tap.stats.mean[channel]:.3g})"),
-                                 row, column)
+            rgb, flat = _picture(values)
+            caption = f"channel {int(channel)} (mean {tap.stats.mean[channel]:.3g}{', flat' if flat else ''})"
+            self.cells.addWidget(self._cell(rgb, caption), row, column)
+
+
+def _picture(values: np.ndarray) -> tuple[np.ndarray, bool]:
+    low, high = value_range(values, False)
+    return colourise(normalise(values, low, high), "viridis"), is_flat(low, high)
 
