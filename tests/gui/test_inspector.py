@@ -404,3 +404,18 @@ def test_inspector_works_again_after_a_cancelled_close(make_window, qtbot, smoot
     use_align_net(qtbot, win)
     win.inspector.shutdown()  # what a close does, before the window may decide to stay open
     assert compute(qtbot, win) is not None
+
+
+def test_a_constant_map_is_drawn_flat_not_as_stretched_rounding_noise():
+    from segstudio.engine.inspect import to_input_grid
+    from segstudio.gui.inspector_render import normalise, value_range
+
+    # A global-average branch (PSPNet bin 1): one value stretched over the map by bilinear interpolation,
+    # which leaves float32 rounding differences in the last bits.
+    stretched = torch.nn.functional.interpolate(torch.full((1, 1, 1, 1), 0.3712345), size=(5, 7), mode="bilinear")
+    assert float(stretched.max() - stretched.min()) > 0
+    grid = to_input_grid(stretched[0, 0].numpy(), (8.0, 8.0), (40, 56))
+    shown = normalise(grid, *value_range(grid, False))
+    assert np.all(shown == 0.5)
+    ramp = np.linspace(0.3712345, 0.3713, 40 * 56, dtype=np.float32).reshape(40, 56)
+    assert normalise(ramp, *value_range(ramp, False)).max() == 1.0  # a real, small contrast is still shown
