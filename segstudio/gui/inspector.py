@@ -317,8 +317,6 @@ class InspectorController(QObject):
         self._pending_probe = None
         self.region_item.setVisible(False)
         self.probe_item.setVisible(False)
-        if self.panel.channels.overlay_check.isChecked():
-            self.canvas.set_heatmap(None)
         self.panel.set_inspection(None)
         self.panel.probe_chart.set_probe(None)
         self.panel.set_region_text("No region computed yet.")

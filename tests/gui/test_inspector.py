@@ -419,3 +419,21 @@ def test_a_constant_map_is_drawn_flat_not_as_stretched_rounding_noise():
     assert np.all(shown == 0.5)
     ramp = np.linspace(0.3712345, 0.3713, 40 * 56, dtype=np.float32).reshape(40, 56)
     assert normalise(ramp, *value_range(ramp, False)).max() == 1.0  # a real, small contrast is still shown
+
+
+def test_inspector_leaves_the_prediction_overlay_alone_unless_it_shows_a_channel(make_window, qtbot, smooth_tif):
+    win = make_window()
+    win.open_paths([smooth_tif])
+    use_align_net(qtbot, win)
+    win.canvas.set_heatmap(np.full((96, 128), 0.7, np.float32))  # as the Model panel shows confidence
+    show_part_of_image(win)
+    assert compute(qtbot, win).region.w < 128
+    browser = win.inspector.panel.channels
+    win.inspector.panel.select_tap("half")
+    browser.select_channel(0)
+    assert win.canvas.heatmap_item.isVisible()
+    assert win.canvas.heatmap_item.sceneBoundingRect().width() == 128  # still the whole-image map
+    browser.overlay_check.setChecked(True)
+    assert win.canvas.heatmap_item.sceneBoundingRect().width() == win.inspector.inspection.region.w
+    browser.overlay_check.setChecked(False)
+    assert not win.canvas.heatmap_item.isVisible()

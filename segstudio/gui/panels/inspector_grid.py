@@ -51,6 +51,7 @@ class ChannelBrowser(QWidget):
         self.order = np.zeros(0, np.int64)
         self.page = 0
         self.selected: int | None = None
+        self._overlay_shown = False
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -275,11 +276,12 @@ class ChannelBrowser(QWidget):
         return normalise(grid, *self._range_for(self.selected))
 
     def _emit_overlay(self) -> None:
-        if not self.overlay_check.isChecked():
-            self.overlay_changed.emit(None)
-            return
-        values = self.overlay_values()
+        values = self.overlay_values() if self.overlay_check.isChecked() else None
         if values is None:
-            self.overlay_changed.emit(None)
+            # Only take down what this browser put up: the canvas may be showing the prediction's confidence.
+            if self._overlay_shown:
+                self._overlay_shown = False
+                self.overlay_changed.emit(None)
             return
+        self._overlay_shown = True
         self.overlay_changed.emit((values, colormap_lut(self.colormap()), self.inspection.region.rect))
