@@ -70,9 +70,11 @@ class MainWindow(QMainWindow):
         self.prediction = PredictionController(self)
         from segstudio.gui.editing import EditingController
         from segstudio.gui.exporting import ExportController
+        from segstudio.gui.inspector import InspectorController
         from segstudio.gui.training import TrainingController
 
         self.editing = EditingController(self)
+        self.inspector = InspectorController(self)
         self.exporting = ExportController(self)
         self.training = TrainingController(self)
 

@@ -90,20 +90,32 @@ class ImageCanvas(QGraphicsView):
     def set_mask_opacity(self, opacity: float) -> None:
         self.overlay.setOpacity(max(0.0, min(1.0, opacity)))
 
-    def set_heatmap(self, values: np.ndarray | None, colormap: int | None = None) -> None:
-        """Show a per-pixel map in [0, 1] (confidence, uncertainty, a feature channel) over the image."""
+    def set_heatmap(self, values: np.ndarray | None, colormap=None,
+                    rect: tuple[float, float, float, float] | None = None) -> None:
+        """Show a per-pixel map in [0, 1] (confidence, uncertainty, a feature channel) over the image.
+
+        colormap: an OpenCV colormap id or a (256, 3) uint8 RGB lookup table (viridis by default).
+        rect: (x, y, w, h) in image pixels the map covers (a region's feature map); the whole image by default.
+        """
         if values is None:
             self.heatmap_item.setVisible(False)
             return
         import cv2
 
         scaled = np.clip(np.nan_to_num(values.astype(np.float32)), 0.0, 1.0)
-        bgr = cv2.applyColorMap((scaled * 255).astype(np.uint8), cv2.COLORMAP_VIRIDIS if colormap is None else colormap)
-        pixmap = rgb_to_pixmap(bgr[..., ::-1])
+        index = np.round(scaled * 255).astype(np.uint8)
+        if isinstance(colormap, np.ndarray):
+            rgb = np.asarray(colormap, np.uint8).reshape(256, 3)[index]
+        else:
+            rgb = cv2.applyColorMap(index, cv2.COLORMAP_VIRIDIS if colormap is None else colormap)[..., ::-1]
+        pixmap = rgb_to_pixmap(rgb)
         self.heatmap_item.setPixmap(pixmap)
-        if self._image_shape is not None and (pixmap.height(), pixmap.width()) != self._image_shape:
-            h, w = self._image_shape
-            self.heatmap_item.setTransform(QTransform.fromScale(w / pixmap.width(), h / pixmap.height()))
+        if rect is None and self._image_shape is not None:
+            rect = (0, 0, self._image_shape[1], self._image_shape[0])
+        if rect is not None:
+            x, y, w, h = rect
+            self.heatmap_item.setTransform(
+                QTransform.fromTranslate(x, y).scale(w / pixmap.width(), h / pixmap.height()))
         else:
             self.heatmap_item.setTransform(QTransform())
         self.heatmap_item.setVisible(True)

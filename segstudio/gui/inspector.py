@@ -1,0 +1,335 @@
+"""Connects the inspector dock to the window: the Model panel's choice, the canvas view, probe clicks,
+the worker thread and the overlay on the image.
+
+Taps are only ever computed for a bounded region (the view, or a window around a clicked pixel), never for
+a whole large image, and only when the user asks: moving the view marks the result as out of date.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QObject, QRectF, Qt
+from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtWidgets import QFileDialog, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
+
+from segstudio.engine.inspect import Inspection, probe_pixel
+from segstudio.gui.inspector_worker import InspectorService, ModelDescription
+from segstudio.gui.panels.inspector import InspectorPanel
+
+
+class InspectorController(QObject):
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        self.canvas = window.canvas
+        self.panel = InspectorPanel()
+        # Scrolls rather than forcing the window taller than a laptop screen.
+        holder = QScrollArea()
+        holder.setObjectName("inspectorPanel")
+        holder.setWidgetResizable(True)
+        holder.setFrameShape(QFrame.Shape.NoFrame)
+        holder.setWidget(self.panel)
+        self.dock = window.add_panel(holder, "Network Inspector")
+        prediction = getattr(window, "prediction", None)
+        self.model_panel = getattr(prediction, "panel", None)
+        model_dock = getattr(prediction, "dock", None)
+        if model_dock is not None:
+            window.tabifyDockWidget(model_dock, self.dock)
+            model_dock.raise_()
+        self.service = InspectorService(self)
+        self.description: ModelDescription | None = None
+        self.inspection: Inspection | None = None
+        self.probe = None
+        self.last_error: str | None = None
+        self.last_saved: Path | None = None
+        self._source = None  # library id, or a (model, meta) pair given to use_model()
+        self._requested_view = None
+        self._pending_probe: tuple[float, float] | None = None
+        self._probe_press = False
+
+        self.region_item = QGraphicsRectItem()
+        pen = QPen(QColor(255, 210, 0), 0, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        pen.setWidthF(1.5)
+        self.region_item.setPen(pen)
+        self.region_item.setZValue(5)
+        self.region_item.setVisible(False)
+        self.canvas.scene().addItem(self.region_item)
+        self.probe_item = QGraphicsPathItem()
+        marker = QPen(QColor(255, 60, 200), 0)
+        marker.setCosmetic(True)
+        marker.setWidthF(2.0)
+        self.probe_item.setPen(marker)
+        self.probe_item.setZValue(6)
+        self.probe_item.setVisible(False)
+        self.canvas.scene().addItem(self.probe_item)
+
+        self.panel.compute_requested.connect(self.compute_for_view)
+        self.panel.probe_mode_toggled.connect(self._on_probe_mode)
+        self.panel.channels.overlay_changed.connect(self._show_overlay)
+        self.panel.save_png_requested.connect(lambda: self.save_view_png())
+        self.panel.save_tap_requested.connect(lambda: self.save_tap())
+        self.dock.visibilityChanged.connect(lambda shown: shown or self.panel.probe_button.setChecked(False))
+        self.service.described.connect(self._on_described)
+        self.service.finished.connect(self._on_finished)
+        self.service.failed.connect(self._on_failed)
+        window.document_changed.connect(self._on_document_changed)
+        self.canvas.zoom_changed.connect(lambda _z: self._mark_if_stale())
+        self.canvas.horizontalScrollBar().valueChanged.connect(lambda _v: self._mark_if_stale())
+        self.canvas.verticalScrollBar().valueChanged.connect(lambda _v: self._mark_if_stale())
+        self.canvas.viewport().installEventFilter(self)
+        window.installEventFilter(self)
+        if self.model_panel is not None:
+            self.model_panel.model_changed.connect(self._on_model_changed)
+            if self.model_panel.model_id() is not None:
+                self._on_model_changed(self.model_panel.model_id())
+        self._update_enabled()
+
+    # --- model ---------------------------------------------------------------------------------
+    def _device(self) -> str:
+        return self.model_panel.device() if self.model_panel is not None else "auto"
+
+    def _on_model_changed(self, model_id: str) -> None:
+        self.use_model(model_id)
+
+    def use_model(self, source) -> None:
+        """Inspect a library model (id, family name or path) or a ready (nn.Module, ModelMeta | None) pair."""
+        self._source = source
+        self.description = None
+        self._clear_result()
+        self.panel.set_specs([])
+        self.panel.set_model_text("Loading the model's taps…")
+        self.service.describe(source, self._device(), tag=source)
+
+    def _on_described(self, job, description: ModelDescription) -> None:
+        if job.tag is not self._source:
+            return
+        self.description = description
+        self.panel.set_specs(description.specs)
+        self.panel.set_model_text(
+            f"<b>{description.model_id}</b> ({description.arch}): {len(description.specs)} taps, "
+            f"input a multiple of {description.stride} px, runs on {description.device}")
+        self._update_enabled()
+
+    # --- computing -----------------------------------------------------------------------------
+    def _pixels(self):
+        doc = self.window.current
+        if doc is None:
+            return None
+        pixels = doc.image.pixels
+        if doc.display_channels:
+            pixels = pixels[..., list(doc.display_channels)]
+        return pixels
+
+    def compute_for_view(self) -> bool:
+        view = self.canvas.visible_image_rect()
+        if view is None or self.description is None:
+            return False
+        self._requested_view = view
+        return self._request(view=view, max_side=self.panel.region_cap(), mode=self.panel.large_view_mode())
+
+    def compute_around(self, x: float, y: float) -> bool:
+        """Taps for a window (the region cap on a side) centred on image pixel (x, y)."""
+        self._requested_view = self.canvas.visible_image_rect()
+        return self._request(point=(x, y), max_side=self.panel.region_cap())
+
+    def _request(self, **request) -> bool:
+        pixels = self._pixels()
+        if pixels is None or self.description is None:
+            return False
+        self.service.inspect(self._source, self._device(), pixels, tag=(self.window.current, self._source), **request)
+        self._update_enabled()
+        return True
+
+    def _on_finished(self, job, inspection: Inspection) -> None:
+        self._update_enabled()
+        doc, source = job.tag
+        if doc is not self.window.current or source is not self._source or self.service.busy():
+            return  # a newer request is on its way, or the user moved on
+        self.inspection = inspection
+        self.panel.set_inspection(inspection)
+        x, y, w, h = inspection.region.rect
+        self.region_item.setRect(QRectF(x, y, w, h))
+        self.region_item.setVisible(True)
+        self._mark_if_stale()
+        if self._pending_probe is not None:
+            px, py = self._pending_probe
+            self._pending_probe = None
+            if inspection.region.contains(px, py):
+                self.probe_at(px, py)
+
+    def _on_failed(self, job, message: str) -> None:
+        self._update_enabled()
+        self.last_error = message
+        if job.kind == "describe":
+            self.panel.set_model_text(f"This model's taps cannot be listed: {message}")
+            return
+        self._pending_probe = None
+        self.window.show_error("Network inspector", f"The taps could not be computed.\n\n{message}")
+
+    def _region_text(self) -> str:
+        inspection = self.inspection
+        text = f"Region {inspection.region.describe()}. {inspection.nbytes / 2**20:.1f} MB of maps"
+        text += f" on {inspection.device}."
+        if inspection.notes:
+            text += " " + " ".join(inspection.notes)
+        return text
+
+    def _mark_if_stale(self) -> None:
+        if self.inspection is None:
+            return
+        view = self.canvas.visible_image_rect()
+        stale = view is not None and view != self._requested_view and self.inspection.region.how != "around point"
+        text = self._region_text()
+        if stale:
+            text += " The view has moved since: press Compute for view to follow it."
+        self.panel.set_region_text(text, stale)
+
+    # --- probe ---------------------------------------------------------------------------------
+    def _on_probe_mode(self, on: bool) -> None:
+        if on:
+            self.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
+            self.window.statusBar().showMessage("Probe: click a pixel to see its activations through the network.",
+                                                6000)
+        else:
+            self.canvas.viewport().unsetCursor()
+
+    def probe_at(self, x: float, y: float) -> None:
+        """Show pixel (x, y)'s activations; outside the computed region, compute a window around it first."""
+        if self.inspection is not None and self.inspection.region.contains(x, y):
+            self.probe = probe_pixel(self.inspection, x, y)
+            self.panel.probe_chart.set_probe(self.probe)
+            self._mark_probe(int(x), int(y))
+            self.panel.tabs.setCurrentIndex(2)
+            return
+        if self.compute_around(x, y):
+            self._pending_probe = (x, y)
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.window and event.type() == QEvent.Type.Close:
+            self.shutdown()
+            return False
+        if obj is self.canvas.viewport() and event.type() in (QEvent.Type.MouseButtonPress,
+                                                              QEvent.Type.MouseButtonRelease):
+            if event.button() != Qt.MouseButton.LeftButton:
+                return False
+            if event.type() == QEvent.Type.MouseButtonRelease:
+                # The press went to the probe, so its release must not reach the tool under it.
+                swallowed, self._probe_press = self._probe_press, False
+                return swallowed
+            ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+            # Only while the dock is in sight: a hidden inspector must not take clicks from the editing tools.
+            wanted = self.panel.probe_button.isChecked() or ctrl
+            if wanted and self.description is not None and self.dock_in_sight():
+                pixel = self.canvas.image_pixel(self.canvas.mapToScene(event.position().toPoint()))
+                if pixel is not None:
+                    self._probe_press = True
+                    self.probe_at(*pixel)
+                    return True
+        return False
+
+    def dock_in_sight(self) -> bool:
+        # A dock behind another tab still reports isVisible(); its visible region is what tells.
+        return self.dock.isVisible() and not self.dock.visibleRegion().isEmpty()
+
+    def _mark_probe(self, x: int, y: int) -> None:
+        """A ring around the probed pixel with ticks, legible at any zoom (sized in image pixels)."""
+        reach = max(3.0, 12.0 / max(self.canvas.zoom(), 1e-6))
+        cx, cy = x + 0.5, y + 0.5
+        path = QPainterPath()
+        path.addRect(QRectF(x, y, 1, 1))
+        for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            path.moveTo(cx + dx * reach * 0.4, cy + dy * reach * 0.4)
+            path.lineTo(cx + dx * reach, cy + dy * reach)
+        self.probe_item.setPath(path)
+        self.probe_item.setVisible(True)
+
+    # --- overlay -------------------------------------------------------------------------------
+    def _show_overlay(self, overlay) -> None:
+        if overlay is None:
+            self.canvas.set_heatmap(None)
+            return
+        values, lut, rect = overlay
+        self.canvas.set_heatmap(values, lut, rect=rect)
+
+    # --- export --------------------------------------------------------------------------------
+    def save_view_png(self, path: str | Path | None = None) -> Path | None:
+        """The dock as it looks now, as a PNG (asks where when no path is given)."""
+        from segstudio.core.storage import atomic_write_bytes
+
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self.window, "Save Inspector View", "inspector.png",
+                                                  "PNG image (*.png)")
+            if not path:
+                return None
+        path = Path(path)
+        if path.suffix.lower() != ".png":
+            path = path.with_suffix(path.suffix + ".png") if path.suffix else path.with_suffix(".png")
+        data = QByteArray()
+        buffer = QBuffer(data)
+        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+        if not self.panel.grab().save(buffer, "PNG"):
+            self._report_save_error(path, "the picture could not be encoded")
+            return None
+        buffer.close()
+        try:
+            atomic_write_bytes(path, bytes(data))
+        except OSError as err:
+            self._report_save_error(path, str(err))
+            return None
+        return self._saved(path)
+
+    def save_tap(self, path: str | Path | None = None, name: str | None = None) -> Path | None:
+        """The chosen tap's tensor as .npy or TIFF (asks where when no path is given)."""
+        from segstudio.engine.inspect import save_tap
+
+        name = name or self.panel.selected_tap()
+        if self.inspection is None or name is None or name not in self.inspection.taps:
+            return None
+        if path is None:
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name.split(" (")[0])
+            path, chosen = QFileDialog.getSaveFileName(self.window, f"Save Tap {name}", f"{safe}.npy",
+                                                       "NumPy array (*.npy);;TIFF image (*.tif *.tiff)")
+            if not path:
+                return None
+            if not Path(path).suffix:
+                path += ".tif" if chosen.startswith("TIFF") else ".npy"
+        try:
+            written = save_tap(path, self.inspection, name)
+        except (OSError, ValueError) as err:
+            self._report_save_error(Path(path), str(err))
+            return None
+        return self._saved(written)
+
+    def _saved(self, path: Path) -> Path:
+        self.last_saved = path
+        self.window.statusBar().showMessage(f"Saved {path}", 6000)
+        return path
+
+    def _report_save_error(self, path: Path, reason: str) -> None:
+        self.last_error = reason
+        self.window.show_error("Cannot save", f"Cannot save {path}: {reason}")
+
+    # --- housekeeping --------------------------------------------------------------------------
+    def _clear_result(self) -> None:
+        self.inspection = None
+        self.probe = None
+        self._pending_probe = None
+        self.region_item.setVisible(False)
+        self.probe_item.setVisible(False)
+        self.panel.set_inspection(None)
+        self.panel.probe_chart.set_probe(None)
+        self.panel.set_region_text("No region computed yet.")
+
+    def _on_document_changed(self, _doc) -> None:
+        self._clear_result()
+        self._update_enabled()
+
+    def _update_enabled(self) -> None:
+        busy = self.service.busy()
+        self.panel.set_busy(busy)
+        ready = self.window.current is not None and self.description is not None
+        self.panel.compute_button.setEnabled(ready and not busy)
+
+    def shutdown(self) -> None:
+        self.service.shutdown()
