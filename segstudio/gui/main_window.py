@@ -25,6 +25,11 @@ from segstudio.core.images import SUPPORTED_SUFFIXES, ImageReadError, read_image
 from segstudio.gui.actions import Actions, build_menus, create_actions
 from segstudio.gui.canvas.view import ImageCanvas
 from segstudio.gui.document import ImageDocument
+from segstudio.gui.editing import EditingController
+from segstudio.gui.exporting import ExportController
+from segstudio.gui.inspector import InspectorController
+from segstudio.gui.prediction import PredictionController
+from segstudio.gui.training import TrainingController
 
 APP_TITLE = "segstudio"
 
@@ -65,14 +70,8 @@ class MainWindow(QMainWindow):
         self._connect_actions()
         self._show_placeholder()
         self.device_label.setText("Device: automatic")
-        from segstudio.gui.prediction import PredictionController
-
+        # Each feature lives in its own controller, which adds its dock, actions and shortcuts.
         self.prediction = PredictionController(self)
-        from segstudio.gui.editing import EditingController
-        from segstudio.gui.exporting import ExportController
-        from segstudio.gui.inspector import InspectorController
-        from segstudio.gui.training import TrainingController
-
         self.editing = EditingController(self)
         self.inspector = InspectorController(self)
         self.exporting = ExportController(self)
