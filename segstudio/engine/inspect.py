@@ -18,14 +18,15 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from segstudio.models.taps import TapSpec, list_taps, run_with_taps
+if TYPE_CHECKING:  # the window imports this module for its data types before torch has loaded
+    import torch
+    import torch.nn as nn
+
+    from segstudio.models.taps import TapSpec
 
 MAX_REGION_SIDE = 512
 # Above this the captured taps are kept at half precision; statistics are always computed in float32.
@@ -311,6 +312,7 @@ class TapInspector:
 
     def __init__(self, model: nn.Module, meta=None, device: str | torch.device = "cpu"):
         from segstudio.engine.devices import pick_device
+        from segstudio.models.taps import list_taps
 
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
@@ -346,6 +348,11 @@ class TapInspector:
 
     def inspect_input(self, network_input: np.ndarray, region: Region, names: Sequence[str] | None = None
                       ) -> Inspection:
+        import torch
+        import torch.nn.functional as F
+
+        from segstudio.models.taps import run_with_taps
+
         x = torch.from_numpy(np.ascontiguousarray(network_input, dtype=np.float32))[None].to(self.device)
         with torch.inference_mode():
             logits, captured = run_with_taps(self.model, x, names)
@@ -378,6 +385,8 @@ class TapInspector:
 
 
 def _first_conv_in(model: nn.Module) -> int:
+    import torch.nn as nn
+
     for module in model.modules():
         if isinstance(module, nn.modules.conv._ConvNd):
             return int(module.in_channels)
