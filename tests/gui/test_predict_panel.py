@@ -1,0 +1,144 @@
+"""Predict from the window: worker thread, overlay, confidence view, cancel, and hand-painted pixels kept."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PySide6.QtCore import Qt
+
+CLASSES = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "nucleus", "color": [255, 0, 0]}]
+
+
+class BrightIsNucleus(nn.Module):
+    """A 'network' whose answer is known: pixels brighter than mid-range are class 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.arch = "bright"
+        self.config = {"in_channels": 1, "num_classes": 2}
+
+    def forward(self, x):
+        score = (x - 0.5) * 20.0
+        return torch.cat([-score, score], dim=1)
+
+
+@pytest.fixture
+def tiny_model(tmp_path, monkeypatch):
+    """A real tiny U-Net saved as a bundled model, so the panel lists and loads it like any other."""
+    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+    from segstudio.models.registry import build_model
+
+    resources = tmp_path / "resources"
+    (resources / "models").mkdir(parents=True)
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=1, num_classes=2, depth=2, base_channels=4)
+    meta = ModelMeta(name="tiny", version=1, arch="unet", config=dict(model.config), classes=CLASSES, in_channels=1)
+    save_checkpoint(resources / "models" / "tiny.safetensors", model, meta)
+    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
+    return meta
+
+
+@pytest.fixture
+def known_answer(monkeypatch):
+    """Route the library's load to a model with a known answer (keeps the real worker/thread path)."""
+    from segstudio.models import library
+    from segstudio.models.checkpoint import ModelMeta
+
+    meta = ModelMeta(name="tiny", version=1, arch="unet", config={}, classes=CLASSES, in_channels=1)
+    monkeypatch.setattr(library.ModelLibrary, "load", lambda self, ref, device="cpu": (BrightIsNucleus(), meta))
+
+
+def click_predict(qtbot, window):
+    with qtbot.waitSignal(window.prediction.service.finished, timeout=60_000):
+        qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
+
+
+def test_predict_fills_the_overlay_from_the_worker(window, qtbot, tiny_model, dim16_tiff, known_answer):
+    window.prediction.reload_models()
+    assert window.prediction.panel.model_id() == "tiny/v1"
+    (doc,) = window.open_paths([dim16_tiff])
+    assert window.actions.predict.isEnabled()
+    click_predict(qtbot, window)
+    expected = np.zeros((48, 64), np.uint8)
+    expected[10:30, 20:50] = 1  # the bright square of the fixture image
+    np.testing.assert_array_equal(doc.mask, expected)
+    alpha = window.canvas.overlay._rgba[..., 3]
+    assert (alpha[expected == 1] > 0).all() and (alpha[expected == 0] == 0).all()
+    assert doc.status.value == "predicted" and doc.undo_stack.count() == 1
+    assert "CPU" in window.device_label.text()
+    # The confidence view shows a map over the image; switching back hides it.
+    panel = window.prediction.panel
+    assert panel.overlay_combo.isEnabled()
+    panel.overlay_combo.setCurrentIndex(panel.overlay_combo.findData("confidence"))
+    assert window.canvas.heatmap_item.isVisible()
+    panel.overlay_combo.setCurrentIndex(panel.overlay_combo.findData("mask"))
+    assert not window.canvas.heatmap_item.isVisible()
+    # Predict is one undo step.
+    window.actions.undo.trigger()
+    assert not doc.mask.any()
+
+
+def test_predict_again_keeps_hand_painted_pixels_unless_replace_all(window, qtbot, tiny_model, dim16_tiff, known_answer):
+    window.prediction.reload_models()
+    (doc,) = window.open_paths([dim16_tiff])
+    doc.mask[0:5, 0:5] = 1  # painted by hand where the network says background
+    doc.hand[0:5, 0:5] = True
+    doc.mask[15, 30] = 0  # erased by hand inside the bright square
+    doc.hand[15, 30] = True
+    click_predict(qtbot, window)
+    assert (doc.mask[0:5, 0:5] == 1).all() and doc.mask[15, 30] == 0
+    assert doc.mask[20, 40] == 1 and doc.mask[40, 5] == 0
+
+    window.prediction.panel.replace_all.setChecked(True)
+    click_predict(qtbot, window)
+    assert (doc.mask[0:5, 0:5] == 0).all() and doc.mask[15, 30] == 1
+    assert not doc.hand.any()
+
+
+def test_real_tiny_model_runs_in_the_worker_and_window_stays_responsive(window, qtbot, tiny_model, dim16_tiff):
+    window.prediction.reload_models()
+    (doc,) = window.open_paths([dim16_tiff])
+    seen = []
+    window.prediction.service.progress.connect(lambda job, done, total: seen.append((done, total)))
+    click_predict(qtbot, window)
+    assert seen and seen[-1][0] == seen[-1][1]
+    assert doc.prediction.labels.shape == (48, 64)
+    assert doc.prediction.confidence.shape == (48, 64)
+    np.testing.assert_array_equal(doc.mask, doc.prediction.labels)
+
+
+def test_cancel_leaves_the_previous_mask(window, qtbot, tiny_model, dim16_tiff, monkeypatch):
+    from segstudio.engine import predict as predict_module
+
+    window.prediction.reload_models()
+    (doc,) = window.open_paths([dim16_tiff])
+    doc.mask[3:6, 3:6] = 1
+    before = doc.mask.copy()
+
+    def cancelled_predict(self, pixels, settings=None, progress=None, cancel=None):
+        window.prediction.service.cancel()  # the user pressed Cancel while tiles were running
+        assert cancel is not None and cancel()
+        raise predict_module.PredictionCancelled()
+
+    monkeypatch.setattr(predict_module.Predictor, "predict", cancelled_predict)
+    with qtbot.waitSignal(window.prediction.service.cancelled, timeout=60_000):
+        qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
+    np.testing.assert_array_equal(doc.mask, before)
+    assert "cancelled" in window.statusBar().currentMessage()
+    assert window.actions.predict.isEnabled()
+
+
+def test_a_failing_model_is_reported_and_the_window_keeps_working(window, qtbot, tiny_model, dim16_tiff, monkeypatch):
+    from segstudio.models import library
+
+    def broken(self, ref, device="cpu"):
+        raise ValueError("Cannot load model tiny.safetensors: file is truncated")
+
+    monkeypatch.setattr(library.ModelLibrary, "load", broken)
+    window.prediction.reload_models()
+    window.open_paths([dim16_tiff])
+    with qtbot.waitSignal(window.prediction.service.failed, timeout=60_000):
+        qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
+    assert "truncated" in window.last_error and "dim16.tif" in window.last_error
+    assert window.actions.predict.isEnabled()
