@@ -2,6 +2,9 @@
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The test models are tiny: one thread per process is fastest, and with several processes (training
+# children, torchrun ranks) more threads than cores makes torch's thread pool spin and crawl.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
