@@ -80,7 +80,8 @@ def device_label(device: torch.device | str) -> str:
     if device.type == "mps":
         return "Apple MPS"
     if device.type == "cpu":
-        return f"CPU ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        return f"CPU ({threads} thread{'' if threads == 1 else 's'})"
     return str(device)
 
 

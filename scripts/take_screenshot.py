@@ -1,0 +1,56 @@
+"""Screenshot of the real window for the README: sample image, default model, after clicking Predict.
+
+    xvfb-run -s "-screen 0 1440x900x24" python scripts/take_screenshot.py docs/screenshot.png
+
+It grabs the X screen (what a user sees), not an offscreen rendering.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from segstudio.gui.app import create_application, default_sample  # noqa: E402
+from segstudio.gui.main_window import MainWindow  # noqa: E402
+
+
+def main() -> int:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshot.png")
+    sample = sys.argv[2] if len(sys.argv) > 2 else None
+    app = create_application()
+    window = MainWindow()
+    window.resize(1400, 860)
+    window.move(0, 0)
+    window.show()
+    window.open_paths([sample or default_sample()])
+
+    def predict_when_ready() -> None:
+        if not window.prediction.ready:
+            QTimer.singleShot(200, predict_when_ready)
+            return
+        window.prediction.service.finished.connect(lambda *_: QTimer.singleShot(800, grab))
+        window.prediction.service.failed.connect(lambda _job, message: (print(message), app.exit(1)))
+        window.prediction.predict(False)
+
+    def grab() -> None:
+        window.canvas.fit_to_window()
+        app.processEvents()
+        screen = QApplication.primaryScreen()
+        image = screen.grabWindow(0, 0, 0, window.frameGeometry().width(), window.frameGeometry().height())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        image.save(str(out))
+        print(f"wrote {out}")
+        window.close()
+        app.quit()
+
+    QTimer.singleShot(500, predict_when_ready)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
