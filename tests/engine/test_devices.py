@@ -76,7 +76,8 @@ def test_mixed_precision_only_on_cuda(machine):
 def test_device_label_for_the_status_bar(machine):
     machine(cuda=2)
     assert device_label(torch.device("cuda", 1)) == "CUDA: Test GPU 1"
-    assert device_label("cpu") == f"CPU ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    assert device_label("cpu") == (f"CPU ({n} threads)" if n != 1 else "CPU (1 thread)")
     assert device_label("mps") == "Apple MPS"
 
 
