@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterable, Sequence, TextIO
@@ -66,7 +65,7 @@ def run(args) -> int:
         stem = stems.claim(path)
         mask_path = out_dir / f"{stem}_mask.png"
         try:
-            _save_mask(mask_path, result.labels)
+            _write_png(mask_path, result.labels)
             if args.confidence:
                 confidence = np.rint(result.confidence.astype(np.float32) * 255.0).astype(np.uint8)
                 _write_png(out_dir / f"{stem}_confidence.png", confidence)
@@ -185,37 +184,10 @@ class ProgressBar:
             self._drawn = 0
 
 
-def _save_mask(path: Path, labels: np.ndarray) -> None:
-    try:
-        from segstudio.core.storage import save_mask_png
-    except ImportError:
-        _write_png(path, labels)
-    else:
-        save_mask_png(path, labels)
-
-
 def _write_png(path: Path, pixels: np.ndarray) -> None:
-    import cv2
+    """Index masks and confidence maps appear complete or not at all."""
+    from segstudio.core.storage import save_mask_png
 
-    ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
-    if not ok:
-        raise ValueError(f"the PNG encoder refused a {pixels.dtype} array of shape {pixels.shape}")
-    try:
-        from segstudio.core.storage import atomic_write_bytes
-    except ImportError:
-        atomic_write_bytes = _replace_file
-    atomic_write_bytes(path, encoded.tobytes())
+    save_mask_png(path, pixels)
 
 
-def _replace_file(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside the target, then rename it over the target."""
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

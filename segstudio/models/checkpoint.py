@@ -9,7 +9,6 @@ import json
 import os
 import pickle
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from segstudio.core.storage import atomic_write_bytes
 from segstudio.models.registry import UnknownModelError, build_model
 
 FORMAT = "segstudio-model"
@@ -80,35 +80,6 @@ class ModelMeta:
         return cls(**values)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename over the target.
-
-    A crash or a full disk leaves either the old file or the new one, never a truncated model.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    if hasattr(os, "O_DIRECTORY"):
-        # Make the rename itself durable (POSIX); not possible or needed on Windows.
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     # DistributedDataParallel and torch.compile wrap the network; the file must hold the plain one.
     while not hasattr(model, "arch") and hasattr(model, "module"):
@@ -137,7 +108,8 @@ def save_checkpoint(path, model: nn.Module, meta: ModelMeta) -> ModelMeta:
     stored = replace(meta, arch=arch, config=json.loads(json.dumps(config)), in_channels=int(config["in_channels"]))
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), _META_KEY: json.dumps(stored.to_dict())}
-    atomic_write_bytes(path, save(tensors, metadata=metadata))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, save(tensors, metadata=metadata))  # a crash leaves the old file or the new one
     return stored
 
 

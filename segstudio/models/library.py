@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segstudio.core import paths
-from segstudio.models.checkpoint import CheckpointError, ModelMeta, atomic_write_bytes, load_checkpoint, read_meta
+from segstudio.core.storage import atomic_write_bytes
+from segstudio.models.checkpoint import CheckpointError, ModelMeta, load_checkpoint, read_meta
 
 log = logging.getLogger(__name__)
 

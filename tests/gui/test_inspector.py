@@ -50,6 +50,7 @@ def make_window(qtbot):
         win.resize(1000, 700)
         win.show()
         qtbot.waitExposed(win)
+        qtbot.waitUntil(lambda: win.prediction.ready, timeout=120_000)  # engine imported in the background
         win.inspector.dock.raise_()
         return win
 
