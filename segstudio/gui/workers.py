@@ -5,6 +5,7 @@ through signals (delivered on the GUI thread). Cancel is a threading.Event the e
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import traceback
@@ -62,9 +63,14 @@ class _PredictWorker(QObject):
             predictor = self._predictor_for(job.model_ref, job.device)
             if self._cancel.is_set():
                 raise PredictionCancelled()
+            settings = job.settings
+            if predictor.device.type == "cpu":
+                # Cancel is checked between batches; on a CPU one tile takes about a second and batching
+                # gains little, so one tile per batch keeps Cancel prompt.
+                settings = dataclasses.replace(settings, batch=1)
             result = predictor.predict(
                 job.pixels,
-                job.settings,
+                settings,
                 progress=lambda done, total: self.progress.emit(job.job_id, done, total),
                 cancel=self._cancel.is_set,
             )

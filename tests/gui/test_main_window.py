@@ -115,7 +115,7 @@ def test_channels_dialog_picks_channels_of_multichannel_tiff(window, tmp_path, m
     stack = np.zeros((4, 16, 16), np.uint16)
     stack[3, :, :8] = 1000  # only channel 4 has structure
     path = tmp_path / "four_channels.tif"
-    tifffile.imwrite(path, stack, metadata={"axes": "CYX"})
+    tifffile.imwrite(path, stack, photometric="minisblack", metadata={"axes": "CYX"})
     window.open_paths([path])
     assert window.actions.channels.isEnabled()
 

@@ -142,3 +142,19 @@ def test_a_failing_model_is_reported_and_the_window_keeps_working(window, qtbot,
         qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
     assert "truncated" in window.last_error and "dim16.tif" in window.last_error
     assert window.actions.predict.isEnabled()
+
+
+def test_on_cpu_progress_and_cancel_come_after_every_tile(window, qtbot, tiny_model, tmp_path):
+    import tifffile
+
+    path = tmp_path / "wide.tif"
+    tifffile.imwrite(path, (np.random.default_rng(0).random((64, 400)) * 1000).astype(np.uint16))
+    window.prediction.reload_models()
+    window.open_paths([path])
+    window.prediction.panel.tile_spin.setValue(64)
+    window.prediction.panel.device_combo.setCurrentIndex(window.prediction.panel.device_combo.findData("cpu"))
+    seen = []
+    window.prediction.service.progress.connect(lambda job, done, total: seen.append((done, total)))
+    click_predict(qtbot, window)
+    total = seen[-1][1]
+    assert total > 4 and [d for d, _ in seen] == list(range(1, total + 1))
