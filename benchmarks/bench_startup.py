@@ -145,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     if painted:
         before_paint = sum(r["torch_at_paint"] != "imported" for r in app_runs if r["paint"] is not None)
         print(f"torch not yet imported at the first paint:      {before_paint}/{len(painted)} runs")
-    eager = [r for r in app_runs if r["torch_at_show"] != "absent"]
-    if eager:
-        print("note: torch was already being imported before the window showed, so something imports it eagerly")
+    started = sum(r["torch_at_show"] == "importing" for r in app_runs)
+    if started:
+        # The window starts the engine import on a background thread while it is built; that is by design.
+        print(f"torch import already under way (background thread) when the window showed: {started}/{len(app_runs)} runs")
     return 0
 
 
