@@ -138,10 +138,23 @@ class PredictionController(QObject):
         self.progress.finish()
         doc = job.tag
         if doc in self.window.documents:
+            self._adopt_model_classes(job.extra.get("model_classes"))
             self._apply(doc, result, job.extra.get("replace_all", False), job.model_ref)
         if result.notes:
             self.window.statusBar().showMessage("; ".join(result.notes), 10000)
         self._update_enabled()
+
+    def _adopt_model_classes(self, classes) -> None:
+        """Give every class the model predicts a name and colour, so no predicted pixel is invisible."""
+        if not classes:
+            return
+        from segstudio.core.labels import ClassTable
+
+        try:
+            table = ClassTable.from_list(classes)
+        except ValueError:
+            return  # a model with a malformed class list still predicts; ids show with default colours
+        self.window.editing.classes.adopt(table)
 
     def _apply(self, doc, result, replace_all: bool, model_ref: str) -> None:
         from segstudio.core.edits import Diff

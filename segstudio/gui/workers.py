@@ -61,6 +61,7 @@ class _PredictWorker(QObject):
 
         try:
             predictor = self._predictor_for(job.model_ref, job.device)
+            job.extra["model_classes"] = list(getattr(predictor.meta, "classes", None) or [])
             if self._cancel.is_set():
                 raise PredictionCancelled()
             settings = job.settings

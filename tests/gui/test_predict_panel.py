@@ -158,3 +158,23 @@ def test_on_cpu_progress_and_cancel_come_after_every_tile(window, qtbot, tiny_mo
     click_predict(qtbot, window)
     total = seen[-1][1]
     assert total > 4 and [d for d, _ in seen] == list(range(1, total + 1))
+
+
+def test_classes_of_the_model_are_named_and_coloured_in_the_session(window, qtbot, tmp_path, monkeypatch, dim16_tiff):
+    """A three-class model on a fresh session: every predicted id gets the model's name and a colour."""
+    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+    from segstudio.models.registry import build_model
+
+    classes = CLASSES + [{"id": 2, "name": "mitosis", "color": [0, 255, 0]}]
+    resources = tmp_path / "res3"
+    (resources / "models").mkdir(parents=True)
+    model = build_model("unet", in_channels=1, num_classes=3, depth=2, base_channels=4)
+    meta = ModelMeta(name="three", version=1, arch="unet", config=dict(model.config), classes=classes, in_channels=1)
+    save_checkpoint(resources / "models" / "three.safetensors", model, meta)
+    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
+    window.prediction.reload_models()
+    window.open_paths([dim16_tiff])
+    click_predict(qtbot, window)
+    table = window.editing.classes.table
+    assert table.get(2).name == "mitosis" and tuple(table.get(2).color) == (0, 255, 0)
+    assert window.canvas.overlay._lut.shape[0] >= 3 and window.canvas.overlay._lut[2, 3] > 0
