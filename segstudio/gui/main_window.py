@@ -117,6 +117,7 @@ class MainWindow(QMainWindow):
         a.toggle_mask.toggled.connect(self.canvas.set_mask_visible)
         a.outline_mask.toggled.connect(self.canvas.overlay.set_outline_only)
         a.channels.triggered.connect(self.choose_channels)
+        a.export_mask.triggered.connect(self.export_mask)
         a.next_image.triggered.connect(lambda: self.step_document(+1))
         a.previous_image.triggered.connect(lambda: self.step_document(-1))
         a.shortcuts.triggered.connect(self.show_shortcuts)
@@ -240,12 +241,38 @@ class MainWindow(QMainWindow):
     def _update_enabled(self) -> None:
         has = self.current is not None
         a = self.actions
-        for action in (a.close_image, a.zoom_in, a.zoom_out, a.zoom_fit, a.zoom_actual, a.toggle_mask, a.outline_mask):
+        for action in (a.close_image, a.export_mask, a.zoom_in, a.zoom_out, a.zoom_fit, a.zoom_actual, a.toggle_mask, a.outline_mask):
             action.setEnabled(has)
         a.channels.setEnabled(has and (self.current.image.meta.channels > 1 or self.current.image.meta.pages > 1))
         many = len(self.documents) > 1
         a.next_image.setEnabled(many)
         a.previous_image.setEnabled(many)
+
+    def export_mask(self, path: str | Path | None = None) -> Path | None:
+        """Save the current mask as an index PNG (pixel value = class id) where the user chooses."""
+        from segstudio.core.storage import save_mask_png
+
+        doc = self.current
+        if doc is None:
+            return None
+        if path is None:
+            suggestion = str(doc.path.with_name(f"{doc.path.stem}_mask.png"))
+            path, _ = QFileDialog.getSaveFileName(self, "Export Mask", suggestion, "Index mask PNG (*.png)")
+            if not path:
+                return None
+        target = Path(path)
+        if target.suffix.lower() != ".png":
+            target = target.with_suffix(".png")
+        if target.resolve() == doc.path.resolve():
+            self.show_error("Mask not saved", f"{target} is the image itself; choose another name.")
+            return None
+        try:
+            save_mask_png(target, doc.mask)
+        except (OSError, ValueError) as err:
+            self.show_error("Mask not saved", str(err))
+            return None
+        self.statusBar().showMessage(f"Mask saved to {target} (pixel values are class ids)", 8000)
+        return target
 
     # --- status bar ----------------------------------------------------------------------------
     def _show_cursor_info(self, x: int, y: int) -> None:

@@ -128,3 +128,25 @@ def test_channels_dialog_picks_channels_of_multichannel_tiff(window, tmp_path, m
     window.actions.channels.trigger()
     shown = _pixmap_array(window)
     assert shown[8, 2].mean() > 200 and shown[8, 12].mean() < 30
+
+
+def test_export_mask_writes_an_index_png_and_refuses_to_overwrite_the_image(window, dim16_tiff, tmp_path):
+    from segstudio.core.storage import load_mask_png
+
+    (doc,) = window.open_paths([dim16_tiff])
+    assert window.actions.export_mask.isEnabled()
+    doc.mask[5:9, 5:9] = 1
+    written = window.export_mask(tmp_path / "out" / "labels")
+    assert written is None and "folder" in window.last_error  # the folder does not exist: said, not crashed
+    (tmp_path / "out").mkdir()
+    written = window.export_mask(tmp_path / "out" / "labels")
+    assert written == tmp_path / "out" / "labels.png"
+    np.testing.assert_array_equal(load_mask_png(written), doc.mask)
+
+    import cv2
+
+    png = tmp_path / "slide.png"
+    cv2.imwrite(str(png), np.full((8, 8), 50, np.uint8))
+    window.open_paths([png])
+    assert window.export_mask(png) is None and "image itself" in window.last_error
+    assert cv2.imread(str(png), cv2.IMREAD_UNCHANGED).max() == 50  # the source image is untouched
