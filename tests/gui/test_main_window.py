@@ -99,12 +99,16 @@ def test_folder_opens_every_image_and_next_previous(window, tmp_path):
     assert window.current.title == "img2.tif"
 
 
-def test_menus_exist_and_later_items_are_greyed_out(window):
+def test_menus_exist_and_items_needing_an_image_are_greyed_out_until_one_is_open(window, dim16_tiff):
     titles = [a.text().replace("&", "") for a in window.menuBar().actions()]
     assert titles == ["File", "Edit", "View", "Model", "Help"]
-    assert not window.actions.predict.isEnabled()
-    assert not window.actions.fine_tune.isEnabled()
-    assert window.actions.open.isEnabled()
+    a = window.actions
+    needs_image = [a.predict, a.export_mask, a.export_dataset, a.close_image, a.zoom_fit, a.toggle_mask]
+    assert not any(action.isEnabled() for action in needs_image)
+    assert a.open.isEnabled() and not a.undo.isEnabled()
+    window.open_paths([dim16_tiff])
+    assert all(action.isEnabled() for action in needs_image)
+    assert not a.next_image.isEnabled()  # only one image open
 
 
 def test_channels_dialog_picks_channels_of_multichannel_tiff(window, tmp_path, monkeypatch):
