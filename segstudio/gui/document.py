@@ -33,6 +33,7 @@ class ImageDocument(QObject):
     mask_replaced = Signal()
     status_changed = Signal(str)
     classes_changed = Signal()
+    display_changed = Signal()  # other channels are shown
 
     def __init__(self, image: ImageData, classes: ClassTable | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +76,7 @@ class ImageDocument(QObject):
     def set_display_channels(self, channels: tuple[int, ...] | None) -> None:
         self.display_channels = channels
         self._display_rgb = None
+        self.display_changed.emit()
 
     @property
     def unsaved(self) -> bool:

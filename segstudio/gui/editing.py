@@ -211,6 +211,11 @@ class EditingController(QObject):
         self.autosave.watch(doc)
         doc.status_changed.connect(lambda _s, d=doc: self._refresh_document(d))
         doc.undo_stack.cleanChanged.connect(lambda _c, d=doc: self._refresh_document(d))
+        doc.display_changed.connect(lambda d=doc: self._thumbnail_outdated(d))
+
+    def _thumbnail_outdated(self, doc: ImageDocument) -> None:
+        if shiboken6.isValid(self.images_panel) and doc in self.window.documents:
+            self.images_panel.forget_thumbnail(doc)
 
     def _unregister(self, doc: ImageDocument) -> None:
         if self.autosave.needs_saving(doc):

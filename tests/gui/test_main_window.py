@@ -129,9 +129,13 @@ def test_channels_dialog_picks_channels_of_multichannel_tiff(window, tmp_path, m
         return True
 
     monkeypatch.setattr(channels_module.ChannelsDialog, "exec", fake_exec)
+    panel = window.editing.images_panel
+    thumb_before = panel._thumbs[id(window.current)].toImage()
     window.actions.channels.trigger()
     shown = _pixmap_array(window)
     assert shown[8, 2].mean() > 200 and shown[8, 12].mean() < 30
+    # The image list's thumbnail follows the channels now shown.
+    assert panel._thumbs[id(window.current)].toImage() != thumb_before
 
 
 def test_export_mask_writes_an_index_png_and_refuses_to_overwrite_the_image(window, dim16_tiff, tmp_path):
