@@ -26,6 +26,7 @@ try:  # the levels the rest of the program uses for display and for training inp
 except ImportError:
     percentile_bounds = None
 
+from segstudio.core.postprocess import apply_postprocess
 from segstudio.engine.devices import amp_dtype, device_label, pick_device, place_model, uses_channels_last
 
 DEFAULT_NORMALISATION = {"kind": "percentile", "low": 1.0, "high": 99.8}
@@ -421,7 +422,9 @@ class Predictor:
         while True:
             plan = plan_tiles(source.height, source.width, tile, settings.overlap, settings.align)
             try:
-                return self._predict_once(source, plan, batch, device, settings, progress, cancel, notes)
+                result = self._predict_once(source, plan, batch, device, settings, progress, cancel, notes)
+                apply_postprocess(result.labels, getattr(self.meta, "postprocess", None))
+                return result
             except RuntimeError as error:  # torch.cuda.OutOfMemoryError is one
                 if not _is_out_of_memory(error):
                     raise

@@ -56,6 +56,8 @@ class ModelMeta:
     training: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     description: str = ""
+    # Clean-up of predicted masks (segstudio.core.postprocess), e.g. {"fill_holes_px": 256, "min_object_px": 8}
+    postprocess: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:

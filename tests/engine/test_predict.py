@@ -415,3 +415,28 @@ def test_normalisation_agrees_with_core_images(rng):
     expected = images.percentile_normalize(pixels, 1.0, 99.8, per_channel=True)
     np.testing.assert_allclose(prepare_input(pixels, 2, DEFAULT_NORMALISATION), np.moveaxis(expected, -1, 0),
                                atol=1e-5)
+
+
+class RingNet(nn.Module):
+    """Foreground is a ring with a 2x2 pinhole in the middle and a lone speck: what networks leave."""
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        fg = torch.zeros((n, 1, h, w))
+        fg[:, :, 8:20, 8:20] = 1.0
+        fg[:, :, 13:15, 13:15] = 0.0
+        fg[:, :, 2, 28] = 1.0
+        return torch.cat([1.0 - fg, fg], dim=1) * 10.0
+
+
+def test_the_models_postprocess_rules_clean_the_labels(rng):
+    from types import SimpleNamespace
+
+    image = rng.random((32, 32, 1)).astype(np.float32)
+    plain = SimpleNamespace(in_channels=1, normalisation={"kind": "none"}, classes=[])
+    raw = Predictor(RingNet(), plain, device="cpu").predict(image, PredictSettings(tile=32)).labels
+    assert raw[13, 13] == 0 and raw[2, 28] == 1
+    meta = SimpleNamespace(**vars(plain), postprocess={"fill_holes_px": 16, "min_object_px": 3})
+    cleaned = Predictor(RingNet(), meta, device="cpu").predict(image, PredictSettings(tile=32)).labels
+    assert cleaned[13, 13] == 1 and cleaned[2, 28] == 0
+    np.testing.assert_array_equal(cleaned[8:20, 8:20], 1)
