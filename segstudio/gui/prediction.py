@@ -188,7 +188,7 @@ class PredictionController(QObject):
 
     def _cancel_if_busy(self) -> None:
         if self.service.busy():
-            self.progress._on_cancel()
+            self.progress.request_cancel()
 
     # --- view ----------------------------------------------------------------------------------
     def _show_overlay(self, mode: str) -> None:

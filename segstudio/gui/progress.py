@@ -38,7 +38,7 @@ class JobProgress(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setObjectName("cancelJobButton")
         self.cancel_button.setToolTip("Stop this job; nothing already on screen is changed (Esc)")
-        self.cancel_button.clicked.connect(self._on_cancel)
+        self.cancel_button.clicked.connect(self.request_cancel)
         for w in (self.title, self.bar, self.eta, self.cancel_button):
             layout.addWidget(w)
         self._started = 0.0
@@ -65,7 +65,7 @@ class JobProgress(QWidget):
     def finish(self) -> None:
         self.setVisible(False)
 
-    def _on_cancel(self) -> None:
+    def request_cancel(self) -> None:
         self.cancel_button.setEnabled(False)
         self.cancel_button.setText("Cancelling...")
         self.cancel_requested.emit()

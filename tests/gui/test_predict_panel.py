@@ -178,3 +178,29 @@ def test_classes_of_the_model_are_named_and_coloured_in_the_session(window, qtbo
     table = window.editing.classes.table
     assert table.get(2).name == "mitosis" and tuple(table.get(2).color) == (0, 255, 0)
     assert window.canvas.overlay._lut.shape[0] >= 3 and window.canvas.overlay._lut[2, 3] > 0
+
+
+def test_escape_cancels_a_running_prediction(window, qtbot, tiny_model, dim16_tiff, monkeypatch):
+    import time
+
+    from segstudio.engine import predict as predict_module
+
+    window.prediction.reload_models()
+    (doc,) = window.open_paths([dim16_tiff])
+    before = doc.mask.copy()
+
+    def slow_predict(self, pixels, settings=None, progress=None, cancel=None):
+        deadline = time.monotonic() + 30
+        while not cancel():  # a long prediction that polls cancel between tiles
+            if time.monotonic() > deadline:
+                raise AssertionError("Esc never reached the worker")
+            time.sleep(0.01)
+        raise predict_module.PredictionCancelled()
+
+    monkeypatch.setattr(predict_module.Predictor, "predict", slow_predict)
+    qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
+    assert window.prediction.progress.isVisible() and not window.actions.predict.isEnabled()
+    with qtbot.waitSignal(window.prediction.service.cancelled, timeout=30_000):
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+    np.testing.assert_array_equal(doc.mask, before)
+    assert not window.prediction.progress.isVisible() and window.actions.predict.isEnabled()
