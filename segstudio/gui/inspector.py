@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QObject, QRectF, Qt
-from PySide6.QtGui import QColor, QPainterPath, QPen
+from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QObject, QRectF, Qt, QTimer
+from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QPen
 from PySide6.QtWidgets import QFileDialog, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
 
 from segstudio.engine.inspect import Inspection, probe_pixel
@@ -29,13 +29,20 @@ class InspectorController(QObject):
         holder.setWidgetResizable(True)
         holder.setFrameShape(QFrame.Shape.NoFrame)
         holder.setWidget(self.panel)
-        self.dock = window.add_panel(holder, "Network Inspector")
+        # Feature maps need width and the editing docks need the right-hand column, so the inspector lives
+        # along the bottom, hidden until asked for (Model > Look Inside the Network, Ctrl+Shift+I).
+        self.dock = window.add_panel(holder, "Network Inspector", Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.dock.dockLocationChanged.connect(self._on_dock_moved)
+        self.panel.set_wide(True)
+        self.dock.hide()
         prediction = getattr(window, "prediction", None)
         self.model_panel = getattr(prediction, "panel", None)
-        model_dock = getattr(prediction, "dock", None)
-        if model_dock is not None:
-            window.tabifyDockWidget(model_dock, self.dock)
-            model_dock.raise_()
+        self.show_action = QAction("&Look Inside the Network", window)
+        self.show_action.setShortcut(QKeySequence("Ctrl+Shift+I"))
+        self.show_action.setStatusTip("Feature maps and skip connections of the selected model on this image")
+        self.show_action.triggered.connect(self.show_dock)
+        window.menus["model"].addAction(self.show_action)
+        window.actions.register(self.show_action)
         self.service = InspectorService(self)
         self.description: ModelDescription | None = None
         self.inspection: Inspection | None = None
@@ -69,7 +76,7 @@ class InspectorController(QObject):
         self.panel.channels.overlay_changed.connect(self._show_overlay)
         self.panel.save_png_requested.connect(lambda: self.save_view_png())
         self.panel.save_tap_requested.connect(lambda: self.save_tap())
-        self.dock.visibilityChanged.connect(lambda shown: shown or self.panel.probe_button.setChecked(False))
+        self.dock.visibilityChanged.connect(self._on_dock_visibility)
         self.service.described.connect(self._on_described)
         self.service.finished.connect(self._on_finished)
         self.service.failed.connect(self._on_failed)
@@ -86,6 +93,24 @@ class InspectorController(QObject):
         self._update_enabled()
 
     # --- model ---------------------------------------------------------------------------------
+
+    def _on_dock_visibility(self, shown: bool) -> None:
+        if not shown:
+            self.panel.probe_button.setChecked(False)
+
+    def _on_dock_moved(self, area) -> None:
+        self.panel.set_wide(area in (Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea))
+
+    def show_dock(self) -> None:
+        """Show the inspector along the bottom with room for the maps."""
+        first_time = not self.dock.isVisible()
+        self.dock.show()
+        self.dock.raise_()
+        if first_time and not self.dock.isFloating() and self.window.dockWidgetArea(self.dock) in (
+                Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea):
+            # After the dock has been laid out once, or Qt keeps its minimum height.
+            QTimer.singleShot(0, lambda: self.window.resizeDocks(
+                [self.dock], [max(300, int(self.window.height() * 0.45))], Qt.Orientation.Vertical))
     def _device(self) -> str:
         return self.model_panel.device() if self.model_panel is not None else "auto"
 
@@ -209,8 +234,9 @@ class InspectorController(QObject):
         if obj is self.window and event.type() == QEvent.Type.Close:
             self.shutdown()
             return False
-        if obj is self.canvas.viewport() and event.type() in (QEvent.Type.MouseButtonPress,
-                                                              QEvent.Type.MouseButtonRelease):
+        # Test the event type first: while the window is torn down the canvas may already be gone.
+        if event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease) \
+                and obj is self.canvas.viewport():
             if event.button() != Qt.MouseButton.LeftButton:
                 return False
             if event.type() == QEvent.Type.MouseButtonRelease:

@@ -63,6 +63,10 @@ class MainWindow(QMainWindow):
 
         self.canvas = ImageCanvas(self)
         self.setCentralWidget(self.canvas)
+        # The right-hand column (model, tools, classes, images) runs the full height; docks along the
+        # bottom (inspector, training) sit under the image only, so each side keeps its room.
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.setCorner(Qt.Corner.TopRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
         self.actions = create_actions(self)
         self.menus = build_menus(self, self.actions)
         self._build_status_bar()

@@ -51,7 +51,7 @@ def make_window(qtbot):
         win.show()
         qtbot.waitExposed(win)
         qtbot.waitUntil(lambda: win.prediction.ready, timeout=120_000)  # engine imported in the background
-        win.inspector.dock.raise_()
+        win.inspector.show_dock()
         return win
 
     return make
@@ -391,7 +391,7 @@ def test_hidden_inspector_leaves_clicks_to_the_editing_tools(make_window, qtbot,
     compute(qtbot, win)
     panel = win.inspector.panel
     panel.probe_button.setChecked(True)
-    win.prediction.dock.raise_()  # the Model tab covers the inspector
+    win.inspector.dock.hide()  # the user closes the inspector
     qtbot.waitUntil(lambda: not win.inspector.dock_in_sight())
     assert not panel.probe_button.isChecked()
     point = win.canvas.mapFromScene(QPointF(10.5, 10.5))

@@ -107,7 +107,7 @@ class InspectorPanel(QWidget):
         self.region_label.setWordWrap(True)
         layout.addWidget(self.region_label)
 
-        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter = self.splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.setChildrenCollapsible(False)
         top = QWidget()
         top_layout = QVBoxLayout(top)
@@ -174,6 +174,10 @@ class InspectorPanel(QWidget):
         self.save_tap_button.clicked.connect(self.save_tap_requested)
         self.set_specs([])
 
+
+    def set_wide(self, wide: bool) -> None:
+        """Side by side (tap list | maps) in a wide, low dock; stacked in a tall, narrow one."""
+        self.splitter.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
     def sizeHint(self) -> QSize:
         # A width that does not follow the content: otherwise every new result would widen the dock and move
         # the slide under the user's cursor (and change the very view the result was computed for).

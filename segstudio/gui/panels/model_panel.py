@@ -36,7 +36,9 @@ class ModelPanel(QWidget):
         self.model_info = QLabel("")
         self.model_info.setWordWrap(True)
         self.model_info.setObjectName("modelInfo")
-        form.addRow("", self.model_info)
+        # Room for two wrapped lines: a form row does not grow on its own for a wrapping label.
+        self.model_info.setMinimumHeight(2 * self.model_info.fontMetrics().lineSpacing() + 4)
+        form.addRow(self.model_info)  # spans the row: a wrapped label gets the height it needs
         self.device_combo = QComboBox()
         for text, value in DEVICE_CHOICES:
             self.device_combo.addItem(text, value)
