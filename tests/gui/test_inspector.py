@@ -438,3 +438,19 @@ def test_inspector_leaves_the_prediction_overlay_alone_unless_it_shows_a_channel
     assert win.canvas.heatmap_item.sceneBoundingRect().width() == win.inspector.inspection.region.w
     browser.overlay_check.setChecked(False)
     assert not win.canvas.heatmap_item.isVisible()
+
+
+def test_menu_opens_the_inspector_under_the_image_side_by_side(make_window, qtbot):
+    from PySide6.QtCore import Qt
+
+    win = make_window()
+    win.inspector.dock.hide()
+    assert not win.inspector.dock.isVisible()
+    win.inspector.show_action.trigger()
+    assert win.inspector.dock.isVisible()
+    assert win.dockWidgetArea(win.inspector.dock) == Qt.DockWidgetArea.BottomDockWidgetArea
+    assert win.inspector.panel.splitter.orientation() == Qt.Orientation.Horizontal
+    assert win.inspector.show_action in win.menus["model"].actions()
+    win.inspector.dock.setFloating(True)
+    win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, win.inspector.dock)
+    assert win.inspector.panel.splitter.orientation() == Qt.Orientation.Vertical
