@@ -30,7 +30,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segstudio.engine.devices import amp_dtype, device_label, pick_device  # noqa: E402
+from segstudio.engine.devices import amp_dtype, device_label, pick_device, uses_channels_last  # noqa: E402
 from segstudio.engine.predict import PredictSettings, Predictor, plan_tiles, prepare_input  # noqa: E402
 
 GIB = 1 << 30
@@ -127,7 +127,7 @@ def synchronize(device: torch.device) -> None:
 def time_raw_forward(model, device, tile: int, batch: int, amp: bool, repeats: int) -> float:
     """Seconds per tile of a bare batched forward (same precision and layout as the predictor uses)."""
     x = torch.rand(batch, 1, tile, tile, device=device)
-    if device.type == "cuda":
+    if uses_channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
     precision = amp_dtype(device) if amp else None
     times = []
@@ -196,7 +196,7 @@ def monai_runner(predictor: Predictor, settings: PredictSettings):
     precision = amp_dtype(device) if settings.amp else None
 
     def probabilities(tiles):
-        if device.type == "cuda":
+        if uses_channels_last(device):  # MONAI gets the same layout, so only the sliding window differs
             tiles = tiles.contiguous(memory_format=torch.channels_last)
         if precision is not None:
             with torch.autocast(device.type, dtype=precision):

@@ -86,3 +86,22 @@ def test_place_model_puts_it_in_eval_mode_on_the_device():
     placed = place_model(model, pick_device("cpu"))
     assert not placed.training
     assert all(p.device.type == "cpu" for p in placed.parameters())
+
+
+def test_cpu_models_run_in_channels_last_with_the_same_answers():
+    """NHWC is faster on CPU (oneDNN); it must not change what the network predicts."""
+    from segstudio.engine.devices import place_model, uses_channels_last
+    from segstudio.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=1, num_classes=2, depth=2, base_channels=4).eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.inference_mode():
+        expected = model(x)
+    placed = place_model(model, "cpu")
+    assert uses_channels_last("cpu")
+    conv = next(m for m in placed.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        got = placed(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
