@@ -21,3 +21,23 @@ def _isolated_user_data(tmp_path, monkeypatch):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def make_window(qtbot):
+    """Factory for a shown main window, ready once the engine has loaded in the background."""
+
+    def make(size=(800, 600)):
+        from segstudio.gui.app import create_application
+        from segstudio.gui.main_window import MainWindow
+
+        create_application()
+        win = MainWindow()
+        qtbot.addWidget(win)
+        win.resize(*size)
+        win.show()
+        qtbot.waitExposed(win)
+        qtbot.waitUntil(lambda: win.prediction.ready, timeout=120_000)
+        return win
+
+    return make

@@ -36,17 +36,8 @@ def tiny_resources(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def loop_window(qtbot, tiny_resources):
-    from segstudio.gui.app import create_application
-    from segstudio.gui.main_window import MainWindow
-
-    create_application()
-    window = MainWindow()
-    qtbot.addWidget(window)
-    window.resize(900, 700)
-    window.show()
-    qtbot.waitExposed(window)
-    qtbot.waitUntil(lambda: window.prediction.ready, timeout=120_000)
+def loop_window(make_window, tiny_resources):
+    window = make_window((900, 700))
     yield window
     window.training.shutdown()
     window.prediction.shutdown()

@@ -4,19 +4,8 @@ import tifffile
 
 
 @pytest.fixture
-def window(qtbot):
-    from segstudio.gui.app import create_application
-    from segstudio.gui.main_window import MainWindow
-
-    create_application()
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.resize(800, 600)
-    win.show()
-    qtbot.waitExposed(win)
-    # The engine (torch) is imported in the background; tests start once the model picker is filled.
-    qtbot.waitUntil(lambda: win.prediction.ready, timeout=120_000)
-    return win
+def window(make_window):
+    return make_window()
 
 
 @pytest.fixture

@@ -39,18 +39,11 @@ def add_to_library(arch, num_classes=2, **overrides):
 
 
 @pytest.fixture
-def make_window(qtbot):
-    def make():
-        from segstudio.gui.app import create_application
-        from segstudio.gui.main_window import MainWindow
+def make_window(make_window):
+    """A window with the inspector open (it starts hidden)."""
 
-        create_application()
-        win = MainWindow()
-        qtbot.addWidget(win)
-        win.resize(1000, 700)
-        win.show()
-        qtbot.waitExposed(win)
-        qtbot.waitUntil(lambda: win.prediction.ready, timeout=120_000)  # engine imported in the background
+    def make():
+        win = make_window((1000, 700))
         win.inspector.show_dock()
         return win
 
