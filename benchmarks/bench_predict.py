@@ -4,16 +4,21 @@
                                        [--device auto] [--mem-size 8192] [--mem-model same|tiny]
 
 (a) overhead: time of Predictor.predict on a size x size image divided by (tiles x time per tile of a
-    raw batched forward of the same model, same precision) in this process. Target <= 1.10.
+    raw batched forward of the same model, same precision, layout and host-memory handling) in this
+    process. Target <= 1.10.
 (b) MONAI: the same image through monai.inferers.sliding_window_inference with the same tile, overlap,
     batch and Gaussian blending (sigma 1/8 of the tile), including the same input preparation and
     labels/confidence/uncertainty outputs. Target ours / MONAI <= 1.0. Skipped when MONAI is missing.
+    Predictor.predict keeps freed host memory for reuse while it runs (segstudio/engine/hostmem.py), which
+    MONAI does not do; on Linux a reference run of MONAI inside the same setting is printed too, and the
+    time each spends outside the network, so the two sources of difference can be told apart.
 (c) memory: peak resident memory of a child process predicting a mem-size x mem-size uint16 image, minus
     that of a child that only imports torch and builds the model. Target well under 2 GiB.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import statistics
@@ -31,6 +36,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segstudio.engine.devices import amp_dtype, device_label, pick_device, uses_channels_last  # noqa: E402
+from segstudio.engine.hostmem import keep_host_memory  # noqa: E402
+from segstudio.engine.hostmem import supported as hostmem_supported  # noqa: E402
 from segstudio.engine.predict import PredictSettings, Predictor, plan_tiles, prepare_input  # noqa: E402
 
 GIB = 1 << 30
@@ -222,6 +229,25 @@ def monai_runner(predictor: Predictor, settings: PredictSettings):
     return run
 
 
+def time_monai(predictor: Predictor, image: np.ndarray, settings: PredictSettings, keep_memory: bool):
+    """MONAI's run over the image; keep_memory runs it inside segstudio's host-memory reuse as well."""
+    device = predictor.device
+    forward_clock = ForwardClock(predictor.model) if device.type == "cpu" else None
+    model = predictor.model
+    if forward_clock is not None:
+        predictor.model = forward_clock
+    try:
+        run = monai_runner(predictor, settings)
+        with keep_host_memory() if keep_memory else contextlib.nullcontext():
+            start = clock()
+            labels = run(image)[0]
+            seconds = clock() - start
+    finally:
+        predictor.model = model
+    forward_seconds = forward_clock.seconds if forward_clock is not None else None
+    return SimpleNamespace(seconds=seconds, labels=labels, forward_seconds=forward_seconds)
+
+
 def bench_speed(predictor: Predictor, image: np.ndarray, settings: PredictSettings, args, with_monai: bool):
     device = predictor.device
     plan = plan_tiles(image.shape[0], image.shape[1], settings.tile, settings.overlap, settings.align)
@@ -230,17 +256,22 @@ def bench_speed(predictor: Predictor, image: np.ndarray, settings: PredictSettin
     monai = monai_runner(predictor, settings) if with_monai else None
     if monai is not None:
         monai(warm)
-    raw = [time_raw_forward(predictor.model, device, plan.tile_h, settings.batch, settings.amp, args.repeats)]
-    ours, theirs = [], []
+    # Same host-memory handling as Predictor.predict, so (a) compares like with like.
+    with keep_host_memory():
+        raw = [time_raw_forward(predictor.model, device, plan.tile_h, settings.batch, settings.amp, args.repeats)]
+    ours, theirs, theirs_kept = [], [], []
     for _ in range(args.rounds):  # alternate, so a busier spell of the machine hits both alike
         ours.append(time_ours(predictor, image, settings))
         if monai is not None:
-            start = clock()
-            labels = monai(image)[0]
-            theirs.append(SimpleNamespace(seconds=clock() - start, labels=labels))
-    raw.append(time_raw_forward(predictor.model, device, plan.tile_h, settings.batch, settings.amp, args.repeats))
+            theirs.append(time_monai(predictor, image, settings, keep_memory=False))
+            if args.monai_kept and hostmem_supported():
+                theirs_kept.append(time_monai(predictor, image, settings, keep_memory=True))
+    with keep_host_memory():
+        raw.append(time_raw_forward(predictor.model, device, plan.tile_h, settings.batch, settings.amp,
+                                    args.repeats))
     fastest = lambda runs: min(runs, key=lambda r: r.seconds) if runs else None  # noqa: E731
-    return SimpleNamespace(plan=plan, raw=raw, ours=fastest(ours), monai=fastest(theirs))
+    return SimpleNamespace(plan=plan, raw=raw, ours=fastest(ours), monai=fastest(theirs),
+                           monai_kept=fastest(theirs_kept))
 
 
 # --- (c) host memory in child processes ----------------------------------------------------------------
@@ -319,6 +350,8 @@ def main(argv=None) -> int:
     parser.add_argument("--mem-model", default=None, help="model for (c); default: same as --model")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="what (a) and (b) time")
+    parser.add_argument("--no-monai-kept", dest="monai_kept", action="store_false",
+                        help="skip the reference run of MONAI inside segstudio's host-memory reuse")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: a, b, c")
     parser.add_argument("--child", choices=["baseline", "forward", "predict"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -372,6 +405,16 @@ def main(argv=None) -> int:
             print(f"\n(b) MONAI sliding_window_inference (gaussian, same tile/overlap/batch, same outputs): "
                   f"{monai.seconds:.2f} s (best of {args.rounds}); labels agree on {agree:.2%} of pixels")
             print(f"    ours / MONAI = {versus:.3f}   target <= 1.0   {verdict(versus <= 1.0)}")
+            if ours.forward_seconds and monai.forward_seconds:
+                print(f"    outside the network: ours {ours.seconds - ours.forward_seconds:.2f} s, MONAI "
+                      f"{monai.seconds - monai.forward_seconds:.2f} s; inside it: ours {ours.forward_seconds:.2f} s, "
+                      f"MONAI {monai.forward_seconds:.2f} s")
+            kept = speed.monai_kept
+            if kept is not None:
+                outside = (f"; {kept.seconds - kept.forward_seconds:.2f} s outside the network"
+                           if kept.forward_seconds else "")
+                print(f"    for reference, MONAI inside segstudio's host-memory reuse (engine/hostmem.py): "
+                      f"{kept.seconds:.2f} s{outside}; ours / that = {ours.seconds / kept.seconds:.3f}")
             ok &= versus <= 1.0
 
     if "c" not in skip:

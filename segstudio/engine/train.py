@@ -35,6 +35,7 @@ from torchvision import tv_tensors
 
 from segstudio.engine.augment import HAND, LABEL, VALID, build_augmentation
 from segstudio.engine.distributed import DistContext, unwrap_model, wrap_model
+from segstudio.engine.hostmem import keep_host_memory
 
 ProgressFn = Callable[[dict], None]
 CancelFn = Callable[[], bool]
@@ -632,7 +633,10 @@ def fine_tune(config: TrainConfig, *, progress: ProgressFn | None = None, cancel
             progress(event)
 
     try:
-        return _fine_tune(config, ctx, emit, cancel, library)
+        # Activations of a training batch are large blocks; reusing freed ones saves the page faults
+        # (see engine/hostmem.py).
+        with keep_host_memory():
+            return _fine_tune(config, ctx, emit, cancel, library)
     except _Cancelled:
         emit({"event": "cancelled"})
         return TrainResult(status="cancelled")

@@ -4,6 +4,8 @@ The models here are tiny convolution stacks defined in this file, so the tests e
 """
 from __future__ import annotations
 
+import math
+
 import tracemalloc
 from types import SimpleNamespace
 
@@ -337,6 +339,35 @@ def test_uncertainty_is_normalised_entropy(rng):
     sure = Predictor(constant_net([0.0, 12.0, 0.0]), device="cpu").predict(image)
     assert np.all(sure.labels == 1)
     assert sure.uncertainty.max() < 0.01 and sure.confidence.min() > 0.99
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3, 7, 300])
+def test_summary_matches_argmax_max_and_entropy_including_ties(classes, rng):
+    from segstudio.engine.predict import _summarise_into
+
+    probs = rng.random((classes, 37, 53)).astype(np.float32)
+    probs[:, :5] = 1.0  # exact ties across all classes: the lowest class wins, as with argmax
+    if classes > 2:
+        probs[2, 5:9] = probs[1, 5:9]  # ties between two classes that beat the rest
+        probs[1:3, 5:9] += 2.0
+    probs /= probs.sum(axis=0, keepdims=True)
+    dtype = np.uint8 if classes <= 256 else np.uint16
+    labels = np.zeros((37, 53), dtype)
+    confidence = np.zeros((37, 53), np.float16)
+    uncertainty = np.zeros((37, 53), np.float16)
+    _summarise_into(probs, None, labels, confidence, uncertainty)
+
+    assert np.array_equal(labels, probs.argmax(axis=0))
+    assert np.allclose(confidence.astype(np.float32), probs.max(axis=0), rtol=1e-3)
+    entropy = -(probs * np.log(np.maximum(probs, 1e-12))).sum(axis=0)
+    expected = np.clip(entropy / math.log(classes), 0, 1) if classes > 1 else np.zeros_like(entropy)
+    assert np.allclose(uncertainty.astype(np.float32), expected, atol=2e-3)
+
+    ids = np.arange(classes, dtype=np.int64) * 3 % 250 + 1 if classes <= 256 else np.arange(classes) + 500
+    lut = ids.astype(dtype)
+    mapped = np.zeros((37, 53), dtype)
+    _summarise_into(probs, lut, mapped, confidence, uncertainty)
+    assert np.array_equal(mapped, ids[probs.argmax(axis=0)])
 
 
 def test_more_than_255_classes_gives_uint16_labels(rng):
