@@ -25,7 +25,8 @@ def _add_predict(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
     p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
-    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
+    p.add_argument("--batch", type=int, default=0,
+                   help="tiles per forward pass (default: 4 on a GPU, 1 on the CPU)")
     p.add_argument("--confidence", action="store_true", help="also write the confidence map")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler="segstudio.engine.predict_cli:run")

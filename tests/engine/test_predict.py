@@ -236,6 +236,24 @@ def test_prediction_memory_does_not_grow_with_image_height(rng):
 
 
 # --- progress and cancel -------------------------------------------------------------------------
+def test_default_batch_is_one_tile_on_the_cpu_and_four_on_an_accelerator(rng):
+    image = textured_image(150, 130, rng)
+    on_cpu = RecordingNet(small_net())
+    Predictor(on_cpu, device="cpu").predict(image, PredictSettings(tile=32))
+    assert {shape[0] for _, shape in on_cpu.calls} == {1}
+
+    chosen = RecordingNet(small_net())
+    Predictor(chosen, device="cpu").predict(image, PredictSettings(tile=32, batch=3))
+    assert max(shape[0] for _, shape in chosen.calls) == 3
+
+    # "meta" stands in for an accelerator; it fails at any size, so the first try shows the batch it used.
+    flaky = RunsOutOfMemory(small_net(), fails_on="meta")
+    Predictor(flaky, device=torch.device("meta")).predict(image, PredictSettings(tile=32))
+    first_device, first_shape = flaky.calls[0]
+    assert first_device == "meta" and first_shape[0] == 4
+    assert {shape[0] for device, shape in flaky.calls if device == "cpu"} == {1}  # back to the CPU's default
+
+
 def test_progress_is_reported_after_every_batch(rng):
     image = textured_image(150, 130, rng)
     calls = []
@@ -385,7 +403,7 @@ def test_output_channels_map_to_the_class_ids_in_the_metadata(rng):
 
 
 def test_settings_are_checked():
-    for bad in (PredictSettings(tile=0), PredictSettings(overlap=1.0), PredictSettings(batch=0)):
+    for bad in (PredictSettings(tile=0), PredictSettings(overlap=1.0), PredictSettings(batch=-1)):
         with pytest.raises(ValueError):
             bad.validate()
 
