@@ -303,40 +303,48 @@ def prepare_input(pixels: np.ndarray, in_channels: int, normalisation: Mapping[s
 
 # --- blending -------------------------------------------------------------------------------------
 class _BandBlender:
-    """Blended probabilities for a band of rows; rows leave the band once no later tile can reach them."""
+    """Blended probabilities for a band of rows; rows leave the band once no later tile can reach them.
 
-    def __init__(self, plan: TilePlan, band_h: int):
+    The sums live in a numpy array, or on `device` as a tensor when blending happens there (a GPU then
+    sends only labels, confidence and uncertainty to the host, not every tile's probabilities).
+    """
+
+    def __init__(self, plan: TilePlan, band_h: int, device: torch.device | None = None):
         self.plan = plan
         self.band_h = band_h
-        self.sums: np.ndarray | None = None  # (classes, band_h, padded_w), made when the class count is known
+        self.device = device
+        self.sums = None  # (classes, band_h, padded_w) float32, made when the class count is known
         self.top = 0  # padded-frame row held in band row 0
 
-    def add(self, y: int, x: int, share: np.ndarray) -> None:
+    def add(self, y: int, x: int, share) -> None:
         """Add a tile's probabilities, already scaled by its share of each pixel's total weight."""
         if self.sums is None:
-            self.sums = np.zeros((share.shape[0], self.band_h, self.plan.padded_w), np.float32)
+            shape = (share.shape[0], self.band_h, self.plan.padded_w)
+            self.sums = (np.zeros(shape, np.float32) if self.device is None
+                         else torch.zeros(shape, dtype=torch.float32, device=self.device))
         r = y - self.top
         self.sums[:, r : r + self.plan.tile_h, x : x + self.plan.tile_w] += share
 
-    def release_until(self, row: int) -> Iterator[tuple[int, np.ndarray]]:
+    def release_until(self, row: int, slab_rows: int = _RELEASE_ROWS) -> Iterator[tuple[int, Any]]:
         """Finish rows [top, row): (first_row, blended probabilities (classes, n, width)) cropped to the image.
 
-        Rows come out a few at a time so that turning them into labels needs little scratch memory.
+        Rows come out `slab_rows` at a time, so summarising them needs little scratch memory. Each slab is a
+        view into the band: use it (or copy it) before asking for the next one.
         """
         count = row - self.top
         if count <= 0 or self.sums is None:
             return
         inside = min(count, self.plan.height - self.top)
-        for start in range(0, max(inside, 0), _RELEASE_ROWS):
-            stop = min(inside, start + _RELEASE_ROWS)
-            yield self.top + start, self.sums[:, start:stop, : self.plan.width].copy()
+        for start in range(0, max(inside, 0), slab_rows):
+            stop = min(inside, start + slab_rows)
+            yield self.top + start, self.sums[:, start:stop, : self.plan.width]
         self._shift_up(count)
         self.top = row
 
     def _shift_up(self, count: int) -> None:
         keep = self.band_h - count
         for plane in self.sums:
-            # Blocks of at most `count` rows never overlap their source, so numpy needs no temporary copy.
+            # Blocks of at most `count` rows never overlap their source, so no temporary copy is needed.
             for start in range(0, max(keep, 0), count):
                 stop = min(keep, start + count)
                 plane[start:stop] = plane[start + count : stop + count]
@@ -393,6 +401,37 @@ def _store_half(target: np.ndarray, values: np.ndarray) -> None:
     """float32 into a float16 array. torch converts with the CPU's conversion instructions; numpy's cast is
     about 50 times slower, which made it the largest cost of summarising."""
     torch.from_numpy(target).copy_(torch.from_numpy(values))
+
+
+def _summarise_tensor(probs: torch.Tensor, lut: torch.Tensor | None):
+    """Device-side twin of _summarise_into: (labels, confidence float16, uncertainty float16) tensors.
+
+    Labels come as uint8 when the lut is uint8 (or there are at most 256 classes without one), else int32.
+    """
+    classes = probs.shape[0]
+    best_value, best = probs.max(dim=0)  # the first maximum on ties, as argmax
+    if lut is not None:
+        labels = lut[best]
+    else:
+        labels = best.to(torch.uint8 if classes <= 256 else torch.int32)
+    if classes < 2:
+        uncertainty = torch.zeros_like(best_value)
+    else:
+        # entr(p) = -p log p, and 0 at p = 0, as the host path's log(max(p, 1e-12)) gives
+        uncertainty = torch.special.entr(probs).sum(dim=0).mul_(1.0 / math.log(classes)).clamp_(0.0, 1.0)
+    return labels, best_value.half(), uncertainty.half()
+
+
+def _blend_on_device(device: torch.device) -> bool:
+    """Whether to blend and summarise where the network runs (GPUs) rather than on the host (CPU)."""
+    return device.type in ("cuda", "mps")
+
+
+# Largest band of sums kept on the device; a wider image blends on the host instead, so GPU memory never
+# grows past this with the image (about 12,000 px wide for 3 classes at 512 px tiles and 25% overlap).
+_DEVICE_BAND_BYTES = 128 << 20
+# Rows summarised per call on the device: bigger slabs mean fewer, larger kernels.
+_DEVICE_SLAB_ROWS = 512
 
 
 # --- the predictor --------------------------------------------------------------------------------
@@ -476,9 +515,13 @@ class Predictor:
         source = ModelInput(pixels, self.in_channels, self.normalisation)
         plan = plan_tiles(source.height, source.width, settings.tile, settings.overlap, settings.align)
         with keep_host_memory():
-            yield from self._probability_bands(self.model, source, plan, _batch_for(settings, self.device),
-                                               self.device, settings,
-                                               progress, cancel)
+            for row, probs in self._probability_bands(self.model, source, plan, _batch_for(settings, self.device),
+                                                      self.device, settings, progress, cancel):
+                # The slab is a view into the blending band, which moves on: give the caller its own copy.
+                if isinstance(probs, torch.Tensor):
+                    yield row, probs.to("cpu", copy=True).numpy()
+                else:
+                    yield row, probs.copy()
 
     # --- internals --------------------------------------------------------------------------------
     def _follow_device_setting(self, settings: PredictSettings) -> None:
@@ -505,25 +548,19 @@ class Predictor:
         model = self.model
         if device != self.device:
             model = place_model(self.model, device)
-        labels = confidence = uncertainty = lut = None
+        out = None
         try:
             with keep_host_memory():
                 for row, probs in self._probability_bands(model, source, plan, batch, device, settings, progress,
                                                           cancel):
-                    if labels is None:
-                        lut = self._label_lut(probs.shape[0], notes)
-                        largest_id = int(lut.max()) if lut is not None else probs.shape[0] - 1
-                        dtype = np.uint8 if largest_id <= 255 else np.uint16
-                        lut = lut.astype(dtype) if lut is not None else None
-                        labels = np.zeros((source.height, source.width), dtype)
-                        confidence = np.zeros((source.height, source.width), np.float16)
-                        uncertainty = np.zeros((source.height, source.width), np.float16)
-                    rows = slice(row, row + probs.shape[1])
-                    _summarise_into(probs, lut, labels[rows], confidence[rows], uncertainty[rows])
+                    if out is None:
+                        out = _Outputs(source.height, source.width, self._label_lut(probs.shape[0], notes))
+                    out.add(row, probs)
+                out.finish()
         finally:
             if device != self.device:
                 place_model(self.model, self.device)
-        return PredictResult(labels, confidence, uncertainty, notes, str(device), plan.count)
+        return PredictResult(out.labels, out.confidence, out.uncertainty, notes, str(device), plan.count)
 
     def _label_lut(self, classes: int, notes: list[str]) -> np.ndarray | None:
         """Output channel -> class id, when the model's metadata names the classes."""
@@ -538,14 +575,22 @@ class Predictor:
         return np.asarray(self.class_ids, dtype=np.int64)
 
     def _probability_bands(self, model, source, plan, batch_size, device, settings, progress, cancel):
+        """Blended probabilities, top to bottom: (first_row, (classes, rows, width) numpy array or tensor).
+
+        On a GPU the band of sums stays on the device (while it fits in _DEVICE_BAND_BYTES) and slabs are
+        tensors there; otherwise they are numpy arrays. A slab is only valid until the generator resumes.
+        """
         factors = _BlendFactors(plan, settings.sigma_scale, device)
         origins = plan.origins
         batches = [origins[i : i + batch_size] for i in range(0, len(origins), batch_size)]
-        blender = _BandBlender(plan, _band_height(plan, batches))
+        band_h = _band_height(plan, batches)
+        blender = None
+        # None until the first batch shows the class count: results stay on the device until then.
+        to_host = None if _blend_on_device(device) else True
         total, done = len(origins), 0
         precision = amp_dtype(device) if settings.amp else None
 
-        # One batch stays in flight: on a GPU the host blends batch k-1 while batch k computes.
+        # One batch stays in flight: on a GPU the host prepares batch k+1 while batch k computes.
         in_flight = None
         for batch in batches + [None]:
             launched = None
@@ -553,25 +598,42 @@ class Predictor:
                 if cancel is not None and cancel():
                     raise PredictionCancelled()
                 tiles = np.stack([source.region(*plan.source_index(y, x)) for y, x in batch])
-                launched = (batch, self._launch(model, tiles, device, factors.for_batch(batch), precision))
+                launched = (batch, self._launch(model, tiles, device, factors.for_batch(batch), precision,
+                                                to_host=bool(to_host)))
             if in_flight is not None:
                 finished_batch, pending = in_flight
-                yield from blender.release_until(finished_batch[0][0])
                 shares = pending()
+                if blender is None:
+                    classes = shares.shape[1]
+                    on_device = not to_host and classes * band_h * plan.padded_w * 4 <= _DEVICE_BAND_BYTES
+                    to_host = not on_device
+                    blender = _BandBlender(plan, band_h, device if on_device else None)
+                    slab_rows = _DEVICE_SLAB_ROWS if on_device else _RELEASE_ROWS
+                if to_host and isinstance(shares, torch.Tensor):
+                    shares = shares.cpu().numpy()  # launched before the blending place was known
+                yield from blender.release_until(finished_batch[0][0], slab_rows)
                 for (y, x), share in zip(finished_batch, shares):
                     blender.add(y, x, share)
                 done += len(finished_batch)
                 if progress is not None:
                     progress(done, total)
             in_flight = launched
-        yield from blender.release_until(plan.padded_h)
+        if blender is not None:
+            yield from blender.release_until(plan.padded_h, slab_rows)
 
     @staticmethod
-    def _launch(model, tiles: np.ndarray, device, factors, precision) -> Callable[[], np.ndarray]:
-        """Start a batch; the returned callable waits for it and gives each tile's share of the blend."""
+    def _launch(model, tiles: np.ndarray, device, factors, precision, to_host: bool) -> Callable[[], Any]:
+        """Start a batch; the returned callable waits for it and gives each tile's share of the blend.
+
+        The shares come as a numpy array when `to_host`, else as a tensor left on the device.
+        """
         x = torch.from_numpy(tiles)
-        if device.type != "cpu":
-            x = x.to(device, non_blocking=True)
+        if device.type == "cuda":
+            # From pinned memory the upload is truly asynchronous; from pageable memory CUDA first waits for
+            # all queued work, which would stop the host preparing tiles while the GPU computes.
+            x = x.pin_memory().to(device, non_blocking=True)
+        elif device.type != "cpu":
+            x = x.to(device)
         if uses_channels_last(device):
             x = x.contiguous(memory_format=torch.channels_last)
         autocast = (torch.autocast(device.type, dtype=precision) if precision is not None
@@ -591,6 +653,18 @@ class Predictor:
             else:
                 probs = torch.softmax(logits, dim=1)
             probs *= factors
+            if not to_host:
+                if device.type == "cuda":
+                    # Waiting for batch k while batch k+1 computes keeps at most two batches queued.
+                    done = torch.cuda.Event()
+                    done.record()
+
+                    def finished() -> torch.Tensor:
+                        done.synchronize()
+                        return probs
+
+                    return finished
+                return lambda: probs
             if device.type == "cuda":
                 host = probs.to("cpu", non_blocking=True)  # lands in pinned memory, asynchronously
                 ready = torch.cuda.Event()
@@ -603,6 +677,66 @@ class Predictor:
                 return wait
             host = probs.cpu().numpy()
         return lambda: host
+
+
+class _Outputs:
+    """The image-sized labels, confidence and uncertainty, filled slab by slab.
+
+    Device slabs are summarised on the device; on CUDA their (small) results come back asynchronously, so
+    the GPU keeps computing while earlier rows travel to the host.
+    """
+
+    def __init__(self, height: int, width: int, lut: np.ndarray | None):
+        largest_id = int(lut.max()) if lut is not None else None
+        self._lut_ids = lut
+        self._largest = largest_id
+        self.labels = self.confidence = self.uncertainty = None
+        self.height, self.width = height, width
+        self._lut = None  # lut in the labels' dtype (host) or on the device
+        self._in_transit: list = []
+
+    def _make(self, classes: int) -> None:
+        largest = self._largest if self._largest is not None else classes - 1
+        dtype = np.uint8 if largest <= 255 else np.uint16
+        self.labels = np.zeros((self.height, self.width), dtype)
+        self.confidence = np.zeros((self.height, self.width), np.float16)
+        self.uncertainty = np.zeros((self.height, self.width), np.float16)
+        self._lut = self._lut_ids.astype(dtype) if self._lut_ids is not None else None
+
+    def add(self, row: int, probs) -> None:
+        if self.labels is None:
+            self._make(probs.shape[0])
+        rows = slice(row, row + probs.shape[1])
+        if not isinstance(probs, torch.Tensor):
+            _summarise_into(probs, self._lut, self.labels[rows], self.confidence[rows], self.uncertainty[rows])
+            return
+        if self._lut is not None and not isinstance(self._lut, torch.Tensor):
+            # uint8 ids stay uint8 on the device; larger ids travel as int32
+            ids = self._lut.astype(np.uint8 if self.labels.dtype == np.uint8 else np.int32)
+            self._lut = torch.from_numpy(ids).to(probs.device)
+        with torch.inference_mode():
+            summary = _summarise_tensor(probs, self._lut)
+            if probs.device.type == "cuda":
+                host = [t.to("cpu", non_blocking=True) for t in summary]
+                ready = torch.cuda.Event()
+                ready.record()
+                self._in_transit.append((rows, host, ready))
+                while self._in_transit and self._in_transit[0][2].query():
+                    self._store(*self._in_transit.pop(0)[:2])
+                return
+            self._store(rows, [t.cpu() for t in summary])
+
+    def _store(self, rows: slice, host) -> None:
+        labels, confidence, uncertainty = (t.numpy() for t in host)
+        self.labels[rows] = labels  # int32 ids (more than 255) fit the uint16 labels
+        self.confidence[rows] = confidence
+        self.uncertainty[rows] = uncertainty
+
+    def finish(self) -> None:
+        for rows, host, ready in self._in_transit:
+            ready.synchronize()
+            self._store(rows, host)
+        self._in_transit.clear()
 
 
 def _aligned_tile(settings: PredictSettings) -> int:

@@ -489,3 +489,77 @@ def test_the_models_postprocess_rules_clean_the_labels(rng):
     cleaned = Predictor(RingNet(), meta, device="cpu").predict(image, PredictSettings(tile=32)).labels
     assert cleaned[13, 13] == 1 and cleaned[2, 28] == 0
     np.testing.assert_array_equal(cleaned[8:20, 8:20], 1)
+
+
+# --- blending where the network runs (GPUs) ------------------------------------------------------------
+@pytest.mark.parametrize("band_limit", [None, 0])
+def test_device_side_blending_gives_the_host_result(rng, monkeypatch, band_limit):
+    """The GPU path (band of sums and summaries on the device) run on CPU tensors, against the host path.
+
+    With a zero band limit the first batch has already run on the device when the engine learns that the
+    band will not fit, and it must carry on on the host.
+    """
+    import segstudio.engine.predict as engine
+
+    image = textured_image(203, 171, rng)
+    meta = SimpleNamespace(in_channels=1, normalisation={"kind": "percentile", "low": 1.0, "high": 99.8},
+                           classes=[{"id": 0, "name": "background"}, {"id": 4, "name": "a"},
+                                    {"id": 7, "name": "b"}])
+    net = small_net(classes=3)
+    settings = PredictSettings(tile=64, overlap=0.3, batch=3)
+    host = Predictor(net, meta, device="cpu").predict(image, settings)
+    host_bands = list(Predictor(net, meta, device="cpu").iter_probabilities(image, settings))
+
+    monkeypatch.setattr(engine, "_blend_on_device", lambda device: True)
+    if band_limit is not None:
+        monkeypatch.setattr(engine, "_DEVICE_BAND_BYTES", band_limit)
+    summaries = []
+    summarise = engine._summarise_tensor
+    monkeypatch.setattr(engine, "_summarise_tensor", lambda *a: summaries.append(1) or summarise(*a))
+    device = Predictor(net, meta, device="cpu").predict(image, settings)
+    assert bool(summaries) == (band_limit is None)  # which path ran
+    device_bands = list(Predictor(net, meta, device="cpu").iter_probabilities(image, settings))
+
+    assert device.labels.dtype == host.labels.dtype == np.uint8
+    assert set(np.unique(device.labels)) <= {0, 4, 7}
+    # Probabilities agree to float32 rounding; a pixel whose top two classes tie that closely may differ.
+    assert (device.labels == host.labels).mean() > 0.999
+    np.testing.assert_allclose(device.confidence.astype(np.float32), host.confidence.astype(np.float32),
+                               atol=1e-3)
+    np.testing.assert_allclose(device.uncertainty.astype(np.float32), host.uncertainty.astype(np.float32),
+                               atol=2e-3)
+    stacked = lambda bands: np.concatenate([probs for _, probs in bands], axis=1)  # noqa: E731
+    assert [row for row, _ in device_bands][0] == 0
+    np.testing.assert_allclose(stacked(device_bands), stacked(host_bands), atol=1e-5)
+    assert stacked(device_bands).shape == (3, 203, 171)
+
+
+def test_device_summary_matches_the_host_summary(rng):
+    from segstudio.engine.predict import _summarise_into, _summarise_tensor
+
+    probs = rng.random((4, 30, 41)).astype(np.float32)
+    probs[:, :3] = 0.25  # ties
+    probs[0, 5:7] = 0.0  # zero probabilities: entropy terms of 0
+    probs /= probs.sum(axis=0, keepdims=True)
+    labels = np.zeros((30, 41), np.uint8)
+    confidence = np.zeros((30, 41), np.float16)
+    uncertainty = np.zeros((30, 41), np.float16)
+    _summarise_into(probs, None, labels, confidence, uncertainty)
+    device_labels, device_confidence, device_uncertainty = _summarise_tensor(torch.from_numpy(probs), None)
+    assert np.array_equal(device_labels.numpy(), labels)
+    np.testing.assert_allclose(device_confidence.float().numpy(), confidence.astype(np.float32), atol=1e-3)
+    np.testing.assert_allclose(device_uncertainty.float().numpy(), uncertainty.astype(np.float32), atol=1e-3)
+
+
+def test_device_side_blending_with_more_than_255_classes(rng, monkeypatch):
+    import segstudio.engine.predict as engine
+
+    monkeypatch.setattr(engine, "_blend_on_device", lambda device: True)
+    logits = [0.0] * 300
+    logits[280] = 5.0
+    result = Predictor(constant_net(logits), device="cpu").predict(textured_image(20, 30, rng))
+    assert result.labels.dtype == np.uint16 and np.all(result.labels == 280)
+    meta = SimpleNamespace(in_channels=1, normalisation={"kind": "none"},
+                           classes=[{"id": 1000 + i, "name": f"c{i}"} for i in range(300)])
+    named = Predictor(constant_net(logits), meta, device="cpu").predict(textured_image(20, 30, rng))
+    assert named.labels.dtype == np.uint16 and np.all(named.labels == 1280)
