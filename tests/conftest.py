@@ -19,6 +19,20 @@ def _isolated_user_data(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def single_torch_thread():
+    """torch on one thread for the test: tiny convolutions run slower with more on a shared 2-core machine.
+
+    Not autouse: importing torch here would hide whether a test of start-up imports it.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

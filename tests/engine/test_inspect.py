@@ -23,16 +23,11 @@ from segstudio.engine.inspect import (
 )
 from segstudio.models.registry import build_model
 from segstudio.models.taps import TapSpec, list_taps, run_with_taps
+from tests.models.conftest import TINY_CONFIGS
 
-TINY = {
-    "unet": dict(base_channels=4, depth=3),
-    "fcn32s": dict(width=1 / 16, fc_channels=16),
-    "fcn16s": dict(width=1 / 16, fc_channels=16),
-    "fcn8s": dict(width=1 / 16, fc_channels=16),
-    "deconvnet": dict(width=1 / 16, fc_channels=16),
-    "pspnet": dict(backbone="resnet18", width=1 / 16),
-    "deeplabv3plus": dict(backbone="resnet18", width=1 / 16),
-}
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+TINY = TINY_CONFIGS  # the same tiny variants as the architecture tests
 NO_NORMALISATION = {"kind": "none"}
 
 
@@ -87,14 +82,6 @@ class AlignNet(nn.Module):
 def smooth_image(h=96, w=128, period=24.0):
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     return (0.5 + 0.4 * np.sin(2 * np.pi * x / period) * np.cos(2 * np.pi * y / (period * 1.3)))[..., None]
-
-
-@pytest.fixture(autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def tiny(name, num_classes=2, seed=0):

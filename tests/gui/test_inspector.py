@@ -15,12 +15,7 @@ from tests.engine.test_inspect import TINY, AlignNet, _Meta, smooth_image
 WAIT_MS = 30000
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def add_to_library(arch, num_classes=2, **overrides):

@@ -26,9 +26,5 @@ def build_tiny():
 
 
 @pytest.fixture(autouse=True)
-def _single_thread():
-    # Tiny convolutions are slower with several threads on a shared 2-core machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+def _single_thread(single_torch_thread):
+    """Every test in this folder runs torch on one thread."""

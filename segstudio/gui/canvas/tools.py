@@ -163,6 +163,14 @@ class _CanvasTool(QObject):
         doc = self.session.document()
         return doc if doc is not None and doc.mask is not None else None
 
+    def _left_click(self, canvas, scene_pos: QPointF, event) -> tuple[ImageDocument, int, int] | None:
+        """(document, x, y) for a left click on an image pixel of a document with a mask, else None."""
+        doc = self._document()
+        pixel = canvas.image_pixel(scene_pos)
+        if doc is None or pixel is None or event.button() != Qt.MouseButton.LeftButton:
+            return None
+        return doc, pixel[0], pixel[1]
+
 
 class BrushTool(_CanvasTool):
     """Round brush. Left button paints the active class (the eraser paints background); right button erases."""
@@ -265,11 +273,10 @@ class FillTool(_CanvasTool):
     name = "fill"
 
     def mouse_press(self, canvas, scene_pos, event) -> None:
-        doc = self._document()
-        pixel = canvas.image_pixel(scene_pos)
-        if doc is None or pixel is None or event.button() != Qt.MouseButton.LeftButton:
+        click = self._left_click(canvas, scene_pos, event)
+        if click is None:
             return
-        x, y = pixel
+        doc, x, y = click
         diff = edits.flood_fill(doc.mask, y, x, self.session.active_class, hand=doc.hand)
         self.session.commit(doc, diff, "Fill")
 
@@ -280,11 +287,10 @@ class DeleteObjectTool(_CanvasTool):
     name = "delete"
 
     def mouse_press(self, canvas, scene_pos, event) -> None:
-        doc = self._document()
-        pixel = canvas.image_pixel(scene_pos)
-        if doc is None or pixel is None or event.button() != Qt.MouseButton.LeftButton:
+        click = self._left_click(canvas, scene_pos, event)
+        if click is None:
             return
-        x, y = pixel
+        doc, x, y = click
         if not self.session.commit(doc, edits.delete_object(doc.mask, y, x, hand=doc.hand), "Delete object"):
             self.session.message.emit("Nothing to delete here: that is background.")
 
@@ -296,11 +302,10 @@ class EyedropperTool(_CanvasTool):
     picked = Signal(int)
 
     def mouse_press(self, canvas, scene_pos, event) -> None:
-        doc = self._document()
-        pixel = canvas.image_pixel(scene_pos)
-        if doc is None or pixel is None or event.button() != Qt.MouseButton.LeftButton:
+        click = self._left_click(canvas, scene_pos, event)
+        if click is None:
             return
-        x, y = pixel
+        doc, x, y = click
         class_id = edits.pick_class(doc.mask, y, x)
         if class_id in doc.classes:
             self.session.set_active_class(class_id)
