@@ -67,6 +67,16 @@ def wait_described(qtbot, win):
     qtbot.waitUntil(lambda: win.inspector.description is not None, timeout=WAIT_MS)
 
 
+def window_with_model(make_window, qtbot, image, arch, **overrides):
+    """A window showing `image` with a tiny `arch` model selected and its taps listed in the inspector."""
+    model_id = add_to_library(arch, **overrides)
+    win = make_window()
+    win.open_paths([image])
+    assert win.prediction.select_model(model_id)
+    wait_described(qtbot, win)
+    return win
+
+
 def compute(qtbot, win, **kwargs):
     ctrl = win.inspector
     ctrl.inspection = None
@@ -133,11 +143,7 @@ def test_dock_lists_taps_grouped_in_network_order_with_region_shapes(make_window
 
 
 def test_wide_layer_is_paged_and_sorted_by_mean_activation(make_window, qtbot, nuclei_tif):
-    model_id = add_to_library("unet", base_channels=20, depth=2)
-    win = make_window()
-    win.open_paths([nuclei_tif])
-    win.prediction.select_model(model_id)
-    wait_described(qtbot, win)
+    win = window_with_model(make_window, qtbot, nuclei_tif, "unet", base_channels=20, depth=2)
     inspection = compute(qtbot, win)
     browser = win.inspector.panel.channels
     win.inspector.panel.select_tap("bottleneck")
@@ -277,11 +283,7 @@ def test_moving_the_view_marks_the_result_out_of_date(make_window, qtbot, smooth
 
 # --- skip connections ------------------------------------------------------------------------------------
 def test_unet_skip_level_shows_skip_upsampled_and_merged_tensors(make_window, qtbot, nuclei_tif):
-    model_id = add_to_library("unet")
-    win = make_window()
-    win.open_paths([nuclei_tif])
-    win.prediction.select_model(model_id)
-    wait_described(qtbot, win)
+    win = window_with_model(make_window, qtbot, nuclei_tif, "unet")
     compute(qtbot, win)
     skips = win.inspector.panel.skips
     assert skips.select("Level 1")
@@ -291,11 +293,7 @@ def test_unet_skip_level_shows_skip_upsampled_and_merged_tensors(make_window, qt
 
 
 def test_fcn_score_maps_next_to_the_prediction(make_window, qtbot, nuclei_tif):
-    model_id = add_to_library("fcn8s")
-    win = make_window()
-    win.open_paths([nuclei_tif])
-    win.prediction.select_model(model_id)
-    wait_described(qtbot, win)
+    win = window_with_model(make_window, qtbot, nuclei_tif, "fcn8s")
     compute(qtbot, win)
     skips = win.inspector.panel.skips
     assert skips.column_titles() == ["score_32s", "score_16s", "score_8s", "logits"]
@@ -309,11 +307,7 @@ def test_png_export_writes_a_picture_of_the_dock(make_window, qtbot, nuclei_tif,
     import cv2
     from PySide6.QtWidgets import QFileDialog
 
-    model_id = add_to_library("unet")
-    win = make_window()
-    win.open_paths([nuclei_tif])
-    win.prediction.select_model(model_id)
-    wait_described(qtbot, win)
+    win = window_with_model(make_window, qtbot, nuclei_tif, "unet")
     compute(qtbot, win)
     target = tmp_path / "inspector view"
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "PNG image (*.png)"))
@@ -328,11 +322,7 @@ def test_png_export_writes_a_picture_of_the_dock(make_window, qtbot, nuclei_tif,
 def test_tap_export_npy_round_trips_and_tiff_is_offered(make_window, qtbot, nuclei_tif, tmp_path, monkeypatch):
     from PySide6.QtWidgets import QFileDialog
 
-    model_id = add_to_library("unet")
-    win = make_window()
-    win.open_paths([nuclei_tif])
-    win.prediction.select_model(model_id)
-    wait_described(qtbot, win)
+    win = window_with_model(make_window, qtbot, nuclei_tif, "unet")
     inspection = compute(qtbot, win)
     win.inspector.panel.select_tap("merge2 (after concat)")
     answers = iter([(str(tmp_path / "merge2"), "NumPy array (*.npy)"),
