@@ -10,7 +10,9 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# Qt's window needs a few X11 libraries that minimal Linux installs lack: install them (or say how) first.
 run: $(STAMP)
+	$(VENV)/bin/python scripts/check_system_libs.py
 	$(VENV)/bin/segstudio --sample
 
 test: $(STAMP)
