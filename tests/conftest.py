@@ -1,10 +1,17 @@
-"""Test-wide settings: Qt offscreen, a private user-data folder, a fixed seed."""
+"""Test-wide settings: Qt offscreen, private settings and user-data folders, a fixed seed."""
 import os
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The test models are tiny: one thread per process is fastest, and with several processes (training
 # children, torchrun ranks) more threads than cores makes torch's thread pool spin and crawl.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Nothing a test does may touch the real user's files. The XDG folders cover everything a library finds on
+# its own (Qt's settings, caches) and are inherited by child processes (training runs, torchrun ranks).
+_PRIVATE_HOME = tempfile.mkdtemp(prefix="segstudio-tests-")
+for _var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+    os.environ[_var] = os.path.join(_PRIVATE_HOME, _var.lower())
 
 import numpy as np
 import pytest
@@ -12,10 +19,21 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _isolated_user_data(tmp_path, monkeypatch):
-    """Every test writes autosaves, models and settings into its own folder."""
+    """Every test writes autosaves, models and settings into its own folders."""
     data = tmp_path / "user-data"
     monkeypatch.setenv("SEGSTUDIO_DATA_DIR", str(data))
+    _private_qsettings(tmp_path / "settings")
     yield data
+
+
+def _private_qsettings(folder):
+    """Qt reads the settings location once per process, so each test points QSettings at its own folder."""
+    try:
+        from PySide6.QtCore import QSettings
+    except ImportError:  # Qt itself missing: tests that need it fail on their own
+        return
+    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
+        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(folder))
 
 
 @pytest.fixture
