@@ -211,7 +211,7 @@ def save_mask_png(path: os.PathLike | str, mask: np.ndarray) -> None:
 
 def load_mask_png(path: os.PathLike | str) -> np.ndarray:
     """Read a mask written by save_mask_png. Raises ImageReadError for anything that is not one."""
-    from segstudio.core.images import ImageReadError, read_image
+    from segstudio.core.imageio import ImageReadError, read_image
 
     image = read_image(path)
     meta = image.meta

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from segstudio.core import storage
-from segstudio.core.images import ImageReadError
+from segstudio.core.imageio import ImageReadError
 from segstudio.core.labels import ClassTable
 from segstudio.core.storage import (
     AutosaveStore,
