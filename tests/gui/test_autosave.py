@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from segstudio.core import edits, paths
-from segstudio.core.storage import AutosaveStore
+from segstudio.core.autosave import AutosaveStore
 from segstudio.gui.document import ImageStatus
 
 
@@ -146,7 +146,7 @@ def crash_after_autosave(image_path, data_dir):
         import os
         import numpy as np
         from segstudio.core.labels import ClassTable
-        from segstudio.core.storage import AutosaveStore
+        from segstudio.core.autosave import AutosaveStore
         store = AutosaveStore()
         store.begin_session()
         mask = np.zeros((48, 64), np.uint8)
