@@ -11,7 +11,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
-from segstudio.core.images import ImageData, to_display_rgb
+from segstudio.core.imageio import ImageData, to_display_rgb
 from segstudio.core.labels import ClassTable, new_mask
 
 
