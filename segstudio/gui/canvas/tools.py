@@ -18,10 +18,11 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 
 from segstudio.core import edits
+from segstudio.core.document import ImageStatus
 from segstudio.core.history import merge_diffs
 from segstudio.gui.canvas.cursor import BrushOutlineItem, PolygonPreviewItem
-from segstudio.gui.commands import MaskEditCommand
-from segstudio.gui.document import ImageDocument, ImageStatus
+from segstudio.gui.documents.commands import MaskEditCommand
+from segstudio.gui.documents.document import ImageDocument
 
 MAX_BRUSH_RADIUS = 256
 DEFAULT_BRUSH_RADIUS = 6

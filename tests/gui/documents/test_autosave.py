@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from segstudio.core import edits, paths
 from segstudio.core.autosave import AutosaveStore
-from segstudio.gui.document import ImageStatus
+from segstudio.core.document import ImageStatus
 
 
 def new_window(qtbot):
@@ -161,7 +161,7 @@ def crash_after_autosave(image_path, data_dir):
 def _repo_root():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def test_after_a_crash_the_next_start_offers_recovery(dim16_tiff, qtbot, _isolated_user_data):

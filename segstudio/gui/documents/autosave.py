@@ -24,7 +24,8 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
 from segstudio.core.autosave import AutosaveStore
-from segstudio.gui.document import ImageDocument, ImageStatus
+from segstudio.core.document import ImageStatus
+from segstudio.gui.documents.document import ImageDocument
 
 DEFAULT_DELAY_MS = 2000
 
