@@ -1,7 +1,7 @@
 """Brush latency and flood-fill time on large masks, through the functions the canvas calls.
 
-Per mouse-move segment the canvas calls ``paint_segment`` then ``History.record``; per release,
-``History.end_stroke``. This drives random strokes (radius ~10 px, segments of 5-20 px in random
+Per mouse-move segment the canvas calls ``paint_segment`` and keeps the segment's Diff; per release,
+``merge_diffs`` makes the stroke one undo step. This drives random strokes (radius ~10 px, segments of 5-20 px in random
 directions) on a 1024x1024 and an 8192x8192 mask, alternating between them so both see the same machine
 load, and prints the 95th-percentile time per segment, their ratio, and the time to flood-fill the
 background of a 10000x10000 mask (median of several runs: one run on a busy machine says more about
@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -23,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segstudio.core.edits import flood_fill, paint_segment  # noqa: E402
-from segstudio.core.history import History  # noqa: E402
+from segstudio.core.history import merge_diffs  # noqa: E402
 
 SEGMENT_P95_TARGET_S = 0.016
 SIZE_RATIO_TARGET = 1.5
@@ -47,7 +48,8 @@ class StrokeDriver:
         self.size = size
         self.radius = radius
         self.mask, self.hand = labelled_mask(rng, size, n_objects=size // 8)
-        self.history = History()
+        # What the document's undo stack keeps: one merged Diff per stroke, at most its UNDO_LIMIT of 200.
+        self.steps = deque(maxlen=200)
         self.segment_times: list[float] = []
         self.end_times: list[float] = []
 
@@ -55,20 +57,22 @@ class StrokeDriver:
         rng, size = self.rng, self.size
         value = int(rng.integers(0, 4))  # 0 is the eraser
         point = rng.uniform(0, size - 1, 2)
-        self.history.begin_stroke()
+        segments = []
         for _ in range(n_segments):
             angle = rng.uniform(0, 2 * np.pi)
             length = rng.uniform(5, 20)
             nxt = np.clip(point + length * np.array([np.sin(angle), np.cos(angle)]), 0, size - 1)
             t0 = time.perf_counter()
             diff = paint_segment(self.mask, point, nxt, self.radius, value, hand=self.hand)
-            self.history.record(diff)
+            segments.append(diff)
             elapsed = time.perf_counter() - t0
             if record_times:
                 self.segment_times.append(elapsed)
             point = nxt
         t0 = time.perf_counter()
-        self.history.end_stroke()
+        merged = merge_diffs(segments)
+        if merged is not None:
+            self.steps.append(merged)
         if record_times:
             self.end_times.append(time.perf_counter() - t0)
 
@@ -99,7 +103,7 @@ def bench_strokes(args, rng) -> bool:
         p95[driver.size] = float(np.percentile(t, 95))
         print(f"  {driver.size:5d}x{driver.size:<5d} segment p50 {ms(np.median(t))}  p95 {ms(p95[driver.size])}"
               f"  p99 {ms(np.percentile(t, 99))}  max {ms(t.max())} | end_stroke p95 {ms(np.percentile(e, 95))}"
-              f" | history {driver.history.nbytes / 2**20:.2f} MiB for {driver.history.undo_count} steps"
+              f" | history {sum(d.nbytes for d in driver.steps) / 2**20:.2f} MiB for {len(driver.steps)} steps"
               f" (mask {driver.mask.nbytes / 2**20:.0f} MiB)")
     ratio = p95[8192] / p95[1024]
     ok_latency = p95[8192] <= SEGMENT_P95_TARGET_S
@@ -114,18 +118,15 @@ def bench_fill(args, rng) -> bool:
     size = args.fill_size
     base, hand = labelled_mask(rng, size, n_objects=2000)
     mask = base.copy()
-    history = History()
     seed = tuple(int(v) for v in np.argwhere(base == 0)[0])
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
         diff = flood_fill(mask, seed[0], seed[1], 1, hand=hand)
-        history.push(diff)
         times.append(time.perf_counter() - t0)
         filled = int(hand.sum())
-        # Undo through the history so the next repeat fills the same region again.
-        history.undo(mask, hand)
-        history.clear()
+        # Undo the fill so the next repeat fills the same region again.
+        diff.revert(mask, hand)
         del diff
     assert np.array_equal(mask, base) and not hand.any()
 

@@ -17,7 +17,7 @@ import tifffile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segstudio.core.synth import SceneParams, generate_nuclei_image  # noqa: E402
+from segstudio.synth import SceneParams, generate_nuclei_image  # noqa: E402
 
 SAMPLES = {
     # The image the app opens by default: a 12-bit camera stored as 16 bit, dim, uneven illumination.

@@ -3,7 +3,7 @@
     python scripts/train_default_model.py            # 10-45 minutes on a 2-core CPU, depending on load
     python scripts/train_default_model.py --quick    # a few minutes, for checking the recipe
 
-No external data is used: every training and evaluation image comes from segstudio.core.synth, with
+No external data is used: every training and evaluation image comes from segstudio.synth, with
 disjoint seeds for training and the held-out evaluation set. The script writes
 resources/models/nuclei-unet.safetensors and its model card resources/models/nuclei-unet.md, with the
 held-out scores of the model and of an Otsu-threshold baseline on the same images.
@@ -26,7 +26,7 @@ from torchvision import tv_tensors
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from segstudio.core import synth  # noqa: E402
+from segstudio import synth  # noqa: E402
 from segstudio.engine.augment import build_augmentation  # noqa: E402
 from segstudio.engine.predict import PredictSettings, Predictor, prepare_input  # noqa: E402
 from segstudio.engine.train import segmentation_loss  # noqa: E402
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
     train_minutes = (time.time() - t0) / 60
 
     recipe = {
-        "data": f"{args.pool} generated 256x256 images (segstudio.core.synth, seeds from {TRAIN_SEED}), 40% 8-bit",
+        "data": f"{args.pool} generated 256x256 images (segstudio.synth, seeds from {TRAIN_SEED}), 40% 8-bit",
         "steps": args.steps, "batch": args.batch, "crop": args.crop, "optimiser": "AdamW", "lr": args.lr,
         "schedule": "linear warm-up then cosine", "loss": "cross-entropy + soft Dice",
         "augmentation": "magnification 0.6-1.7x, flips, 90-degree turns, small rotations, gamma/scale/noise",
@@ -263,7 +263,7 @@ Predicted masks are cleaned as stored in the model's metadata: enclosed holes up
 ## Held-out scores
 {scores['images']} generated {scores['size']}x{scores['size']} images with seeds disjoint from training,
 drawn from the same distribution. Foreground IoU and Dice averaged over images; the baseline is an
-Otsu threshold after light smoothing (`segstudio.core.synth.otsu_baseline`) on the same images.
+Otsu threshold after light smoothing (`segstudio.synth.otsu_baseline`) on the same images.
 
 | | IoU | Dice |
 | --- | --- | --- |

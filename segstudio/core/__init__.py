@@ -1,1 +1,4 @@
-"""Pixel data, labels, edits, history and storage: numpy and OpenCV only (no Qt, no torch)."""
+"""Images, documents, labels, edits, stroke merging, storage, autosave and datasets.
+
+numpy and OpenCV only (no Qt, no torch).
+"""

@@ -325,7 +325,7 @@ def export_many(dataset_dir: str | Path, items: Iterable[ExportItem], classes: C
 def export_to_dataset(dataset_dir: str | Path, image: Any, mask: np.ndarray, classes: ClassTable, *,
                       hand: np.ndarray | None = None, model_version: str | None = None,
                       source: str | None = None) -> dict:
-    """Add one labelled image (a core.images.ImageData) to a dataset folder, creating it if needed, or update
+    """Add one labelled image (a core.imageio.ImageData) to a dataset folder, creating it if needed, or update
     its entry. ``source`` defaults to the absolute path the image was read from. Returns the entry."""
     src = source if source is not None else str(Path(image.meta.path).resolve())
     names = getattr(image.meta, "channel_names", None)

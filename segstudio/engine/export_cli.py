@@ -21,10 +21,11 @@ from typing import Iterator
 
 import numpy as np
 
+from segstudio.core.autosave import AutosaveStore
 from segstudio.core.dataset import DatasetError, ExportItem, export_many, export_nnunet, load_classes
-from segstudio.core.images import SUPPORTED_SUFFIXES, ImageReadError, read_image
+from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
 from segstudio.core.labels import ClassTable
-from segstudio.core.storage import AutosaveStore, load_mask_png
+from segstudio.core.storage import load_mask_png
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 try:  # the levels the rest of the program uses for display and for training input
-    from segstudio.core.images import percentile_bounds
+    from segstudio.core.imageio import percentile_bounds
 except ImportError:
     percentile_bounds = None
 
@@ -273,7 +273,7 @@ class ModelInput:
 def _sampled_percentile_bounds(values: np.ndarray, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (low, high) percentiles of (H, W, C) values, estimated on a strided subsample.
 
-    Used when segstudio.core.images.percentile_bounds is not present; same rules: about a million
+    Used when segstudio.core.imageio.percentile_bounds is not present; same rules: about a million
     sampled pixels, non-finite values ignored, and a channel whose two percentiles coincide uses its
     minimum and maximum instead.
     """

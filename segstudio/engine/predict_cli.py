@@ -19,7 +19,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 
 def run(args) -> int:
-    from segstudio.core.images import SUPPORTED_SUFFIXES, ImageReadError, read_image
+    from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
     from segstudio.models.library import ModelLibrary
 
     err: TextIO = sys.stderr

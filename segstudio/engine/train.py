@@ -181,7 +181,7 @@ def _input_preparer():
 
 
 def _prepare_input_fallback(pixels: np.ndarray, in_channels: int, normalisation: dict) -> np.ndarray:
-    from segstudio.core.images import percentile_normalize
+    from segstudio.core.imageio import percentile_normalize
 
     x = percentile_normalize(
         pixels, float(normalisation.get("low", 1.0)), float(normalisation.get("high", 99.8)), per_channel=True

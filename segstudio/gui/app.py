@@ -28,7 +28,7 @@ def default_sample() -> Path | None:
     preferred = paths.samples_dir() / "nuclei_16bit.tif"
     if preferred.exists():
         return preferred
-    from segstudio.core.images import SUPPORTED_SUFFIXES
+    from segstudio.core.imageio import SUPPORTED_SUFFIXES
 
     samples = sorted(p for p in paths.samples_dir().glob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES)
     return samples[0] if samples else None

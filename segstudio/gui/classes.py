@@ -11,10 +11,11 @@ from typing import Callable, Iterable
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from segstudio.core.document import ImageStatus
 from segstudio.core.edits import Diff
 from segstudio.core.labels import ClassTable, LabelClass
-from segstudio.gui.commands import MaskEditCommand
-from segstudio.gui.document import ImageDocument, ImageStatus
+from segstudio.gui.documents.commands import MaskEditCommand
+from segstudio.gui.documents.document import ImageDocument
 
 
 class SessionClasses(QObject):

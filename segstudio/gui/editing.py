@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import QColorDialog, QMessageBox
 
-from segstudio.gui.autosave import AutosaveController
+from segstudio.gui.documents.autosave import AutosaveController
 from segstudio.gui.canvas.tools import (
     MAX_BRUSH_RADIUS,
     BrushTool,
@@ -23,9 +23,9 @@ from segstudio.gui.canvas.tools import (
     PolygonTool,
 )
 from segstudio.gui.classes import SessionClasses
-from segstudio.gui.document import ImageDocument
+from segstudio.gui.documents.document import ImageDocument
+from segstudio.gui.documents.images_panel import ImagesPanel
 from segstudio.gui.panels.classes_panel import ClassesPanel
-from segstudio.gui.panels.images_panel import ImagesPanel
 from segstudio.gui.panels.tools_panel import ToolsPanel
 
 

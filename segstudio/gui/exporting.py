@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Qt, Signal
 
+from segstudio.core.document import ImageStatus
 from segstudio.gui.dialogs.export import ExportDialog, NnunetOptions
-from segstudio.gui.document import ImageStatus
 from segstudio.gui.progress import JobProgress
 
 

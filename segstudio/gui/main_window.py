@@ -21,10 +21,10 @@ from PySide6.QtWidgets import (
 
 from segstudio import __version__
 from segstudio.core import paths
-from segstudio.core.images import SUPPORTED_SUFFIXES, ImageReadError, read_image
+from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
 from segstudio.gui.actions import Actions, build_menus, create_actions
 from segstudio.gui.canvas.view import ImageCanvas
-from segstudio.gui.document import ImageDocument
+from segstudio.gui.documents.document import ImageDocument
 from segstudio.gui.editing import EditingController
 from segstudio.gui.exporting import ExportController
 from segstudio.gui.inspector import InspectorController

@@ -1,7 +1,8 @@
 """Connects the Model panel, the prediction worker and the open documents.
 
-A finished prediction becomes one undoable step. Pixels the user painted by hand are kept unless the
-user asked for "Replace all", so re-running Predict never destroys a correction.
+A finished prediction becomes one undoable step holding only the box it changed. Pixels the user
+painted by hand are kept unless the user asked for "Replace all" (the rule is core.document's
+Document.prediction_diff), so re-running Predict never destroys a correction.
 """
 from __future__ import annotations
 
@@ -12,19 +13,10 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 
-from segstudio.gui.commands import MaskEditCommand
-from segstudio.gui.document import ImageStatus
+from segstudio.core.document import ImageStatus
 from segstudio.gui.panels.model_panel import ModelPanel
 from segstudio.gui.progress import JobProgress
 from segstudio.gui.workers import PredictionService
-
-
-def merge_prediction(mask: np.ndarray, hand: np.ndarray, labels: np.ndarray, replace_all: bool):
-    """New (mask, hand) after a prediction: hand-painted pixels survive unless replace_all."""
-    labels = labels.astype(mask.dtype, copy=False)
-    if replace_all:
-        return labels.copy(), np.zeros_like(hand)
-    return np.where(hand, mask, labels), hand.copy()
 
 
 # Importing these pulls in torch (seconds). They are imported on a background thread so the window
@@ -157,16 +149,11 @@ class PredictionController(QObject):
         self.window.editing.classes.adopt(table)
 
     def _apply(self, doc, result, replace_all: bool, model_ref: str) -> None:
-        from segstudio.core.edits import Diff
-
-        new_mask, new_hand = merge_prediction(doc.mask, doc.hand, result.labels, replace_all)
-        diff = Diff(0, 0, doc.mask.copy(), new_mask, hand_old=doc.hand.copy(), hand_new=new_hand)
-        doc.mask[...] = new_mask
-        doc.hand[...] = new_hand
+        diff = doc.model.prediction_diff(result.labels, replace_all=replace_all)
         doc.prediction = result
         doc.model_version = model_ref
-        doc.undo_stack.push(MaskEditCommand(doc, diff, "Predict" + (" (replace all)" if replace_all else "")))
-        doc.notify_region(0, 0, *doc.mask.shape)
+        if diff is not None:
+            doc.push_diff(diff, "Predict" + (" (replace all)" if replace_all else ""))
         if doc.status == ImageStatus.NEW:
             doc.set_status(ImageStatus.PREDICTED)
         if doc is self.window.current:

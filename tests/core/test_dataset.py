@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from segstudio.core import dataset
-from segstudio.core.images import ImageData, ImageMeta
+from segstudio.core.imageio import ImageData, ImageMeta
 from segstudio.core.labels import ClassTable
 
 

@@ -52,7 +52,7 @@ def predict_and_wait(qtbot, window, doc):
 @pytest.mark.slow
 def test_open_predict_correct_export_finetune_predict_again(loop_window, qtbot, tmp_path):
     from segstudio.core.dataset import load_manifest
-    from segstudio.gui.document import ImageStatus
+    from segstudio.core.document import ImageStatus
     from segstudio.models.library import ModelLibrary
 
     window = loop_window

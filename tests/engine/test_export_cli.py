@@ -7,10 +7,10 @@ import pytest
 import tifffile
 
 from segstudio.cli import main
-from segstudio.core import synth
+from segstudio import synth
 from segstudio.core.dataset import load_entry, load_manifest
 from segstudio.core.labels import ClassTable
-from segstudio.core.storage import AutosaveStore
+from segstudio.core.autosave import AutosaveStore
 
 
 @pytest.fixture

@@ -459,7 +459,7 @@ def test_unknown_normalisation_is_a_clear_error():
 
 
 def test_normalisation_agrees_with_core_images(rng):
-    images = pytest.importorskip("segstudio.core.images", reason="segstudio.core.images not available")
+    images = pytest.importorskip("segstudio.core.imageio", reason="segstudio.core.imageio not available")
     pixels = rng.integers(0, 4000, (40, 50, 2)).astype(np.uint16)
     expected = images.percentile_normalize(pixels, 1.0, 99.8, per_channel=True)
     np.testing.assert_allclose(prepare_input(pixels, 2, DEFAULT_NORMALISATION), np.moveaxis(expected, -1, 0),

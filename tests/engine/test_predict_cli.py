@@ -123,7 +123,7 @@ def test_predict_writes_masks_and_confidence_for_a_folder(model_file, slides, tm
     assert "2 of 2 image(s) predicted, 0 failed" in err
 
     # The file holds what the engine predicts for that image with those settings.
-    from segstudio.core.images import read_image
+    from segstudio.core.imageio import read_image
     from segstudio.engine.predict import PredictSettings, Predictor
     from segstudio.models.library import ModelLibrary
 

@@ -9,7 +9,7 @@ import tifffile
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QMessageBox
 
-from segstudio.gui.document import ImageStatus
+from segstudio.core.document import ImageStatus
 
 
 @pytest.fixture(autouse=True)
@@ -173,7 +173,7 @@ def test_an_unusable_folder_is_refused_in_the_dialog(window, tmp_path, labelled)
 def test_painting_during_an_export_keeps_the_image_marked_unexported(window, qtbot, tmp_path, labelled):
     from segstudio.core.dataset import load_entry, load_manifest
     from segstudio.core.edits import paint_disk
-    from segstudio.gui.commands import MaskEditCommand
+    from segstudio.gui.documents.commands import MaskEditCommand
 
     docs = open_labelled(window, labelled[:1], [ImageStatus.EDITED])
     doc = docs[0]

@@ -18,10 +18,11 @@ from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 
 from segstudio.core import edits
-from segstudio.core.history import History
+from segstudio.core.document import ImageStatus
+from segstudio.core.history import merge_diffs
 from segstudio.gui.canvas.cursor import BrushOutlineItem, PolygonPreviewItem
-from segstudio.gui.commands import MaskEditCommand
-from segstudio.gui.document import ImageDocument, ImageStatus
+from segstudio.gui.documents.commands import MaskEditCommand
+from segstudio.gui.documents.document import ImageDocument
 
 MAX_BRUSH_RADIUS = 256
 DEFAULT_BRUSH_RADIUS = 6
@@ -40,9 +41,7 @@ class _Stroke:
     def __init__(self, doc: ImageDocument, text: str) -> None:
         self.doc = doc
         self.text = text
-        # A history used only for its stroke merging; the document's QUndoStack keeps the result.
-        self.history = History(max_steps=1)
-        self.history.begin_stroke()
+        self.segments: list[edits.Diff] = []  # merged into one undo step on release
 
 
 class EditSession(QObject):
@@ -97,7 +96,7 @@ class EditSession(QObject):
         """Add one segment of the open stroke; the overlay refreshes just the segment's rectangle."""
         if diff is None or self._stroke is None:
             return
-        self._stroke.history.record(diff)
+        self._stroke.segments.append(diff)
         self._stroke.doc.notify_region(diff.y0, diff.x0, *diff.shape)
 
     def finish_stroke(self) -> None:
@@ -105,7 +104,7 @@ class EditSession(QObject):
         stroke, self._stroke = self._stroke, None
         if stroke is None:
             return
-        merged = stroke.history.end_stroke()
+        merged = merge_diffs(stroke.segments)
         if merged is not None:
             self._push(stroke.doc, merged, stroke.text)
 

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from segstudio.gui.document import ImageStatus
+from segstudio.core.document import ImageStatus
 
 #: The dataset folder of the last export; Fine-tune offers it as its training data.
 LAST_DATASET_KEY = "dataset/last_folder"

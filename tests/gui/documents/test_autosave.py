@@ -9,8 +9,8 @@ import pytest
 from PySide6.QtWidgets import QMessageBox
 
 from segstudio.core import edits, paths
-from segstudio.core.storage import AutosaveStore
-from segstudio.gui.document import ImageStatus
+from segstudio.core.autosave import AutosaveStore
+from segstudio.core.document import ImageStatus
 
 
 def new_window(qtbot):
@@ -146,7 +146,7 @@ def crash_after_autosave(image_path, data_dir):
         import os
         import numpy as np
         from segstudio.core.labels import ClassTable
-        from segstudio.core.storage import AutosaveStore
+        from segstudio.core.autosave import AutosaveStore
         store = AutosaveStore()
         store.begin_session()
         mask = np.zeros((48, 64), np.uint8)
@@ -161,7 +161,7 @@ def crash_after_autosave(image_path, data_dir):
 def _repo_root():
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[2]
+    return Path(__file__).resolve().parents[3]
 
 
 def test_after_a_crash_the_next_start_offers_recovery(dim16_tiff, qtbot, _isolated_user_data):

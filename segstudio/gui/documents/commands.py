@@ -8,7 +8,8 @@ class MaskEditCommand(QUndoCommand):
     """One user step (a stroke, a fill, a prediction) stored as the bounding-box diff it made.
 
     The edit has already been applied to the mask when the command is pushed, so the first redo() that
-    QUndoStack.push() calls does nothing.
+    QUndoStack.push() calls does nothing. ``doc`` is the ImageDocument whose core document (``doc.model``)
+    applies and reverts the diff.
     """
 
     def __init__(self, doc, diff, text: str) -> None:
@@ -21,13 +22,7 @@ class MaskEditCommand(QUndoCommand):
         if self._applied:
             self._applied = False
             return
-        self.diff.apply(self.doc.mask, self.doc.hand)
-        self._notify()
+        self.doc.notify_region(*self.doc.model.apply(self.diff))
 
     def undo(self) -> None:
-        self.diff.revert(self.doc.mask, self.doc.hand)
-        self._notify()
-
-    def _notify(self) -> None:
-        h, w = self.diff.old.shape[:2]
-        self.doc.notify_region(self.diff.y0, self.diff.x0, h, w)
+        self.doc.notify_region(*self.doc.model.revert(self.diff))

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from segstudio.core import edits
-from segstudio.gui.document import ImageStatus
+from segstudio.core.document import ImageStatus
 
 
 @pytest.fixture

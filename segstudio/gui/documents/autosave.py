@@ -1,7 +1,7 @@
 """Autosave and crash recovery for the open images.
 
 Each image's mask, hand-painted map and the class table are written atomically to the user data folder
-(core.storage.AutosaveStore, never next to the source image) a moment after the last edit, when the
+(core.autosave.AutosaveStore, never next to the source image) a moment after the last edit, when the
 user switches image or closes it, and on quit. The undo stack's clean state means "the autosave holds
 exactly this", so the window title's star and the image list's "unsaved" go away once the work is
 safely stored, and stay when a save fails.
@@ -23,8 +23,9 @@ import shiboken6
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
-from segstudio.core.storage import AutosaveStore
-from segstudio.gui.document import ImageDocument, ImageStatus
+from segstudio.core.autosave import AutosaveStore
+from segstudio.core.document import ImageStatus
+from segstudio.gui.documents.document import ImageDocument
 
 DEFAULT_DELAY_MS = 2000
 

@@ -32,6 +32,9 @@ from typing import Iterator, Union
 import cv2
 import numpy as np
 
+from segstudio.core.dataset import ExportItem, export_many
+from segstudio.core.labels import ClassTable
+
 Range = tuple[float, float]
 RngLike = Union[int, np.random.Generator, None]
 
@@ -542,9 +545,6 @@ def make_training_set(out_dir: str | Path, n: int, *, seed: int, size: int = 256
     ``synthetic:`` name, not a file, so regenerating the same (seed, index) with a changed generator replaces
     the old entry instead of adding a second one.
     """
-    from segstudio.core.dataset import ExportItem, export_many
-    from segstudio.core.labels import ClassTable
-
     out = Path(out_dir)
     items = (ExportItem(pixels=image[:, :, None], mask=mask, hand=np.ones(mask.shape, dtype=bool),
                         source=f"synthetic:nuclei/seed{seed}/{i:05d}")

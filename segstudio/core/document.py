@@ -1,0 +1,138 @@
+"""One open image and everything the user made for it, without Qt: mask, hand-painted map, classes, status.
+
+Edits reach the document as bounding-box Diffs (core.edits), so an undo step holds only the rectangle
+an edit changed. The predict-merge rule lives here too: pixels the user painted by hand survive a
+prediction unless the user asks to replace everything. The GUI wraps a Document in a Qt adapter that
+adds signals and an undo stack (gui.documents.document).
+"""
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from segstudio.core.edits import Diff
+from segstudio.core.imageio import ImageData, to_display_rgb
+from segstudio.core.labels import ClassTable, new_mask
+
+Box = tuple[int, int, int, int]  # y0, x0, height, width
+
+
+class ImageStatus(str, Enum):
+    NEW = "new"
+    PREDICTED = "predicted"
+    EDITED = "edited"
+    EXPORTED = "exported"
+
+
+class Document:
+    """The state of one image. ``mask`` and ``hand`` are changed in place by edits and by Diffs."""
+
+    def __init__(self, image: ImageData, classes: ClassTable | None = None) -> None:
+        self.image = image
+        self.classes = classes if classes is not None else ClassTable.default()
+        self.mask = new_mask(image.shape, self.classes)
+        self.hand = np.zeros(image.shape, bool)  # pixels the user painted by hand
+        self.status = ImageStatus.NEW
+        self.model_version: str | None = None  # model that pre-filled the mask
+        self.prediction = None  # last prediction result (confidence/uncertainty maps)
+        self._display_channels: tuple[int, ...] | None = None
+        self._display_rgb: np.ndarray | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.image.meta.path
+
+    @property
+    def title(self) -> str:
+        return self.path.name
+
+    # --- display ---------------------------------------------------------------------------------------
+    @property
+    def display_channels(self) -> tuple[int, ...] | None:
+        """The image channels shown on screen (None: the first one to three)."""
+        return self._display_channels
+
+    @display_channels.setter
+    def display_channels(self, channels: tuple[int, ...] | None) -> None:
+        self._display_channels = None if channels is None else tuple(channels)
+        self._display_rgb = None
+
+    def display_rgb(self) -> np.ndarray:
+        """The (H, W, 3) uint8 picture of the shown channels, computed once per choice of channels."""
+        if self._display_rgb is None:
+            self._display_rgb = to_display_rgb(self.image.pixels, channels=self._display_channels)
+        return self._display_rgb
+
+    # --- edits -----------------------------------------------------------------------------------------
+    def apply(self, diff: Diff) -> Box:
+        """Make the change (redo); returns the box that changed."""
+        diff.apply(self.mask, self.hand)
+        return _box(diff)
+
+    def revert(self, diff: Diff) -> Box:
+        """Take the change back (undo); returns the box that changed."""
+        diff.revert(self.mask, self.hand)
+        return _box(diff)
+
+    def holds(self, diff: Diff) -> bool:
+        """True when the mask (and hand map) already show the diff's new pixels wherever it changes any.
+
+        The edit tools change the mask as the user paints and hand over the Diff afterwards; a
+        prediction's Diff arrives before it is applied. This tells the two apart.
+        """
+        region = diff.region
+        changed = diff.old != diff.new
+        if not np.array_equal(self.mask[region][changed], diff.new[changed]):
+            return False
+        if diff.hand_old is None:
+            return True
+        hand_changed = diff.hand_old != diff.hand_new
+        return np.array_equal(self.hand[region][hand_changed], diff.hand_new[hand_changed])
+
+    def replace_mask(self, mask: np.ndarray, hand: np.ndarray | None = None) -> None:
+        """Swap in a whole new mask (autosave recovery, a wider mask dtype); not an undoable edit."""
+        if mask.shape != self.image.shape:
+            raise ValueError(f"mask shape {mask.shape} does not match image shape {self.image.shape}")
+        if hand is not None and hand.shape != mask.shape:
+            raise ValueError(f"hand map shape {hand.shape} does not match mask shape {mask.shape}")
+        self.mask = mask
+        if hand is not None:
+            self.hand = hand
+
+    # --- prediction ------------------------------------------------------------------------------------
+    def prediction_diff(self, labels: np.ndarray, *, replace_all: bool = False) -> Diff | None:
+        """The edit that takes a prediction's ``labels`` into the mask, not yet applied.
+
+        Pixels painted by hand keep their class unless ``replace_all``, which also clears the hand map.
+        The Diff covers only the bounding box of the pixels whose class or hand flag changes, so an
+        undo step after re-running Predict costs what changed, not the whole image. None when the
+        prediction changes nothing.
+        """
+        labels = np.asarray(labels)
+        if labels.shape != self.mask.shape:
+            raise ValueError(f"labels of shape {labels.shape} do not fit the mask's shape {self.mask.shape}")
+        labels = labels.astype(self.mask.dtype, copy=False)
+        changed = labels != self.mask
+        if replace_all:
+            changed |= self.hand
+        else:
+            changed &= ~self.hand
+        rows = np.flatnonzero(changed.any(axis=1))
+        if rows.size == 0:
+            return None
+        cols = np.flatnonzero(changed.any(axis=0))
+        y0, x0 = int(rows[0]), int(cols[0])
+        region = slice(y0, int(rows[-1]) + 1), slice(x0, int(cols[-1]) + 1)
+        old = self.mask[region].copy()
+        if replace_all:
+            hand_old = self.hand[region].copy()
+            return Diff(y0, x0, old, labels[region].copy(), hand_old, np.zeros_like(hand_old))
+        # The hand map does not change, so the Diff does not carry it.
+        return Diff(y0, x0, old, np.where(self.hand[region], old, labels[region]))
+
+
+def _box(diff: Diff) -> Box:
+    height, width = diff.shape
+    return diff.y0, diff.x0, height, width

@@ -1,0 +1,127 @@
+"""Reading slide and microscope images into (H, W, C) arrays: the entry points for every format.
+
+PNG, JPEG and BMP go through OpenCV; TIFF (8/16/32-bit, float, multi-page, multi-channel) through
+tifffile. Every reader checks the image size from the file header before it allocates pixels, and
+checks that the file is complete before it decodes, because both decoders will otherwise hand back
+partially zero-filled images for truncated files. Every failure is an ImageReadError naming the file
+and the reason.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from segstudio.core.imageio.raster import probe_raster, read_raster
+from segstudio.core.imageio.tiff import probe_tiff, read_tiff
+from segstudio.core.imageio.types import (
+    DEFAULT_MAX_PIXELS,
+    MAX_PIXELS_ENV,
+    SUPPORTED_SUFFIXES,
+    CorruptFile,
+    ImageData,
+    ImageMeta,
+    ImageReadError,
+    UnsupportedFeature,
+)
+
+_FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff"}
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"BM", "bmp"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
+)
+
+
+def probe_image(path: os.PathLike | str, *, page: int | None = None) -> ImageMeta:
+    """Size, type, channels and pages from the file header alone; no pixels are read."""
+    path, fmt, _file_size = _checked_file(path)
+    with _errors_reported_for(path):
+        if fmt == "tiff":
+            return probe_tiff(path, page)
+        return probe_raster(path, fmt, page)
+
+
+def read_image(
+    path: os.PathLike | str,
+    *,
+    max_pixels: int | None = None,
+    page: int | None = None,
+    channels: Sequence[int] | None = None,
+) -> ImageData:
+    """Read one image (one page of a stack) as (H, W, C) pixels in their original dtype.
+
+    max_pixels caps height x width (default SEGSTUDIO_MAX_PIXELS or DEFAULT_MAX_PIXELS); `channels`
+    picks and orders channels by index. Raises ImageReadError for anything that cannot be read.
+    """
+    path, fmt, file_size = _checked_file(path)
+    limit = _pixel_limit(max_pixels)
+    with _errors_reported_for(path):
+        if fmt == "tiff":
+            return read_tiff(path, file_size, limit, page, channels)
+        return read_raster(path, fmt, limit, page, channels)
+
+
+# --- checks before any format reader runs -----------------------------------------------------------------------
+def _checked_file(path: os.PathLike | str) -> tuple[Path, str, int]:
+    path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(path, "it is a folder, not an image file")
+    if not path.exists():
+        raise ImageReadError(path, "file does not exist")
+    suffix = path.suffix.lower()
+    if suffix not in _FORMAT_OF_SUFFIX:
+        shown = f"'{suffix}'" if suffix else "(no file extension)"
+        raise ImageReadError(path, f"unsupported file type {shown} (supported: {', '.join(SUPPORTED_SUFFIXES)})")
+    try:
+        file_size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"file could not be read ({exc.strerror or exc})") from None
+    if file_size == 0:
+        raise ImageReadError(path, "file is empty")
+    # Trust the content over the name: a .tif that is really a PNG still opens.
+    for signature, fmt in _SIGNATURES:
+        if head.startswith(signature):
+            return path, fmt, file_size
+    expected = _FORMAT_OF_SUFFIX[suffix].upper()
+    raise ImageReadError(path, f"file is truncated or corrupt (it does not start like a {expected} file)")
+
+
+@contextmanager
+def _errors_reported_for(path: Path) -> Iterator[None]:
+    """Turn whatever the decoders raise into an ImageReadError naming the file."""
+    try:
+        yield
+    except ImageReadError:
+        raise
+    except CorruptFile as exc:
+        raise ImageReadError(path, f"file is truncated or corrupt ({exc})") from None
+    except UnsupportedFeature as exc:
+        raise ImageReadError(path, str(exc)) from None
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to load the image") from None
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"file could not be read ({exc.strerror or exc})") from None
+    except Exception as exc:  # damaged bytes can trip any exception inside a third-party parser
+        detail = str(exc).strip() or type(exc).__name__
+        raise ImageReadError(path, f"file is truncated or corrupt ({detail})") from None
+
+
+def _pixel_limit(max_pixels: int | None) -> int:
+    if max_pixels is not None:
+        return int(max_pixels)
+    configured = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return DEFAULT_MAX_PIXELS

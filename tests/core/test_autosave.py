@@ -1,0 +1,173 @@
+"""The autosave journal: entries round-trip exactly, failures are reported, crashed sessions are found."""
+import errno
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segstudio.core import storage
+from segstudio.core.autosave import AutosaveStore
+from segstudio.core.labels import ClassTable
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _work(rng, shape=(20, 30)):
+    classes = ClassTable.default()
+    classes.add("stroma")
+    mask = rng.integers(0, 3, shape).astype(np.uint8)
+    hand = rng.random(shape) > 0.7
+    return mask, classes, hand
+
+
+def test_autosave_round_trip(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    image = tmp_path / "slide 1.tif"
+    mask, classes, hand = _work(rng)
+    saved = store.save(image, mask, classes, hand, extra={"model_version": "nuclei-unet/v2", "zoom": 1.5})
+    assert saved.exists() and saved.parent == tmp_path / "autosave"
+    record = store.load(image)
+    np.testing.assert_array_equal(record.mask, mask)
+    assert record.mask.dtype == np.uint8
+    np.testing.assert_array_equal(record.hand, hand)
+    assert record.classes == classes
+    assert record.extra == {"model_version": "nuclei-unet/v2", "zoom": 1.5}
+    assert abs((record.saved_at - record.saved_at.now(record.saved_at.tzinfo)).total_seconds()) < 3600
+    assert record.image_path == image.resolve()
+
+
+def test_autosave_defaults_to_the_user_data_folder(_isolated_user_data, rng):
+    store = AutosaveStore()
+    mask, classes, hand = _work(rng)
+    path = store.save("relative/image.png", mask, classes, hand)
+    assert _isolated_user_data in path.parents
+
+
+def test_same_image_under_different_spellings_shares_one_entry(tmp_path, rng, monkeypatch):
+    store = AutosaveStore(tmp_path / "autosave")
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    mask, classes, hand = _work(rng)
+    store.save("data/../data/img.png", mask, classes, hand)
+    assert store.load(tmp_path / "data" / "img.png") is not None
+    assert store.key("data/img.png") == store.key(tmp_path / "data" / "img.png")
+    assert store.key("data/other.png") != store.key("data/img.png")
+
+
+def test_a_newer_autosave_replaces_the_older_one(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    mask, classes, hand = _work(rng)
+    store.save("a.png", mask, classes, hand)
+    mask2 = np.full_like(mask, 2)
+    store.save("a.png", mask2, classes, None)
+    record = store.load("a.png")
+    np.testing.assert_array_equal(record.mask, mask2)
+    assert not record.hand.any()
+
+
+def test_load_without_autosave_is_none_and_discard_removes_it(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    assert store.load("never-saved.png") is None
+    mask, classes, hand = _work(rng)
+    store.save("a.png", mask, classes, hand)
+    store.discard("a.png")
+    assert store.load("a.png") is None
+    store.discard("a.png")  # discarding twice is harmless
+
+
+def test_damaged_autosave_is_reported_not_silently_ignored(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    mask, classes, hand = _work(rng)
+    path = store.save("a.png", mask, classes, hand)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"Cannot read autosave .*\.npz"):
+        store.load("a.png")
+
+
+def test_autosave_rejects_mismatched_or_unserialisable_input(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    mask, classes, hand = _work(rng)
+    with pytest.raises(ValueError, match="hand map shape"):
+        store.save("a.png", mask, classes, hand[:5])
+    with pytest.raises(ValueError, match="JSON"):
+        store.save("a.png", mask, classes, hand, extra={"when": object()})
+    assert store.load("a.png") is None
+
+
+def test_autosave_failure_is_an_oserror_naming_the_file(tmp_path, rng, monkeypatch):
+    store = AutosaveStore(tmp_path / "autosave")
+    mask, classes, hand = _work(rng)
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store.begin_session()
+    monkeypatch.setattr(storage.os, "fsync", full_disk)
+    with pytest.raises(OSError, match=r"Cannot save .*\.npz: the disk is full"):
+        store.save("a.png", mask, classes, hand)
+
+
+def test_cleanly_ended_session_leaves_nothing_to_recover(tmp_path, rng):
+    root = tmp_path / "autosave"
+    first = AutosaveStore(root)
+    first.begin_session()
+    mask, classes, hand = _work(rng)
+    first.save("a.png", mask, classes, hand)
+    first.end_session()
+    assert AutosaveStore(root).recoverable() == []
+    assert first.load("a.png") is not None  # still there, just not offered for recovery
+
+
+def test_a_running_session_is_not_mistaken_for_a_crash(tmp_path, rng):
+    root = tmp_path / "autosave"
+    running = AutosaveStore(root)
+    mask, classes, hand = _work(rng)
+    running.save("a.png", mask, classes, hand)  # saving starts a session implicitly
+    assert running.session_id is not None
+    assert running.recoverable() == []  # its own work
+    assert AutosaveStore(root).recoverable() == []  # a second window sees it is still alive
+    running.end_session()
+
+
+CRASHING_SESSION = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from segstudio.core.labels import ClassTable
+    from segstudio.core.autosave import AutosaveStore
+    store = AutosaveStore(sys.argv[1])
+    store.begin_session()
+    for name in sys.argv[2:]:
+        store.save(name, np.ones((4, 5), np.uint8), ClassTable.default(), np.zeros((4, 5), bool))
+    os._exit(3)  # no end_session(): as if the program crashed
+    """
+)
+
+
+def test_autosaves_of_a_crashed_session_are_recoverable(tmp_path, rng):
+    root = tmp_path / "autosave"
+    images = [tmp_path / "first.png", tmp_path / "second.tif"]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), OMP_NUM_THREADS="1")
+    crashed = subprocess.run([sys.executable, "-c", CRASHING_SESSION, str(root), *map(str, images)],
+                             env=env, capture_output=True, text=True)
+    assert crashed.returncode == 3, crashed.stderr
+
+    store = AutosaveStore(root)
+    store.begin_session()
+    assert sorted(store.recoverable()) == sorted(p.resolve() for p in images)
+    record = store.load(images[0])
+    np.testing.assert_array_equal(record.mask, np.ones((4, 5), np.uint8))
+
+    # recovering one image (saving it again in this session) and discarding the other
+    store.save(images[0], record.mask, record.classes, record.hand)
+    assert store.recoverable() == [images[1].resolve()]
+    store.discard(images[1])
+    assert store.recoverable() == []
+    # the crashed session's marker goes once nothing of it is left
+    assert [p.stem for p in (root / "sessions").glob("*.session")] == [store.session_id]
+    store.end_session()
+    assert list((root / "sessions").glob("*.session")) == []
