@@ -6,8 +6,10 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from segstudio.engine.predict import Predictor, PredictSettings, plan_tiles
+from segstudio.engine.predict.tiling import BandBlender, BlendFactors, band_height
 from tests.engine.predict.nets import (
     PROBABILITY_TOLERANCE,
     RECEPTIVE_RADIUS,
@@ -120,3 +122,34 @@ def test_prediction_memory_does_not_grow_with_image_height(rng):
     short, tall = peak_bytes(256), peak_bytes(8192)
     whole_image_accumulator = 3 * 8192 * 96 * 4  # float32 sums for every class over the whole image
     assert tall - short < whole_image_accumulator / 10
+
+
+# --- the grid and the blending weights on their own ------------------------------------------------------
+@pytest.mark.parametrize("shape, tile, overlap, align", [((300, 257), 64, 0.25, 32), ((97, 61), 48, 0.5, 16),
+                                                         ((20, 700), 128, 0.0, 32)])
+def test_tiles_are_aligned_cover_the_padded_image_and_blend_weights_sum_to_one(shape, tile, overlap, align):
+    plan = plan_tiles(*shape, tile, overlap, align)
+    assert plan.padded_h % align == 0 and plan.padded_w % align == 0
+    assert plan.padded_h >= shape[0] and plan.padded_w >= shape[1]
+    assert all(y % align == 0 for y in plan.rows) and all(x % align == 0 for x in plan.cols)
+    covered = np.zeros((plan.padded_h, plan.padded_w), int)
+    total = np.zeros((plan.padded_h, plan.padded_w), np.float64)
+    factors = BlendFactors(plan, 0.125, torch.device("cpu"))
+    for (y, x), weight in zip(plan.origins, factors.for_batch(plan.origins)):
+        covered[y : y + plan.tile_h, x : x + plan.tile_w] += 1
+        total[y : y + plan.tile_h, x : x + plan.tile_w] += weight[0].numpy()
+    assert covered.min() >= 1
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+
+
+def test_band_blender_releases_every_image_row_once_top_to_bottom():
+    plan = plan_tiles(150, 70, 32, 0.25, 16)
+    batches = [[origin] for origin in plan.origins]
+    blender = BandBlender(plan, band_height(plan, batches))
+    released = []
+    for (y, x), in batches:
+        released += [(row, slab.shape[1]) for row, slab in blender.release_until(y, slab_rows=7)]
+        blender.add(y, x, np.ones((2, plan.tile_h, plan.tile_w), np.float32))
+    released += [(row, slab.shape[1]) for row, slab in blender.release_until(plan.padded_h, slab_rows=7)]
+    rows = [r for row, n in released for r in range(row, row + n)]
+    assert rows == list(range(150))
