@@ -138,8 +138,8 @@ class Predictor:
         self._follow_device_setting(settings)
         source = ModelInput(pixels, self.in_channels, self.normalisation)
         plan = plan_tiles(source.height, source.width, settings.tile, settings.overlap, settings.align)
-        run = _TiledRun(self.model, source, plan, settings.batch_for(self.device.type), self.device, settings)
         with keep_host_memory():
+            run = _TiledRun(self.model, source, plan, settings.batch_for(self.device.type), self.device, settings)
             for row, probs in run.bands(progress, cancel):
                 # The slab is a view into the blending band, which moves on: give the caller its own copy.
                 if isinstance(probs, torch.Tensor):
