@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
@@ -476,21 +475,12 @@ class Comparison:
     note: str = ""
 
 
-_LEVEL = re.compile(r"^([A-Za-z_-]+?)(\d+)\b")
-
-
-def _level(name: str) -> int | None:
-    match = _LEVEL.match(name)
-    return int(match.group(2)) if match else None
-
-
 def comparisons(inspection: Inspection) -> list[Comparison]:
-    """What to put side by side for this network, found from tap kinds and names.
+    """What to put side by side for this network, found from the structure its taps declare.
 
     - Class scores at each resolution next to the final prediction (FCN-32s/16s/8s): the gain of skip fusion.
-    - Numbered skips (U-Net skipN/upN/mergeN/decN, DeconvNet unpoolN/decN): one comparison per level.
-    - Unnumbered skips (FCN score_pool4, DeepLabv3+ low-level skip): the upsampled tensor the skip meets,
-      the skip, and the fused result.
+    - Every skip: the skip, the tensor it is joined to (its `pairs_with`), and the fusion and decoder taps
+      that follow at the skip's resolution level (U-Net merge and dec, FCN score_16s, DeepLabv3+ decoder).
     - Context branches (ASPP, pyramid pooling, bottleneck, fc6/fc7): the features they read, every branch
       and the tensor that combines them.
     """
@@ -509,26 +499,10 @@ def comparisons(inspection: Inspection) -> list[Comparison]:
                                 "Each step adds a finer skip; compare the outlines with the final prediction."))
 
     for skip in (s for s in specs if s.kind == "skip"):
-        level = _level(skip.name)
-        partners = [s.name for s in specs if s is not skip and s.kind in ("decoder", "fusion")
-                    and level is not None and _level(s.name) == level]
-        if partners:
-            group = [skip.name, *partners]
-            found.append(Comparison(f"Level {level}: {skip.name.split(' (')[0]}", tuple(group),
-                                    _mode(inspection, group),
-                                    "What the skip carries across, what it meets, and what the level makes of both."))
-            continue
-        at = index[skip.name]
-        before = next((s.name for s in reversed(specs[:at]) if s.kind == "decoder"), None)
-        fused_at = next((i for i in range(at + 1, len(specs)) if specs[i].kind == "fusion"), None)
-        group = [skip.name] + ([before] if before else [])
-        if fused_at is not None:
-            group.append(specs[fused_at].name)
-            after = next((s.name for s in specs[fused_at + 1:] if s.kind == "decoder"), None)
-            if after is not None and not inspection.is_class_score(after):
-                group.append(after)
-        found.append(Comparison(f"Skip: {skip.name}", tuple(group), _mode(inspection, group),
-                                "The detail the skip brings, the coarser tensor it meets, and their combination."))
+        group = _skip_group(specs, index, skip)
+        found.append(Comparison(f"Skip at {_level_size(skip.level)}: {skip.name}", tuple(group),
+                                _mode(inspection, group),
+                                "What the skip carries across, what it meets, and what the level makes of both."))
 
     context = [s for s in specs if s.kind == "context"]
     if context:
@@ -549,6 +523,26 @@ def comparisons(inspection: Inspection) -> list[Comparison]:
 
 def _mode(inspection: Inspection, names: Sequence[str]) -> str:
     return "scores" if all(inspection.is_class_score(n) for n in names) else "features"
+
+
+def _skip_group(specs: Sequence[TapSpec], index: Mapping[str, int], skip: TapSpec) -> list[str]:
+    """The skip, the tap it pairs with, then the fusion and decoder taps that follow at the skip's level."""
+    group = [skip.name]
+    last = index[skip.name]
+    if skip.pairs_with in index:
+        group.append(skip.pairs_with)
+        last = max(last, index[skip.pairs_with])
+    for spec in specs[last + 1:]:
+        if spec.kind not in ("decoder", "fusion") or skip.level is None or spec.level != skip.level:
+            break
+        group.append(spec.name)
+    return group
+
+
+def _level_size(level: int | None) -> str:
+    if level is None:
+        return "an unknown size"
+    return "full size" if level == 0 else f"1/{2 ** level} size"
 
 
 # --- export --------------------------------------------------------------------------------------------

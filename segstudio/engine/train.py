@@ -112,7 +112,7 @@ class TrainResult:
 def encoder_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The submodules that form the model's encoder, by this rule (first that finds any wins):
 
-    1. the model's own `encoder_modules()` method, if it has one (returns names of submodules);
+    1. the model's own `encoder_modules()` method, if it has one (returns (name, submodule) pairs);
     2. top-level children whose names start with one of ENCODER_PREFIXES, the naming the registry's
        architectures use: U-Net and DeconvNet "enc1".."encN", FCN "stage1".."stage5", PSPNet and
        DeepLabv3+ "backbone" (also "encoder", "features", "down2", "stem", "inc" of other code bases).
@@ -122,8 +122,7 @@ def encoder_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     model = unwrap_model(model)
     own = getattr(model, "encoder_modules", None)
     if callable(own):
-        names = list(own())
-        return [(n, model.get_submodule(n)) for n in names]
+        return list(own())
     found = [(n, m) for n, m in model.named_children() if n.lower().startswith(ENCODER_PREFIXES)]
     if found:
         return found

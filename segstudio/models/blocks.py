@@ -1,5 +1,5 @@
-"""Building blocks shared by the architectures: the padded-forward base class, conv units, upsamplers and
-ImageNet-weight loading (local files only, never a download)."""
+"""Building blocks shared by the architectures: the base class (padded forward pass, the encoder it declares,
+freezing), conv units, upsamplers and ImageNet-weight loading (local files only, never a download)."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 PAD_MODES = ("reflect", "replicate", "zeros")
 NORMS = ("batch", "instance", "group", "none")
+# Norm layers that keep running statistics: in train mode every forward pass would update them.
+_STATISTICS_NORMS = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 def scaled(channels: int, width: float) -> int:
@@ -46,8 +48,12 @@ class SegmentationModel(nn.Module):
     """Base for every architecture: accepts any input size, returns logits at the input size.
 
     Subclasses implement `forward_padded` for inputs whose sides are multiples of `self.stride` (the
-    network's total downsampling) and `tap_specs`. The input is padded up to that multiple and the logits
-    are cropped back, so a 37x53 image predicts a 37x53 mask.
+    network's total downsampling), `tap_specs`, and `encoder_modules` (their encoder, named). The input is
+    padded up to that multiple and the logits are cropped back, so a 37x53 image predicts a 37x53 mask.
+
+    The model knows its encoder, so freezing it is a method: `freeze_encoder()` turns off the encoder's
+    gradients and keeps its norm layers in eval mode whenever the model trains, so their running
+    statistics stay those the encoder was trained with.
     """
 
     arch: str = ""
@@ -63,6 +69,7 @@ class SegmentationModel(nn.Module):
         self.num_classes = int(config["num_classes"])
         # The cropped logits pass through this identity so the "logits" tap sees exactly what is returned.
         self.output = nn.Identity()
+        self.encoder_frozen = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
@@ -80,6 +87,40 @@ class SegmentationModel(nn.Module):
 
     def tap_specs(self):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def encoder_modules(self) -> list[tuple[str, nn.Module]]:  # pragma: no cover - abstract
+        """(dotted name, submodule) of each part of the encoder, in network order, none inside another.
+
+        The encoder is the part that turns the image into features (what ImageNet weights initialise);
+        bottlenecks, classifiers turned convolutions and everything after stay outside it.
+        """
+        raise NotImplementedError
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The encoder's parameters, each once."""
+        seen: dict[int, nn.Parameter] = {}
+        for _, module in self.encoder_modules():
+            for parameter in module.parameters():
+                seen.setdefault(id(parameter), parameter)
+        return list(seen.values())
+
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """Stop (or restart) training the encoder: its parameters get no gradients and, while frozen, its
+        norm layers stay in eval mode even when the model trains, so their running statistics are kept."""
+        for parameter in self.encoder_parameters():
+            parameter.requires_grad_(not frozen)
+        self.encoder_frozen = bool(frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        # nn.Module.train sets every submodule's mode; a wrapper's train() (DDP) reaches this override too.
+        super().train(mode)
+        if mode and self.encoder_frozen:
+            for _, module in self.encoder_modules():
+                for sub in module.modules():
+                    if isinstance(sub, _STATISTICS_NORMS):
+                        sub.eval()
+        return self
 
     def first_conv(self) -> nn.Conv2d:
         """The convolution that reads the input image (used to check gradients and adapt channels)."""

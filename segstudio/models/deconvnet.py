@@ -83,31 +83,41 @@ class DeconvNet(SegmentationModel):
             x = getattr(self, f"dec{index}")(x)
         return self.score(x)
 
+    def encoder_modules(self) -> list[tuple[str, nn.Module]]:
+        # The five VGG16 convolution stages (the pools between them hold no weights); fc6/fc7 stay trainable.
+        return [(f"enc{index}", getattr(self, f"enc{index}")) for index in range(1, 6)]
+
     def tap_specs(self) -> list[TapSpec]:
+        # Stage n works at 1/2**(n-1) of the image (resolution level n - 1) and pools to level n. An unpool
+        # skip carries pool n's positions, not a tensor added to another: it pairs with the decoder stage
+        # that fills it in.
         taps = []
         for index, channels in enumerate(self.widths, start=1):
             taps.append(TapSpec(f"enc{index}", "encoder", f"enc{index}",
                                 f"VGG16 stage {index} before pooling: {channels} feature maps at "
-                                f"1/{2 ** (index - 1)} of the image size."))
+                                f"1/{2 ** (index - 1)} of the image size.", level=index - 1))
             taps.append(TapSpec(f"pool{index}", "encoder", f"pool{index}",
                                 f"Stage {index} max-pooled to 1/{2 ** index} size; the positions of the maxima "
-                                f"are remembered for unpool{index}."))
+                                f"are remembered for unpool{index}.", level=index))
         taps += [
-            TapSpec("fc6", "context", "fc6", "A 7x7 convolution over the coarsest maps: a summary of a large patch."),
-            TapSpec("fc7", "context", "fc7", "A 1x1 layer refining that summary."),
+            TapSpec("fc6", "context", "fc6", "A 7x7 convolution over the coarsest maps: a summary of a large patch.",
+                    level=5),
+            TapSpec("fc7", "context", "fc7", "A 1x1 layer refining that summary.", level=5),
             TapSpec("deconv-fc6", "decoder", "deconv_fc6",
-                    "The summary spread back out to the coarsest grid by a 7x7 transposed convolution."),
+                    "The summary spread back out to the coarsest grid by a 7x7 transposed convolution.", level=5),
         ]
         for index in range(5, 0, -1):
             taps.append(TapSpec(f"unpool{index} (at pool{index} maxima)", "skip", f"unpool{index}",
                                 f"Sparse maps at 1/{2 ** (index - 1)} size: each value is put back exactly where "
                                 f"pool{index} found its maximum, the rest is zero. This is how object outlines "
-                                "come back."))
+                                "come back.", level=index - 1, pairs_with=f"dec{index}"))
             taps.append(TapSpec(f"dec{index}", "decoder", f"dec{index}",
                                 f"Transposed convolutions filling the sparse unpooled maps into dense shapes "
-                                f"({self.widths[index - 2] if index > 1 else self.widths[0]} maps)."))
+                                f"({self.widths[index - 2] if index > 1 else self.widths[0]} maps).",
+                                level=index - 1))
         taps.append(TapSpec("logits", "logits", "output",
-                            "Per-class scores at every pixel; the highest score becomes the predicted label."))
+                            "Per-class scores at every pixel; the highest score becomes the predicted label.",
+                            level=0))
         return taps
 
 

@@ -96,39 +96,51 @@ class DeepLabV3Plus(SegmentationModel):
         scores = self.classifier(self.decoder(self.merge(torch.cat([context, detail], dim=1))))
         return F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
+    def encoder_modules(self) -> list[tuple[str, nn.Module]]:
+        return [("backbone", self.backbone)]
+
     def tap_specs(self) -> list[TapSpec]:
+        # Resolution levels: stem 1/2, layer1 1/4, layer2 1/8, layer3 and layer4 and ASPP at 1/output_stride;
+        # the decoder works at 1/4 (level 2), where the low-level skip joins the upsampled context.
         c = self.backbone.channels
         os_ = self.output_stride
+        deep = os_.bit_length() - 1  # log2 of the output stride
         l3 = "1/16 size" if os_ == 16 else "1/8 size, kept there by dilated convolutions"
         taps = [
             TapSpec("stem", "encoder", "backbone.relu",
-                    f"First 7x7 convolution at 1/2 size ({c['stem']} maps): edges, colour and texture."),
+                    f"First 7x7 convolution at 1/2 size ({c['stem']} maps): edges, colour and texture.", level=1),
             TapSpec("layer1", "encoder", "backbone.layer1",
-                    f"ResNet stage 1 at 1/4 size ({c['layer1']} maps); the decoder borrows detail from here."),
-            TapSpec("layer2", "encoder", "backbone.layer2", f"ResNet stage 2 at 1/8 size ({c['layer2']} maps)."),
-            TapSpec("layer3", "encoder", "backbone.layer3", f"ResNet stage 3 at {l3} ({c['layer3']} maps)."),
+                    f"ResNet stage 1 at 1/4 size ({c['layer1']} maps); the decoder borrows detail from here.",
+                    level=2),
+            TapSpec("layer2", "encoder", "backbone.layer2", f"ResNet stage 2 at 1/8 size ({c['layer2']} maps).",
+                    level=3),
+            TapSpec("layer3", "encoder", "backbone.layer3", f"ResNet stage 3 at {l3} ({c['layer3']} maps).",
+                    level=deep),
             TapSpec("layer4", "encoder", "backbone.layer4",
-                    f"ResNet stage 4 at 1/{os_} size, atrous instead of smaller ({c['layer4']} maps)."),
-            TapSpec("aspp 1x1", "context", "aspp.conv1x1", "ASPP branch looking only at each position itself."),
+                    f"ResNet stage 4 at 1/{os_} size, atrous instead of smaller ({c['layer4']} maps).", level=deep),
+            TapSpec("aspp 1x1", "context", "aspp.conv1x1", "ASPP branch looking only at each position itself.",
+                    level=deep),
         ]
         for rate in self.aspp.rates:
             taps.append(TapSpec(f"aspp branch rate {rate}", "context", f"aspp.rate{rate}",
                                 f"ASPP branch whose 3x3 filter taps are {rate} positions apart: it relates each "
-                                f"point to its surroundings about {rate * os_} pixels away."))
+                                f"point to its surroundings about {rate * os_} pixels away.", level=deep))
         taps += [
             TapSpec("aspp image pooling", "context", "aspp.image_pool",
-                    "ASPP branch averaging over the whole tile: the overall context."),
+                    "ASPP branch averaging over the whole tile: the overall context.", level=deep),
             TapSpec("aspp projection", "fusion", "aspp.project",
-                    "All ASPP branches combined into one set of context maps."),
+                    "All ASPP branches combined into one set of context maps.", level=deep),
             TapSpec("context upsampled", "decoder", "upsample_context",
-                    "The context maps enlarged to 1/4 size to meet the low-level detail."),
+                    "The context maps enlarged to 1/4 size to meet the low-level detail.", level=2),
             TapSpec("low-level skip", "skip", "low_level",
-                    "Fine 1/4-size features from layer1, reduced to a few maps: the detail that sharpens outlines."),
-            TapSpec("merge (after concat)", "fusion", "merge", "Context and low-level detail side by side."),
+                    "Fine 1/4-size features from layer1, reduced to a few maps: the detail that sharpens outlines.",
+                    level=2, pairs_with="context upsampled"),
+            TapSpec("merge (after concat)", "fusion", "merge", "Context and low-level detail side by side.",
+                    level=2),
             TapSpec("decoder", "decoder", "decoder",
-                    "Two separable 3x3 layers turning context plus detail into sharp class evidence."),
+                    "Two separable 3x3 layers turning context plus detail into sharp class evidence.", level=2),
             TapSpec("logits", "logits", "output",
-                    "Class scores upsampled x4 to the image size; the highest score becomes the label."),
+                    "Class scores upsampled x4 to the image size; the highest score becomes the label.", level=0),
         ]
         return taps
 

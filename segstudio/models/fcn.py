@@ -113,44 +113,53 @@ class FCN(SegmentationModel):
             scores = self.score_8s(up + self.score_pool3(pool3))
         return self.upscore(scores)
 
+    def encoder_modules(self) -> list[tuple[str, nn.Module]]:
+        # The five VGG16 stages; fc6/fc7 (the convolutionalised classifier) stay trainable.
+        return [(f"stage{index}", getattr(self, f"stage{index}")) for index in range(1, 6)]
+
     def tap_specs(self) -> list[TapSpec]:
+        # Resolution levels: stage n ends pooled to 1/2**n; the scores are made at 1/32, 1/16 and 1/8.
         taps = []
         for index, channels in enumerate(self.widths, start=1):
             note = {3: " FCN-8s also scores these maps directly for finer outlines.",
                     4: " FCN-16s and FCN-8s also score these maps directly."}.get(index, "")
             taps.append(TapSpec(f"pool{index}", "encoder", f"stage{index}",
                                 f"VGG16 stage {index} after max-pooling: {channels} feature maps at 1/{2 ** index} "
-                                f"of the image size.{note}"))
+                                f"of the image size.{note}", level=index))
         taps += [
             TapSpec("fc6", "context", "fc6",
                     "The former first classifier layer, now a 7x7 convolution: each position looks at a large "
-                    "patch of the image and summarises what it contains."),
-            TapSpec("fc7", "context", "fc7", "The former second classifier layer (1x1 convolution)."),
+                    "patch of the image and summarises what it contains.", level=5),
+            TapSpec("fc7", "context", "fc7", "The former second classifier layer (1x1 convolution).", level=5),
             TapSpec("score_32s", "decoder", "score_fr",
                     "Class scores on the coarsest grid (1/32 of the image): right about what is where, blurry "
-                    "about exact outlines."),
+                    "about exact outlines.", level=5),
         ]
         if self.variant <= 16:
+            up = "upscore2 (score_32s x2)"
             taps += [
-                TapSpec("upscore2 (score_32s x2)", "decoder", "upscore2",
-                        "The coarse class scores upsampled to 1/16 of the image size."),
+                TapSpec(up, "decoder", "upscore2", "The coarse class scores upsampled to 1/16 of the image size.",
+                        level=4),
                 TapSpec("score_pool4", "skip", "score_pool4",
-                        "Class scores computed straight from pool4 (1/16 size): finer, less certain evidence."),
+                        "Class scores computed straight from pool4 (1/16 size): finer, less certain evidence.",
+                        level=4, pairs_with=up),
                 TapSpec("score_16s", "fusion", "score_16s",
-                        "Coarse and pool4 scores added together: class scores at 1/16 of the image size."),
+                        "Coarse and pool4 scores added together: class scores at 1/16 of the image size.", level=4),
             ]
         if self.variant == 8:
+            up = "upscore_16s (score_16s x2)"
             taps += [
-                TapSpec("upscore_16s (score_16s x2)", "decoder", "upscore_pool4",
-                        "The 1/16 class scores upsampled to 1/8 of the image size."),
+                TapSpec(up, "decoder", "upscore_pool4", "The 1/16 class scores upsampled to 1/8 of the image size.",
+                        level=3),
                 TapSpec("score_pool3", "skip", "score_pool3",
-                        "Class scores computed straight from pool3 (1/8 size): the finest detail the FCN uses."),
+                        "Class scores computed straight from pool3 (1/8 size): the finest detail the FCN uses.",
+                        level=3, pairs_with=up),
                 TapSpec("score_8s", "fusion", "score_8s",
-                        "Upsampled and pool3 scores added together: class scores at 1/8 of the image size."),
+                        "Upsampled and pool3 scores added together: class scores at 1/8 of the image size.", level=3),
             ]
         taps.append(TapSpec("logits", "logits", "output",
                             f"Class scores upsampled x{self.variant} to the image size; the highest score at each "
-                            "pixel becomes its label."))
+                            "pixel becomes its label.", level=0))
         return taps
 
 

@@ -79,29 +79,38 @@ class PSPNet(SegmentationModel):
         scores = self.classifier(self.head(self.ppm(features)))
         return F.interpolate(scores, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
+    def encoder_modules(self) -> list[tuple[str, nn.Module]]:
+        return [("backbone", self.backbone)]
+
     def tap_specs(self) -> list[TapSpec]:
+        # Resolution levels: the stem works at 1/2, layer1 at 1/4, everything from layer2 on at 1/8 (level 3);
+        # the pyramid bins are stretched back to that grid.
         c = self.backbone.channels
         taps = [
             TapSpec("stem", "encoder", "backbone.relu",
-                    f"First 7x7 convolution at 1/2 size ({c['stem']} maps): edges, colour and texture."),
-            TapSpec("layer1", "encoder", "backbone.layer1", f"ResNet stage 1 at 1/4 size ({c['layer1']} maps)."),
-            TapSpec("layer2", "encoder", "backbone.layer2", f"ResNet stage 2 at 1/8 size ({c['layer2']} maps)."),
+                    f"First 7x7 convolution at 1/2 size ({c['stem']} maps): edges, colour and texture.", level=1),
+            TapSpec("layer1", "encoder", "backbone.layer1", f"ResNet stage 1 at 1/4 size ({c['layer1']} maps).",
+                    level=2),
+            TapSpec("layer2", "encoder", "backbone.layer2", f"ResNet stage 2 at 1/8 size ({c['layer2']} maps).",
+                    level=3),
             TapSpec("layer3", "encoder", "backbone.layer3",
-                    f"ResNet stage 3, kept at 1/8 size by dilated convolutions ({c['layer3']} maps)."),
+                    f"ResNet stage 3, kept at 1/8 size by dilated convolutions ({c['layer3']} maps).", level=3),
             TapSpec("layer4", "encoder", "backbone.layer4",
-                    f"ResNet stage 4, still at 1/8 size ({c['layer4']} maps): the features the pyramid pools."),
+                    f"ResNet stage 4, still at 1/8 size ({c['layer4']} maps): the features the pyramid pools.",
+                    level=3),
         ]
         for b in self.ppm.bins:
             region = "the whole tile" if b == 1 else f"each of {b}x{b} regions of the tile"
             taps.append(TapSpec(f"ppm bin {b}", "context", f"ppm.bin{b}",
                                 f"Features averaged over {region}, stretched back: context at a scale of 1/{b} "
-                                "of the tile."))
+                                "of the tile.", level=3))
         taps += [
             TapSpec("ppm concat", "fusion", "ppm.concat",
-                    "Local features and all pyramid levels side by side."),
-            TapSpec("head", "decoder", "head.fuse", "A 3x3 layer combining local detail with the pyramid context."),
+                    "Local features and all pyramid levels side by side.", level=3),
+            TapSpec("head", "decoder", "head.fuse", "A 3x3 layer combining local detail with the pyramid context.",
+                    level=3),
             TapSpec("logits", "logits", "output",
-                    "Class scores upsampled x8 to the image size; the highest score becomes the label."),
+                    "Class scores upsampled x8 to the image size; the highest score becomes the label.", level=0),
         ]
         return taps
 

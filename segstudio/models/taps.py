@@ -20,14 +20,29 @@ TAP_KINDS = ("encoder", "skip", "decoder", "fusion", "context", "logits")
 
 @dataclass(frozen=True)
 class TapSpec:
+    """One hookable tensor of a network, with the structure tools need to relate it to the others.
+
+    `level` is the resolution level of the tensor: it is 1/2**level of the (padded) input's height and
+    width, so 0 is full resolution, 3 is 1/8. Taps at the same level can be laid over each other.
+    `pairs_with`, on a "skip" tap, names the "decoder" or "fusion" tap the skip is joined to (concatenated,
+    added, or - in DeconvNet - unpooled into): the tensor it meets at its level.
+    """
+
     name: str  # shown to the user, e.g. "skip3 (from enc3)"
     kind: str  # one of TAP_KINDS
     module: str  # dotted path of the hooked submodule, e.g. "dec3.skip"
     description: str  # plain words for someone who labels slides, not for someone who writes networks
+    level: int | None = None
+    pairs_with: str | None = None
 
     def __post_init__(self):
         if self.kind not in TAP_KINDS:
             raise ValueError(f"Tap {self.name!r} has unknown kind {self.kind!r}; kinds: {', '.join(TAP_KINDS)}")
+        if self.level is not None and self.level < 0:
+            raise ValueError(f"Tap {self.name!r} has a negative level {self.level}")
+        if self.pairs_with is not None and self.kind != "skip":
+            raise ValueError(f"Tap {self.name!r} of kind {self.kind!r} pairs with {self.pairs_with!r}; "
+                             "only skip taps pair with another tap")
 
 
 def list_taps(model: nn.Module) -> list[TapSpec]:

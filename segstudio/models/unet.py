@@ -81,33 +81,42 @@ class UNet(SegmentationModel):
             x = getattr(self, f"dec{level}")(x, skips[level - 1])
         return self.head(x)
 
+    def encoder_modules(self) -> list[tuple[str, nn.Module]]:
+        # The contracting levels; the bottleneck belongs to both paths and stays trainable.
+        return [(f"enc{level}", getattr(self, f"enc{level}")) for level in range(1, self.depth + 1)]
+
     def tap_specs(self) -> list[TapSpec]:
+        # U-Net level n (enc n, skip n, dec n) works at 1/2**(n-1) of the image: resolution level n - 1.
         taps = []
         for level in range(1, self.depth + 1):
             taps.append(TapSpec(
                 f"enc{level}", "encoder", f"enc{level}",
                 f"Contracting level {level}: {self.widths[level - 1]} feature maps at 1/{2 ** (level - 1)} of the "
-                "image size. Early levels respond to edges and texture, deeper ones to whole structures."))
+                "image size. Early levels respond to edges and texture, deeper ones to whole structures.",
+                level=level - 1))
         taps.append(TapSpec(
             "bottleneck", "context", "bottleneck",
             f"The deepest, coarsest level (1/{2 ** self.depth} size): what the network knows about the whole "
-            "neighbourhood before it starts drawing the mask back at full detail."))
+            "neighbourhood before it starts drawing the mask back at full detail.", level=self.depth))
         for level in range(self.depth, 0, -1):
             w = self.widths[level - 1]
+            up = f"up{level} (decoder before concat)"
             taps += [
-                TapSpec(f"up{level} (decoder before concat)", "decoder", f"dec{level}.up",
+                TapSpec(up, "decoder", f"dec{level}.up",
                         f"The coarser prediction upsampled by 2 ({w} maps): where the network thinks objects are, "
-                        "but with blurry outlines."),
+                        "but with blurry outlines.", level=level - 1),
                 TapSpec(f"skip{level} (from enc{level})", "skip", f"dec{level}.skip",
                         f"The sharp encoder maps copied across from enc{level} ({w} maps): fine detail that lets "
-                        "the decoder put boundaries in the right place."),
+                        "the decoder put boundaries in the right place.", level=level - 1, pairs_with=up),
                 TapSpec(f"merge{level} (after concat)", "fusion", f"dec{level}.merge",
-                        f"Skip and upsampled maps side by side ({2 * w} maps), the input the level combines."),
+                        f"Skip and upsampled maps side by side ({2 * w} maps), the input the level combines.",
+                        level=level - 1),
                 TapSpec(f"dec{level}", "decoder", f"dec{level}.conv",
-                        f"Expanding level {level} after combining detail and context ({w} maps)."),
+                        f"Expanding level {level} after combining detail and context ({w} maps).", level=level - 1),
             ]
         taps.append(TapSpec("logits", "logits", "output",
-                            "Per-class scores at every pixel; the highest score becomes the predicted label."))
+                            "Per-class scores at every pixel; the highest score becomes the predicted label.",
+                            level=0))
         return taps
 
 

@@ -1,5 +1,5 @@
 """The inspector's engine: bounded regions, one pass with taps, statistics, alignment with the image,
-comparisons chosen from tap names and kinds, the pixel probe and tap export."""
+comparisons chosen from the structure the taps declare, the pixel probe and tap export."""
 import json
 
 import numpy as np
@@ -317,10 +317,10 @@ def _inspect_tiny(name, num_classes=2):
 
 def test_unet_levels_show_skip_upsampled_and_merged_side_by_side():
     found = {c.title: c for c in comparisons(_inspect_tiny("unet"))}
-    level = found["Level 2: skip2"]
+    level = found["Skip at 1/2 size: skip2 (from enc2)"]
     assert level.taps[:3] == ("skip2 (from enc2)", "up2 (decoder before concat)", "merge2 (after concat)")
     assert level.mode == "features"
-    assert {"Level 1: skip1", "Level 3: skip3"} <= set(found)
+    assert {"Skip at full size: skip1 (from enc1)", "Skip at 1/4 size: skip3 (from enc3)"} <= set(found)
 
 
 @pytest.mark.parametrize("name, chain", [
@@ -346,6 +346,34 @@ def test_deeplab_shows_aspp_branches_and_the_low_level_skip():
     context = next(c for c in found if c.title.startswith("Context"))
     assert context.taps[0] == "layer4" and context.taps[-1] == "aspp projection"
     assert sum("aspp branch rate" in t for t in context.taps) == 3
+
+
+# What each architecture's skips are compared with: the groups the name-based pairing found before the taps
+# declared their levels and partners. (U-Net has depth 3 in TINY.)
+SKIP_GROUPS = {
+    "unet": [("skip3 (from enc3)", "up3 (decoder before concat)", "merge3 (after concat)", "dec3"),
+             ("skip2 (from enc2)", "up2 (decoder before concat)", "merge2 (after concat)", "dec2"),
+             ("skip1 (from enc1)", "up1 (decoder before concat)", "merge1 (after concat)", "dec1")],
+    "fcn32s": [],
+    "fcn16s": [("score_pool4", "upscore2 (score_32s x2)", "score_16s")],
+    "fcn8s": [("score_pool4", "upscore2 (score_32s x2)", "score_16s"),
+              ("score_pool3", "upscore_16s (score_16s x2)", "score_8s")],
+    "deconvnet": [(f"unpool{n} (at pool{n} maxima)", f"dec{n}") for n in range(5, 0, -1)],
+    "pspnet": [],
+    "deeplabv3plus": [("low-level skip", "context upsampled", "merge (after concat)", "decoder")],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_every_skip_is_compared_with_what_it_meets_and_what_its_level_makes(name):
+    found = comparisons(_inspect_tiny(name, num_classes=3))
+    skips = [c.taps for c in found if c.title.startswith("Skip at ")]
+    assert skips == SKIP_GROUPS[name]
+
+
+def test_skip_titles_name_the_size_the_skip_works_at():
+    titles = [c.title for c in comparisons(_inspect_tiny("fcn8s", num_classes=3))]
+    assert "Skip at 1/16 size: score_pool4" in titles and "Skip at 1/8 size: score_pool3" in titles
 
 
 def test_pspnet_shows_every_pyramid_level():

@@ -286,7 +286,7 @@ def test_unet_skip_level_shows_skip_upsampled_and_merged_tensors(make_window, qt
     win = window_with_model(make_window, qtbot, nuclei_tif, "unet")
     compute(qtbot, win)
     skips = win.inspector.panel.skips
-    assert skips.select("Level 1")
+    assert skips.select("skip1 (from enc1)")
     assert skips.column_titles()[:3] == ["skip1 (from enc1)", "up1 (decoder before concat)", "merge1 (after concat)"]
     # A header, the channel mean and the three strongest channels for each tensor.
     assert skips.cells.count() == 4 * len(skips.column_titles()) + len(skips.column_titles())
