@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segstudio.engine.predict_cli import OutputNames, ProgressBar, expand_inputs
+from segstudio.cli.predict import OutputNames, ProgressBar, expand_inputs
 
 SUFFIXES = (".png", ".tif", ".tiff")
 
