@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 #: Sub-command modules of this package, in the order `--help` lists them after `gui`. Each exposes
 #: `register(subparsers)` (adds its parser and `set_defaults(run=run)`) and `run(args) -> int`.

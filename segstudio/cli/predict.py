@@ -9,8 +9,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from segstudio.core.images import SUPPORTED_SUFFIXES, ImageReadError, read_image
-    from segstudio.engine.predict import PredictSettings, Predictor
+    from segstudio.engine.predict import Predictor, PredictSettings
     from segstudio.models.library import ModelLibrary
 
     err: TextIO = sys.stderr

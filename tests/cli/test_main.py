@@ -56,5 +56,6 @@ def test_building_the_parser_imports_no_heavy_library():
 
 
 def test_python_dash_m_runs_the_cli():
-    result = subprocess.run([sys.executable, "-m", "segstudio", "--version"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "segstudio", "--version"],
+                            capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "segstudio" in result.stdout

@@ -53,10 +53,10 @@ def test_cli_list_json(cli_env, capsys):
 def test_cli_list_text(cli_env, capsys):
     assert list_models(json_output=False) == 0
     out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if "nuclei-unet/v3 " in l)  # noqa: E741
+    line = next(row for row in out.splitlines() if "nuclei-unet/v3 " in row)
     assert "nuclei-unet/v3 <- nuclei-unet/v2 <- nuclei-unet/v1" in line
     assert "unet" in line and "background, nucleus" in line and "user" in line
-    active_line = next(l for l in out.splitlines() if "nuclei-unet/v1 " in l and "bundled" in l)  # noqa: E741
+    active_line = next(row for row in out.splitlines() if "nuclei-unet/v1 " in row and "bundled" in row)
     assert active_line.startswith("*")
 
 
