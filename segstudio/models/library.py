@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +114,7 @@ class ModelLibrary:
     def lineage(self, key) -> list[str]:
         """[id, parent id, grandparent id, ...]; a parent missing from the library ends the chain."""
         entry = self.find(key)
-        return _lineage(entry, {e.id: e for e in self.entries()})
+        return lineage_chain(entry, {e.id: e for e in self.entries()})
 
     # --- active model ------------------------------------------------------------------------------------
     def _read_settings(self) -> dict:
@@ -161,7 +160,8 @@ class ModelLibrary:
         return entry.id if in_library else str(entry.path.resolve())
 
 
-def _lineage(entry: ModelEntry, by_id: dict[str, ModelEntry]) -> list[str]:
+def lineage_chain(entry: ModelEntry, by_id: dict[str, ModelEntry]) -> list[str]:
+    """[id, parent id, ...] of `entry` among the entries `by_id`; a parent missing from it ends the chain."""
     chain = [entry.id]
     parent = entry.meta.parent
     while parent and parent not in chain:  # a hand-edited cycle must not loop forever
@@ -169,43 +169,3 @@ def _lineage(entry: ModelEntry, by_id: dict[str, ModelEntry]) -> list[str]:
         known = by_id.get(parent)
         parent = known.meta.parent if known else None
     return chain
-
-
-def _class_names(meta: ModelMeta) -> list[str]:
-    return [str(c.get("name", c.get("id", "?"))) for c in meta.classes]
-
-
-def cli_list(args=None) -> int:
-    """`segstudio models list [--json]`: bundled and user models with architecture, classes and lineage."""
-    library = ModelLibrary()
-    entries = library.entries()
-    by_id = {e.id: e for e in entries}
-    active = library.active_id()
-    rows = []
-    for entry in entries:
-        meta = entry.meta
-        rows.append({
-            "id": entry.id, "name": meta.name, "version": meta.version, "arch": meta.arch,
-            "classes": _class_names(meta), "in_channels": meta.in_channels, "created": meta.created,
-            "parent": meta.parent, "lineage": _lineage(entry, by_id), "bundled": entry.bundled,
-            "active": entry.id == active, "path": str(entry.path), "description": meta.description,
-            "metrics": meta.metrics,
-        })
-    for problem in library.problems:
-        print(f"warning: {problem}", file=sys.stderr)
-    if getattr(args, "json", False):
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print(f"No models found (bundled: {library.bundled_dir}; yours: {library.user_dir})")
-        return 0
-    id_w = max(len(r["id"]) for r in rows)
-    arch_w = max(len(r["arch"]) for r in rows)
-    for r in rows:
-        mark = "*" if r["active"] else " "
-        source = "bundled" if r["bundled"] else "user"
-        lineage = " <- ".join(r["lineage"])
-        print(f"{mark} {r['id']:<{id_w}}  {r['arch']:<{arch_w}}  {source:<7}  {r['created']}  "
-              f"classes: {', '.join(r['classes']) or '-'}  lineage: {lineage}")
-    print("* active model")
-    return 0

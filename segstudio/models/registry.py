@@ -93,12 +93,3 @@ def build_model(name: str, *, in_channels: int = 1, num_classes: int = 2, **conf
     if int(num_classes) < 1:
         raise ValueError(f"num_classes must be at least 1, got {num_classes}")
     return entry.builder(in_channels=int(in_channels), num_classes=int(num_classes), **config)
-
-
-def cli_list(args=None) -> int:
-    """`segstudio models architectures`: one line per buildable network."""
-    names = list_models()
-    width = max(len(n) for n in names)
-    for name in names:
-        print(f"{name:<{width}}  {_REGISTRY[name].description}")
-    return 0

@@ -1,10 +1,8 @@
 import json
-import types
 
 import pytest
 import torch
 
-from segstudio.models import library as library_module
 from segstudio.models.checkpoint import CheckpointError, ModelMeta, save_checkpoint
 from segstudio.models.library import ModelLibrary
 from segstudio.models.registry import build_model
@@ -152,45 +150,3 @@ def test_an_unreadable_file_given_by_path_names_the_file(lib, tmp_path):
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     with pytest.raises(CheckpointError, match="broken.safetensors"):
         lib.find(bad)
-
-
-@pytest.fixture
-def cli_env(dirs, monkeypatch):
-    bundled, user = dirs
-    monkeypatch.setattr(library_module.paths, "bundled_models_dir", lambda: bundled)
-    monkeypatch.setattr(library_module.paths, "user_models_dir", lambda: user)
-    return dirs
-
-
-def test_cli_list_json(cli_env, capsys):
-    ModelLibrary().set_active("nuclei-unet/v2")
-    assert library_module.cli_list(types.SimpleNamespace(json=True)) == 0
-    rows = json.loads(capsys.readouterr().out)
-    assert [r["id"] for r in rows] == ["nuclei-unet/v1", "tissue-unet/v1", "nuclei-unet/v2", "nuclei-unet/v3"]
-    by_id = {r["id"]: r for r in rows}
-    assert by_id["nuclei-unet/v3"]["lineage"] == ["nuclei-unet/v3", "nuclei-unet/v2", "nuclei-unet/v1"]
-    assert by_id["nuclei-unet/v3"]["parent"] == "nuclei-unet/v2"
-    assert by_id["nuclei-unet/v1"]["bundled"] and not by_id["nuclei-unet/v2"]["bundled"]
-    assert [r["id"] for r in rows if r["active"]] == ["nuclei-unet/v2"]
-    assert by_id["tissue-unet/v1"]["arch"] == "unet"
-    assert by_id["tissue-unet/v1"]["classes"] == ["background", "nucleus"]
-    assert by_id["tissue-unet/v1"]["created"]
-
-
-def test_cli_list_text(cli_env, capsys):
-    assert library_module.cli_list(types.SimpleNamespace(json=False)) == 0
-    out = capsys.readouterr().out
-    line = next(l for l in out.splitlines() if "nuclei-unet/v3 " in l)
-    assert "nuclei-unet/v3 <- nuclei-unet/v2 <- nuclei-unet/v1" in line
-    assert "unet" in line and "background, nucleus" in line and "user" in line
-    active_line = next(l for l in out.splitlines() if "nuclei-unet/v1 " in l and "bundled" in l)
-    assert active_line.startswith("*")
-
-
-def test_cli_via_segstudio_command(cli_env, capsys):
-    from segstudio.cli import main
-
-    assert main(["models", "list", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 4
-    assert main(["models", "architectures"]) == 0
-    assert "deeplabv3plus" in capsys.readouterr().out

@@ -65,10 +65,3 @@ def test_bad_channel_counts_are_rejected():
         build_model("unet", in_channels=0, num_classes=2)
     with pytest.raises(ValueError, match="num_classes"):
         build_model("unet", in_channels=1, num_classes=0)
-
-
-def test_cli_lists_architectures(capsys):
-    assert registry.cli_list(None) == 0
-    out = capsys.readouterr().out
-    lines = [line.split()[0] for line in out.strip().splitlines()]
-    assert lines == list_models()

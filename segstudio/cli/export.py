@@ -16,19 +16,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from segstudio.core.autosave import AutosaveStore
-from segstudio.core.dataset import DatasetError, ExportItem, export_many, export_nnunet, load_classes
-from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
-from segstudio.core.labels import ClassTable
-from segstudio.core.storage import load_mask_png
+if TYPE_CHECKING:
+    from segstudio.core.dataset import ExportItem
+    from segstudio.core.labels import ClassTable
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="export corrected masks into a dataset folder")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="image files or folders (a folder's files named *_mask.png are skipped)")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -50,9 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nnunet-id", type=int, default=501, help="nnU-Net dataset id (default 501)")
     parser.add_argument("--nnunet-name", default="segstudio", help="nnU-Net dataset name (default segstudio)")
     parser.add_argument("--quiet", action="store_true", help="print errors and the summary only")
+    parser.set_defaults(run=run)
 
 
 def _expand(inputs: list[str], errors: list[str]) -> list[Path]:
+    from segstudio.core.imageio import SUPPORTED_SUFFIXES
+
     suffixes = {s.lower() for s in SUPPORTED_SUFFIXES}
     files: list[Path] = []
     for raw in inputs:
@@ -71,6 +72,9 @@ def _expand(inputs: list[str], errors: list[str]) -> list[Path]:
 
 
 def _read_class_file(path: str) -> ClassTable:
+    from segstudio.core.dataset import DatasetError
+    from segstudio.core.labels import ClassTable
+
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if isinstance(data, dict):
@@ -89,6 +93,13 @@ def _find_mask(mask_dir: Path, image: Path) -> Path | None:
 
 
 def _items(files: list[Path], args, report) -> Iterator[ExportItem]:
+    import numpy as np
+
+    from segstudio.core.dataset import ExportItem
+    from segstudio.core.imageio import ImageReadError, read_image
+    from segstudio.core.autosave import AutosaveStore
+    from segstudio.core.storage import load_mask_png
+
     store = AutosaveStore() if args.from_autosave else None
     mask_dir = Path(args.masks) if args.masks else None
     for path in files:
@@ -131,6 +142,9 @@ def _items(files: list[Path], args, report) -> Iterator[ExportItem]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segstudio.core.dataset import DatasetError, export_many, export_nnunet, load_classes
+    from segstudio.core.labels import ClassTable
+
     out = sys.stdout
     failures: list[str] = []
 

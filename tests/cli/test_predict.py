@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segstudio.engine.predict_cli import OutputNames, ProgressBar, expand_inputs
+from segstudio.cli.predict import OutputNames, ProgressBar, expand_inputs
 
 SUFFIXES = (".png", ".tif", ".tiff")
 
@@ -73,12 +73,9 @@ def test_progress_bar_in_a_log_writes_one_line_per_image_and_nothing_when_quiet(
 # --- the command with a real model ---------------------------------------------------------------------
 @pytest.fixture
 def model_file(tmp_path):
-    try:
-        from segstudio.models.registry import build_model
-        from segstudio.models.checkpoint import ModelMeta, save_checkpoint
-        from segstudio.models.library import ModelLibrary  # noqa: F401
-    except ImportError:
-        pytest.skip("model library not available")
+    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+    from segstudio.models.registry import build_model
+
     model = build_model("unet", in_channels=1, num_classes=3, depth=2, base_channels=4)
     classes = [{"id": i, "name": n, "color": [40 * i, 80, 120]} for i, n in enumerate(["bg", "a", "b"])]
     meta = ModelMeta(name="cli-test", version=1, arch="unet", config=dict(model.config), classes=classes,
@@ -124,7 +121,7 @@ def test_predict_writes_masks_and_confidence_for_a_folder(model_file, slides, tm
 
     # The file holds what the engine predicts for that image with those settings.
     from segstudio.core.imageio import read_image
-    from segstudio.engine.predict import PredictSettings, Predictor
+    from segstudio.engine.predict import Predictor, PredictSettings
     from segstudio.models.library import ModelLibrary
 
     model, meta = ModelLibrary().load(str(model_file))

@@ -5,21 +5,40 @@ the exit status is 1 when anything failed so scripts notice.
 """
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-import numpy as np
-
-from segstudio.engine.predict import PredictSettings, Predictor
+if TYPE_CHECKING:
+    import numpy as np
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 
-def run(args) -> int:
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("predict", help="predict masks for image files")
+    parser.add_argument("inputs", nargs="+", help="image files or folders")
+    parser.add_argument("--model", required=True, help="model name from `segstudio models list`, or a file")
+    parser.add_argument("--out", required=True, help="output folder for index-mask PNGs")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="tiles per forward pass (default: 4 on a GPU, 1 on the CPU)")
+    parser.add_argument("--confidence", action="store_true", help="also write the confidence map")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
+    from segstudio.engine.predict import Predictor, PredictSettings
     from segstudio.models.library import ModelLibrary
 
     err: TextIO = sys.stderr

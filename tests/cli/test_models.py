@@ -1,0 +1,81 @@
+"""`segstudio models list` and `segstudio models architectures`: the library as a table or JSON."""
+import json
+
+import pytest
+import torch
+
+from segstudio.cli import main
+from segstudio.cli.models import list_architectures, list_models
+from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+from segstudio.models.library import ModelLibrary
+from segstudio.models.registry import build_model
+from segstudio.models.registry import list_models as architectures
+
+CLASSES = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "nucleus", "color": [255, 0, 0]}]
+
+
+def _save(path, name, version, parent=None, seed=0):
+    torch.manual_seed(seed)
+    model = build_model("unet", in_channels=1, num_classes=2, base_channels=2, depth=2)
+    save_checkpoint(path, model, ModelMeta(name=name, version=version, arch="unet", classes=CLASSES, parent=parent))
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch):
+    bundled = tmp_path / "resources" / "models"
+    user = tmp_path / "user-models"
+    bundled.mkdir(parents=True)
+    _save(bundled / "nuclei-unet-v1.safetensors", "nuclei-unet", 1, seed=1)
+    _save(bundled / "tissue-unet.safetensors", "tissue-unet", 1, seed=2)
+    (user / "nuclei-unet").mkdir(parents=True)
+    _save(user / "nuclei-unet" / "v2.safetensors", "nuclei-unet", 2, parent="nuclei-unet/v1", seed=3)
+    _save(user / "nuclei-unet" / "v3.safetensors", "nuclei-unet", 3, parent="nuclei-unet/v2", seed=4)
+    monkeypatch.setattr("segstudio.core.paths.bundled_models_dir", lambda: bundled)
+    monkeypatch.setattr("segstudio.core.paths.user_models_dir", lambda: user)
+    return bundled, user
+
+
+def test_cli_list_json(cli_env, capsys):
+    ModelLibrary().set_active("nuclei-unet/v2")
+    assert list_models(json_output=True) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in rows] == ["nuclei-unet/v1", "tissue-unet/v1", "nuclei-unet/v2", "nuclei-unet/v3"]
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["nuclei-unet/v3"]["lineage"] == ["nuclei-unet/v3", "nuclei-unet/v2", "nuclei-unet/v1"]
+    assert by_id["nuclei-unet/v3"]["parent"] == "nuclei-unet/v2"
+    assert by_id["nuclei-unet/v1"]["bundled"] and not by_id["nuclei-unet/v2"]["bundled"]
+    assert [r["id"] for r in rows if r["active"]] == ["nuclei-unet/v2"]
+    assert by_id["tissue-unet/v1"]["arch"] == "unet"
+    assert by_id["tissue-unet/v1"]["classes"] == ["background", "nucleus"]
+    assert by_id["tissue-unet/v1"]["created"]
+
+
+def test_cli_list_text(cli_env, capsys):
+    assert list_models(json_output=False) == 0
+    out = capsys.readouterr().out
+    line = next(row for row in out.splitlines() if "nuclei-unet/v3 " in row)
+    assert "nuclei-unet/v3 <- nuclei-unet/v2 <- nuclei-unet/v1" in line
+    assert "unet" in line and "background, nucleus" in line and "user" in line
+    active_line = next(row for row in out.splitlines() if "nuclei-unet/v1 " in row and "bundled" in row)
+    assert active_line.startswith("*")
+
+
+def test_cli_via_segstudio_command(cli_env, capsys):
+    assert main(["models", "list", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 4
+    assert main(["models", "architectures"]) == 0
+    assert "deeplabv3plus" in capsys.readouterr().out
+
+
+def test_cli_lists_architectures(capsys):
+    assert list_architectures() == 0
+    out = capsys.readouterr().out
+    lines = [line.split()[0] for line in out.strip().splitlines()]
+    assert lines == architectures()
+
+
+def test_models_needs_a_sub_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["models"])
+    assert info.value.code == 2
+    assert "the following arguments are required: models_command" in capsys.readouterr().err
