@@ -19,7 +19,7 @@ from PySide6.QtGui import QKeyEvent
 
 from segstudio.core import edits
 from segstudio.core.history import History
-from segstudio.gui.canvas.cursor import BrushOutlineItem, PolygonPreviewItem
+from segstudio.gui.editing.cursor import BrushOutlineItem, PolygonPreviewItem
 from segstudio.gui.commands import MaskEditCommand
 from segstudio.gui.document import ImageDocument, ImageStatus
 
