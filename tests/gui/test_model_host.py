@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from segstudio.gui.model_host import ModelDescription, ModelHost
 

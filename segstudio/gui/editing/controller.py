@@ -13,6 +13,9 @@ from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence, QUndoGrou
 from PySide6.QtWidgets import QColorDialog, QMessageBox
 
 from segstudio.gui.autosave import AutosaveController
+from segstudio.gui.document import ImageDocument
+from segstudio.gui.editing.classes import SessionClasses
+from segstudio.gui.editing.classes_panel import ClassesPanel
 from segstudio.gui.editing.tools import (
     MAX_BRUSH_RADIUS,
     BrushTool,
@@ -22,11 +25,8 @@ from segstudio.gui.editing.tools import (
     FillTool,
     PolygonTool,
 )
-from segstudio.gui.editing.classes import SessionClasses
-from segstudio.gui.document import ImageDocument
-from segstudio.gui.editing.classes_panel import ClassesPanel
-from segstudio.gui.panels.images_panel import ImagesPanel
 from segstudio.gui.editing.tools_panel import ToolsPanel
+from segstudio.gui.panels.images_panel import ImagesPanel
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from PySide6.QtGui import QKeyEvent
 
 from segstudio.core import edits
 from segstudio.core.history import History
-from segstudio.gui.editing.cursor import BrushOutlineItem, PolygonPreviewItem
 from segstudio.gui.commands import MaskEditCommand
 from segstudio.gui.document import ImageDocument, ImageStatus
+from segstudio.gui.editing.cursor import BrushOutlineItem, PolygonPreviewItem
 
 MAX_BRUSH_RADIUS = 256
 DEFAULT_BRUSH_RADIUS = 6

@@ -10,11 +10,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import QFileDialog
 
-from segstudio.gui.exporting.dialog import ExportDialog, NnunetOptions
 from segstudio.gui.document import ImageStatus
+from segstudio.gui.exporting.dialog import ExportDialog, NnunetOptions
 from segstudio.gui.progress import JobProgress
 
 

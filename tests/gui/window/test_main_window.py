@@ -1,5 +1,4 @@
 """The first window: opening images, what the canvas shows, errors that do not stop the program."""
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
