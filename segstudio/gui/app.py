@@ -1,4 +1,5 @@
-"""Start the window. torch is imported in the background (see gui/prediction.py), so the window appears fast."""
+"""Start the window. torch is imported in the background (see gui/prediction/controller.py), so the window
+appears fast."""
 from __future__ import annotations
 
 import sys

@@ -1,7 +1,8 @@
 """Network inspector dock: the active model's taps, the region they were computed on, and three views of
 them (channel grid, skip connections side by side, pixel probe), plus export.
 
-The panel shows state and forwards intent; gui/inspector.py runs the passes and talks to the canvas.
+The panel shows state and forwards intent; inspector/controller.py asks the model host for the passes
+and talks to the canvas.
 """
 from __future__ import annotations
 
