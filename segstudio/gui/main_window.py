@@ -6,7 +6,7 @@ window connects what one feature offers to what another needs, so none reaches i
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
@@ -120,7 +120,8 @@ class MainWindow(QMainWindow):
             self.setWindowTitle(f"{doc.title}[*] — {APP_TITLE}")  # [*]: unsaved-work marker
             self.statusBar().showMessage(
                 f"{meta.path.name}: {meta.width} x {meta.height}, {meta.channels} channel(s), "
-                f"{meta.bit_depth}-bit {meta.dtype}" + (f", page {meta.page + 1} of {meta.pages}" if meta.pages > 1 else ""),
+                f"{meta.bit_depth}-bit {meta.dtype}"
+                + (f", page {meta.page + 1} of {meta.pages}" if meta.pages > 1 else ""),
                 8000,
             )
         self._update_enabled()
@@ -153,7 +154,8 @@ class MainWindow(QMainWindow):
     def _update_enabled(self) -> None:
         has = self.current is not None
         a = self.actions
-        for action in (a.close_image, a.export_mask, a.zoom_in, a.zoom_out, a.zoom_fit, a.zoom_actual, a.toggle_mask, a.outline_mask):
+        for action in (a.close_image, a.export_mask, a.zoom_in, a.zoom_out, a.zoom_fit, a.zoom_actual, a.toggle_mask,
+                       a.outline_mask):
             action.setEnabled(has)
         a.channels.setEnabled(has and (self.current.image.meta.channels > 1 or self.current.image.meta.pages > 1))
         many = len(self.documents) > 1

@@ -22,7 +22,9 @@ import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 # Where the model may run: (label shown to the user, value given to engine.devices.pick_device).
-DEVICE_CHOICES = [("Automatic (GPU if present)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps")]
+DEVICE_CHOICES = [
+    ("Automatic (GPU if present)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps"),
+]
 
 JOB_KINDS = ("predict", "describe", "inspect")
 

@@ -5,8 +5,8 @@ Reading happens here and hands ImageDocuments to the window, which keeps the lis
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from PySide6.QtCore import QObject, QSettings, Qt
 from PySide6.QtWidgets import QFileDialog

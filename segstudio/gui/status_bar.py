@@ -1,7 +1,7 @@
 """The permanent part of the status bar: the pixel under the cursor, the zoom and the model's device."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtWidgets import QLabel, QStatusBar
 

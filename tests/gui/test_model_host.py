@@ -58,7 +58,8 @@ def test_predict_then_inspect_use_the_one_loaded_model(qtbot, host, counted_libr
 
     (model,) = counted_library["loaded"]  # read from disk once, for both features
     assert host.worker.loads == 1
-    assert counted_library["ran"] and set(counted_library["ran"]) == {id(model)}  # every pass, predict and inspect, ran it
+    # Every forward pass, Predict's and the inspector's, ran that one module.
+    assert counted_library["ran"] and set(counted_library["ran"]) == {id(model)}
     # The inspector's hooks lived only during its job: a prediction after it runs an unhooked model.
     assert all(not m._forward_hooks for m in model.modules())
     signal, _ = run(qtbot, host, "predict", pixels=pixels, settings=predict_settings())

@@ -11,7 +11,7 @@ recolours only that rectangle while the user paints.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import shiboken6
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
