@@ -86,7 +86,7 @@ class _WarmModel:
         from segstudio.engine.inspect import TapInspector
 
         where = _parameter_device(self.model)
-        if self._inspector is None or (where is not None and where != self._inspector.device):
+        if self._inspector is None or (where is not None and not _same_device(where, self._inspector.device)):
             # Follow the model to wherever Predict left it (it may have fallen back to the CPU).
             target = where if self._predictor is not None and where is not None else self.device
             self._inspector = TapInspector(self.model, self.meta, device=target)
@@ -96,6 +96,11 @@ class _WarmModel:
 def _parameter_device(model):
     first = next(iter(model.parameters()), None)
     return first.device if first is not None else None
+
+
+def _same_device(a, b) -> bool:
+    # torch.device("mps") and a parameter's device("mps", 0) name the same device.
+    return a.type == b.type and (a.index or 0) == (b.index or 0)
 
 
 def _pair_key(source, device: str):
