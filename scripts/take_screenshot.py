@@ -33,8 +33,8 @@ def main() -> int:
         if not window.prediction.ready:
             QTimer.singleShot(200, predict_when_ready)
             return
-        window.prediction.service.finished.connect(lambda *_: QTimer.singleShot(800, grab))
-        window.prediction.service.failed.connect(lambda _job, message: (print(message), app.exit(1)))
+        window.model_host.finished.connect(lambda *_: QTimer.singleShot(800, grab))
+        window.model_host.failed.connect(lambda _job, message: (print(message), app.exit(1)))
         window.prediction.predict(False)
 
     def grab() -> None:

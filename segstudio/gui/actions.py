@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMenu
+from PySide6.QtWidgets import QMainWindow, QMenu, QMessageBox, QWidget
+
+from segstudio import __version__
 
 
 @dataclass
@@ -127,3 +130,26 @@ def build_menus(window: QMainWindow, a: Actions) -> dict[str, QMenu]:
     help_menu = menus["help"] = bar.addMenu("&Help")
     help_menu.addActions([a.shortcuts, a.about])
     return menus
+
+
+def show_shortcuts(parent: QWidget, actions: Actions) -> None:
+    """Help > Keyboard Shortcuts: read from the actions themselves, so the list cannot drift."""
+    rows = []
+    for action in actions.all():
+        keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts())
+        if keys:
+            rows.append(f"<tr><td>{action.text().replace('&', '')}</td><td><b>{keys}</b></td></tr>")
+    rows.append("<tr><td>Pan</td><td><b>Middle drag, Space + drag</b></td></tr>")
+    rows.append("<tr><td>Zoom</td><td><b>Mouse wheel</b></td></tr>")
+    box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard Shortcuts", "<table>" + "".join(rows) + "</table>",
+                      QMessageBox.StandardButton.Close, parent)
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+
+
+def show_about(parent: QWidget) -> None:
+    QMessageBox.about(
+        parent,
+        "About segstudio",
+        f"<b>segstudio {__version__}</b><p>Label biomedical slides with a segmentation network in the loop.</p>",
+    )

@@ -1,9 +1,10 @@
-"""Start the window. torch is imported in the background (see gui/prediction.py), so the window appears fast."""
+"""Start the window. torch is imported in the background (see gui/prediction/controller.py), so the window
+appears fast."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PySide6.QtCore import QCoreApplication, QTimer
 from PySide6.QtGui import QIcon

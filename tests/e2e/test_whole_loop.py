@@ -40,11 +40,11 @@ def loop_window(make_window, tiny_resources):
     window = make_window((900, 700))
     yield window
     window.training.shutdown()
-    window.prediction.shutdown()
+    window.model_host.shutdown()
 
 
 def predict_and_wait(qtbot, window, doc):
-    with qtbot.waitSignal(window.prediction.service.finished, timeout=120_000):
+    with qtbot.waitSignal(window.model_host.finished, timeout=120_000):
         qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
     QApplication.processEvents()
 

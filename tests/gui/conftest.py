@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import tifffile
 
+TINY_CLASSES = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "nucleus", "color": [255, 0, 0]}]
+
 
 @pytest.fixture
 def window(make_window):
@@ -16,3 +18,39 @@ def dim16_tiff(tmp_path):
     path = tmp_path / "dim16.tif"
     tifffile.imwrite(path, img)
     return path
+
+
+def save_tiny(resources, name):
+    """A tiny U-Net saved as a bundled model named `name`; returns its library id."""
+    import torch
+
+    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+    from segstudio.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=1, num_classes=2, depth=2, base_channels=4)
+    meta = ModelMeta(name=name, version=1, arch="unet", config=dict(model.config), classes=TINY_CLASSES, in_channels=1)
+    save_checkpoint(resources / "models" / f"{name}.safetensors", model, meta)
+    return f"{name}/v1"
+
+
+@pytest.fixture
+def counted_library(tmp_path, monkeypatch):
+    """Two tiny bundled models; every load is counted and every forward pass records which module ran."""
+    from segstudio.models import library as library_module
+
+    resources = tmp_path / "resources"
+    (resources / "models").mkdir(parents=True)
+    ids = [save_tiny(resources, "tiny"), save_tiny(resources, "other")]
+    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
+    real_load = library_module.ModelLibrary.load
+    record = {"loaded": [], "ran": [], "ids": ids}
+
+    def counting_load(self, ref, device="cpu"):
+        model, meta = real_load(self, ref, device=device)
+        record["loaded"].append(model)
+        model.register_forward_pre_hook(lambda module, _inputs: record["ran"].append(id(module)))
+        return model, meta
+
+    monkeypatch.setattr(library_module.ModelLibrary, "load", counting_load)
+    return record

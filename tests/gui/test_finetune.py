@@ -83,7 +83,7 @@ def user_data_snapshot() -> dict[str, str]:
 @pytest.fixture
 def tiny_setup(window, tmp_path):
     """A tiny U-Net in the library (selected in the Model panel) and an exported dataset."""
-    from segstudio.gui.dialogs.export import LAST_DATASET_KEY
+    from segstudio.gui.settings import LAST_DATASET_KEY
 
     base = save_tiny_unet()
     window.prediction.reload_models()

@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from segstudio.gui.dialogs.export import LAST_DATASET_KEY
-from segstudio.gui.panels.model_panel import DEVICE_CHOICES
+from segstudio.gui.model_host import DEVICE_CHOICES
+from segstudio.gui.settings import LAST_DATASET_KEY
 from segstudio.gui.training import TrainingOutcome, TrainRequest
 
 SETTINGS_PREFIX = "finetune/"

@@ -11,7 +11,7 @@ recolours only that rectangle while the user paints.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import shiboken6
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
@@ -20,9 +20,9 @@ from PySide6.QtGui import QKeyEvent
 from segstudio.core import edits
 from segstudio.core.document import ImageStatus
 from segstudio.core.history import merge_diffs
-from segstudio.gui.canvas.cursor import BrushOutlineItem, PolygonPreviewItem
 from segstudio.gui.documents.commands import MaskEditCommand
 from segstudio.gui.documents.document import ImageDocument
+from segstudio.gui.editing.cursor import BrushOutlineItem, PolygonPreviewItem
 
 MAX_BRUSH_RADIUS = 256
 DEFAULT_BRUSH_RADIUS = 6

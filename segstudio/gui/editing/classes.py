@@ -6,7 +6,7 @@ Ids never change meaning: renaming, recolouring and reordering only change how p
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal

@@ -1,7 +1,7 @@
 """Feature maps to pictures: colour maps, value scaling and numpy -> QPixmap for the inspector."""
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
@@ -10,7 +10,7 @@ COLORMAPS = ("viridis", "magma", "grey", "signed")  # signed: blue below zero, w
 SCALES = ("per channel", "shared")
 
 
-@lru_cache(maxsize=None)
+@cache
 def colormap_lut(name: str) -> np.ndarray:
     """(256, 3) uint8 RGB lookup table."""
     ramp = np.arange(256, dtype=np.uint8)

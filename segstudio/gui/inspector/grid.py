@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.engine.inspect import Inspection, sort_channels, to_input_grid
-from segstudio.gui.inspector_render import (
+from segstudio.gui.inspector.render import (
     COLORMAPS,
     SCALES,
     colormap_lut,

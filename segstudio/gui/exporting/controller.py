@@ -10,10 +10,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Qt, Signal
+from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtWidgets import QFileDialog
 
 from segstudio.core.document import ImageStatus
-from segstudio.gui.dialogs.export import ExportDialog, NnunetOptions
+from segstudio.gui.exporting.dialog import ExportDialog, NnunetOptions
 from segstudio.gui.progress import JobProgress
 
 
@@ -139,6 +140,7 @@ class ExportController(QObject):
         window.statusBar().addWidget(self.progress)
         self.progress.cancel_requested.connect(self.cancel)
         window.actions.export_dataset.triggered.connect(self.show_dialog)
+        window.actions.export_mask.triggered.connect(lambda: self.export_mask())
         window.documents_changed.connect(self._update_enabled)
         window.document_changed.connect(lambda _doc: self._update_enabled())
         self._update_enabled()
@@ -217,6 +219,34 @@ class ExportController(QObject):
         if problems:
             title = "Some images could not be exported" if report.failed else "nnU-Net export failed"
             self.window.show_error(title, message + "\n\n" + "\n".join(problems))
+
+    # --- File > Export Mask --------------------------------------------------------------------
+    def export_mask(self, path: str | Path | None = None) -> Path | None:
+        """Save the current mask as an index PNG (pixel value = class id) where the user chooses."""
+        from segstudio.core.storage import save_mask_png
+
+        window = self.window
+        doc = window.current
+        if doc is None:
+            return None
+        if path is None:
+            suggestion = str(doc.path.with_name(f"{doc.path.stem}_mask.png"))
+            path, _ = QFileDialog.getSaveFileName(window, "Export Mask", suggestion, "Index mask PNG (*.png)")
+            if not path:
+                return None
+        target = Path(path)
+        if target.suffix.lower() != ".png":
+            target = target.with_suffix(".png")
+        if target.resolve() == doc.path.resolve():
+            window.show_error("Mask not saved", f"{target} is the image itself; choose another name.")
+            return None
+        try:
+            save_mask_png(target, doc.mask)
+        except (OSError, ValueError) as err:
+            window.show_error("Mask not saved", str(err))
+            return None
+        window.statusBar().showMessage(f"Mask saved to {target} (pixel values are class ids)", 8000)
+        return target
 
     def _update_enabled(self) -> None:
         self.window.actions.export_dataset.setEnabled(bool(self.window.documents) and not self.busy())

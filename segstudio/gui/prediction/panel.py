@@ -14,7 +14,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-DEVICE_CHOICES = [("Automatic (GPU if present)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps")]
+from segstudio.gui.model_host import DEVICE_CHOICES
+
 OVERLAY_CHOICES = [("Mask", "mask"), ("Confidence", "confidence"), ("Uncertainty", "uncertainty")]
 
 

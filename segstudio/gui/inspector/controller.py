@@ -1,8 +1,9 @@
-"""Connects the inspector dock to the window: the Model panel's choice, the canvas view, probe clicks,
-the worker thread and the overlay on the image.
+"""Connects the inspector dock to the window: the selected model, the canvas view, probe clicks,
+the model host's thread and the overlay on the image.
 
 Taps are only ever computed for a bounded region (the view, or a window around a clicked pixel), never for
 a whole large image, and only when the user asks: moving the view marks the result as out of date.
+Nothing is loaded for a hidden inspector: the model's taps are listed when the dock is first shown.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QPen
 from PySide6.QtWidgets import QFileDialog, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
 
 from segstudio.engine.inspect import Inspection, probe_pixel
-from segstudio.gui.inspector_worker import InspectorService, ModelDescription
-from segstudio.gui.panels.inspector import InspectorPanel
+from segstudio.gui.inspector.panel import InspectorPanel
+from segstudio.gui.model_host import ModelDescription
 
 
 class InspectorController(QObject):
@@ -35,21 +36,20 @@ class InspectorController(QObject):
         self.dock.dockLocationChanged.connect(self._on_dock_moved)
         self.panel.set_wide(True)
         self.dock.hide()
-        prediction = getattr(window, "prediction", None)
-        self.model_panel = getattr(prediction, "panel", None)
         self.show_action = QAction("&Look Inside the Network", window)
         self.show_action.setShortcut(QKeySequence("Ctrl+Shift+I"))
         self.show_action.setStatusTip("Feature maps and skip connections of the selected model on this image")
         self.show_action.triggered.connect(self.show_dock)
         window.menus["model"].addAction(self.show_action)
         window.actions.register(self.show_action)
-        self.service = InspectorService(self)
+        self.host = window.model_host
         self.description: ModelDescription | None = None
         self.inspection: Inspection | None = None
         self.probe = None
         self.last_error: str | None = None
         self.last_saved: Path | None = None
         self._source = None  # library id, or a (model, meta) pair given to use_model()
+        self._asked_about = None  # the source whose taps were last asked for
         self._requested_view = None
         self._pending_probe: tuple[float, float] | None = None
         self._probe_press = False
@@ -77,25 +77,25 @@ class InspectorController(QObject):
         self.panel.save_png_requested.connect(lambda: self.save_view_png())
         self.panel.save_tap_requested.connect(lambda: self.save_tap())
         self.dock.visibilityChanged.connect(self._on_dock_visibility)
-        self.service.described.connect(self._on_described)
-        self.service.finished.connect(self._on_finished)
-        self.service.failed.connect(self._on_failed)
+        self.host.finished.connect(self._on_host_finished)
+        self.host.failed.connect(self._on_failed)
+        self.host.cancelled.connect(lambda job: self._update_enabled())
         window.document_changed.connect(self._on_document_changed)
         self.canvas.zoom_changed.connect(lambda _z: self._mark_if_stale())
         self.canvas.horizontalScrollBar().valueChanged.connect(lambda _v: self._mark_if_stale())
         self.canvas.verticalScrollBar().valueChanged.connect(lambda _v: self._mark_if_stale())
         self.canvas.viewport().installEventFilter(self)
-        window.installEventFilter(self)
-        if self.model_panel is not None:
-            self.model_panel.model_changed.connect(self._on_model_changed)
-            if self.model_panel.model_id() is not None:
-                self._on_model_changed(self.model_panel.model_id())
+        self.host.selection_changed.connect(self._on_model_changed)
+        if self.host.selected_model() is not None:
+            self._on_model_changed(self.host.selected_model())
         self._update_enabled()
 
     # --- model ---------------------------------------------------------------------------------
 
     def _on_dock_visibility(self, shown: bool) -> None:
-        if not shown:
+        if shown:
+            self._describe_if_shown()
+        else:
             self.panel.probe_button.setChecked(False)
 
     def _on_dock_moved(self, area) -> None:
@@ -112,10 +112,11 @@ class InspectorController(QObject):
             QTimer.singleShot(0, lambda: self.window.resizeDocks(
                 [self.dock], [max(300, int(self.window.height() * 0.45))], Qt.Orientation.Vertical))
     def _device(self) -> str:
-        return self.model_panel.device() if self.model_panel is not None else "auto"
+        return self.host.device()
 
-    def _on_model_changed(self, model_id: str) -> None:
-        self.use_model(model_id)
+    def _on_model_changed(self, model_id: str | None) -> None:
+        if model_id is not None:
+            self.use_model(model_id)
 
     def use_model(self, source) -> None:
         """Inspect a library model (id, family name or path) or a ready (nn.Module, ModelMeta | None) pair."""
@@ -124,7 +125,21 @@ class InspectorController(QObject):
         self._clear_result()
         self.panel.set_specs([])
         self.panel.set_model_text("Loading the model's taps…")
-        self.service.describe(source, self._device(), tag=source)
+        self._asked_about = None
+        self._describe_if_shown()
+
+    def _describe_if_shown(self) -> None:
+        # Listing the taps loads the model: only for an inspector the user has opened.
+        if self._source is None or self._asked_about is self._source or not self.dock.isVisible():
+            return
+        self._asked_about = self._source
+        self.host.submit("describe", self._source, device=self._device(), tag=self._source)
+
+    def _on_host_finished(self, job, result) -> None:
+        if job.kind == "describe":
+            self._on_described(job, result)
+        elif job.kind == "inspect":
+            self._on_finished(job, result)
 
     def _on_described(self, job, description: ModelDescription) -> None:
         if job.tag is not self._source:
@@ -162,14 +177,15 @@ class InspectorController(QObject):
         pixels = self._pixels()
         if pixels is None or self.description is None:
             return False
-        self.service.inspect(self._source, self._device(), pixels, tag=(self.window.current, self._source), **request)
+        self.host.submit("inspect", self._source, device=self._device(), pixels=pixels, request=request,
+                         tag=(self.window.current, self._source))
         self._update_enabled()
         return True
 
     def _on_finished(self, job, inspection: Inspection) -> None:
         self._update_enabled()
         doc, source = job.tag
-        if doc is not self.window.current or source is not self._source or self.service.busy():
+        if doc is not self.window.current or source is not self._source or self.host.busy("inspect"):
             return  # a newer request is on its way, or the user moved on
         self.inspection = inspection
         self.panel.set_inspection(inspection)
@@ -184,6 +200,8 @@ class InspectorController(QObject):
                 self.probe_at(px, py)
 
     def _on_failed(self, job, message: str) -> None:
+        if job.kind not in ("describe", "inspect"):
+            return
         self._update_enabled()
         self.last_error = message
         if job.kind == "describe":
@@ -231,9 +249,6 @@ class InspectorController(QObject):
             self._pending_probe = (x, y)
 
     def eventFilter(self, obj, event) -> bool:
-        if obj is self.window and event.type() == QEvent.Type.Close:
-            self.shutdown()
-            return False
         # Test the event type first: while the window is torn down the canvas may already be gone.
         if event.type() in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease) \
                 and obj is self.canvas.viewport():
@@ -352,10 +367,7 @@ class InspectorController(QObject):
         self._update_enabled()
 
     def _update_enabled(self) -> None:
-        busy = self.service.busy()
+        busy = self.host.busy("inspect")
         self.panel.set_busy(busy)
         ready = self.window.current is not None and self.description is not None
         self.panel.compute_button.setEnabled(ready and not busy)
-
-    def shutdown(self) -> None:
-        self.service.shutdown()

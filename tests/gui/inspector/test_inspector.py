@@ -381,13 +381,13 @@ def test_inspector_works_again_after_a_cancelled_close(make_window, qtbot, smoot
     win = make_window()
     win.open_paths([smooth_tif])
     use_align_net(qtbot, win)
-    win.inspector.shutdown()  # what a close does, before the window may decide to stay open
+    win.model_host.shutdown()  # what a close does, before the window may decide to stay open
     assert compute(qtbot, win) is not None
 
 
 def test_a_constant_map_is_drawn_flat_not_as_stretched_rounding_noise():
     from segstudio.engine.inspect import to_input_grid
-    from segstudio.gui.inspector_render import normalise, value_range
+    from segstudio.gui.inspector.render import normalise, value_range
 
     # A global-average branch (PSPNet bin 1): one value stretched over the map by bilinear interpolation,
     # which leaves float32 rounding differences in the last bits.

@@ -14,9 +14,8 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 
 from segstudio.core.document import ImageStatus
-from segstudio.gui.panels.model_panel import ModelPanel
+from segstudio.gui.prediction.panel import ModelPanel
 from segstudio.gui.progress import JobProgress
-from segstudio.gui.workers import PredictionService
 
 
 # Importing these pulls in torch (seconds). They are imported on a background thread so the window
@@ -25,7 +24,11 @@ _ENGINE_MODULES = ("segstudio.models.library", "segstudio.engine.predict")
 
 
 class PredictionController(QObject):
+    """The Model dock and Predict. Other features ask it, not its panel, which model is chosen."""
+
     engine_ready = Signal()
+    model_changed = Signal(str)  # library id of the newly chosen model
+    classes_offered = Signal(object)  # ClassTable of the model that just predicted
     _imported = Signal(str)
 
     def __init__(self, window) -> None:
@@ -35,7 +38,7 @@ class PredictionController(QObject):
         self.dock = window.add_panel(self.panel, "Model")
         self.progress = JobProgress()
         window.statusBar().addWidget(self.progress)
-        self.service = PredictionService(self)
+        self.host = window.model_host
         self.library = None
         self.ready = False
         self.pending_model: str | None = None
@@ -43,12 +46,13 @@ class PredictionController(QObject):
 
         self.panel.predict_requested.connect(self.predict)
         self.panel.overlay_mode_changed.connect(self._show_overlay)
-        self.progress.cancel_requested.connect(self.service.cancel)
-        self.service.progress.connect(self._on_progress)
-        self.service.finished.connect(self._on_finished)
-        self.service.failed.connect(self._on_failed)
-        self.service.cancelled.connect(self._on_cancelled)
-        self.service.model_ready.connect(self._on_model_ready)
+        self.panel.model_changed.connect(self._on_model_changed)
+        self.panel.device_combo.currentIndexChanged.connect(lambda _i: self._select_in_host())
+        self.progress.cancel_requested.connect(lambda: self.host.cancel("predict"))
+        self.host.progress.connect(self._on_progress)
+        self.host.finished.connect(self._on_finished)
+        self.host.failed.connect(self._on_failed)
+        self.host.cancelled.connect(self._on_cancelled)
         window.actions.predict.triggered.connect(lambda: self.predict(False))
         window.actions.predict_replace.triggered.connect(lambda: self.predict(True))
         window.document_changed.connect(self._on_document_changed)
@@ -89,7 +93,25 @@ class PredictionController(QObject):
             entries, active = [], None
             self.window.show_error("Model library", f"The model library could not be read: {err}")
         self.panel.set_models(entries, active)
+        self._select_in_host()
         self._update_enabled()
+
+    def model_id(self) -> str | None:
+        """Library id of the chosen model, None while the library is empty or loading."""
+        return self.panel.model_id()
+
+    def device(self) -> str:
+        return self.panel.device()
+
+    def has_models(self) -> bool:
+        return self.panel.model_combo.count() > 0
+
+    def _on_model_changed(self, model_id: str) -> None:
+        self._select_in_host()
+        self.model_changed.emit(model_id)
+
+    def _select_in_host(self) -> None:
+        self.host.select(self.panel.model_id(), self.panel.device())
 
     def select_model(self, ref: str) -> bool:
         if self.library is None:
@@ -111,7 +133,7 @@ class PredictionController(QObject):
 
         doc = self.window.current
         model_id = self.panel.model_id()
-        if doc is None or model_id is None or self.service.busy():
+        if doc is None or model_id is None or self.host.busy("predict"):
             return
         settings = PredictSettings(
             tile=self.panel.tile_spin.value(), overlap=self.panel.overlap_spin.value(), device=self.panel.device()
@@ -119,19 +141,23 @@ class PredictionController(QObject):
         pixels = doc.image.pixels
         if doc.display_channels:
             pixels = pixels[..., list(doc.display_channels)]
-        self.service.submit(model_id, self.panel.device(), pixels, settings, tag=doc, replace_all=replace_all)
+        self.host.submit("predict", model_id, device=self.panel.device(), pixels=pixels, settings=settings, tag=doc,
+                         replace_all=replace_all)
         self.progress.start(f"Predicting {doc.title}")
         self._update_enabled()
 
     def _on_progress(self, job, done: int, total: int) -> None:
-        self.progress.update_progress(done, total)
+        if job.kind == "predict":
+            self.progress.update_progress(done, total)
 
     def _on_finished(self, job, result) -> None:
+        if job.kind != "predict":
+            return
         self.progress.finish()
         doc = job.tag
         if doc in self.window.documents:
             self._adopt_model_classes(job.extra.get("model_classes"))
-            self._apply(doc, result, job.extra.get("replace_all", False), job.model_ref)
+            self._apply(doc, result, job.extra.get("replace_all", False), job.model)
         if result.notes:
             self.window.statusBar().showMessage("; ".join(result.notes), 10000)
         self._update_enabled()
@@ -146,7 +172,7 @@ class PredictionController(QObject):
             table = ClassTable.from_list(classes)
         except ValueError:
             return  # a model with a malformed class list still predicts; ids show with default colours
-        self.window.editing.classes.adopt(table)
+        self.classes_offered.emit(table)
 
     def _apply(self, doc, result, replace_all: bool, model_ref: str) -> None:
         diff = doc.model.prediction_diff(result.labels, replace_all=replace_all)
@@ -160,21 +186,22 @@ class PredictionController(QObject):
             self._show_overlay(self.panel.overlay_mode())
 
     def _on_failed(self, job, message: str) -> None:
+        if job.kind != "predict":
+            return
         self.progress.finish()
         self.last_error = message
         self.window.show_error("Prediction failed", f"Predicting {job.tag.title} failed.\n\n{message}")
         self._update_enabled()
 
     def _on_cancelled(self, job) -> None:
+        if job.kind != "predict":
+            return
         self.progress.finish()
         self.window.statusBar().showMessage(f"Prediction of {job.tag.title} cancelled; the mask is unchanged.", 6000)
         self._update_enabled()
 
-    def _on_model_ready(self, model_id: str, device_label: str, _notes: str) -> None:
-        self.window.device_label.setText(device_label)
-
     def _cancel_if_busy(self) -> None:
-        if self.service.busy():
+        if self.host.busy("predict"):
             self.progress.request_cancel()
 
     # --- view ----------------------------------------------------------------------------------
@@ -192,13 +219,10 @@ class PredictionController(QObject):
         self._update_enabled()
 
     def _update_enabled(self) -> None:
-        busy = self.service.busy()
+        busy = self.host.busy("predict")
         ready = self.window.current is not None and self.panel.model_id() is not None and not busy
         self.window.actions.predict.setEnabled(ready)
         self.window.actions.predict_replace.setEnabled(ready)
         self.panel.set_busy(busy)
         self.panel.predict_button.setEnabled(ready)
         self.panel.overlay_combo.setEnabled(self.window.current is not None and self.window.current.prediction is not None)
-
-    def shutdown(self) -> None:
-        self.service.shutdown()

@@ -50,7 +50,7 @@ def known_answer(monkeypatch):
 
 
 def click_predict(qtbot, window):
-    with qtbot.waitSignal(window.prediction.service.finished, timeout=60_000):
+    with qtbot.waitSignal(window.model_host.finished, timeout=60_000):
         qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
 
 
@@ -66,7 +66,7 @@ def test_predict_fills_the_overlay_from_the_worker(window, qtbot, tiny_model, di
     alpha = window.canvas.overlay._rgba[..., 3]
     assert (alpha[expected == 1] > 0).all() and (alpha[expected == 0] == 0).all()
     assert doc.status.value == "predicted" and doc.undo_stack.count() == 1
-    assert "CPU" in window.device_label.text()
+    assert "CPU" in window.status.device_label.text()
     # The confidence view shows a map over the image; switching back hides it.
     panel = window.prediction.panel
     assert panel.overlay_combo.isEnabled()
@@ -100,7 +100,7 @@ def test_real_tiny_model_runs_in_the_worker_and_window_stays_responsive(window, 
     window.prediction.reload_models()
     (doc,) = window.open_paths([dim16_tiff])
     seen = []
-    window.prediction.service.progress.connect(lambda job, done, total: seen.append((done, total)))
+    window.model_host.progress.connect(lambda job, done, total: seen.append((done, total)))
     click_predict(qtbot, window)
     assert seen and seen[-1][0] == seen[-1][1]
     assert doc.prediction.labels.shape == (48, 64)
@@ -117,12 +117,12 @@ def test_cancel_leaves_the_previous_mask(window, qtbot, tiny_model, dim16_tiff, 
     before = doc.mask.copy()
 
     def cancelled_predict(self, pixels, settings=None, progress=None, cancel=None):
-        window.prediction.service.cancel()  # the user pressed Cancel while tiles were running
+        window.model_host.cancel()  # the user pressed Cancel while tiles were running
         assert cancel is not None and cancel()
         raise predict_module.PredictionCancelled()
 
     monkeypatch.setattr(predict_module.Predictor, "predict", cancelled_predict)
-    with qtbot.waitSignal(window.prediction.service.cancelled, timeout=60_000):
+    with qtbot.waitSignal(window.model_host.cancelled, timeout=60_000):
         qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
     np.testing.assert_array_equal(doc.mask, before)
     assert "cancelled" in window.statusBar().currentMessage()
@@ -138,7 +138,7 @@ def test_a_failing_model_is_reported_and_the_window_keeps_working(window, qtbot,
     monkeypatch.setattr(library.ModelLibrary, "load", broken)
     window.prediction.reload_models()
     window.open_paths([dim16_tiff])
-    with qtbot.waitSignal(window.prediction.service.failed, timeout=60_000):
+    with qtbot.waitSignal(window.model_host.failed, timeout=60_000):
         qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
     assert "truncated" in window.last_error and "dim16.tif" in window.last_error
     assert window.actions.predict.isEnabled()
@@ -154,7 +154,7 @@ def test_on_cpu_progress_and_cancel_come_after_every_tile(window, qtbot, tiny_mo
     window.prediction.panel.tile_spin.setValue(64)
     window.prediction.panel.device_combo.setCurrentIndex(window.prediction.panel.device_combo.findData("cpu"))
     seen = []
-    window.prediction.service.progress.connect(lambda job, done, total: seen.append((done, total)))
+    window.model_host.progress.connect(lambda job, done, total: seen.append((done, total)))
     click_predict(qtbot, window)
     total = seen[-1][1]
     assert total > 4 and [d for d, _ in seen] == list(range(1, total + 1))
@@ -200,7 +200,7 @@ def test_escape_cancels_a_running_prediction(window, qtbot, tiny_model, dim16_ti
     monkeypatch.setattr(predict_module.Predictor, "predict", slow_predict)
     qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
     assert window.prediction.progress.isVisible() and not window.actions.predict.isEnabled()
-    with qtbot.waitSignal(window.prediction.service.cancelled, timeout=30_000):
+    with qtbot.waitSignal(window.model_host.cancelled, timeout=30_000):
         qtbot.keyClick(window, Qt.Key.Key_Escape)
     np.testing.assert_array_equal(doc.mask, before)
     assert not window.prediction.progress.isVisible() and window.actions.predict.isEnabled()

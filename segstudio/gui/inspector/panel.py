@@ -1,7 +1,8 @@
 """Network inspector dock: the active model's taps, the region they were computed on, and three views of
 them (channel grid, skip connections side by side, pixel probe), plus export.
 
-The panel shows state and forwards intent; gui/inspector.py runs the passes and talks to the canvas.
+The panel shows state and forwards intent; inspector/controller.py asks the model host for the passes
+and talks to the canvas.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.engine.inspect import Inspection
-from segstudio.gui.panels.inspector_grid import ChannelBrowser
-from segstudio.gui.panels.inspector_probe import KIND_COLOURS, ProbeChart
-from segstudio.gui.panels.inspector_skips import SkipComparisonView
+from segstudio.gui.inspector.grid import ChannelBrowser
+from segstudio.gui.inspector.probe import KIND_COLOURS, ProbeChart
+from segstudio.gui.inspector.skips import SkipComparisonView
 
 # Display groups in the order data flows through a segmentation network. Context branches (ASPP, pyramid
 # pooling, the U-Net bottleneck, FCN's fc6/fc7) sit between encoder and decoder, so they get their own group.

@@ -13,7 +13,10 @@ from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence, QUndoGrou
 from PySide6.QtWidgets import QColorDialog, QMessageBox
 
 from segstudio.gui.documents.autosave import AutosaveController
-from segstudio.gui.canvas.tools import (
+from segstudio.gui.documents.document import ImageDocument
+from segstudio.gui.editing.classes import SessionClasses
+from segstudio.gui.editing.classes_panel import ClassesPanel
+from segstudio.gui.editing.tools import (
     MAX_BRUSH_RADIUS,
     BrushTool,
     DeleteObjectTool,
@@ -22,11 +25,8 @@ from segstudio.gui.canvas.tools import (
     FillTool,
     PolygonTool,
 )
-from segstudio.gui.classes import SessionClasses
-from segstudio.gui.documents.document import ImageDocument
 from segstudio.gui.documents.images_panel import ImagesPanel
-from segstudio.gui.panels.classes_panel import ClassesPanel
-from segstudio.gui.panels.tools_panel import ToolsPanel
+from segstudio.gui.editing.tools_panel import ToolsPanel
 
 
 @dataclass(frozen=True)

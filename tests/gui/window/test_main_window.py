@@ -1,5 +1,4 @@
 """The first window: opening images, what the canvas shows, errors that do not stop the program."""
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
@@ -44,8 +43,8 @@ def test_status_bar_reports_pixel_position_value_and_label(window, dim16_tiff, q
     qtbot.wait(50)  # let the view settle its geometry before mapping image coordinates to the screen
     view_point = window.canvas.mapFromScene(QPointF(25.5, 15.5))
     qtbot.mouseMove(window.canvas.viewport(), view_point)
-    qtbot.waitUntil(lambda: "x 25" in window.position_label.text())
-    text = window.position_label.text()
+    qtbot.waitUntil(lambda: "x 25" in window.status.position_label.text())
+    text = window.status.position_label.text()
     assert "y 15" in text and "value 400" in text and "background" in text
 
 
@@ -114,7 +113,7 @@ def test_menus_exist_and_items_needing_an_image_are_greyed_out_until_one_is_open
 def test_channels_dialog_picks_channels_of_multichannel_tiff(window, tmp_path, monkeypatch):
     import tifffile
 
-    from segstudio.gui.dialogs import channels as channels_module
+    from segstudio.gui.canvas import channels as channels_module
 
     stack = np.zeros((4, 16, 16), np.uint16)
     stack[3, :, :8] = 1000  # only channel 4 has structure
@@ -136,25 +135,3 @@ def test_channels_dialog_picks_channels_of_multichannel_tiff(window, tmp_path, m
     assert shown[8, 2].mean() > 200 and shown[8, 12].mean() < 30
     # The image list's thumbnail follows the channels now shown.
     assert panel._thumbs[id(window.current)].toImage() != thumb_before
-
-
-def test_export_mask_writes_an_index_png_and_refuses_to_overwrite_the_image(window, dim16_tiff, tmp_path):
-    from segstudio.core.storage import load_mask_png
-
-    (doc,) = window.open_paths([dim16_tiff])
-    assert window.actions.export_mask.isEnabled()
-    doc.mask[5:9, 5:9] = 1
-    written = window.export_mask(tmp_path / "out" / "labels")
-    assert written is None and "folder" in window.last_error  # the folder does not exist: said, not crashed
-    (tmp_path / "out").mkdir()
-    written = window.export_mask(tmp_path / "out" / "labels")
-    assert written == tmp_path / "out" / "labels.png"
-    np.testing.assert_array_equal(load_mask_png(written), doc.mask)
-
-    import cv2
-
-    png = tmp_path / "slide.png"
-    cv2.imwrite(str(png), np.full((8, 8), 50, np.uint8))
-    window.open_paths([png])
-    assert window.export_mask(png) is None and "image itself" in window.last_error
-    assert cv2.imread(str(png), cv2.IMREAD_UNCHANGED).max() == 50  # the source image is untouched

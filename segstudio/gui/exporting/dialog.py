@@ -26,11 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.core.document import ImageStatus
-
-#: The dataset folder of the last export; Fine-tune offers it as its training data.
-LAST_DATASET_KEY = "dataset/last_folder"
-NNUNET_KEY = "dataset/nnunet"
-NNUNET_FOLDER_KEY = "dataset/nnunet_folder"
+from segstudio.gui.settings import LAST_DATASET_KEY, NNUNET_FOLDER_KEY, NNUNET_KEY
 
 
 def worth_exporting(doc) -> bool:

@@ -26,7 +26,7 @@ from segstudio.engine.inspect import (
     sort_channels,
     to_input_grid,
 )
-from segstudio.gui.inspector_render import colourise, is_flat, label_colours, normalise, rgb_pixmap, value_range
+from segstudio.gui.inspector.render import colourise, is_flat, label_colours, normalise, rgb_pixmap, value_range
 
 CELL = 132
 STRONGEST = 3

@@ -1,0 +1,13 @@
+"""Every QSettings key the window stores between sessions, in one place.
+
+Features that share a remembered value (the export dialog writes the dataset folder that the fine-tune
+dialog offers next) import the key from here instead of from each other.
+"""
+from __future__ import annotations
+
+LAST_FOLDER_KEY = "last_folder"  # where File > Open last looked
+WINDOW_GEOMETRY_KEY = "window/geometry"
+WINDOW_STATE_KEY = "window/state"  # docks and toolbars
+LAST_DATASET_KEY = "dataset/last_folder"  # written by Export to Dataset, offered by Fine-tune
+NNUNET_KEY = "dataset/nnunet"
+NNUNET_FOLDER_KEY = "dataset/nnunet_folder"
