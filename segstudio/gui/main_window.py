@@ -29,7 +29,7 @@ from segstudio.gui.editing import EditingController
 from segstudio.gui.exporting import ExportController
 from segstudio.gui.inspector import InspectorController
 from segstudio.gui.prediction import PredictionController
-from segstudio.gui.training import TrainingController
+from segstudio.gui.training.controller import TrainingController
 
 APP_TITLE = "segstudio"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from segstudio.engine.distributed import DistContext, parameter_fingerprint, unwrap_model, wrap_model
-from tests.engine.test_train import active_id, requires_contract, save_base_model, write_dataset
+from segstudio.engine.training.distributed import DistContext, parameter_fingerprint, unwrap_model, wrap_model
+from tests.engine.training.test_loop import active_id, requires_contract, save_base_model, write_dataset
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_single_process_context_is_inert(monkeypatch):

@@ -34,8 +34,9 @@ def _add_predict(sub) -> None:
 
 # --- train -------------------------------------------------------------------------------------
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="fine-tune a model version on dataset folders")
-    p.set_defaults(handler="segstudio.engine.train_cli:run", configure="segstudio.engine.train_cli:add_arguments")
+    from segstudio.cli import train
+
+    train.register(sub)
 
 
 # --- export ------------------------------------------------------------------------------------
@@ -82,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or (argv[0] not in known and argv[0] not in ("-h", "--help", "--version")):
         argv = ["gui", *argv]
     # Sub-commands with many options declare them in their own module (imported only when used).
-    if argv[0] in ("train", "export") and len(argv) >= 1:
+    if argv[0] == "export":
         sub_action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         sub_parser = sub_action.choices[argv[0]]
         configure = sub_parser.get_default("configure")
@@ -93,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from segstudio.gui.app import run_app
 
         return run_app(images=args.images, sample=args.sample, model=args.model)
+    if hasattr(args, "run"):
+        return int(args.run(args))
     handler = _resolve(args.handler)
     return int(handler(args) or 0)
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from segstudio.engine.training import events
 from segstudio.gui.progress import format_eta
 
 LOSS_COLOR = QColor(52, 120, 246)
@@ -234,10 +235,11 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.notes)
         self._last: dict = {}
 
-    def begin(self, request) -> None:
+    def begin(self, config) -> None:
+        """A run of `config` (an engine.training.config.TrainConfig) is starting."""
         self.plot.clear()
         self._last = {}
-        self.title.setText(f"Fine-tuning <b>{request.base}</b>: loading the datasets and the model...")
+        self.title.setText(f"Fine-tuning <b>{config.base}</b>: loading the datasets and the model...")
         self.bar.setRange(0, 0)  # busy until the child reports its number of steps
         self.eta.setText("")
         self.stats.setText("")
@@ -249,57 +251,54 @@ class TrainingPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.cancel_button.setText("Cancelling...")
 
-    def handle_event(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "start":
+    def handle_event(self, event: events.TrainingEvent) -> None:
+        if isinstance(event, events.Started):
             self._on_start(event)
-        elif kind == "evaluated" and event.get("model") == "parent":
-            val = event.get("val") or {}
-            self.plot.set_parent_iou(val.get("mean_iou") if isinstance(val.get("mean_iou"), (int, float)) else None)
-        elif kind == "step":
+        elif isinstance(event, events.Evaluated) and event.model == "parent":
+            iou = (event.val or {}).get("mean_iou")
+            self.plot.set_parent_iou(iou if isinstance(iou, (int, float)) else None)
+        elif isinstance(event, events.StepProgress):
             self._on_step(event)
-        elif kind == "epoch":
-            val = event.get("val") or {}
-            iou = val.get("mean_iou")
-            step = event.get("step", self._last.get("step", 0))
-            if isinstance(iou, (int, float)) and isinstance(step, (int, float)):
+        elif isinstance(event, events.EpochProgress):
+            iou = (event.val or {}).get("mean_iou")
+            step = event.step if event.step is not None else self._last.get("step", 0)
+            if isinstance(iou, (int, float)):
                 self.plot.add_iou(int(step), float(iou))
-            self._last["epoch"] = event.get("epoch")
+            self._last["epoch"] = event.epoch
             self._last["val_iou"] = iou
             self._show_stats()
-        elif kind == "oom":
-            self._add_note(f"Out of memory: {event.get('action', '')}")
-        elif kind == "error":
-            self._add_note(f"Error: {event.get('message', '')}")
+        elif isinstance(event, events.OutOfMemory):
+            self._add_note(f"Out of memory: {event.action}")
+        elif isinstance(event, events.Failed):
+            self._add_note(f"Error: {event.message}")
 
-    def _on_start(self, event: dict) -> None:
-        steps = event.get("steps")
-        if isinstance(steps, int) and steps > 0:
-            self.plot.set_total_steps(steps)
-            self.bar.setRange(0, steps)
+    def _on_start(self, event: events.Started) -> None:
+        if event.steps is not None and event.steps > 0:
+            self.plot.set_total_steps(event.steps)
+            self.bar.setRange(0, event.steps)
             self.bar.setValue(0)
+        unknown = "?"
         self.title.setText(
-            f"Fine-tuning <b>{event.get('base', '')}</b> into a new <b>{event.get('name', '')}</b> version on "
-            f"{event.get('train_images', '?')} images ({event.get('val_images', '?')} for validation), "
-            f"{event.get('device', '')}")
-        for note in event.get("notes") or []:
+            f"Fine-tuning <b>{event.base or ''}</b> into a new <b>{event.name or ''}</b> version on "
+            f"{event.train_images if event.train_images is not None else unknown} images "
+            f"({event.val_images if event.val_images is not None else unknown} for validation), "
+            f"{event.device or ''}")
+        for note in event.notes:
             self._add_note(str(note))
 
-    def _on_step(self, event: dict) -> None:
-        step, steps = event.get("step"), event.get("steps")
-        if not isinstance(step, int) or not isinstance(steps, int):
+    def _on_step(self, event: events.StepProgress) -> None:
+        step, steps = event.step, event.steps
+        if step is None or steps is None:
             return
         if steps != self.plot.total_steps:  # the plan changes after an out-of-memory retry
             self.plot.set_total_steps(steps)
         self.bar.setRange(0, max(1, steps))
         self.bar.setValue(min(step, steps))
-        loss = event.get("loss")
-        if isinstance(loss, (int, float)):
-            self.plot.add_loss(step, float(loss))
-        eta = event.get("eta_s")
-        self.eta.setText(format_eta(float(eta)) if isinstance(eta, (int, float)) else "")
-        self._last.update(step=step, steps=steps, loss=loss, lr=event.get("lr"),
-                          epoch=event.get("epoch", self._last.get("epoch")))
+        if event.loss is not None:
+            self.plot.add_loss(step, float(event.loss))
+        self.eta.setText(format_eta(float(event.eta_s)) if event.eta_s is not None else "")
+        self._last.update(step=step, steps=steps, loss=event.loss, lr=event.lr,
+                          epoch=event.epoch if event.epoch is not None else self._last.get("epoch"))
         self._show_stats()
 
     def _show_stats(self) -> None:
