@@ -90,7 +90,31 @@ class FineTuneDialog(QDialog):
         self.setWindowTitle("Fine-tune a Model")
         settings = QSettings()
         layout = QVBoxLayout(self)
+        layout.addWidget(self._data_box())
+        layout.addWidget(self._model_box())
+        layout.addWidget(self._training_box())
+        self.hint = QLabel("")
+        self.hint.setObjectName("fineTuneHint")
+        self.hint.setWordWrap(True)
+        layout.addWidget(self.hint)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.start_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.start_button.setText("Start")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
 
+        self._refused = ""  # why the folder the user last tried to add was refused
+        self._load_models(base)
+        self._restore(settings, device)
+        last_export = settings.value(LAST_DATASET_KEY, "")
+        if last_export and describe_dataset(last_export)[0]:
+            self.add_dataset(last_export)
+        self.dataset_list.itemSelectionChanged.connect(self._validate)
+        self._validate()
+
+    # --- form ----------------------------------------------------------------------------------
+    def _data_box(self) -> QGroupBox:
         data_box = QGroupBox("Training data: dataset folders written by File > Export to Dataset")
         data_layout = QVBoxLayout(data_box)
         self.dataset_list = QListWidget()
@@ -108,8 +132,9 @@ class FineTuneDialog(QDialog):
         buttons_row.addWidget(self.remove_button)
         buttons_row.addStretch(1)
         data_layout.addLayout(buttons_row)
-        layout.addWidget(data_box)
+        return data_box
 
+    def _model_box(self) -> QGroupBox:
         model_box = QGroupBox("Model")
         model_form = QFormLayout(model_box)
         self.base_combo = QComboBox()
@@ -120,8 +145,9 @@ class FineTuneDialog(QDialog):
         for text, value in DEVICE_CHOICES:
             self.device_combo.addItem(text, value)
         model_form.addRow("Device", self.device_combo)
-        layout.addWidget(model_box)
+        return model_box
 
+    def _training_box(self) -> QGroupBox:
         train_box = QGroupBox("Training")
         form = QFormLayout(train_box)
         # Numbers a few digits long: full-width boxes would only make them harder to scan.
@@ -162,27 +188,7 @@ class FineTuneDialog(QDialog):
         form.addRow("", self.augment_check)
         for spin in (self.length_spin, self.lr_spin, self.batch_spin, self.crop_spin, self.hand_weight_spin):
             spin.setMinimumWidth(110)
-        layout.addWidget(train_box)
-
-        self.hint = QLabel("")
-        self.hint.setObjectName("fineTuneHint")
-        self.hint.setWordWrap(True)
-        layout.addWidget(self.hint)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.start_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.start_button.setText("Start")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        layout.addWidget(self.buttons)
-
-        self._refused = ""  # why the folder the user last tried to add was refused
-        self._load_models(base)
-        self._restore(settings, device)
-        last_export = settings.value(LAST_DATASET_KEY, "")
-        if last_export and describe_dataset(last_export)[0]:
-            self.add_dataset(last_export)
-        self.dataset_list.itemSelectionChanged.connect(self._validate)
-        self._validate()
+        return train_box
 
     # --- content -------------------------------------------------------------------------------
     def _load_models(self, base: str | None) -> None:

@@ -109,34 +109,8 @@ class LossIouPlot(QWidget):
         def y_iou(value: float) -> float:
             return rect.bottom() - rect.height() * min(max(value, 0.0), 1.0)
 
-        # Grid and axes: four horizontal divisions shared by both scales. Without data there is no scale
-        # to label yet, only the frame and a line saying what will appear.
         empty = not self.losses and not self.ious
-        metrics = painter.fontMetrics()
-        for k in range(5):
-            y = rect.bottom() - rect.height() * k / 4
-            painter.setPen(QPen(grid_color, 1))
-            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
-            if empty:
-                continue
-            painter.setPen(LOSS_COLOR)
-            label = f"{loss_max * k / 4:.3g}"
-            painter.drawText(QRectF(0, y - 8, rect.left() - 6, 16),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)
-            painter.setPen(IOU_COLOR)
-            painter.drawText(QRectF(rect.right() + 6, y - 8, self.MARGIN_RIGHT - 6, 16),
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{k / 4:.2g}")
-        painter.setPen(QPen(text_color, 1))
-        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
-        if not empty:
-            tick = max(1, int(_nice_ceiling(x_max / 5)))
-            for step in range(0, x_max + 1, tick):
-                x = x_of(step)
-                painter.drawLine(QPointF(x, rect.bottom()), QPointF(x, rect.bottom() + 3))
-                painter.drawText(QRectF(x - 40, rect.bottom() + 4, 80, metrics.height()),
-                                 Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, str(step))
-            painter.drawText(QRectF(0, rect.bottom() + 4, rect.left() - 12, metrics.height()),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, "step")
+        self._draw_axes(painter, rect, x_max, loss_max, empty, text_color, grid_color)
 
         painter.save()
         painter.setClipRect(rect.adjusted(-4, -4, 4, 4))
@@ -166,6 +140,40 @@ class LossIouPlot(QWidget):
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "Waiting for the first training step...")
         self._draw_legend(painter, text_color)
         painter.end()
+
+    def _draw_axes(self, painter: QPainter, rect: QRectF, x_max: int, loss_max: float, empty: bool,
+                   text_color: QColor, grid_color: QColor) -> None:
+        # Grid and axes: four horizontal divisions shared by both scales. Without data there is no scale
+        # to label yet, only the frame and a line saying what will appear.
+        metrics = painter.fontMetrics()
+
+        def x_of(step: float) -> float:
+            return rect.left() + rect.width() * step / x_max
+
+        for k in range(5):
+            y = rect.bottom() - rect.height() * k / 4
+            painter.setPen(QPen(grid_color, 1))
+            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+            if empty:
+                continue
+            painter.setPen(LOSS_COLOR)
+            label = f"{loss_max * k / 4:.3g}"
+            painter.drawText(QRectF(0, y - 8, rect.left() - 6, 16),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)
+            painter.setPen(IOU_COLOR)
+            painter.drawText(QRectF(rect.right() + 6, y - 8, self.MARGIN_RIGHT - 6, 16),
+                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{k / 4:.2g}")
+        painter.setPen(QPen(text_color, 1))
+        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
+        if not empty:
+            tick = max(1, int(_nice_ceiling(x_max / 5)))
+            for step in range(0, x_max + 1, tick):
+                x = x_of(step)
+                painter.drawLine(QPointF(x, rect.bottom()), QPointF(x, rect.bottom() + 3))
+                painter.drawText(QRectF(x - 40, rect.bottom() + 4, 80, metrics.height()),
+                                 Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, str(step))
+            painter.drawText(QRectF(0, rect.bottom() + 4, rect.left() - 12, metrics.height()),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, "step")
 
     def _draw_legend(self, painter: QPainter, text_color: QColor) -> None:
         x, y = float(self.MARGIN_LEFT), 6.0

@@ -133,9 +133,9 @@ class TrainingProcess(QObject):
     # --- control -------------------------------------------------------------------------------
     def start(self, config: TrainConfig) -> None:
         """Run `segstudio train` with the options that describe `config`, reporting JSON lines."""
-        self.start_arguments(train_arguments(config))
+        self._launch(train_arguments(config))
 
-    def start_arguments(self, arguments: Sequence[str]) -> None:
+    def _launch(self, arguments: Sequence[str]) -> None:
         if self.running():
             raise RuntimeError("this training process is already running")
         process = QProcess(self)
