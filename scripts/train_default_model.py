@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from segstudio.core import synth  # noqa: E402
+from segstudio.engine.predict import Predictor, PredictSettings, prepare_input  # noqa: E402
 from segstudio.engine.training.augment import build_augmentation  # noqa: E402
-from segstudio.engine.predict import PredictSettings, Predictor, prepare_input  # noqa: E402
 from segstudio.engine.training.objective import segmentation_loss  # noqa: E402
 from segstudio.models.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
 from segstudio.models.registry import build_model  # noqa: E402

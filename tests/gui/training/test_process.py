@@ -4,7 +4,6 @@ from __future__ import annotations
 from segstudio.engine.training import events
 from segstudio.gui.training.process import JsonLinesParser
 
-
 # --- the event stream --------------------------------------------------------------------------
 STREAM = (b'{"event": "start", "steps": 3}\n'
           b'Warning: something a library printed\n'
