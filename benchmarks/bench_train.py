@@ -95,7 +95,7 @@ def plain_loop(model, images, labels, *, steps, warmup, batch, crop, lr, device,
     """The reference: tensors on the device, crops by indexing, nothing else. Returns images/s."""
     import torch
 
-    from segstudio.engine.train import segmentation_loss
+    from segstudio.engine.training.objective import segmentation_loss
 
     model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -154,7 +154,8 @@ def main(argv=None) -> int:
     from segstudio.engine.hostmem import keep_host_memory
     from segstudio.engine.hostmem import supported as hostmem_supported
     from segstudio.engine.predict import prepare_input
-    from segstudio.engine.train import TrainConfig, fine_tune
+    from segstudio.engine.training.config import TrainConfig
+    from segstudio.engine.training.loop import fine_tune
     from segstudio.models.checkpoint import ModelMeta, save_checkpoint
     from segstudio.models.library import ModelLibrary
     from segstudio.models.registry import build_model

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from segstudio import synth  # noqa: E402
-from segstudio.engine.augment import build_augmentation  # noqa: E402
 from segstudio.engine.predict import PredictSettings, Predictor, prepare_input  # noqa: E402
-from segstudio.engine.train import segmentation_loss  # noqa: E402
+from segstudio.engine.training.augment import build_augmentation  # noqa: E402
+from segstudio.engine.training.objective import segmentation_loss  # noqa: E402
 from segstudio.models.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
 from segstudio.models.registry import build_model  # noqa: E402
 

@@ -14,19 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]
 CONTRACTS = {contract["id"]: contract for contract in CONFIG["contracts"]}
 
-#: Contracts about packages that do not exist yet in this tree. While any module named here is missing, the
-#: contract is skipped with the reason shown in the test summary (lint-imports cannot check a missing
-#: module); once all exist it is enforced like the others. Delete an entry when its packages are in place.
-WAITING_FOR = {
-    "gui-features-independent": (
-        "segstudio.gui.documents", "segstudio.gui.editing", "segstudio.gui.prediction",
-        "segstudio.gui.inspector", "segstudio.gui.training", "segstudio.gui.exporting",
-    ),
-    "synth-on-core-only": ("segstudio.synth",),
-    "product-without-synth": ("segstudio.synth",),
-}
-
-
 def lint_imports(root: Path, *contract_ids: str) -> subprocess.CompletedProcess:
     """Run lint-imports on the pyproject.toml in `root`, importing the packages found there first."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(root), os.environ.get("PYTHONPATH"))))}
@@ -36,34 +23,10 @@ def lint_imports(root: Path, *contract_ids: str) -> subprocess.CompletedProcess:
                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
 
 
-def _missing_modules(root: Path, names) -> list[str]:
-    def exists(name: str) -> bool:
-        path = root.joinpath(*name.split("."))
-        return (path / "__init__.py").is_file() or path.with_suffix(".py").is_file()
-
-    return [name for name in names if not exists(name)]
-
-
-def test_every_waiting_contract_is_a_contract():
-    assert set(WAITING_FOR) <= set(CONTRACTS)
-
-
 def test_import_contracts_hold():
-    waiting = {cid for cid, modules in WAITING_FOR.items() if _missing_modules(ROOT, modules)}
-    enforced = [cid for cid in CONTRACTS if cid not in waiting]
-    assert enforced
-    result = lint_imports(ROOT, *enforced)
+    result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Contracts: {len(enforced)} kept, 0 broken." in result.stdout
-
-
-@pytest.mark.parametrize("contract_id", sorted(WAITING_FOR))
-def test_contracts_waiting_for_new_packages(contract_id):
-    missing = _missing_modules(ROOT, WAITING_FOR[contract_id])
-    if missing:
-        pytest.skip(f"contract {contract_id!r} waits for {', '.join(missing)}")
-    result = lint_imports(ROOT, contract_id)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in result.stdout
 
 
 # --- the same contracts catch planted violations --------------------------------------------------------

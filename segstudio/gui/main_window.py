@@ -23,7 +23,7 @@ from segstudio.gui.opening import OpeningController
 from segstudio.gui.prediction.controller import PredictionController
 from segstudio.gui.settings import WINDOW_GEOMETRY_KEY, WINDOW_STATE_KEY
 from segstudio.gui.status_bar import StatusLabels
-from segstudio.gui.training import TrainingController
+from segstudio.gui.training.controller import TrainingController
 
 APP_TITLE = "segstudio"
 

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from segstudio.engine.training import events
 from segstudio.gui.progress import format_eta
 
 LOSS_COLOR = QColor(52, 120, 246)
@@ -108,34 +109,8 @@ class LossIouPlot(QWidget):
         def y_iou(value: float) -> float:
             return rect.bottom() - rect.height() * min(max(value, 0.0), 1.0)
 
-        # Grid and axes: four horizontal divisions shared by both scales. Without data there is no scale
-        # to label yet, only the frame and a line saying what will appear.
         empty = not self.losses and not self.ious
-        metrics = painter.fontMetrics()
-        for k in range(5):
-            y = rect.bottom() - rect.height() * k / 4
-            painter.setPen(QPen(grid_color, 1))
-            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
-            if empty:
-                continue
-            painter.setPen(LOSS_COLOR)
-            label = f"{loss_max * k / 4:.3g}"
-            painter.drawText(QRectF(0, y - 8, rect.left() - 6, 16),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)
-            painter.setPen(IOU_COLOR)
-            painter.drawText(QRectF(rect.right() + 6, y - 8, self.MARGIN_RIGHT - 6, 16),
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{k / 4:.2g}")
-        painter.setPen(QPen(text_color, 1))
-        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
-        if not empty:
-            tick = max(1, int(_nice_ceiling(x_max / 5)))
-            for step in range(0, x_max + 1, tick):
-                x = x_of(step)
-                painter.drawLine(QPointF(x, rect.bottom()), QPointF(x, rect.bottom() + 3))
-                painter.drawText(QRectF(x - 40, rect.bottom() + 4, 80, metrics.height()),
-                                 Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, str(step))
-            painter.drawText(QRectF(0, rect.bottom() + 4, rect.left() - 12, metrics.height()),
-                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, "step")
+        self._draw_axes(painter, rect, x_max, loss_max, empty, text_color, grid_color)
 
         painter.save()
         painter.setClipRect(rect.adjusted(-4, -4, 4, 4))
@@ -165,6 +140,40 @@ class LossIouPlot(QWidget):
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "Waiting for the first training step...")
         self._draw_legend(painter, text_color)
         painter.end()
+
+    def _draw_axes(self, painter: QPainter, rect: QRectF, x_max: int, loss_max: float, empty: bool,
+                   text_color: QColor, grid_color: QColor) -> None:
+        # Grid and axes: four horizontal divisions shared by both scales. Without data there is no scale
+        # to label yet, only the frame and a line saying what will appear.
+        metrics = painter.fontMetrics()
+
+        def x_of(step: float) -> float:
+            return rect.left() + rect.width() * step / x_max
+
+        for k in range(5):
+            y = rect.bottom() - rect.height() * k / 4
+            painter.setPen(QPen(grid_color, 1))
+            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+            if empty:
+                continue
+            painter.setPen(LOSS_COLOR)
+            label = f"{loss_max * k / 4:.3g}"
+            painter.drawText(QRectF(0, y - 8, rect.left() - 6, 16),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)
+            painter.setPen(IOU_COLOR)
+            painter.drawText(QRectF(rect.right() + 6, y - 8, self.MARGIN_RIGHT - 6, 16),
+                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, f"{k / 4:.2g}")
+        painter.setPen(QPen(text_color, 1))
+        painter.drawLine(rect.bottomLeft(), rect.bottomRight())
+        if not empty:
+            tick = max(1, int(_nice_ceiling(x_max / 5)))
+            for step in range(0, x_max + 1, tick):
+                x = x_of(step)
+                painter.drawLine(QPointF(x, rect.bottom()), QPointF(x, rect.bottom() + 3))
+                painter.drawText(QRectF(x - 40, rect.bottom() + 4, 80, metrics.height()),
+                                 Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, str(step))
+            painter.drawText(QRectF(0, rect.bottom() + 4, rect.left() - 12, metrics.height()),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, "step")
 
     def _draw_legend(self, painter: QPainter, text_color: QColor) -> None:
         x, y = float(self.MARGIN_LEFT), 6.0
@@ -234,10 +243,11 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.notes)
         self._last: dict = {}
 
-    def begin(self, request) -> None:
+    def begin(self, config) -> None:
+        """A run of `config` (an engine.training.config.TrainConfig) is starting."""
         self.plot.clear()
         self._last = {}
-        self.title.setText(f"Fine-tuning <b>{request.base}</b>: loading the datasets and the model...")
+        self.title.setText(f"Fine-tuning <b>{config.base}</b>: loading the datasets and the model...")
         self.bar.setRange(0, 0)  # busy until the child reports its number of steps
         self.eta.setText("")
         self.stats.setText("")
@@ -249,57 +259,54 @@ class TrainingPanel(QWidget):
         self.cancel_button.setEnabled(False)
         self.cancel_button.setText("Cancelling...")
 
-    def handle_event(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "start":
+    def handle_event(self, event: events.TrainingEvent) -> None:
+        if isinstance(event, events.Started):
             self._on_start(event)
-        elif kind == "evaluated" and event.get("model") == "parent":
-            val = event.get("val") or {}
-            self.plot.set_parent_iou(val.get("mean_iou") if isinstance(val.get("mean_iou"), (int, float)) else None)
-        elif kind == "step":
+        elif isinstance(event, events.Evaluated) and event.model == "parent":
+            iou = (event.val or {}).get("mean_iou")
+            self.plot.set_parent_iou(iou if isinstance(iou, (int, float)) else None)
+        elif isinstance(event, events.StepProgress):
             self._on_step(event)
-        elif kind == "epoch":
-            val = event.get("val") or {}
-            iou = val.get("mean_iou")
-            step = event.get("step", self._last.get("step", 0))
-            if isinstance(iou, (int, float)) and isinstance(step, (int, float)):
+        elif isinstance(event, events.EpochProgress):
+            iou = (event.val or {}).get("mean_iou")
+            step = event.step if event.step is not None else self._last.get("step", 0)
+            if isinstance(iou, (int, float)):
                 self.plot.add_iou(int(step), float(iou))
-            self._last["epoch"] = event.get("epoch")
+            self._last["epoch"] = event.epoch
             self._last["val_iou"] = iou
             self._show_stats()
-        elif kind == "oom":
-            self._add_note(f"Out of memory: {event.get('action', '')}")
-        elif kind == "error":
-            self._add_note(f"Error: {event.get('message', '')}")
+        elif isinstance(event, events.OutOfMemory):
+            self._add_note(f"Out of memory: {event.action}")
+        elif isinstance(event, events.Failed):
+            self._add_note(f"Error: {event.message}")
 
-    def _on_start(self, event: dict) -> None:
-        steps = event.get("steps")
-        if isinstance(steps, int) and steps > 0:
-            self.plot.set_total_steps(steps)
-            self.bar.setRange(0, steps)
+    def _on_start(self, event: events.Started) -> None:
+        if event.steps is not None and event.steps > 0:
+            self.plot.set_total_steps(event.steps)
+            self.bar.setRange(0, event.steps)
             self.bar.setValue(0)
+        unknown = "?"
         self.title.setText(
-            f"Fine-tuning <b>{event.get('base', '')}</b> into a new <b>{event.get('name', '')}</b> version on "
-            f"{event.get('train_images', '?')} images ({event.get('val_images', '?')} for validation), "
-            f"{event.get('device', '')}")
-        for note in event.get("notes") or []:
+            f"Fine-tuning <b>{event.base or ''}</b> into a new <b>{event.name or ''}</b> version on "
+            f"{event.train_images if event.train_images is not None else unknown} images "
+            f"({event.val_images if event.val_images is not None else unknown} for validation), "
+            f"{event.device or ''}")
+        for note in event.notes:
             self._add_note(str(note))
 
-    def _on_step(self, event: dict) -> None:
-        step, steps = event.get("step"), event.get("steps")
-        if not isinstance(step, int) or not isinstance(steps, int):
+    def _on_step(self, event: events.StepProgress) -> None:
+        step, steps = event.step, event.steps
+        if step is None or steps is None:
             return
         if steps != self.plot.total_steps:  # the plan changes after an out-of-memory retry
             self.plot.set_total_steps(steps)
         self.bar.setRange(0, max(1, steps))
         self.bar.setValue(min(step, steps))
-        loss = event.get("loss")
-        if isinstance(loss, (int, float)):
-            self.plot.add_loss(step, float(loss))
-        eta = event.get("eta_s")
-        self.eta.setText(format_eta(float(eta)) if isinstance(eta, (int, float)) else "")
-        self._last.update(step=step, steps=steps, loss=loss, lr=event.get("lr"),
-                          epoch=event.get("epoch", self._last.get("epoch")))
+        if event.loss is not None:
+            self.plot.add_loss(step, float(event.loss))
+        self.eta.setText(format_eta(float(event.eta_s)) if event.eta_s is not None else "")
+        self._last.update(step=step, steps=steps, loss=event.loss, lr=event.lr,
+                          epoch=event.epoch if event.epoch is not None else self._last.get("epoch"))
         self._show_stats()
 
     def _show_stats(self) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from segstudio.engine.distributed import DistContext, parameter_fingerprint, unwrap_model, wrap_model
-from tests.engine.test_train import active_id, requires_contract, save_base_model, write_dataset
+from segstudio.engine.training.distributed import DistContext, parameter_fingerprint, unwrap_model, wrap_model
+from tests.engine.training.test_loop import active_id, save_base_model, write_dataset
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_single_process_context_is_inert(monkeypatch):
@@ -40,7 +40,6 @@ def test_fingerprint_sees_any_weight_change():
 
 @pytest.mark.slow
 def test_torchrun_two_cpu_ranks_write_one_version_with_identical_weights(tmp_path):
-    requires_contract()
     from segstudio.core.paths import user_models_dir
     from segstudio.models.library import ModelLibrary
 

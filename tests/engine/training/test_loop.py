@@ -16,31 +16,13 @@ import torch
 cv2 = pytest.importorskip("cv2")
 tifffile = pytest.importorskip("tifffile")
 
-from segstudio.engine.train import (  # noqa: E402
-    CropDataset,
-    TrainConfig,
-    TrainingError,
-    _Item,
-    encoder_modules,
-    encoder_parameters,
-    fine_tune,
-    holdout_split,
-    segmentation_loss,
-    set_train_mode,
-)
+from segstudio.engine.training import events  # noqa: E402
+from segstudio.engine.training.config import TrainConfig  # noqa: E402
+from segstudio.engine.training.errors import TrainingError  # noqa: E402
+from segstudio.engine.training.loop import fine_tune  # noqa: E402
 
 CLASSES = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "nucleus", "color": [255, 0, 0]}]
 TINY_UNET = {"depth": 2, "base_channels": 4}
-
-
-def _require(*modules: str) -> None:
-    for name in modules:
-        pytest.importorskip(name, reason=f"{name} (contract module) is not on this branch yet")
-
-
-def requires_contract():
-    _require("segstudio.models.registry", "segstudio.models.checkpoint", "segstudio.models.library",
-             "segstudio.core.dataset", "segstudio.engine.devices")
 
 
 # --- fixtures: data and models -------------------------------------------------------------------
@@ -134,7 +116,6 @@ def quick_config(base: str, data: Path, **overrides) -> TrainConfig:
 
 @pytest.fixture
 def blobs(tmp_path):
-    requires_contract()
     data = write_dataset(tmp_path / "blobs-data")
     base = save_base_model()
     return base, data
@@ -149,8 +130,8 @@ def test_fine_tune_beats_random_parent_and_records_lineage(blobs):
     base, data = blobs
     parent_path = ModelLibrary().find(base).path
     parent_bytes = parent_path.read_bytes()
-    events = []
-    result = fine_tune(quick_config(base, data, steps=60), progress=events.append)
+    progress = []
+    result = fine_tune(quick_config(base, data, steps=60), progress=progress.append)
 
     assert result.status == "done" and result.version == "blobs/v2"
     parent_iou = result.parent_metrics["mean_iou"]
@@ -168,20 +149,21 @@ def test_fine_tune_beats_random_parent_and_records_lineage(blobs):
     assert meta.metrics["parent_val"]["mean_iou"] == pytest.approx(parent_iou)
     assert ModelLibrary().lineage("blobs/v2") == ["blobs/v2", "blobs/v1"]
 
-    kinds = [e["event"] for e in events]
+    kinds = [e.kind for e in progress]
     assert kinds[0] == "start" and kinds[1] == "evaluated" and kinds[-1] == "done"
     assert "step" in kinds and "epoch" in kinds
-    steps = [e for e in events if e["event"] == "step"]
-    assert [s["step"] for s in steps] == list(range(1, 61))  # interval 0: every step reported
-    assert all(s["steps"] == 60 and s["eta_s"] >= 0 and s["lr"] > 0 for s in steps)
-    epoch = [e for e in events if e["event"] == "epoch"][-1]
-    assert set(epoch["val"]["iou"]) == {"background", "nucleus"}
-    assert events[-1]["child_metrics"]["mean_iou"] == pytest.approx(child_iou)
-    json.dumps(events)  # every event is plain JSON data
+    steps = [e for e in progress if isinstance(e, events.StepProgress)]
+    assert [s.step for s in steps] == list(range(1, 61))  # interval 0: every step reported
+    assert all(s.steps == 60 and s.eta_s >= 0 and s.lr > 0 for s in steps)
+    epoch = [e for e in progress if isinstance(e, events.EpochProgress)][-1]
+    assert set(epoch.val["iou"]) == {"background", "nucleus"}
+    assert progress[-1].child_metrics["mean_iou"] == pytest.approx(child_iou)
+    for event in progress:  # every event is plain JSON data and reads back as itself
+        assert events.from_json(event.to_json()) == event
+    json.dumps([e.to_dict() for e in progress])
 
 
 def test_weaker_child_is_saved_but_not_promoted_unless_forced(tmp_path):
-    requires_contract()
     good_data = write_dataset(tmp_path / "good")
     base = save_base_model()
     first = fine_tune(quick_config(base, good_data, steps=40))
@@ -201,21 +183,20 @@ def test_weaker_child_is_saved_but_not_promoted_unless_forced(tmp_path):
 
 
 def test_new_family_name_and_no_val_split_holds_out_by_hash(tmp_path):
-    requires_contract()
     data = write_dataset(tmp_path / "all-train", n=10, val_every=None)
     base = save_base_model()
-    events = []
-    result = fine_tune(quick_config(base, data, steps=4, name="blobs-lab2"), progress=events.append)
+    progress = []
+    result = fine_tune(quick_config(base, data, steps=4, name="blobs-lab2"), progress=progress.append)
     assert result.version == "blobs-lab2/v1"
-    start = events[0]
-    assert start["val_source"] == "holdout" and start["val_images"] >= 1
-    assert start["val_images"] + start["train_images"] == 10
-    assert any("holding out" in n for n in start["notes"])
-    assert result.child_metrics["images"] == start["val_images"]
+    start = progress[0]
+    assert isinstance(start, events.Started)
+    assert start.val_source == "holdout" and start.val_images >= 1
+    assert start.val_images + start.train_images == 10
+    assert any("holding out" in n for n in start.notes)
+    assert result.child_metrics["images"] == start.val_images
 
 
 def test_large_validation_images_go_through_the_predictor_with_the_same_scores(blobs):
-    _require("segstudio.engine.predict")
     base, data = blobs
     direct = fine_tune(quick_config(base, data, steps=20))
     tiled = fine_tune(quick_config(base, data, steps=20, val_whole_max_pixels=0))  # every image "large"
@@ -226,24 +207,16 @@ def test_large_validation_images_go_through_the_predictor_with_the_same_scores(b
         assert a["mean_iou"] == pytest.approx(b["mean_iou"], abs=0.02), which
 
 
-def test_holdout_is_deterministic_and_about_a_fifth():
-    ids = [hashlib.sha256(str(i).encode()).hexdigest()[:16] for i in range(500)]
-    held = holdout_split(ids)
-    assert held == holdout_split(list(reversed(ids)))
-    assert 0.14 < len(held) / len(ids) < 0.26
-    assert len(holdout_split(ids[:2])) == 1 and holdout_split(ids[:1]) == set()
-
-
 # --- failures leave nothing behind -----------------------------------------------------------------
 def test_cancel_stops_cleanly_and_writes_nothing(blobs):
     base, data = blobs
     before = library_snapshot()
-    events = []
-    result = fine_tune(quick_config(base, data, steps=500), progress=events.append,
-                       cancel=lambda: sum(e["event"] == "step" for e in events) >= 3)
+    progress = []
+    result = fine_tune(quick_config(base, data, steps=500), progress=progress.append,
+                       cancel=lambda: sum(e.kind == "step" for e in progress) >= 3)
     assert result.status == "cancelled" and result.version is None
-    assert events[-1] == {"event": "cancelled"}
-    assert sum(e["event"] == "step" for e in events) == 3
+    assert progress[-1] == events.Cancelled()
+    assert sum(e.kind == "step" for e in progress) == 3
     assert_library_unchanged(before)
     assert active_id() == base
 
@@ -251,10 +224,10 @@ def test_cancel_stops_cleanly_and_writes_nothing(blobs):
 def test_non_finite_loss_stops_with_a_message_and_writes_nothing(blobs):
     base, data = blobs
     before = library_snapshot()
-    events = []
+    progress = []
     with pytest.raises(TrainingError, match="NaN or infinite"):
-        fine_tune(quick_config(base, data, steps=200, lr=1e12), progress=events.append)
-    assert events[-1]["event"] == "error" and "nothing was saved" in events[-1]["message"]
+        fine_tune(quick_config(base, data, steps=200, lr=1e12), progress=progress.append)
+    assert isinstance(progress[-1], events.Failed) and "nothing was saved" in progress[-1].message
     assert_library_unchanged(before)
     assert active_id() == base
 
@@ -287,12 +260,12 @@ class _OomWhenBatchAbove:
 
 def test_out_of_memory_retries_with_half_the_batch(blobs):
     base, data = blobs
-    events = []
+    progress = []
     library = _OomWhenBatchAbove(limit=2)
-    result = fine_tune(quick_config(base, data, steps=6, batch_size=8), progress=events.append, library=library)
-    ooms = [e for e in events if e["event"] == "oom"]
-    assert [e["batch"] for e in ooms] == [4, 2]
-    assert "batch 4" in ooms[0]["action"]
+    result = fine_tune(quick_config(base, data, steps=6, batch_size=8), progress=progress.append, library=library)
+    ooms = [e for e in progress if isinstance(e, events.OutOfMemory)]
+    assert [e.batch for e in ooms] == [4, 2]
+    assert "batch 4" in ooms[0].action
     assert result.status == "done" and result.batch_size == 2 and result.steps == 6
     assert max(library.batches[-6:]) <= 2
 
@@ -300,18 +273,17 @@ def test_out_of_memory_retries_with_half_the_batch(blobs):
 def test_out_of_memory_at_every_size_fails_and_writes_nothing(blobs):
     base, data = blobs
     before = library_snapshot()
-    events = []
+    progress = []
     with pytest.raises(TrainingError, match="Out of memory"):
-        fine_tune(quick_config(base, data, steps=6, batch_size=2), progress=events.append,
+        fine_tune(quick_config(base, data, steps=6, batch_size=2), progress=progress.append,
                   library=_OomWhenBatchAbove(limit=0))
-    actions = [e["action"] for e in events if e["event"] == "oom"]
+    actions = [e.action for e in progress if isinstance(e, events.OutOfMemory)]
     assert any("batch 1" in a for a in actions) and any("crop" in a for a in actions)
-    assert events[-1]["event"] == "error"
+    assert isinstance(progress[-1], events.Failed)
     assert_library_unchanged(before)
 
 
 def test_bad_mask_label_is_reported_by_entry(tmp_path):
-    requires_contract()
     data = write_dataset(tmp_path / "bad", extra_label=5)
     base = save_base_model()
     before = library_snapshot()
@@ -334,7 +306,7 @@ def test_frozen_encoder_keeps_weights_and_running_stats(blobs):
     parent, _ = ModelLibrary().load(base)
     result = fine_tune(quick_config(base, data, steps=8, freeze_encoder=True, force_promote=True))
     child, _ = ModelLibrary().load(result.version)
-    enc_names = {name for name, _ in encoder_modules(parent)}
+    enc_names = {name for name, _ in parent.encoder_modules()}
     assert enc_names == {"enc1", "enc2"}
     p_state, c_state = parent.state_dict(), child.state_dict()
     enc_keys = [k for k in p_state if k.split(".")[0] in enc_names]
@@ -345,99 +317,22 @@ def test_frozen_encoder_keeps_weights_and_running_stats(blobs):
     assert any(k.startswith("dec1") for k in changed) and any(k.startswith("head") for k in changed)
 
 
-def test_encoder_rule_on_prefixed_children_and_norms_stay_in_eval():
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.backbone = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4))
-            self.decoder = torch.nn.Sequential(torch.nn.Conv2d(4, 2, 1), torch.nn.BatchNorm2d(2))
+def test_freezing_a_model_that_declares_no_encoder_is_refused_before_training(blobs, monkeypatch):
+    from segstudio.models.unet import UNet
 
-    net = Net()
-    assert [n for n, _ in encoder_modules(net)] == ["backbone"]
-    assert {id(p) for p in encoder_parameters(net)} == {id(p) for p in net.backbone.parameters()}
-    set_train_mode(net, [net.backbone])
-    assert net.training and net.decoder[1].training and not net.backbone[1].training
-
-
-# --- data pipeline and loss ------------------------------------------------------------------------
-def _striped_item(h=20, w=30):
-    labels = np.zeros((h, w), np.uint8)
-    labels[:, ::3] = 1
-    labels[5:9, :] = 1
-    image = torch.from_numpy(labels.astype(np.float32))[None]
-    return _Item("test:0", image, labels, hand=labels.astype(bool))
-
-
-@pytest.mark.parametrize("augment", [False, True])
-def test_crops_pad_small_images_and_move_targets_with_the_image(augment):
-    item = _striped_item()
-    ds = CropDataset([item], 32, augment=augment, strength=0.0, hand_weight=4.0, seed=3)
-    seen_padding = False
-    for k in range(40):
-        image, label, weight = ds[k]
-        assert image.shape == (1, 32, 32) and label.shape == (32, 32) and weight.shape == (32, 32)
-        valid = weight > 0
-        assert int(valid.sum()) == 20 * 30  # flips and quarter turns lose no pixel
-        seen_padding |= bool((~valid).any())
-        # Flips/turns are lossless: where valid, label, image and hand weight still agree pixel by pixel.
-        assert torch.equal(label[valid], (image[0][valid] > 0.5).long())
-        assert torch.equal(weight[valid], torch.where(label[valid] == 1, 4.0, 1.0))
-        assert torch.all(label[~valid] == 0) and torch.all(image[0][~valid] == 0)
-    assert seen_padding
-
-
-def test_rotation_and_intensity_keep_masks_aligned():
-    rng = np.random.default_rng(0)
-    pixels, mask = blob_image(rng, 96)
-    image = torch.from_numpy(mask.astype(np.float32) * 0.8 + 0.1)[None]
-    item = _Item("test:1", image, mask, hand=np.zeros_like(mask, bool))
-    ds = CropDataset([item], 64, augment=True, strength=1.0, hand_weight=1.0, seed=0)
-    agreement, dropped = [], 0
-    for k in range(30):
-        image_k, label, weight = ds[k]
-        valid = weight > 0
-        dropped += int((~valid).sum())
-        agreement.append(float(((image_k[0] > 0.45) == (label == 1))[valid].float().mean()))
-    assert np.mean(agreement) > 0.95  # boundaries blur a little under bilinear rotation and noise
-    assert dropped > 0  # small-angle rotations brought in corners that the loss ignores
-
-
-def test_same_seed_same_crops():
-    item = _striped_item(60, 60)
-    a = CropDataset([item], 32, augment=True, strength=1.0, hand_weight=1.0, seed=5)
-    b = CropDataset([item], 32, augment=True, strength=1.0, hand_weight=1.0, seed=5)
-    for k in (0, 1, 7):
-        for x, y in zip(a[k], b[k]):
-            assert torch.equal(x, y)
-    assert not torch.equal(a[0][0], a[len(a)][0])  # the next epoch draws new crops
-
-
-def test_loss_ignores_zero_weight_pixels_and_rewards_right_answers():
-    target = torch.zeros(1, 8, 8, dtype=torch.long)
-    target[:, 2:6, 2:6] = 1
-    right = torch.stack([1 - target, target], 1).float() * 8 - 4
-    wrong = -right
-    assert segmentation_loss(right, target) < 0.1 < 1.0 < segmentation_loss(wrong, target)
-
-    weight = torch.ones(1, 8, 8)
-    weight[:, :, :4] = 0
-    messy = right.clone()
-    messy[:, :, :, :4] = torch.randn(1, 2, 8, 4) * 10
-    assert torch.allclose(segmentation_loss(messy, target, weight), segmentation_loss(right, target, weight))
-
-    hand = torch.ones(1, 8, 8)
-    hand[:, 0, 0] = 10.0
-    one_wrong = right.clone()
-    one_wrong[:, :, 0, 0] = -one_wrong[:, :, 0, 0]
-    assert segmentation_loss(one_wrong, target, hand) > segmentation_loss(one_wrong, target)
+    base, data = blobs  # a U-Net, here made to declare an empty encoder
+    monkeypatch.setattr(UNet, "encoder_modules", lambda self: [])
+    before = library_snapshot()
+    with pytest.raises(TrainingError, match="has no encoder to freeze"):
+        fine_tune(quick_config(base, data, steps=2, freeze_encoder=True))
+    assert_library_unchanged(before)
 
 
 @pytest.mark.parametrize("val_every", [None, 1], ids=["one-train-image", "one-val-image"])
 def test_a_single_labelled_image_trains_and_validates_on_a_held_out_strip(tmp_path, val_every):
     """A first fine-tune often has one corrected image; its last fifth checks the new model."""
-    from segstudio.engine.train import load_training_data
+    from segstudio.engine.training.data import load_training_data
 
-    requires_contract()
     data = write_dataset(tmp_path / "one", n=1, size=64, val_every=val_every)
     loaded = load_training_data([data], in_channels=1, normalisation={"kind": "percentile", "low": 1.0, "high": 99.8},
                                 num_classes=2, val_whole_max_pixels=1 << 20)
@@ -451,7 +346,7 @@ def test_a_single_labelled_image_trains_and_validates_on_a_held_out_strip(tmp_pa
     np.testing.assert_array_equal(full_labels, mask)
 
     base = save_base_model()
-    events = []
-    result = fine_tune(quick_config(base, data, steps=3), progress=events.append)
+    progress = []
+    result = fine_tune(quick_config(base, data, steps=3), progress=progress.append)
     assert result.version == "blobs/v2"
-    assert events[0]["val_source"] == "strip" and any("held out" in n for n in events[0]["notes"])
+    assert progress[0].val_source == "strip" and any("held out" in n for n in progress[0].notes)

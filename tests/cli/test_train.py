@@ -1,6 +1,7 @@
 """`segstudio train`: the JSON-lines stream the window reads, exit codes, and what signals leave behind."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import queue
@@ -12,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.test_train import (
+from segstudio.engine.training.config import TrainConfig
+from segstudio.engine.training.events import ExitCode
+from tests.engine.training.test_loop import (
     active_id,
     assert_library_unchanged,
     library_snapshot,
-    requires_contract,
     save_base_model,
     write_dataset,
 )
@@ -31,7 +33,6 @@ def _common_args(base: str, data: Path) -> list[str]:
 
 @pytest.fixture
 def blobs(tmp_path):
-    requires_contract()
     return save_base_model(), write_dataset(tmp_path / "data")
 
 
@@ -76,23 +77,37 @@ def test_bar_mode_reports_the_saved_version(blobs, capsys):
     assert "epoch 2" in captured.err
 
 
+def _train_parser() -> argparse.ArgumentParser:
+    """The `segstudio train` parser, as the command line registers it."""
+    from segstudio.cli import train
+
+    subparsers = argparse.ArgumentParser(prog="segstudio").add_subparsers()
+    train.register(subparsers)
+    return subparsers.choices["train"]
+
+
 def test_arguments_map_onto_the_config():
-    import argparse
-
-    from segstudio.engine.train_cli import add_arguments, config_from_args
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    parser = _train_parser()
     args = parser.parse_args(["--model", "m/v1", "--data", "a", "--data", "b", "--steps", "7", "--lr", "0.5",
                               "--batch", "3", "--crop", "96", "--freeze-encoder", "--no-augment",
                               "--hand-weight", "5", "--seed", "9", "--name", "n", "--force-promote"])
-    config = config_from_args(args)
+    config = TrainConfig.from_namespace(args)
     assert (config.base, list(config.data), config.steps, config.lr, config.batch_size, config.crop) == \
         ("m/v1", ["a", "b"], 7, 0.5, 3, 96)
     assert config.freeze_encoder and not config.augment and config.force_promote
     assert (config.hand_weight, config.seed, config.name) == (5.0, 9, "n")
     with pytest.raises(SystemExit):  # --epochs and --steps are alternatives
         parser.parse_args(["--model", "m", "--data", "a", "--epochs", "2", "--steps", "3"])
+
+
+def test_defaults_come_from_the_config_and_progress_is_a_bar():
+    args = _train_parser().parse_args(["--model", "m/v1", "--data", "a"])
+    assert TrainConfig.from_namespace(args) == TrainConfig(base="m/v1", data=["a"])
+    assert args.progress == "bar" and args.run.__module__ == "segstudio.cli.train"
+
+
+def test_exit_codes_are_the_shared_ones():
+    assert (ExitCode.OK, ExitCode.FAILED, ExitCode.CANCELLED) == (0, 1, 130)
 
 
 # --- as a child process, the way the window runs it ------------------------------------------------
@@ -137,7 +152,7 @@ def test_sigterm_cancels_cleanly_with_exit_130(blobs, tmp_path):
     child = _Child([*_common_args(base, data), "--steps", "100000"], tmp_path / "stderr.txt")
     child.wait_for("step")
     child.proc.send_signal(signal.SIGTERM)
-    assert child.finish() == 130
+    assert child.finish() == ExitCode.CANCELLED == 130
     assert child.events[-1]["event"] == "cancelled"
     assert_library_unchanged(before)
     assert active_id() == base

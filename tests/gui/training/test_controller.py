@@ -1,95 +1,23 @@
-"""Model > Fine-tune: the dialog, the `segstudio train` child process, its event stream, cancel and failures.
+"""Model > Fine-tune: the `segstudio train` child process run from the window, cancel and every ending.
 
 Two tests run the real `segstudio train` on a tiny U-Net and a tiny dataset; the others point the controller
 at small scripts that print canned events, so every way a child can end is covered without training.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import sys
 import textwrap
 
-import numpy as np
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
-from segstudio.gui.training import JsonLinesParser, TrainingController, TrainRequest
-
-CLASSES = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "nucleus", "color": [255, 0, 0]}]
-
-
-@pytest.fixture(autouse=True)
-def private_qsettings(tmp_path):
-    for fmt in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):
-        QSettings.setPath(fmt, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-    yield
-
-
-@pytest.fixture(autouse=True)
-def no_bundled_models(tmp_path, monkeypatch):
-    """Only the models a test saves are in the library."""
-    resources = tmp_path / "resources"
-    (resources / "models").mkdir(parents=True)
-    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
-
-
-def save_tiny_unet(name="blobs", version=1, *, activate=True) -> str:
-    import torch
-
-    from segstudio.core.paths import user_models_dir
-    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
-    from segstudio.models.library import ModelLibrary
-    from segstudio.models.registry import build_model
-
-    torch.manual_seed(version)
-    model = build_model("unet", in_channels=1, num_classes=2, depth=2, base_channels=4)
-    meta = ModelMeta(name=name, version=version, arch="unet", config=dict(model.config), classes=CLASSES,
-                     in_channels=1, parent=f"{name}/v{version - 1}" if version > 1 else None)
-    save_checkpoint(user_models_dir() / name / f"v{version}.safetensors", model, meta)
-    if activate:
-        ModelLibrary().set_active(meta.id)
-    return meta.id
-
-
-def write_dataset(folder, n=8, size=48, seed=3):
-    from segstudio.core.dataset import ExportItem, export_many
-    from segstudio.core.labels import ClassTable
-
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    items = []
-    for i in range(n):
-        mask = np.zeros((size, size), np.uint8)
-        for _ in range(3):
-            cy, cx = rng.integers(8, size - 8, size=2)
-            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= rng.uniform(4, 8) ** 2] = 1
-        pixels = np.clip(rng.normal(300, 60, mask.shape) + mask * 1100.0, 0, 65535).astype(np.uint16)
-        items.append(ExportItem(pixels=pixels, mask=mask, source=f"/slides/blob{i}.tif", hand=mask > 0))
-    export_many(folder, items, ClassTable.from_list(CLASSES))
-    return folder
-
-
-def user_data_snapshot() -> dict[str, str]:
-    from segstudio.core.paths import user_data_dir
-
-    root = user_data_dir()
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture
-def tiny_setup(window, tmp_path):
-    """A tiny U-Net in the library (selected in the Model panel) and an exported dataset."""
-    from segstudio.gui.settings import LAST_DATASET_KEY
-
-    base = save_tiny_unet()
-    window.prediction.reload_models()
-    data = write_dataset(tmp_path / "dataset")
-    QSettings().setValue(LAST_DATASET_KEY, str(data))
-    return base, data
+from segstudio.engine.training import events
+from segstudio.engine.training.config import TrainConfig
+from segstudio.gui.training.controller import TrainingController
+from segstudio.gui.training.process import train_arguments
+from tests.gui.training.fixtures import save_tiny_unet, user_data_snapshot
 
 
 def fake_child(tmp_path, body: str) -> list[str]:
@@ -121,125 +49,14 @@ def stop_training(window):
     window.training.shutdown()  # never leave a child behind a failed test
 
 
-def run_to_end(qtbot, controller, request: TrainRequest, timeout=30_000):
+def run_to_end(qtbot, controller, config: TrainConfig, timeout=30_000):
     with qtbot.waitSignal(controller.run_finished, timeout=timeout) as blocker:
-        controller.start(request)
+        controller.start(config)
     return blocker.args[0]
 
 
 def visible_errors(window):
     return [b for b in window.findChildren(QMessageBox) if b.isVisible() and b.objectName() == "errorDialog"]
-
-
-# --- the event stream --------------------------------------------------------------------------
-STREAM = (b'{"event": "start", "steps": 3}\n'
-          b'Warning: something a library printed\n'
-          b'{"event": "step", "step": 1, "steps": 3, "loss": 0.5, "eta_s": 4.0}\r\n'
-          b'[1, 2, 3]\n'
-          b'{"no_event": true}\n'
-          b'\n'
-          b'{"event": "step", "step": 3, "steps": 3, "loss": 0.25, "eta_s": 0.0, "note": "caf\xc3\xa9"}\n'
-          b'{"event": "done", "version": "blobs/v2", "promoted": true}')
-
-
-def test_parser_reassembles_lines_split_anywhere_and_sets_garbage_aside():
-    expected = [("start", None), ("step", 0.5), ("step", 0.25), ("done", None)]
-    for cut in range(len(STREAM) + 1):
-        parser = JsonLinesParser()
-        events = parser.feed(STREAM[:cut]) + parser.feed(STREAM[cut:]) + parser.finish()
-        assert [(e["event"], e.get("loss")) for e in events] == expected, cut
-        assert events[2]["note"] == "café"
-        assert list(parser.ignored) == ["Warning: something a library printed", "[1, 2, 3]", '{"no_event": true}']
-    parser = JsonLinesParser()
-    one_byte_at_a_time = [e for i in range(len(STREAM)) for e in parser.feed(STREAM[i:i + 1])] + parser.finish()
-    assert [e["event"] for e in one_byte_at_a_time] == ["start", "step", "step", "done"]
-
-
-def test_parser_bounds_a_runaway_line():
-    parser = JsonLinesParser()
-    assert parser.feed(b"x" * (JsonLinesParser.MAX_LINE + 10)) == []
-    assert parser.feed(b'yz\n{"event": "step", "step": 1}\n') == [{"event": "step", "step": 1}]
-    assert len(parser.ignored) == 2  # the runaway head and the tail of its line
-
-
-# --- the dialog --------------------------------------------------------------------------------
-def test_dialog_defaults_and_arguments_match_the_train_command(window, tiny_setup, tmp_path):
-    from segstudio.engine.train_cli import add_arguments, config_from_args
-
-    base, data = tiny_setup
-    assert window.actions.fine_tune.isEnabled()
-    window.actions.fine_tune.trigger()
-    dialog = window.training.dialog
-    assert dialog is not None and dialog.isVisible()
-    assert dialog.datasets() == [str(data.resolve())]  # the last export folder
-    assert "8 images" in dialog.dataset_list.item(0).text()
-    assert dialog.base_combo.currentData() == base
-    assert dialog.start_button.isEnabled()
-
-    not_a_dataset = tmp_path / "empty"
-    not_a_dataset.mkdir()
-    assert not dialog.add_dataset(not_a_dataset)
-    assert "no dataset.json" in dialog.hint.text() and dialog.datasets() == [str(data.resolve())]
-    second = write_dataset(tmp_path / "second", n=3, seed=9)
-    assert dialog.add_dataset(second)
-    dialog.dataset_list.item(1).setSelected(True)
-    dialog.remove_selected()
-    dialog.dataset_list.item(0).setSelected(True)
-    dialog.remove_selected()
-    assert dialog.datasets() == [] and not dialog.start_button.isEnabled()
-    assert "Add at least one dataset" in dialog.hint.text()
-    dialog.add_dataset(data)
-    dialog.add_dataset(second)
-
-    dialog.length_unit.setCurrentIndex(dialog.length_unit.findData("steps"))
-    dialog.length_spin.setValue(40)
-    dialog.lr_spin.setValue(1e-3)
-    dialog.batch_spin.setValue(3)
-    dialog.crop_spin.setValue(96)
-    dialog.freeze_check.setChecked(True)
-    dialog.augment_check.setChecked(False)
-    dialog.hand_weight_spin.setValue(5.0)
-    dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cpu"))
-    request = dialog.request()
-    dialog.reject()
-
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    config = config_from_args(parser.parse_args(request.arguments()))
-    assert (config.base, [str(p) for p in config.data]) == (base, [str(data.resolve()), str(second.resolve())])
-    assert (config.steps, config.lr, config.batch_size, config.crop) == (40, pytest.approx(1e-3), 3, 96)
-    assert config.freeze_encoder and not config.augment
-    assert (config.hand_weight, config.device) == (5.0, "cpu")
-    assert parser.parse_args(request.arguments()).progress == "jsonl"
-
-
-def test_dialog_remembers_settings_and_starts_from_the_selected_model(window, tiny_setup):
-    other = save_tiny_unet("other", activate=False)
-    window.prediction.reload_models(select=other)
-    window.actions.fine_tune.trigger()
-    dialog = window.training.dialog
-    assert dialog.base_combo.currentData() == other
-    dialog.length_spin.setValue(7)
-    dialog.length_unit.setCurrentIndex(dialog.length_unit.findData("epochs"))
-    dialog.lr_spin.lineEdit().setText("2e-05")
-    dialog.lr_spin.interpretText()
-    assert dialog.lr_spin.value() == pytest.approx(2e-5)
-    window.training.start = lambda request: None  # only the dialog is under test here
-    dialog.accept()
-    window.actions.fine_tune.trigger()
-    again = window.training.dialog
-    assert (again.length_spin.value(), again.length_unit.currentData()) == (7, "epochs")
-    assert again.lr_spin.value() == pytest.approx(2e-5)
-    again.reject()
-
-
-def test_dialog_explains_an_empty_library(window):
-    window.prediction.reload_models()
-    assert not window.actions.fine_tune.isEnabled()
-    dialog = window.training.show_dialog()
-    assert not dialog.start_button.isEnabled()
-    assert "model library is empty" in dialog.hint.text()
-    dialog.reject()
 
 
 # --- with the real `segstudio train` -----------------------------------------------------------
@@ -296,16 +113,17 @@ def test_cancel_stops_the_child_and_leaves_the_library_unchanged(window, qtbot, 
     controller = window.training
     before = user_data_snapshot()
     dataset_before = {p.name: p.stat().st_mtime_ns for p in data.rglob("*")}
-    request = TrainRequest(base=base, datasets=[str(data)], steps=100_000, batch=2, crop=48, lr=1e-3, device="cpu")
-    controller.start(request)
-    qtbot.waitUntil(lambda: any(e["event"] == "step" for e in controller.process.events), timeout=120_000)
+    config = TrainConfig(base=base, data=[str(data)], steps=100_000, batch_size=2, crop=48, lr=1e-3, device="cpu")
+    controller.start(config)
+    qtbot.waitUntil(lambda: any(isinstance(e, events.StepProgress) for e in controller.process.events),
+                    timeout=120_000)
     assert controller.running()
     with qtbot.waitSignal(controller.run_finished, timeout=60_000) as blocker:
         qtbot.mouseClick(controller.panel.cancel_button, Qt.MouseButton.LeftButton)
     outcome = blocker.args[0]
     assert outcome.status == "cancelled" and not outcome.killed
     assert outcome.exit_code == 130  # the child stopped itself on SIGTERM
-    assert controller.process.events[-1]["event"] == "cancelled"
+    assert controller.process.events[-1] == events.Cancelled()
     assert user_data_snapshot() == before  # no new version, no temp file, active model unchanged
     assert {p.name: p.stat().st_mtime_ns for p in data.rglob("*")} == dataset_before
     assert window.prediction.panel.model_id() == base
@@ -333,8 +151,8 @@ def test_progress_reaches_the_panel_and_status_bar_and_garbage_is_ignored(window
     controller = replace_controller(window, command)
     seen = []
     controller.run_started.connect(lambda _r: controller.process.event_received.connect(
-        lambda e: seen.append((e["event"], controller.progress.bar.value(), controller.progress.eta.text()))))
-    outcome = run_to_end(qtbot, controller, TrainRequest(base="blobs/v1", datasets=["/data"], steps=4))
+        lambda e: seen.append((e.kind, controller.progress.bar.value(), controller.progress.eta.text()))))
+    outcome = run_to_end(qtbot, controller, TrainConfig(base="blobs/v1", data=["/data"], steps=4))
     steps = [s for s in seen if s[0] == "step"]
     assert [s[1] for s in steps] == [1, 2, 3, 4]
     assert steps[0][2] == "2 min 04 s left"
@@ -353,10 +171,12 @@ def test_progress_reaches_the_panel_and_status_bar_and_garbage_is_ignored(window
 def test_arguments_reach_the_child(window, qtbot, tmp_path, stop_training):
     command = fake_child(tmp_path, 'emit(event="cancelled"); sys.exit(130)')
     controller = replace_controller(window, command)
-    request = TrainRequest(base="blobs/v1", datasets=["/a", "/b"], epochs=3, lr=0.002, batch=4, crop=64,
-                           freeze_encoder=True, augment=False, hand_weight=2.0, device="cpu")
-    run_to_end(qtbot, controller, request)
-    assert json.loads((tmp_path / "argv.json").read_text()) == request.arguments()
+    config = TrainConfig(base="blobs/v1", data=["/a", "/b"], epochs=3, lr=0.002, batch_size=4, crop=64,
+                         freeze_encoder=True, augment=False, hand_weight=2.0, device="cpu")
+    run_to_end(qtbot, controller, config)
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv == train_arguments(config) == [*config.to_argv(), "--progress", "jsonl"]
+    assert argv[:6] == ["--model", "blobs/v1", "--data", "/a", "--data", "/b"]
 
 
 def test_crash_reports_the_stderr_tail(window, qtbot, tmp_path, stop_training):
@@ -367,7 +187,7 @@ def test_crash_reports_the_stderr_tail(window, qtbot, tmp_path, stop_training):
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     controller = replace_controller(window, command)
-    outcome = run_to_end(qtbot, controller, TrainRequest(base="m/v1", datasets=["/d"]))
+    outcome = run_to_end(qtbot, controller, TrainConfig(base="m/v1", data=["/d"]))
     assert outcome.status == "failed" and outcome.exit_code is None
     assert "crashed or was killed" in outcome.message
     assert "fatal fault in kernel launch" in outcome.message and "fatal fault" in window.last_error
@@ -379,14 +199,14 @@ def test_nonzero_exit_without_an_event_shows_stderr(window, qtbot, tmp_path, sto
         sys.exit(3)
     """)
     controller = replace_controller(window, command)
-    outcome = run_to_end(qtbot, controller, TrainRequest(base="m/v1", datasets=["/d"]))
+    outcome = run_to_end(qtbot, controller, TrainConfig(base="m/v1", data=["/d"]))
     assert outcome.status == "failed" and outcome.exit_code == 3
     assert "exited with status 3" in outcome.message and "libcudart.so.12 missing" in outcome.message
 
 
 def test_a_command_that_cannot_start_is_reported(window, qtbot, tmp_path, stop_training):
     controller = replace_controller(window, [str(tmp_path / "no-such-python")])
-    outcome = run_to_end(qtbot, controller, TrainRequest(base="m/v1", datasets=["/d"]))
+    outcome = run_to_end(qtbot, controller, TrainConfig(base="m/v1", data=["/d"]))
     assert outcome.status == "failed" and "could not be started" in outcome.message
     assert window.actions.fine_tune.isEnabled() is (window.prediction.panel.model_combo.count() > 0)
     assert not controller.running() and not controller.progress.isVisible()
@@ -401,7 +221,7 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(window, qtbot
             time.sleep(0.05)
     """)
     controller = replace_controller(window, command, kill_grace_ms=300)
-    controller.start(TrainRequest(base="m/v1", datasets=["/d"]))
+    controller.start(TrainConfig(base="m/v1", data=["/d"]))
     qtbot.waitUntil(lambda: bool(controller.process.events), timeout=20_000)
     with qtbot.waitSignal(controller.run_finished, timeout=20_000) as blocker:
         controller.progress.cancel_button.click()
@@ -422,7 +242,7 @@ def test_a_promoted_version_is_selected_in_the_model_panel(window, qtbot, tmp_pa
              timing={{"total_s": 12.0}}, **{json.dumps(metrics)})
     """)
     controller = replace_controller(window, command)
-    outcome = run_to_end(qtbot, controller, TrainRequest(base=base, datasets=["/d"]))
+    outcome = run_to_end(qtbot, controller, TrainConfig(base=base, data=["/d"]))
     assert outcome.status == "done" and outcome.promoted
     assert window.prediction.panel.model_id() == "blobs/v2"
     table = controller.summary_dialog.table
@@ -440,7 +260,7 @@ def test_a_version_below_its_parent_is_listed_but_not_selected(window, qtbot, tm
              parent_metrics={"mean_iou": 0.6, "iou": {"nucleus": 0.6}}, child_metrics={"mean_iou": 0.5, "iou": {"nucleus": 0.5}})
     """)
     controller = replace_controller(window, command)
-    outcome = run_to_end(qtbot, controller, TrainRequest(base=base, datasets=["/d"]))
+    outcome = run_to_end(qtbot, controller, TrainConfig(base=base, data=["/d"]))
     assert outcome.status == "done" and not outcome.promoted
     assert window.prediction.panel.model_id() == base
     assert window.prediction.panel.model_combo.findData("blobs/v2") >= 0
@@ -450,7 +270,7 @@ def test_a_version_below_its_parent_is_listed_but_not_selected(window, qtbot, tm
 
 def test_closing_the_window_during_a_run_asks_and_then_stops_the_child(window, qtbot, tmp_path, monkeypatch,
                                                                         stop_training):
-    from segstudio.gui import training
+    from segstudio.gui.training import controller as controller_module
 
     command = fake_child(tmp_path, """
         signal.signal(signal.SIGTERM, lambda *_: (emit(event="cancelled"), sys.exit(130)))
@@ -459,10 +279,10 @@ def test_closing_the_window_during_a_run_asks_and_then_stops_the_child(window, q
             time.sleep(0.05)
     """)
     controller = replace_controller(window, command)
-    controller.start(TrainRequest(base="m/v1", datasets=["/d"]))
+    controller.start(TrainConfig(base="m/v1", data=["/d"]))
     qtbot.waitUntil(lambda: bool(controller.process.events), timeout=20_000)
     answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
-    monkeypatch.setattr(training.QMessageBox, "question", lambda *a, **k: answers.pop(0))
+    monkeypatch.setattr(controller_module.QMessageBox, "question", lambda *a, **k: answers.pop(0))
 
     assert not window.close()  # "No": the window and the run carry on
     assert window.isVisible() and controller.running()

@@ -1,11 +1,15 @@
-"""Model > Fine-tune...: what to train on and how; and the summary of a finished run."""
+"""Model > Fine-tune...: what to train on and how.
+
+The form starts from TrainConfig's defaults (engine.training.config, which imports no torch) or from what
+the user chose last time, and its result is a TrainConfig, so the window states no training default of
+its own.
+"""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QBrush, QColor, QValidator
+from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -17,20 +21,17 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
     QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
 )
 
+from segstudio.engine.training.config import TrainConfig, default
 from segstudio.gui.model_host import DEVICE_CHOICES
 from segstudio.gui.settings import LAST_DATASET_KEY
-from segstudio.gui.training import TrainingOutcome, TrainRequest
 
 SETTINGS_PREFIX = "finetune/"
 
@@ -42,7 +43,7 @@ class LearningRateBox(QDoubleSpinBox):
         super().__init__(parent)
         self.setDecimals(12)
         self.setRange(1e-8, 1.0)
-        self.setValue(3e-4)
+        self.setValue(default("lr"))
 
     def textFromValue(self, value: float) -> str:
         return f"{value:.3g}"
@@ -89,7 +90,31 @@ class FineTuneDialog(QDialog):
         self.setWindowTitle("Fine-tune a Model")
         settings = QSettings()
         layout = QVBoxLayout(self)
+        layout.addWidget(self._data_box())
+        layout.addWidget(self._model_box())
+        layout.addWidget(self._training_box())
+        self.hint = QLabel("")
+        self.hint.setObjectName("fineTuneHint")
+        self.hint.setWordWrap(True)
+        layout.addWidget(self.hint)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.start_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.start_button.setText("Start")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        layout.addWidget(self.buttons)
 
+        self._refused = ""  # why the folder the user last tried to add was refused
+        self._load_models(base)
+        self._restore(settings, device)
+        last_export = settings.value(LAST_DATASET_KEY, "")
+        if last_export and describe_dataset(last_export)[0]:
+            self.add_dataset(last_export)
+        self.dataset_list.itemSelectionChanged.connect(self._validate)
+        self._validate()
+
+    # --- form ----------------------------------------------------------------------------------
+    def _data_box(self) -> QGroupBox:
         data_box = QGroupBox("Training data: dataset folders written by File > Export to Dataset")
         data_layout = QVBoxLayout(data_box)
         self.dataset_list = QListWidget()
@@ -107,8 +132,9 @@ class FineTuneDialog(QDialog):
         buttons_row.addWidget(self.remove_button)
         buttons_row.addStretch(1)
         data_layout.addLayout(buttons_row)
-        layout.addWidget(data_box)
+        return data_box
 
+    def _model_box(self) -> QGroupBox:
         model_box = QGroupBox("Model")
         model_form = QFormLayout(model_box)
         self.base_combo = QComboBox()
@@ -119,8 +145,9 @@ class FineTuneDialog(QDialog):
         for text, value in DEVICE_CHOICES:
             self.device_combo.addItem(text, value)
         model_form.addRow("Device", self.device_combo)
-        layout.addWidget(model_box)
+        return model_box
 
+    def _training_box(self) -> QGroupBox:
         train_box = QGroupBox("Training")
         form = QFormLayout(train_box)
         # Numbers a few digits long: full-width boxes would only make them harder to scan.
@@ -161,27 +188,7 @@ class FineTuneDialog(QDialog):
         form.addRow("", self.augment_check)
         for spin in (self.length_spin, self.lr_spin, self.batch_spin, self.crop_spin, self.hand_weight_spin):
             spin.setMinimumWidth(110)
-        layout.addWidget(train_box)
-
-        self.hint = QLabel("")
-        self.hint.setObjectName("fineTuneHint")
-        self.hint.setWordWrap(True)
-        layout.addWidget(self.hint)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.start_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        self.start_button.setText("Start")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        layout.addWidget(self.buttons)
-
-        self._refused = ""  # why the folder the user last tried to add was refused
-        self._load_models(base)
-        self._restore(settings, device)
-        last_export = settings.value(LAST_DATASET_KEY, "")
-        if last_export and describe_dataset(last_export)[0]:
-            self.add_dataset(last_export)
-        self.dataset_list.itemSelectionChanged.connect(self._validate)
-        self._validate()
+        return train_box
 
     # --- content -------------------------------------------------------------------------------
     def _load_models(self, base: str | None) -> None:
@@ -208,15 +215,15 @@ class FineTuneDialog(QDialog):
             except (TypeError, ValueError):
                 return default
 
-        unit = value("unit", "epochs", str)
+        unit = value("unit", "epochs" if default("steps") is None else "steps", str)
         self.length_unit.setCurrentIndex(max(0, self.length_unit.findData(unit)))
-        self.length_spin.setValue(value("length", 20, int))
-        self.lr_spin.setValue(value("lr", 3e-4, float))
-        self.batch_spin.setValue(value("batch", 8, int))
-        self.crop_spin.setValue(value("crop", 256, int))
-        self.hand_weight_spin.setValue(value("hand_weight", 3.0, float))
-        self.freeze_check.setChecked(value("freeze_encoder", False, bool))
-        self.augment_check.setChecked(value("augment", True, bool))
+        self.length_spin.setValue(value("length", default("epochs"), int))
+        self.lr_spin.setValue(value("lr", default("lr"), float))
+        self.batch_spin.setValue(value("batch", default("batch_size"), int))
+        self.crop_spin.setValue(value("crop", default("crop"), int))
+        self.hand_weight_spin.setValue(value("hand_weight", default("hand_weight"), float))
+        self.freeze_check.setChecked(value("freeze_encoder", default("freeze_encoder"), bool))
+        self.augment_check.setChecked(value("augment", default("augment"), bool))
         index = self.device_combo.findData(device) if device else -1
         self.device_combo.setCurrentIndex(max(0, index))
 
@@ -270,15 +277,16 @@ class FineTuneDialog(QDialog):
         self.start_button.setEnabled(not problems)
         self.hint.setText(" ".join([self._refused, *problems]).strip())
 
-    def request(self) -> TrainRequest:
+    def config(self) -> TrainConfig:
+        """What the form asks for; fields it does not show keep their defaults."""
         by_steps = self.length_unit.currentData() == "steps"
-        return TrainRequest(
+        length = {"steps": self.length_spin.value()} if by_steps else {"epochs": self.length_spin.value()}
+        return TrainConfig(
             base=self.base_combo.currentData(),
-            datasets=self.datasets(),
-            epochs=None if by_steps else self.length_spin.value(),
-            steps=self.length_spin.value() if by_steps else None,
+            data=self.datasets(),
+            **length,
             lr=self.lr_spin.value(),
-            batch=self.batch_spin.value(),
+            batch_size=self.batch_spin.value(),
             crop=self.crop_spin.value(),
             freeze_encoder=self.freeze_check.isChecked(),
             augment=self.augment_check.isChecked(),
@@ -291,110 +299,3 @@ class FineTuneDialog(QDialog):
             return
         self._save()
         super().accept()
-
-
-# --- after the run -----------------------------------------------------------------------------
-def _number(value) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
-
-
-def metric_rows(parent: dict | None, child: dict | None) -> list[tuple[str, float | None, float | None]]:
-    """(label, parent value, new value): mean IoU first, then the IoU of every class either one scored."""
-    parent, child = parent or {}, child or {}
-    rows = [("Mean IoU", _number(parent.get("mean_iou")), _number(child.get("mean_iou")))]
-    names: list[str] = []
-    for source in (parent.get("iou") or {}, child.get("iou") or {}):
-        names += [n for n in source if n not in names]
-    for name in names:
-        rows.append((f"IoU: {name}", _number((parent.get("iou") or {}).get(name)),
-                     _number((child.get("iou") or {}).get(name))))
-    rows.append(("Mean Dice", _number(parent.get("mean_dice")), _number(child.get("mean_dice"))))
-    rows.append(("Validation loss", _number(parent.get("loss")), _number(child.get("loss"))))
-    return rows
-
-
-class TrainingSummaryDialog(QDialog):
-    def __init__(self, outcome: TrainingOutcome, parent=None) -> None:
-        super().__init__(parent)
-        self.setObjectName("trainingSummaryDialog")
-        self.setWindowTitle("Fine-tuning Finished")
-        self.outcome = outcome
-        layout = QVBoxLayout(self)
-        parent_id = outcome.parent or "the parent"
-        headline = QLabel(f"<b>{outcome.version}</b> was saved as a new version of the model library.")
-        headline.setWordWrap(True)
-        layout.addWidget(headline)
-        if outcome.promoted:
-            verdict = (f"It scores at least as well as {parent_id} on the validation images, so it is now the "
-                       "active model and the Model panel has selected it.")
-        else:
-            verdict = (f"It scores below {parent_id} on the validation images, so it was <b>not promoted</b>: "
-                       f"{parent_id} stays active. The new version is listed in the Model panel if you want to "
-                       "compare them on your images.")
-        self.verdict = QLabel(verdict)
-        self.verdict.setObjectName("promotionLabel")
-        self.verdict.setWordWrap(True)
-        layout.addWidget(self.verdict)
-
-        rows = metric_rows(outcome.parent_metrics, outcome.child_metrics)
-        self.table = QTableWidget(len(rows), 3)
-        self.table.setObjectName("metricsTable")
-        self.table.setHorizontalHeaderLabels([f"Parent\n{parent_id}", f"New\n{outcome.version}", "Change"])
-        self.table.setVerticalHeaderLabels([label for label, _, _ in rows])
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        lower_is_better = {"Validation loss"}
-        for r, (label, before, after) in enumerate(rows):
-            for c, value in enumerate((before, after)):
-                item = QTableWidgetItem("-" if value is None else f"{value:.3f}" if "loss" not in label else f"{value:.4f}")
-                item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.table.setItem(r, c, item)
-            change = QTableWidgetItem("")
-            if before is not None and after is not None:
-                delta = after - before
-                change.setText(f"{delta:+.3f}" if "loss" not in label else f"{delta:+.4f}")
-                better = delta < 0 if label in lower_is_better else delta > 0
-                if abs(delta) >= 5e-4:
-                    change.setForeground(QBrush(QColor(30, 140, 60) if better else QColor(200, 50, 40)))
-            change.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-            self.table.setItem(r, 2, change)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setMinimumSectionSize(90)
-        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self._fit_table()
-        layout.addWidget(self.table)
-
-        done = outcome.done_event
-        details = []
-        if isinstance(done.get("steps"), int):
-            details.append(f"{done['steps']} steps in {done.get('epochs', '?')} epoch(s)")
-        images = (outcome.child_metrics or {}).get("images")
-        if isinstance(images, int):
-            details.append(f"scored on {images} validation image{'s' if images != 1 else ''}")
-        total_s = (done.get("timing") or {}).get("total_s")
-        if isinstance(total_s, (int, float)):
-            details.append(f"took {total_s:.0f} s" if total_s < 120 else f"took {total_s / 60:.1f} min")
-        if details:
-            info = QLabel("; ".join(details).capitalize() + ".")
-            info.setWordWrap(True)
-            layout.addWidget(info)
-
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        buttons.rejected.connect(self.reject)
-        buttons.accepted.connect(self.accept)
-        layout.addWidget(buttons)
-
-    def _fit_table(self) -> None:
-        # The whole table without scrolling: a handful of rows, and the point is to compare them at a glance.
-        table = self.table
-        table.resizeColumnsToContents()
-        table.resizeRowsToContents()
-        frame = 2 * table.frameWidth()
-        width = table.verticalHeader().width() + frame + sum(table.columnWidth(c) for c in range(table.columnCount()))
-        height = table.horizontalHeader().height() + frame + sum(table.rowHeight(r) for r in range(table.rowCount()))
-        table.setFixedSize(width + 2, min(height + 2, 480))
-
-    def showEvent(self, event) -> None:
-        super().showEvent(event)
-        self._fit_table()  # header sizes are final only once the table is polished and shown
-        self.adjustSize()

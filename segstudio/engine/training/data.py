@@ -1,0 +1,316 @@
+"""Training data: labelled images from dataset folders, the validation split, and random crops.
+
+Images are normalised exactly as the predictor will normalise them later (its own `prepare_input`), so
+training, validation and later predictions see the same numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+
+from segstudio.engine.predict import prepare_input
+from segstudio.engine.training.augment import HAND, LABEL, VALID, build_augmentation
+from segstudio.engine.training.distributed import DistContext
+from segstudio.engine.training.errors import TrainingCancelled, TrainingError
+
+CancelFn = Callable[[], bool]
+
+
+@dataclass
+class LabelledImage:
+    key: str                   # "<dataset folder>:<entry id>", for messages
+    image: torch.Tensor        # normalised float32 (C, H, W)
+    labels: np.ndarray         # (H, W) uint8/uint16 class ids
+    hand: np.ndarray           # (H, W) bool
+    raw: np.ndarray | None = None  # original pixels, kept only for images validated by the Predictor
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        return int(self.labels.shape[0]), int(self.labels.shape[1])
+
+
+def _holdout_score(entry_id: str) -> int:
+    # Salted so the choice is independent of the dataset's own split rule (which uses sha256[:8] % 5).
+    return int(hashlib.sha256(f"segstudio-holdout:{entry_id}".encode()).hexdigest()[:8], 16)
+
+
+def holdout_split(entry_ids: Sequence[str]) -> set[str]:
+    """About 20% of `entry_ids`, chosen by a hash of the id (the same ids always give the same choice).
+
+    At least one id is held out and at least one is kept when there are two or more.
+    """
+    ids = list(dict.fromkeys(entry_ids))
+    if len(ids) < 2:
+        return set()
+    scored = sorted(ids, key=_holdout_score)
+    held = {i for i in ids if _holdout_score(i) % 5 == 0}
+    if not held:
+        held = {scored[0]}
+    if len(held) == len(ids):
+        held.discard(scored[-1])
+    return held
+
+
+def _class_table(manifests: list[tuple[Path, dict]]) -> list[dict]:
+    first_dir, first = manifests[0]
+    classes = [dict(c) for c in first.get("classes", [])]
+    names = {int(c["id"]): c["name"] for c in classes}
+    for folder, manifest in manifests[1:]:
+        other = {int(c["id"]): c["name"] for c in manifest.get("classes", [])}
+        if other != names:
+            raise TrainingError(
+                f"Dataset {folder} names its classes {other}, but {first_dir} names them {names}; "
+                "datasets trained together must use the same class ids"
+            )
+    return classes
+
+
+@dataclass
+class TrainingData:
+    train: list[LabelledImage]
+    val: list[LabelledImage]
+    classes: list[dict]        # the datasets' class table ([{"id", "name", "color"}])
+    datasets: list[dict]       # per folder: path, manifest_hash, entries (recorded in the lineage)
+    val_source: str            # "dataset" (the manifests' val split), "holdout" (hash of the entry ids) or "strip"
+    notes: list[str]
+
+
+def load_training_data(
+    folders: Sequence[str | Path],
+    *,
+    in_channels: int,
+    normalisation: dict,
+    num_classes: int,
+    val_whole_max_pixels: int,
+    cancel: CancelFn | None = None,
+):
+    """Read every entry of every dataset folder, normalised for a model with this input description."""
+    from segstudio.core.dataset import load_manifest, manifest_hash
+
+    if not folders:
+        raise TrainingError("No dataset folder given")
+    manifests: list[tuple[Path, dict]] = []
+    for folder in folders:
+        folder = Path(folder)
+        try:
+            manifests.append((folder, load_manifest(folder)))
+        except Exception as e:  # noqa: BLE001 - any unreadable manifest gets the same clear message
+            raise TrainingError(f"Cannot read dataset {folder}: {e}") from e
+    classes = _class_table(manifests)
+    notes: list[str] = []
+
+    all_entries = [(folder, e) for folder, m in manifests for e in m.get("entries", [])]
+    if not all_entries:
+        raise TrainingError("The dataset folders contain no labelled images: " + ", ".join(map(str, folders)))
+    val_ids: set[str] | None = None
+    if not any(e.get("split") == "val" for _, e in all_entries):
+        val_ids = holdout_split([str(e["id"]) for _, e in all_entries])
+        if val_ids:
+            notes.append(
+                f"The datasets have no validation images; holding out {len(val_ids)} of "
+                f"{len(all_entries)} images (chosen by a hash of their id) to check the new model"
+            )
+
+    train: list[LabelledImage] = []
+    val: list[LabelledImage] = []
+    sources: dict[str, np.ndarray] = {}  # raw pixels, in case a strip of each image must be held out
+    for folder, entry in all_entries:
+        if cancel is not None and cancel():
+            raise TrainingCancelled
+        is_val = entry.get("split") == "val" if val_ids is None else str(entry["id"]) in val_ids
+        item, pixels = _read_entry(folder, entry, in_channels=in_channels, normalisation=normalisation,
+                                   num_classes=num_classes, keep_raw=is_val,
+                                   val_whole_max_pixels=val_whole_max_pixels)
+        (val if is_val else train).append(item)
+        sources[item.key] = pixels
+    val_source = "dataset" if val_ids is None else "holdout"
+    if not train or not val:
+        # Too few images to hold whole ones out (a user's first fine-tune often has one or two):
+        # train on most of every image and check the new model on a strip that training never sees.
+        train, val = split_into_strips(train + val, sources, val_whole_max_pixels)
+        val_source = "strip"
+        notes.append(
+            f"Only {len(all_entries)} labelled image(s) with no separate validation image; the last "
+            f"{int(HOLDOUT_STRIP * 100)}% of each image (along its longer side) is held out to check the new model"
+        )
+    info = [
+        {
+            "path": str(folder.resolve()),
+            "manifest_hash": manifest_hash(folder),
+            "entries": len(m.get("entries", [])),
+        }
+        for folder, m in manifests
+    ]
+    return TrainingData(train, val, classes, info, val_source, notes)
+
+
+def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: dict, num_classes: int,
+                keep_raw: bool, val_whole_max_pixels: int) -> tuple[LabelledImage, np.ndarray]:
+    """One dataset entry, checked against the model and normalised; also its original pixels."""
+    from segstudio.core.dataset import load_entry
+
+    key = f"{folder}:{entry['id']}"
+    try:
+        pixels, mask, hand = load_entry(folder, entry)
+    except Exception as e:  # noqa: BLE001
+        raise TrainingError(f"Cannot read dataset entry {entry.get('image', entry['id'])} in {folder}: {e}") from e
+    mask = np.asarray(mask)
+    if mask.shape[:2] != pixels.shape[:2]:
+        raise TrainingError(f"Mask and image of {key} differ in size: {mask.shape[:2]} vs {pixels.shape[:2]}")
+    top = int(mask.max()) if mask.size else 0
+    if top >= num_classes:
+        raise TrainingError(
+            f"The mask of {key} uses class id {top}, but the model predicts only {num_classes} classes"
+        )
+    hand_map = np.zeros(mask.shape, bool) if hand is None else np.asarray(hand).astype(bool)
+    image = torch.from_numpy(np.ascontiguousarray(prepare_input(pixels, in_channels, normalisation), np.float32))
+    raw = pixels if keep_raw and mask.size > val_whole_max_pixels else None
+    return LabelledImage(key, image, mask, hand_map, raw), pixels
+
+
+HOLDOUT_STRIP = 0.2
+
+
+def split_into_strips(items: Sequence[LabelledImage], sources: dict[str, np.ndarray], val_whole_max_pixels: int):
+    """Cut each image across its longer side: the first 80% trains, the last 20% validates.
+
+    The strips never overlap, so the validation score is measured on pixels the model was not trained on.
+    """
+    train: list[LabelledImage] = []
+    val: list[LabelledImage] = []
+    for item in items:
+        h, w = item.hw
+        along_width = w >= h
+        length = w if along_width else h
+        held = max(1, int(round(length * HOLDOUT_STRIP)))
+        if length - held < 1:
+            raise TrainingError(f"Image {item.key} is too small to hold out a part of it for validation")
+        cut = length - held
+        first = (slice(None), slice(0, cut)) if along_width else (slice(0, cut), slice(None))
+        last = (slice(None), slice(cut, None)) if along_width else (slice(cut, None), slice(None))
+        train.append(LabelledImage(item.key + " (training part)", item.image[(slice(None), *first)].contiguous(),
+                           item.labels[first], item.hand[first]))
+        labels = item.labels[last]
+        raw = sources[item.key][last] if labels.size > val_whole_max_pixels else None
+        val.append(LabelledImage(item.key + " (held-out strip)", item.image[(slice(None), *last)].contiguous(), labels,
+                         item.hand[last], raw))
+    return train, val
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Random crops (padded where the image is smaller) with joint augmentation.
+
+    Each image contributes about (area / crop area) crops per epoch, so an epoch covers the data about
+    once whatever the image sizes. Sample index k encodes (epoch, i) as k = epoch * len + i and the crop
+    position and augmentation are drawn from an RNG seeded by (seed, epoch, i): results do not depend on
+    the number of loader processes, and persistent loader processes need no epoch updates.
+    """
+
+    def __init__(self, items: list[LabelledImage], crop: int, *, augment: bool, strength: float,
+                 hand_weight: float, seed: int):
+        self.items = items
+        self.crop = int(crop)
+        self.hand_weight = float(hand_weight)
+        self.seed = int(seed)
+        counts = [max(1, round(h * w / float(self.crop * self.crop))) for h, w in (it.hw for it in items)]
+        self.index = np.repeat(np.arange(len(items)), counts)
+        self.transform = build_augmentation(strength) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int):
+        epoch, i = divmod(int(k), len(self.index))
+        item = self.items[self.index[i]]
+        rng = np.random.default_rng([self.seed, epoch, i])
+        image, targets = self._crop(item, rng)
+        if self.transform is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(rng.integers(2**62)))
+                image, targets = self.transform(tv_tensors.Image(image), tv_tensors.Mask(targets))
+            image = image.as_subclass(torch.Tensor)
+            targets = targets.as_subclass(torch.Tensor)
+        valid = targets[VALID].to(torch.float32)
+        weight = valid * (1.0 + (self.hand_weight - 1.0) * targets[HAND].to(torch.float32))
+        return image.contiguous(), targets[LABEL].contiguous(), weight
+
+    def _crop(self, item: LabelledImage, rng: np.random.Generator):
+        c = self.crop
+        h, w = item.hw
+        channels = item.image.shape[0]
+        image = torch.zeros((channels, c, c), dtype=torch.float32)
+        targets = torch.zeros((3, c, c), dtype=torch.int64)
+        # Source window and destination offset per axis: crop inside big images, pad around small ones.
+        (sy, dy, n_y), (sx, dx, n_x) = (_window(h, c, rng), _window(w, c, rng))
+        image[:, dy:dy + n_y, dx:dx + n_x] = item.image[:, sy:sy + n_y, sx:sx + n_x]
+        targets[LABEL, dy:dy + n_y, dx:dx + n_x] = torch.from_numpy(
+            item.labels[sy:sy + n_y, sx:sx + n_x].astype(np.int64))
+        targets[HAND, dy:dy + n_y, dx:dx + n_x] = torch.from_numpy(
+            item.hand[sy:sy + n_y, sx:sx + n_x].astype(np.int64))
+        targets[VALID, dy:dy + n_y, dx:dx + n_x] = 1
+        return image, targets
+
+
+def _window(size: int, crop: int, rng: np.random.Generator) -> tuple[int, int, int]:
+    if size >= crop:
+        return int(rng.integers(0, size - crop + 1)), 0, crop
+    return 0, int(rng.integers(0, crop - size + 1)), size
+
+
+class _EpochIndexSampler(torch.utils.data.Sampler):
+    """Yields epoch * n + i for the indices i of an inner sampler (see CropDataset)."""
+
+    def __init__(self, inner, n: int):
+        self.inner = inner
+        self.n = n
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+
+    def __iter__(self):
+        offset = self.epoch * self.n
+        return (offset + int(i) for i in self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+def round_up(n: int, multiple: int) -> int:
+    return int(math.ceil(n / multiple) * multiple)
+
+
+def resolve_workers(requested: int, device: torch.device) -> int:
+    if requested >= 0:
+        return requested
+    if device.type == "cuda":
+        return max(1, min(4, (os.cpu_count() or 2) // 2))
+    return 0
+
+
+def make_loader(dataset: CropDataset, batch: int, workers: int, ctx: DistContext, seed: int,
+                device: torch.device):
+    if ctx.enabled:
+        inner = torch.utils.data.DistributedSampler(
+            range(len(dataset)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
+    else:
+        g = torch.Generator()
+        g.manual_seed(seed)
+        inner = torch.utils.data.RandomSampler(range(len(dataset)), generator=g)
+    sampler = _EpochIndexSampler(inner, len(dataset))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, sampler=sampler, num_workers=workers,
+        pin_memory=device.type == "cuda", persistent_workers=workers > 0, drop_last=False)
+    return loader, sampler
+
+

@@ -1,0 +1,1 @@
+"""Fine-tuning from the window: controller, the `segstudio train` child process, dialog, summary, dock."""

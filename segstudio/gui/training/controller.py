@@ -1,0 +1,155 @@
+"""Model > Fine-tune...: the dialog, the `segstudio train` child, the Training dock and the summary.
+
+Training runs as a child process rather than a thread: a crash, an out-of-memory kill or a cancel cannot
+take the window or the user's open work with it, and the window and the command line share one training
+path. The child writes the new model version atomically and only at the very end, so the window never
+writes into the model library: whatever happens to the child, the library holds either the complete new
+version or nothing new.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QMessageBox
+
+from segstudio.engine.training import events
+from segstudio.engine.training.config import TrainConfig
+from segstudio.gui.progress import JobProgress
+from segstudio.gui.training.dialog import FineTuneDialog
+from segstudio.gui.training.panel import TrainingPanel
+from segstudio.gui.training.process import KILL_GRACE_MS, TrainingOutcome, TrainingProcess
+from segstudio.gui.training.summary import TrainingSummaryDialog
+
+
+class TrainingController(QObject):
+    """Model > Fine-tune...: the dialog, the child process, the Training dock, the summary.
+
+    ``command`` replaces the program that is run (tests point it at a script printing canned events).
+    """
+
+    run_started = Signal(object)  # TrainConfig
+    run_finished = Signal(object)  # TrainingOutcome
+
+    def __init__(self, window, command: Sequence[str] | None = None, *, kill_grace_ms: int = KILL_GRACE_MS) -> None:
+        super().__init__(window)
+        self.window = window
+        self.command = list(command) if command else None
+        self.kill_grace_ms = kill_grace_ms
+        self.process: TrainingProcess | None = None
+        self.config: TrainConfig | None = None
+        self.outcome: TrainingOutcome | None = None
+        self.dialog = None
+        self.summary_dialog = None
+
+        self.panel = TrainingPanel()
+        self.dock = window.add_panel(self.panel, "Training", Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.dock.hide()
+        self.progress = JobProgress()
+        self.progress.setObjectName("trainingProgress")
+        self.progress.cancel_button.setToolTip("Stop fine-tuning; the model library stays as it was")
+        window.statusBar().addWidget(self.progress)
+        self.progress.cancel_requested.connect(self.cancel)
+        self.panel.cancel_requested.connect(self.cancel)
+        window.actions.fine_tune.triggered.connect(self.show_dialog)
+        window.prediction.model_changed.connect(self._update_enabled)
+        self._update_enabled()
+
+    # --- starting ------------------------------------------------------------------------------
+    def show_dialog(self):
+        """Open the Fine-tune dialog (not blocking); OK starts the run."""
+        if self.running():
+            return None
+        prediction = self.window.prediction
+        self.dialog = FineTuneDialog(self.window, base=prediction.model_id(), device=prediction.device())
+        self.dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.dialog.accepted.connect(lambda d=self.dialog: self.start(d.config()))
+        self.dialog.destroyed.connect(self._forget_dialog)
+        self.dialog.open()
+        return self.dialog
+
+    def _forget_dialog(self, *_args) -> None:
+        self.dialog = None
+
+    def start(self, config: TrainConfig) -> None:
+        if self.running():
+            raise RuntimeError("a fine-tune is already running")
+        self.config = config
+        self.outcome = None
+        if self.process is not None:
+            self.process.deleteLater()
+        self.process = TrainingProcess(self.command, kill_grace_ms=self.kill_grace_ms, parent=self)
+        self.process.event_received.connect(self._on_event)
+        self.process.finished.connect(self._on_finished)
+        self.panel.begin(config)
+        self.dock.show()
+        self.dock.raise_()
+        self.progress.start(f"Fine-tuning {config.base}")
+        self.run_started.emit(config)
+        self.process.start(config)
+        self._update_enabled()
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.running()
+
+    def cancel(self) -> None:
+        if self.running():
+            self.window.statusBar().showMessage("Stopping fine-tuning...", 5000)
+            self.panel.set_cancelling()
+            self.process.cancel()
+
+    def shutdown(self) -> None:
+        if self.process is not None:
+            self.process.stop_now(self.kill_grace_ms)
+
+    # --- progress ------------------------------------------------------------------------------
+    def _on_event(self, event: events.TrainingEvent) -> None:
+        self.panel.handle_event(event)
+        if isinstance(event, events.StepProgress):
+            if event.step is None or event.steps is None:
+                return
+            eta = float(event.eta_s) if event.eta_s is not None else None
+            self.progress.update_progress(event.step, event.steps, eta)
+        elif isinstance(event, events.Started) and event.steps is not None:
+            self.progress.update_progress(0, event.steps)
+        elif isinstance(event, events.OutOfMemory):
+            self.window.statusBar().showMessage(f"Fine-tuning ran out of memory: {event.action}", 10000)
+
+    def _on_finished(self, outcome: TrainingOutcome) -> None:
+        self.outcome = outcome
+        self.progress.finish()
+        self.panel.end(outcome)
+        self._update_enabled()
+        if outcome.status == "done":
+            self._show_summary(outcome)
+        elif outcome.status == "cancelled":
+            self.window.statusBar().showMessage(outcome.message, 10000)
+        else:
+            self.window.show_error("Fine-tuning failed", outcome.message + "\n\nNo new model version was saved.")
+        self.run_finished.emit(outcome)
+
+    def _show_summary(self, outcome: TrainingOutcome) -> None:
+        prediction = self.window.prediction
+        # A promoted version becomes the model in use; otherwise it is listed but the selection stays.
+        prediction.reload_models(select=outcome.version if outcome.promoted else prediction.model_id())
+        self.summary_dialog = TrainingSummaryDialog(outcome, self.window)
+        self.summary_dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.summary_dialog.destroyed.connect(lambda *_: setattr(self, "summary_dialog", None))
+        self.summary_dialog.open()
+
+    def _update_enabled(self, *_args) -> None:
+        # A fine-tune starts from a model version: with an empty library there is nothing to offer.
+        has_model = self.window.prediction.has_models()
+        self.window.actions.fine_tune.setEnabled(has_model and not self.running())
+
+    # --- closing the window while training -----------------------------------------------------
+    def prepare_to_quit(self) -> bool:
+        """Whether the window may close: a running fine-tune is only given up if the user says so."""
+        if not self.running():
+            return True
+        answer = QMessageBox.question(
+            self.window, "Fine-tuning is running",
+            "A fine-tune is still running. Stop it and close segstudio?\n\n"
+            "Nothing is saved from an unfinished run; the model library stays as it was.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
