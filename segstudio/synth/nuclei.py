@@ -363,25 +363,55 @@ def generate_nuclei_image(rng_or_seed: RngLike, *, height: int = 256, width: int
     if height < 8 or width < 8:
         raise ValueError(f"image must be at least 8 x 8 px, not {height} x {width}")
     rng = _as_rng(rng_or_seed)
-    if isinstance(params, SceneParams):
-        p = params
-    else:
-        p = sample_params(rng, params)
+    p = params if isinstance(params, SceneParams) else sample_params(rng, params)
     h, w = int(height), int(width)
 
+    # The steps below share one generator and draw from it in this order; an image is only reproducible from
+    # its seed as long as the order stays the same (tests/synth/test_nuclei_pinned.py holds it).
     nuc = _place_nuclei(rng, h, w, p)
-    n = len(nuc)
     owner, f = _render_shapes(rng, h, w, nuc, p)
+    instances = _number_visible_nuclei(owner, f, len(nuc))
+    mask = (instances > 0).astype(np.uint8)
+
+    look = _draw_appearance(rng, nuc, p)
+    own_b = look.brightness[owner]
+    texture = _chromatin_texture(rng, h, w, nuc, owner, look.texture, p)
+    # Factors and layers come back apart and are combined here in a fixed order: float32 products and sums
+    # in another order would move the pinned images in the last bit.
+    edge, shade = _edge_and_shading(owner, f, look, p)
+    nuclei_signal = own_b * edge * shade * texture
+    autofluor, glow, haze, debris = _light_outside_nuclei(rng, h, w, nuc, own_b, f, look, p)
+    signal = nuclei_signal + autofluor + glow + haze + debris
+    signal *= _illumination(rng, h, w, p)
+    image = _camera(rng, _optics(rng, signal, p), bit_depth, p)
+    return image, mask, instances
+
+
+def _number_visible_nuclei(owner: np.ndarray, f: np.ndarray, n: int) -> np.ndarray:
+    """Instance image numbering 1..N the nuclei that own a pixel inside their outline: a placed nucleus can be
+    hidden by deeper neighbours or lie outside the field, and ids stay dense as in a labelled image."""
     instances = np.where(f < 1.0, owner, 0).astype(np.int32)
     present = np.zeros(n + 1, dtype=bool)
     present[instances.ravel()] = True
     present[0] = False
     relabel = np.zeros(n + 1, dtype=np.int32)
     relabel[present] = np.arange(1, int(present.sum()) + 1, dtype=np.int32)
-    instances = relabel[instances]
-    mask = (instances > 0).astype(np.uint8)
+    return relabel[instances]
 
-    # Per-nucleus appearance, indexed by owner id (0 = none).
+
+@dataclass
+class _Appearance:
+    """Per-nucleus appearance; the arrays are indexed by owner id, with entry 0 for 'no nucleus'."""
+    brightness: np.ndarray
+    texture: np.ndarray  # chromatin contrast
+    rim: np.ndarray
+    edge_width: np.ndarray  # of the edge profile, in units of f
+    dim: float  # 10th percentile brightness, mitoses included: sets the autofluorescence level
+    typical: float  # median brightness before the mitoses were brightened: sets the haze level
+
+
+def _draw_appearance(rng: np.random.Generator, nuc: _Nuclei, p: SceneParams) -> _Appearance:
+    n = len(nuc)
     sigma_b = p.brightness_decades * math.log(10.0) / 3.29  # 5th..95th percentile of a normal: +-1.645 sd
     bright = np.exp(rng.normal(0.0, sigma_b, n))
     if n:
@@ -398,23 +428,32 @@ def generate_nuclei_image(rng_or_seed: RngLike, *, height: int = 256, width: int
     rim[1:][nuc.mitotic] = 0.0
     edge_w = np.concatenate([[0.12], rng.uniform(0.08, 0.16, n)]).astype(np.float32)
     edge_w[1:][nuc.mitotic] = 0.05
+    dim = float(np.percentile(bright, 10)) if n else 0.1
+    return _Appearance(brightness=b, texture=tex_amp, rim=rim, edge_width=edge_w, dim=dim, typical=typical)
 
-    # Edge profile: 1 inside, 0.5 on the outline (f == 1), 0 beyond; then dome shading and rim.
-    own_b = b[owner]
+
+def _edge_and_shading(owner: np.ndarray, f: np.ndarray, look: _Appearance,
+                      p: SceneParams) -> tuple[np.ndarray, np.ndarray]:
+    """Edge profile (1 inside, 0.5 on the outline where f == 1, 0 beyond) and dome shading plus the rim."""
     fe = np.minimum(f, 1.5)
-    ew = edge_w[owner]
+    ew = look.edge_width[owner]
     edge = _smoothstep((1.0 + ew - fe) / (2.0 * ew))
     fi = np.minimum(fe, 1.0)
     shade = (1.0 - p.dome) + p.dome * np.sqrt(np.maximum(0.0, 1.0 - fi * fi))
-    shade = shade + rim[owner] * np.exp(-(((fe - 0.88) / 0.09) ** 2))
+    shade = shade + look.rim[owner] * np.exp(-(((fe - 0.88) / 0.09) ** 2))
+    return edge, shade
 
-    # Chromatin: band-passed noise at a scale tied to the nucleus size, plus spots.
+
+def _chromatin_texture(rng: np.random.Generator, h: int, w: int, nuc: _Nuclei, owner: np.ndarray,
+                       tex_amp: np.ndarray, p: SceneParams) -> np.ndarray:
+    """Chromatin: band-passed noise at a scale tied to the nucleus size, plus spots; a factor around 1."""
     fine = max(0.6, p.radius / 9.0)
     noise = rng.normal(0.0, 1.0, (h, w)).astype(np.float32)
     band = _blur(noise, fine) - _blur(noise, 3.0 * fine)
     band /= float(band.std()) + 1e-6
     texture = 1.0 + tex_amp[owner] * band
-    if p.spots > 0 and p.radius >= 6 and n:
+    n = len(nuc)
+    if p.spots > 0 and p.radius >= 6 and n:  # bright chromocentres and/or dark nucleoli, none in mitoses
         counts = rng.poisson(p.spots, n)
         counts[nuc.mitotic] = 0
         m = int(counts.sum())
@@ -426,12 +465,15 @@ def generate_nuclei_image(rng_or_seed: RngLike, *, height: int = 256, width: int
             amp_s = np.where(sign > 0, rng.uniform(0.3, 0.8, m), -rng.uniform(0.25, 0.5, m))
             texture += _gaussian_blobs(h, w, nuc.cy[host] + rr * np.sin(ang), nuc.cx[host] + rr * np.cos(ang),
                                        amp_s, sigma=max(0.8, 0.14 * p.radius))
-    texture = np.maximum(texture, 0.05)
-    nuclei_signal = own_b * edge * shade * texture
+    return np.maximum(texture, 0.05)
 
-    # Light not in the mask: autofluorescence, cytoplasm glow, out-of-focus nuclei, debris.
-    dim = float(np.percentile(bright, 10)) if n else 0.1
-    bg_level = p.background * dim
+
+def _light_outside_nuclei(rng: np.random.Generator, h: int, w: int, nuc: _Nuclei, own_b: np.ndarray,
+                          f: np.ndarray, look: _Appearance, p: SceneParams
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Light not in the mask: (autofluorescence, cytoplasm glow, out-of-focus nuclei, debris)."""
+    n = len(nuc)
+    bg_level = p.background * look.dim
     autofluor = bg_level * np.exp(0.35 * _low_freq_field(rng, h, w, cells=3)
                                   + 0.12 * _low_freq_field(rng, h, w, cells=10))
     glow = _blur_wide(own_b * (f < 1.0), 1.6 * p.radius) * p.cytoplasm
@@ -440,40 +482,45 @@ def generate_nuclei_image(rng_or_seed: RngLike, *, height: int = 256, width: int
     if n_haze:
         hs = max(2.0, p.radius * rng.uniform(0.9, 1.6))
         haze = _gaussian_blobs(h, w, rng.uniform(0, h, n_haze), rng.uniform(0, w, n_haze),
-                               np.exp(rng.normal(math.log(0.25), 0.6, n_haze)) * typical * 0.6,
+                               np.exp(rng.normal(math.log(0.25), 0.6, n_haze)) * look.typical * 0.6,
                                sigma=hs, wide=True)
     debris = np.zeros((h, w), dtype=np.float32)
     n_debris = int(rng.poisson(p.debris * h * w / 65536.0))
     if n_debris:
         debris = _gaussian_blobs(h, w, rng.uniform(0, h, n_debris), rng.uniform(0, w, n_debris),
                                  rng.uniform(0.4, 3.0, n_debris), sigma=float(rng.uniform(0.5, 1.2)))
+    return autofluor, glow, haze, debris
 
-    signal = nuclei_signal + autofluor + glow + haze + debris
 
-    # Excitation: vignetting around an off-centre optical axis and a linear gradient.
+def _illumination(rng: np.random.Generator, h: int, w: int, p: SceneParams) -> np.ndarray:
+    """Excitation factor: vignetting around an off-centre optical axis and a linear gradient."""
     yy = (np.arange(h, dtype=np.float32)[:, None] - h * rng.uniform(0.3, 0.7)) / max(h, w)
     xx = (np.arange(w, dtype=np.float32)[None, :] - w * rng.uniform(0.3, 0.7)) / max(h, w)
     theta = rng.uniform(0, 2 * math.pi)
     split = rng.uniform(0.2, 0.8)
     illum = (1.0 - p.illumination * split * 2.0 * (yy * yy + xx * xx)) \
         * (1.0 + p.illumination * (1 - split) * (yy * math.sin(theta) + xx * math.cos(theta)))
-    signal *= np.clip(illum, 0.25, 1.6)
+    return np.clip(illum, 0.25, 1.6)
 
-    # Optics: PSF, and optionally a smooth region of the field out of focus.
+
+def _optics(rng: np.random.Generator, signal: np.ndarray, p: SceneParams) -> np.ndarray:
+    """PSF, and optionally a smooth region of the field out of focus."""
     sharp = _blur(signal, p.psf_sigma)
     if p.defocus:
-        weight = _smoothstep(0.5 + 0.8 * _low_freq_field(rng, h, w, cells=2))
+        weight = _smoothstep(0.5 + 0.8 * _low_freq_field(rng, *signal.shape, cells=2))
         soft = _blur(signal, p.defocus_sigma)
         sharp = weight * sharp + (1.0 - weight) * soft
+    return sharp
 
-    # Camera: shot noise, read noise, offset, digitisation with the signal using part of the range.
+
+def _camera(rng: np.random.Generator, sharp: np.ndarray, bit_depth: int, p: SceneParams) -> np.ndarray:
+    """Shot noise, read noise, offset, digitisation with the signal using part of the range."""
     electrons = rng.poisson(np.maximum(sharp, 0.0).astype(np.float64) * p.photons)
     full = 255.0 if bit_depth == 8 else 65535.0
     gain = (p.full_scale_8bit if bit_depth == 8 else p.full_scale) * full / p.photons  # ADU per electron
-    adu = electrons * gain + p.offset_fraction * full + rng.normal(0.0, p.read_noise * gain + 0.3, (h, w))
+    adu = electrons * gain + p.offset_fraction * full + rng.normal(0.0, p.read_noise * gain + 0.3, sharp.shape)
     dtype = np.uint8 if bit_depth == 8 else np.uint16
-    image = np.clip(np.rint(adu), 0, full).astype(dtype)
-    return image, mask, instances
+    return np.clip(np.rint(adu), 0, full).astype(dtype)
 
 
 # --- baselines and scores ----------------------------------------------------------------------------------

@@ -54,7 +54,14 @@ class ExportDialog(QDialog):
         self.current = current
         settings = QSettings()
         layout = QVBoxLayout(self)
+        layout.addWidget(self._build_folder_box(settings))
+        layout.addWidget(self._build_scope_box(current))
+        layout.addWidget(self._build_nnunet_box(settings))
+        self._add_hint_and_buttons(layout)
+        self.setMinimumWidth(520)
+        self._validate()
 
+    def _build_folder_box(self, settings: QSettings) -> QGroupBox:
         folder_box = QGroupBox("Dataset folder")
         folder_layout = QVBoxLayout(folder_box)
         self.folder_edit, browse = self._path_row(folder_layout, "Choose the dataset folder")
@@ -67,8 +74,10 @@ class ExportDialog(QDialog):
         self.folder_info.setObjectName("datasetFolderInfo")
         self.folder_info.setWordWrap(True)
         folder_layout.addWidget(self.folder_info)
-        layout.addWidget(folder_box)
+        return folder_box
 
+    def _build_scope_box(self, current) -> QGroupBox:
+        """The current image or every image worth exporting (the latter disabled when there is none)."""
         scope_box = QGroupBox("Images")
         scope_layout = QVBoxLayout(scope_box)
         self.current_radio = QRadioButton(f"Current image ({current.title})" if current is not None else "Current image")
@@ -88,8 +97,9 @@ class ExportDialog(QDialog):
         note.setWordWrap(True)
         note.setEnabled(False)
         scope_layout.addWidget(note)
-        layout.addWidget(scope_box)
+        return scope_box
 
+    def _build_nnunet_box(self, settings: QSettings) -> QGroupBox:
         nn_box = QGroupBox("nnU-Net")
         nn_layout = QVBoxLayout(nn_box)
         self.nnunet_check = QCheckBox("Also write the nnU-Net v2 raw layout (the whole dataset)")
@@ -120,8 +130,9 @@ class ExportDialog(QDialog):
         nn_layout.addWidget(self.nnunet_fields)
         self.nnunet_check.toggled.connect(self.nnunet_fields.setEnabled)
         self.nnunet_fields.setEnabled(self.nnunet_check.isChecked())
-        layout.addWidget(nn_box)
+        return nn_box
 
+    def _add_hint_and_buttons(self, layout: QVBoxLayout) -> None:
         self.hint = QLabel("")
         self.hint.setObjectName("exportHint")
         self.hint.setWordWrap(True)
@@ -132,8 +143,6 @@ class ExportDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
-        self.setMinimumWidth(520)
-        self._validate()
 
     def _path_row(self, layout, tip: str) -> tuple[QLineEdit, QPushButton]:
         row = QHBoxLayout()

@@ -55,6 +55,15 @@ class ChannelBrowser(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self._build_view_options())
+        layout.addWidget(self._build_thumbnail_grid(), 1)
+        layout.addLayout(self._build_pager())
+        layout.addLayout(self._build_channel_detail())
+        self._connect_controls()
+        self._update_pager()
+
+    def _build_view_options(self) -> QHBoxLayout:
+        """Sort order, colour map and scale, side by side."""
         self.sort_combo = QComboBox()
         self.sort_combo.setObjectName("sortCombo")
         for text, key in SORT_CHOICES:
@@ -76,8 +85,9 @@ class ChannelBrowser(QWidget):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(6)
             row.addWidget(combo, 1)
-        layout.addLayout(row)
+        return row
 
+    def _build_thumbnail_grid(self) -> QListWidget:
         self.grid = QListWidget()
         self.grid.setObjectName("channelGrid")
         self.grid.setViewMode(QListView.ViewMode.IconMode)
@@ -88,8 +98,9 @@ class ChannelBrowser(QWidget):
         self.grid.setUniformItemSizes(True)
         self.grid.setMinimumHeight(THUMB + 30)
         self.grid.currentItemChanged.connect(self._on_current_item)
-        layout.addWidget(self.grid, 1)
+        return self.grid
 
+    def _build_pager(self) -> QHBoxLayout:
         pager = QHBoxLayout()
         self.prev_button = QPushButton("◀")
         self.prev_button.setObjectName("prevPage")
@@ -105,8 +116,10 @@ class ChannelBrowser(QWidget):
         pager.addWidget(self.prev_button)
         pager.addWidget(self.page_label, 1)
         pager.addWidget(self.next_button)
-        layout.addLayout(pager)
+        return pager
 
+    def _build_channel_detail(self) -> QHBoxLayout:
+        """The selected channel large, its description and the switch that overlays it on the image."""
         detail = QHBoxLayout()
         self.large = QLabel()
         self.large.setObjectName("largeChannel")
@@ -126,15 +139,16 @@ class ChannelBrowser(QWidget):
         self.overlay_check.setToolTip("Show this channel over the slide, aligned with the region it was computed on")
         info.addWidget(self.overlay_check)
         detail.addLayout(info, 1)
-        layout.addLayout(detail)
+        return detail
 
+    def _connect_controls(self) -> None:
+        # Connected only once every widget exists: each handler touches the grid, the pager and the detail.
         self.sort_combo.currentIndexChanged.connect(lambda _i: self._reorder())
         self.colormap_combo.currentIndexChanged.connect(lambda _i: self._redraw())
         self.scale_combo.currentIndexChanged.connect(lambda _i: self._redraw())
         self.prev_button.clicked.connect(lambda: self.show_page(self.page - 1))
         self.next_button.clicked.connect(lambda: self.show_page(self.page + 1))
         self.overlay_check.toggled.connect(lambda _on: self._emit_overlay())
-        self._update_pager()
 
     # --- state -----------------------------------------------------------------------------------
     def sort_key(self) -> str:

@@ -76,6 +76,24 @@ class InspectorPanel(QWidget):
         self.model_label.setWordWrap(True)
         layout.addWidget(self.model_label)
 
+        layout.addLayout(self._build_region_controls())
+
+        self.region_label = QLabel("No region computed yet.")
+        self.region_label.setObjectName("regionLabel")
+        self.region_label.setWordWrap(True)
+        layout.addWidget(self.region_label)
+
+        layout.addWidget(self._build_splitter(), 1)
+        layout.addLayout(self._build_export_buttons())
+
+        self.compute_button.clicked.connect(self.compute_requested)
+        self.probe_button.toggled.connect(self.probe_mode_toggled)
+        self.save_png_button.clicked.connect(self.save_png_requested)
+        self.save_tap_button.clicked.connect(self.save_tap_requested)
+        self.set_specs([])
+
+    def _build_region_controls(self) -> QHBoxLayout:
+        """Compute, probe, and how large a region to compute and how to fit a larger view into it."""
         controls = QHBoxLayout()
         self.compute_button = QPushButton("Compute for view")
         self.compute_button.setObjectName("computeForView")
@@ -101,15 +119,21 @@ class InspectorPanel(QWidget):
         controls.addWidget(self.probe_button)
         controls.addWidget(self.size_combo)
         controls.addWidget(self.large_combo, 1)
-        layout.addLayout(controls)
+        return controls
 
-        self.region_label = QLabel("No region computed yet.")
-        self.region_label.setObjectName("regionLabel")
-        self.region_label.setWordWrap(True)
-        layout.addWidget(self.region_label)
-
+    def _build_splitter(self) -> QSplitter:
+        """The tap list above (or beside, see set_wide) the tabs that show the chosen tap."""
         splitter = self.splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.setChildrenCollapsible(False)
+        splitter.addWidget(self._build_tap_list())
+        splitter.addWidget(self._build_tabs())
+        self.tree.setMinimumHeight(110)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        splitter.setSizes([300, 450])
+        return splitter
+
+    def _build_tap_list(self) -> QWidget:
         top = QWidget()
         top_layout = QVBoxLayout(top)
         top_layout.setContentsMargins(0, 0, 0, 0)
@@ -138,8 +162,9 @@ class InspectorPanel(QWidget):
         # Layouts do not reserve height for wrapped lines; without this the text runs over the tap list.
         self.description.setMinimumHeight(3 * self.description.fontMetrics().lineSpacing() + 4)
         top_layout.addWidget(self.description)
-        splitter.addWidget(top)
+        return top
 
+    def _build_tabs(self) -> QTabWidget:
         self.tabs = QTabWidget()
         self.tabs.setObjectName("inspectorTabs")
         self.channels = ChannelBrowser()
@@ -151,13 +176,9 @@ class InspectorPanel(QWidget):
         self.tabs.addTab(self.channels, "Channels")
         self.tabs.addTab(self.skips, "Skip connections")
         self.tabs.addTab(probe_scroll, "Pixel probe")
-        splitter.addWidget(self.tabs)
-        self.tree.setMinimumHeight(110)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([300, 450])
-        layout.addWidget(splitter, 1)
+        return self.tabs
 
+    def _build_export_buttons(self) -> QHBoxLayout:
         exports = QHBoxLayout()
         self.save_png_button = QPushButton("Save view as PNG…")
         self.save_png_button.setObjectName("saveInspectorPng")
@@ -167,18 +188,12 @@ class InspectorPanel(QWidget):
         exports.addWidget(self.save_png_button)
         exports.addWidget(self.save_tap_button)
         exports.addStretch(1)
-        layout.addLayout(exports)
-
-        self.compute_button.clicked.connect(self.compute_requested)
-        self.probe_button.toggled.connect(self.probe_mode_toggled)
-        self.save_png_button.clicked.connect(self.save_png_requested)
-        self.save_tap_button.clicked.connect(self.save_tap_requested)
-        self.set_specs([])
-
+        return exports
 
     def set_wide(self, wide: bool) -> None:
         """Side by side (tap list | maps) in a wide, low dock; stacked in a tall, narrow one."""
         self.splitter.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
+
     def sizeHint(self) -> QSize:
         # A width that does not follow the content: otherwise every new result would widen the dock and move
         # the slide under the user's cursor (and change the very view the result was computed for).
