@@ -10,6 +10,7 @@ and of one sign, haze, debris, mitoses, kidneys, defocus, 8 and 16 bit, scenes d
 import dataclasses
 import hashlib
 
+import cv2
 import numpy as np
 import pytest
 
@@ -33,6 +34,15 @@ PINNED = {
                               params=nuclei.SynthParams(radius=(6.0, 8.0), defocus_probability=1.0)),
                       "7bc169502d2c9f2aa7c1d587d1c28deb150d8646a287d8fd246506faf1351b50", 1811638497275526214),
 }
+
+
+# Other releases of numpy or OpenCV may round a blur or a random draw differently, which moves the digests
+# without any change to the generator: there the pins mean nothing, so they are skipped rather than failed.
+RECORDED_WITH = {"numpy": "2.4", "OpenCV": "5.0"}
+_RUNNING = {"numpy": np.__version__, "OpenCV": cv2.__version__}
+pytestmark = pytest.mark.skipif(
+    any(not _RUNNING[lib].startswith(version + ".") for lib, version in RECORDED_WITH.items()),
+    reason=f"digests recorded with {RECORDED_WITH}, running {_RUNNING}")
 
 
 def _digest(arrays) -> str:
