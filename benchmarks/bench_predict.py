@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import json
 import math
-import statistics
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from segstudio.engine.devices import amp_dtype, device_label, pick_device, uses_channels_last  # noqa: E402
 from segstudio.engine.hostmem import keep_host_memory  # noqa: E402
 from segstudio.engine.hostmem import supported as hostmem_supported  # noqa: E402
-from segstudio.engine.predict import PredictSettings, Predictor, plan_tiles, prepare_input  # noqa: E402
+from segstudio.engine.predict import Predictor, PredictSettings, plan_tiles, prepare_input  # noqa: E402
 
 GIB = 1 << 30
 NUM_CLASSES = 3

@@ -148,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     started = sum(r["torch_at_show"] == "importing" for r in app_runs)
     if started:
         # The window starts the engine import on a background thread while it is built; that is by design.
-        print(f"torch import already under way (background thread) when the window showed: {started}/{len(app_runs)} runs")
+        print(
+            "torch import already under way (background thread) when the window showed: "
+            f"{started}/{len(app_runs)} runs"
+        )
     return 0
 
 

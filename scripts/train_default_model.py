@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from segstudio import synth  # noqa: E402
-from segstudio.engine.predict import PredictSettings, Predictor, prepare_input  # noqa: E402
+from segstudio.engine.predict import Predictor, PredictSettings, prepare_input  # noqa: E402
 from segstudio.engine.training.augment import build_augmentation  # noqa: E402
 from segstudio.engine.training.objective import segmentation_loss  # noqa: E402
 from segstudio.models.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
@@ -51,7 +51,9 @@ def make_pool(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     masks = np.empty((n, size, size), np.uint8)
     for i in range(n):
         bit_depth = 8 if rng.random() < 0.4 else 16
-        image, mask, _ = synth.generate_nuclei_image(int(rng.integers(2**31)), height=size, width=size, bit_depth=bit_depth)
+        image, mask, _ = synth.generate_nuclei_image(
+            int(rng.integers(2**31)), height=size, width=size, bit_depth=bit_depth
+        )
         images[i] = prepare_input(image[..., None], 1, NORMALISATION)[0]
         masks[i] = mask
     return images, masks
@@ -231,6 +233,15 @@ def evaluate_existing(args) -> int:
 
 
 def write_model_card(path: Path, meta: ModelMeta, scores: dict, recipe: dict) -> None:
+    fill_holes_px = meta.postprocess.get("fill_holes_px", 0)
+    min_object_px = meta.postprocess.get("min_object_px", 0)
+    variant_rows = "".join(
+        f"| {name} | {v['model_iou']:.3f} | {v['otsu_iou']:.3f} |\n" for name, v in scores.get("variants", {}).items()
+    )
+    by_depth = {
+        key: scores.get(key, float("nan"))
+        for key in ("model_iou_8bit", "otsu_iou_8bit", "model_iou_16bit", "otsu_iou_16bit")
+    }
     text = f"""# nuclei-unet v{meta.version}: the default segstudio model
 
 **Task.** Semantic segmentation of cell nuclei in fluorescence microscopy (DAPI/Hoechst-like nuclear
@@ -257,7 +268,7 @@ Reproduce with `python scripts/train_default_model.py` (deterministic data; weig
 
 ## Post-processing
 Predicted masks are cleaned as stored in the model's metadata: enclosed holes up to
-{meta.postprocess.get('fill_holes_px', 0)} px are filled and objects under {meta.postprocess.get('min_object_px', 0)} px removed
+{fill_holes_px} px are filled and objects under {min_object_px} px removed
 (`segstudio.core.postprocess`). The scores below include it, since they go through the app's own Predictor.
 
 ## Held-out scores
@@ -274,9 +285,9 @@ The same held-out images under conditions the training data do not contain (IoU)
 
 | condition | nuclei-unet | Otsu |
 | --- | --- | --- |
-""" + "".join(f"| {name} | {v['model_iou']:.3f} | {v['otsu_iou']:.3f} |\n" for name, v in scores.get("variants", {}).items()) + f"""
-By bit depth (IoU): 8-bit images: model {scores.get('model_iou_8bit', float('nan')):.3f}, Otsu {scores.get('otsu_iou_8bit', float('nan')):.3f};
-16-bit images: model {scores.get('model_iou_16bit', float('nan')):.3f}, Otsu {scores.get('otsu_iou_16bit', float('nan')):.3f}.
+""" + variant_rows + f"""
+By bit depth (IoU): 8-bit images: model {by_depth['model_iou_8bit']:.3f}, Otsu {by_depth['otsu_iou_8bit']:.3f};
+16-bit images: model {by_depth['model_iou_16bit']:.3f}, Otsu {by_depth['otsu_iou_16bit']:.3f}.
 
 ## Limits
 - Trained only on generated images: it has not been scored on real slides in this repository. Expect

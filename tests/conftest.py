@@ -7,14 +7,14 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # children, torchrun ranks) more threads than cores makes torch's thread pool spin and crawl.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np  # after OMP_NUM_THREADS: numpy's BLAS reads it when loaded
+import pytest
+
 # Nothing a test does may touch the real user's files. The XDG folders cover everything a library finds on
 # its own (Qt's settings, caches) and are inherited by child processes (training runs, torchrun ranks).
 _PRIVATE_HOME = tempfile.mkdtemp(prefix="segstudio-tests-")
 for _var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
     os.environ[_var] = os.path.join(_PRIVATE_HOME, _var.lower())
-
-import numpy as np
-import pytest
 
 
 @pytest.fixture(autouse=True)

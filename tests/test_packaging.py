@@ -7,8 +7,8 @@ import importlib
 import importlib.util
 import os
 import shutil
-import subprocess
 import struct
+import subprocess
 import sys
 import tomllib
 import xml.etree.ElementTree as ET

@@ -95,9 +95,9 @@ def _find_mask(mask_dir: Path, image: Path) -> Path | None:
 def _items(files: list[Path], args, report) -> Iterator[ExportItem]:
     import numpy as np
 
+    from segstudio.core.autosave import AutosaveStore
     from segstudio.core.dataset import ExportItem
     from segstudio.core.imageio import ImageReadError, read_image
-    from segstudio.core.autosave import AutosaveStore
     from segstudio.core.storage import load_mask_png
 
     store = AutosaveStore() if args.from_autosave else None

@@ -19,7 +19,7 @@ import ctypes.util
 import os
 import platform
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 # mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1

@@ -64,7 +64,9 @@ def create_actions(window: QMainWindow) -> Actions:
         open=_action(window, "&Open Images...", K.Open, "Open one or more image files"),
         open_folder=_action(window, "Open &Folder...", "Ctrl+Shift+O", "Open every image in a folder"),
         close_image=_action(window, "&Close Image", K.Close, "Close the current image", enabled=False),
-        export_mask=_action(window, "Export &Mask...", "Ctrl+E", "Save the current mask as an index PNG", enabled=False),
+        export_mask=_action(
+            window, "Export &Mask...", "Ctrl+E", "Save the current mask as an index PNG", enabled=False
+        ),
         export_dataset=_action(
             window, "Export to &Dataset...", "Ctrl+Shift+E", "Add corrected masks to a training dataset folder",
             enabled=False,
@@ -77,16 +79,29 @@ def create_actions(window: QMainWindow) -> Actions:
         zoom_fit=_action(window, "&Fit to Window", ["Ctrl+0", "F"], "Show the whole image", enabled=False),
         zoom_actual=_action(window, "&Actual Pixels", "Ctrl+1", "One image pixel per screen pixel", enabled=False),
         toggle_mask=_action(window, "Show &Mask", "M", "Show or hide the mask overlay", enabled=False),
-        outline_mask=_action(window, "Mask &Outlines Only", "O", "Draw only the outline of each region", enabled=False),
-        channels=_action(window, "&Channels and Page...", "Ctrl+Shift+C", "Choose the page and channels to show and use", enabled=False),
-        next_image=_action(window, "&Next Image", ["PgDown", "Ctrl+Right"], "Go to the next open image", enabled=False),
-        previous_image=_action(window, "&Previous Image", ["PgUp", "Ctrl+Left"], "Go to the previous open image", enabled=False),
-        predict=_action(window, "&Predict", ["Ctrl+P", "F5"], "Pre-fill the mask with the selected model", enabled=False),
+        outline_mask=_action(
+            window, "Mask &Outlines Only", "O", "Draw only the outline of each region", enabled=False
+        ),
+        channels=_action(
+            window, "&Channels and Page...", "Ctrl+Shift+C", "Choose the page and channels to show and use",
+            enabled=False,
+        ),
+        next_image=_action(
+            window, "&Next Image", ["PgDown", "Ctrl+Right"], "Go to the next open image", enabled=False
+        ),
+        previous_image=_action(
+            window, "&Previous Image", ["PgUp", "Ctrl+Left"], "Go to the previous open image", enabled=False
+        ),
+        predict=_action(
+            window, "&Predict", ["Ctrl+P", "F5"], "Pre-fill the mask with the selected model", enabled=False
+        ),
         predict_replace=_action(
             window, "Predict and &Replace All", "Ctrl+Shift+P", "Predict and overwrite pixels painted by hand too",
             enabled=False,
         ),
-        fine_tune=_action(window, "&Fine-tune...", "Ctrl+T", "Train a new model version on exported datasets", enabled=False),
+        fine_tune=_action(
+            window, "&Fine-tune...", "Ctrl+T", "Train a new model version on exported datasets", enabled=False
+        ),
         shortcuts=_action(window, "&Keyboard Shortcuts", K.HelpContents, "List every keyboard shortcut"),
         about=_action(window, "&About segstudio"),
     )

@@ -7,8 +7,8 @@ key-compatible local definitions otherwise, so torchvision's ImageNet weight fil
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn as nn

@@ -7,8 +7,8 @@ hands back their outputs, so the inspector sees exactly the tensors the predicti
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn

@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Union
 
 import cv2
 import numpy as np
@@ -36,7 +36,7 @@ from segstudio.core.dataset import ExportItem, export_many
 from segstudio.core.labels import ClassTable
 
 Range = tuple[float, float]
-RngLike = Union[int, np.random.Generator, None]
+RngLike = int | np.random.Generator | None
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class SynthParams:
     full_scale_8bit: Range = (0.35, 0.95)  # 8-bit images are usually stretched by the acquisition software
     offset_fraction: Range = (0.0, 0.01)  # camera offset as a fraction of the dtype range
 
-    def sample(self, rng: "RngLike") -> "SceneParams":
+    def sample(self, rng: RngLike) -> SceneParams:
         """One image's settings drawn from these ranges (same as ``sample_params(rng, self)``)."""
         return sample_params(rng, self)
 

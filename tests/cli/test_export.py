@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from segstudio.cli import main
 from segstudio import synth
+from segstudio.cli import main
+from segstudio.core.autosave import AutosaveStore
 from segstudio.core.dataset import load_entry, load_manifest
 from segstudio.core.labels import ClassTable
-from segstudio.core.autosave import AutosaveStore
 
 
 @pytest.fixture

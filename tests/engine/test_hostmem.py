@@ -91,7 +91,7 @@ def test_switched_off_by_environment(monkeypatch):
 
 
 def test_prediction_leaves_the_setting_off_when_it_finishes_or_is_cancelled():
-    from segstudio.engine.predict import PredictionCancelled, PredictSettings, Predictor
+    from segstudio.engine.predict import PredictionCancelled, Predictor, PredictSettings
 
     model = torch.nn.Conv2d(1, 2, 3, padding=1).eval()
     predictor = Predictor(model, device="cpu")

@@ -1,7 +1,8 @@
 """The image as the network sees it: channel mapping and normalisation fixed once for the whole image."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from torch import nn

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,8 +1,8 @@
 """How an image is tiled and run: the settings a caller may change, each default with its reason."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 ProgressCallback = Callable[[int, int], None]
 CancelCallback = Callable[[], bool]

@@ -11,9 +11,10 @@ import argparse
 import dataclasses
 import re
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from segstudio.engine.training.errors import TrainingError
 
@@ -93,7 +94,7 @@ class TrainConfig:
     val_whole_max_pixels: int = 1024 * 1024
 
     # --- checks and records ------------------------------------------------------------------------
-    def normalised(self) -> "TrainConfig":
+    def normalised(self) -> TrainConfig:
         """The same config with `data` as a list (one folder may be given as a plain path)."""
         if isinstance(self.data, (str, Path)):
             return dataclasses.replace(self, data=[self.data])
@@ -147,7 +148,7 @@ class TrainConfig:
         return argv
 
     @classmethod
-    def from_namespace(cls, ns: argparse.Namespace) -> "TrainConfig":
+    def from_namespace(cls, ns: argparse.Namespace) -> TrainConfig:
         """The config that options added by `add_arguments` describe."""
         values = {name: getattr(ns, name) for name in _option_fields()}
         values["data"] = list(values["data"])

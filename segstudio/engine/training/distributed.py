@@ -37,7 +37,7 @@ class DistContext:
         return self.rank == 0
 
     @classmethod
-    def from_env(cls) -> "DistContext":
+    def from_env(cls) -> DistContext:
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
         if world <= 1:
             return cls()

@@ -1,7 +1,7 @@
 """Validation: IoU and Dice per class over whole images, the same way for the parent and the new version."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

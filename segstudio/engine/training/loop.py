@@ -18,9 +18,9 @@ from __future__ import annotations
 import gc
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -38,7 +38,7 @@ from segstudio.engine.training.data import (
     resolve_workers,
     round_up,
 )
-from segstudio.engine.training.distributed import DistContext, unwrap_model, wrap_model
+from segstudio.engine.training.distributed import DistContext, wrap_model
 from segstudio.engine.training.errors import TrainingCancelled, TrainingError
 from segstudio.engine.training.evaluate import Evaluator
 from segstudio.engine.training.objective import learning_rate_at, segmentation_loss

@@ -44,7 +44,8 @@ class _KeyHintDelegate(QStyledItemDelegate):
         if index.row() > 9:
             return
         painter.save()
-        colour = option.palette.highlightedText() if option.state & QStyle.StateFlag.State_Selected else option.palette.placeholderText()
+        selected = option.state & QStyle.StateFlag.State_Selected
+        colour = option.palette.highlightedText() if selected else option.palette.placeholderText()
         painter.setPen(colour.color())
         painter.drawText(option.rect.adjusted(0, 0, -6, 0), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
                          str(index.row()))
@@ -98,7 +99,9 @@ class ClassesPanel(QWidget):
         self.list.setEditTriggers(
             QAbstractItemView.EditTrigger.DoubleClicked | QAbstractItemView.EditTrigger.EditKeyPressed
         )
-        self.list.setToolTip("Number keys 1-9 pick a class, 0 the background. Double-click or F2 renames; drag to reorder.")
+        self.list.setToolTip(
+            "Number keys 1-9 pick a class, 0 the background. Double-click or F2 renames; drag to reorder."
+        )
         self.list.currentItemChanged.connect(self._on_current_changed)
         self.list.itemChanged.connect(self._on_item_changed)
         self.list.moved.connect(self.move_requested)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QColorDialog, QMessageBox
 
 from segstudio.gui.documents.autosave import AutosaveController
 from segstudio.gui.documents.document import ImageDocument
+from segstudio.gui.documents.images_panel import ImagesPanel
 from segstudio.gui.editing.classes import SessionClasses
 from segstudio.gui.editing.classes_panel import ClassesPanel
 from segstudio.gui.editing.tools import (
@@ -25,7 +26,6 @@ from segstudio.gui.editing.tools import (
     FillTool,
     PolygonTool,
 )
-from segstudio.gui.documents.images_panel import ImagesPanel
 from segstudio.gui.editing.tools_panel import ToolsPanel
 
 

@@ -80,7 +80,9 @@ class ExportDialog(QDialog):
         """The current image or every image worth exporting (the latter disabled when there is none)."""
         scope_box = QGroupBox("Images")
         scope_layout = QVBoxLayout(scope_box)
-        self.current_radio = QRadioButton(f"Current image ({current.title})" if current is not None else "Current image")
+        self.current_radio = QRadioButton(
+            f"Current image ({current.title})" if current is not None else "Current image"
+        )
         self.current_radio.setEnabled(current is not None)
         eligible = [d for d in self.documents if worth_exporting(d)]
         self.all_radio = QRadioButton(f"All edited or predicted images ({len(eligible)} of {len(self.documents)} open)")
@@ -110,7 +112,9 @@ class ExportDialog(QDialog):
         form = QFormLayout(self.nnunet_fields)
         form.setContentsMargins(20, 0, 0, 0)
         row = QHBoxLayout()
-        self.nnunet_folder_edit = QLineEdit(str(settings.value(NNUNET_FOLDER_KEY, "") or os.environ.get("nnUNet_raw", "")))
+        self.nnunet_folder_edit = QLineEdit(
+            str(settings.value(NNUNET_FOLDER_KEY, "") or os.environ.get("nnUNet_raw", ""))
+        )
         self.nnunet_folder_edit.setPlaceholderText("nnUNet_raw folder (default: inside the dataset folder)")
         nn_browse = QPushButton("Browse...")
         nn_browse.clicked.connect(self._browse_nnunet)

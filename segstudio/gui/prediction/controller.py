@@ -17,7 +17,6 @@ from segstudio.core.document import ImageStatus
 from segstudio.gui.prediction.panel import ModelPanel
 from segstudio.gui.progress import JobProgress
 
-
 # Importing these pulls in torch (seconds). They are imported on a background thread so the window
 # shows and responds at once; the model picker fills in when they are ready.
 _ENGINE_MODULES = ("segstudio.models.library", "segstudio.engine.predict")
@@ -225,4 +224,6 @@ class PredictionController(QObject):
         self.window.actions.predict_replace.setEnabled(ready)
         self.panel.set_busy(busy)
         self.panel.predict_button.setEnabled(ready)
-        self.panel.overlay_combo.setEnabled(self.window.current is not None and self.window.current.prediction is not None)
+        self.panel.overlay_combo.setEnabled(
+            self.window.current is not None and self.window.current.prediction is not None
+        )

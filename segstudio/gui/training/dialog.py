@@ -59,7 +59,8 @@ class LearningRateBox(QDoubleSpinBox):
             value = float(text)
         except ValueError:
             return QValidator.State.Intermediate, text, pos
-        state = QValidator.State.Acceptable if self.minimum() <= value <= self.maximum() else QValidator.State.Intermediate
+        in_range = self.minimum() <= value <= self.maximum()
+        state = QValidator.State.Acceptable if in_range else QValidator.State.Intermediate
         return state, text, pos
 
     def stepBy(self, steps: int) -> None:
@@ -229,10 +230,12 @@ class FineTuneDialog(QDialog):
 
     def _save(self) -> None:
         settings = QSettings()
-        for key, val in (("unit", self.length_unit.currentData()), ("length", self.length_spin.value()),
-                         ("lr", self.lr_spin.value()), ("batch", self.batch_spin.value()),
-                         ("crop", self.crop_spin.value()), ("hand_weight", self.hand_weight_spin.value()),
-                         ("freeze_encoder", self.freeze_check.isChecked()), ("augment", self.augment_check.isChecked())):
+        for key, val in (
+            ("unit", self.length_unit.currentData()), ("length", self.length_spin.value()),
+            ("lr", self.lr_spin.value()), ("batch", self.batch_spin.value()),
+            ("crop", self.crop_spin.value()), ("hand_weight", self.hand_weight_spin.value()),
+            ("freeze_encoder", self.freeze_check.isChecked()), ("augment", self.augment_check.isChecked()),
+        ):
             settings.setValue(SETTINGS_PREFIX + key, val)
 
     def datasets(self) -> list[str]:

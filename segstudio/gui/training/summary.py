@@ -71,7 +71,9 @@ class TrainingSummaryDialog(QDialog):
         lower_is_better = {"Validation loss"}
         for r, (label, before, after) in enumerate(rows):
             for c, value in enumerate((before, after)):
-                item = QTableWidgetItem("-" if value is None else f"{value:.3f}" if "loss" not in label else f"{value:.4f}")
+                item = QTableWidgetItem(
+                    "-" if value is None else f"{value:.3f}" if "loss" not in label else f"{value:.4f}"
+                )
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(r, c, item)
             change = QTableWidgetItem("")

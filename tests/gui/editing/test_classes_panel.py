@@ -106,7 +106,9 @@ def test_remove_class_clears_its_pixels_undoably_and_keeps_background(window, tw
     mask[10:12, 10:12] = 1
     first.replace_mask(mask.copy())
     asked = []
-    monkeypatch.setattr(editing, "confirm_remove", lambda name, pixels, images: asked.append((name, pixels, images)) or True)
+    monkeypatch.setattr(
+        editing, "confirm_remove", lambda name, pixels, images: asked.append((name, pixels, images)) or True
+    )
     editing.classes_panel.list.setCurrentItem(editing.classes_panel.item_for(membrane.id))
     editing.classes_panel.remove_button.click()
     assert asked == [("membrane", 9, 1)]

@@ -96,6 +96,15 @@ def show_part_of_image(win, zoom=8.0, centre=(64, 50)):
     win.canvas.centerOn(QPointF(*centre))
 
 
+def inspect_part_of(make_window, qtbot, path):
+    """A window on `path` whose inspector has computed the alignment net on part of the image."""
+    win = make_window()
+    win.open_paths([path])
+    use_align_net(qtbot, win)
+    show_part_of_image(win)
+    return win, compute(qtbot, win)
+
+
 # --- taps listed for each architecture -----------------------------------------------------------------
 @pytest.mark.parametrize("arch", list(TINY))
 def test_dock_lists_taps_grouped_in_network_order_with_region_shapes(make_window, qtbot, nuclei_tif, arch):
@@ -174,11 +183,7 @@ def _heatmap_grey_at(canvas, x, y):
 
 @pytest.mark.parametrize("tap_name, tolerance", [("same", 0.01), ("half", 0.04)])
 def test_channel_overlay_lines_up_with_the_image(make_window, qtbot, smooth_tif, tap_name, tolerance):
-    win = make_window()
-    win.open_paths([smooth_tif])
-    use_align_net(qtbot, win)
-    show_part_of_image(win)
-    inspection = compute(qtbot, win)
+    win, inspection = inspect_part_of(make_window, qtbot, smooth_tif)
     x0, y0, w, h = inspection.region.rect
     assert x0 > 0 and y0 > 0 and inspection.region.step == 1
     panel = win.inspector.panel
@@ -205,11 +210,7 @@ def test_channel_overlay_lines_up_with_the_image(make_window, qtbot, smooth_tif,
 
 # --- probe -------------------------------------------------------------------------------------------------
 def test_ctrl_click_probes_a_pixel_through_every_tap(make_window, qtbot, smooth_tif):
-    win = make_window()
-    win.open_paths([smooth_tif])
-    use_align_net(qtbot, win)
-    show_part_of_image(win)
-    inspection = compute(qtbot, win)
+    win, inspection = inspect_part_of(make_window, qtbot, smooth_tif)
     x0, y0, w, h = inspection.region.rect
     x, y = x0 + 5, y0 + 7
     viewport = win.canvas.viewport()
@@ -268,11 +269,7 @@ def test_large_view_is_cropped_or_downsampled_and_the_panel_says_which(make_wind
 
 
 def test_moving_the_view_marks_the_result_out_of_date(make_window, qtbot, smooth_tif):
-    win = make_window()
-    win.open_paths([smooth_tif])
-    use_align_net(qtbot, win)
-    show_part_of_image(win)
-    compute(qtbot, win)
+    win, _ = inspect_part_of(make_window, qtbot, smooth_tif)
     label = win.inspector.panel.region_label
     assert "moved" not in label.text()
     win.canvas.horizontalScrollBar().setValue(win.canvas.horizontalScrollBar().value() + 80)

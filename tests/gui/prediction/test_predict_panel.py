@@ -79,7 +79,9 @@ def test_predict_fills_the_overlay_from_the_worker(window, qtbot, tiny_model, di
     assert not doc.mask.any()
 
 
-def test_predict_again_keeps_hand_painted_pixels_unless_replace_all(window, qtbot, tiny_model, dim16_tiff, known_answer):
+def test_predict_again_keeps_hand_painted_pixels_unless_replace_all(
+    window, qtbot, tiny_model, dim16_tiff, known_answer
+):
     window.prediction.reload_models()
     (doc,) = window.open_paths([dim16_tiff])
     doc.mask[0:5, 0:5] = 1  # painted by hand where the network says background

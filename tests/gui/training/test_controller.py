@@ -257,7 +257,8 @@ def test_a_version_below_its_parent_is_listed_but_not_selected(window, qtbot, tm
     window.prediction.reload_models()
     command = fake_child(tmp_path, """
         emit(event="done", version="blobs/v2", promoted=False, parent="blobs/v1",
-             parent_metrics={"mean_iou": 0.6, "iou": {"nucleus": 0.6}}, child_metrics={"mean_iou": 0.5, "iou": {"nucleus": 0.5}})
+             parent_metrics={"mean_iou": 0.6, "iou": {"nucleus": 0.6}},
+             child_metrics={"mean_iou": 0.5, "iou": {"nucleus": 0.5}})
     """)
     controller = replace_controller(window, command)
     outcome = run_to_end(qtbot, controller, TrainConfig(base=base, data=["/d"]))

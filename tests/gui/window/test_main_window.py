@@ -7,7 +7,8 @@ from PySide6.QtWidgets import QMessageBox
 
 
 def _pixmap_array(window):
-    image = window.canvas.image_item.pixmap().toImage().convertToFormat(window.canvas.image_item.pixmap().toImage().Format.Format_RGB888)
+    image = window.canvas.image_item.pixmap().toImage()
+    image = image.convertToFormat(image.Format.Format_RGB888)
     w, h = image.width(), image.height()
     buf = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes()).reshape(h, image.bytesPerLine())
     return buf[:, : 3 * w].reshape(h, w, 3).copy()
@@ -77,7 +78,9 @@ def test_wheel_zoom_is_proportional(window, dim16_tiff, qtbot):
 def test_drop_opens_files(window, dim16_tiff):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(dim16_tiff))])
-    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
     window.dropEvent(event)
     assert window.current is not None and window.current.path == dim16_tiff
 
