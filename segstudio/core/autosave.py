@@ -66,7 +66,9 @@ class AutosaveRecord:
 class AutosaveStore:
     """Autosaved masks, one entry per image, and which of them a crashed session left behind.
 
-    Each image is keyed by a hash of its resolved path. An entry is one .npz (mask, hand map and a JSON
+    Each image is keyed by a hash of its resolved path and, for the second and later pages of a
+    multi-page file, the page number: every page keeps its own mask. Page 0's key is the path's alone,
+    as in autosaves written before pages had their own. An entry is one .npz (mask, hand map and a JSON
     header with classes and extra fields, written atomically, so it is always self-consistent) plus a
     small .json index naming the image and the session that saved it.
 
@@ -91,14 +93,15 @@ class AutosaveStore:
         return Path(os.path.normcase(Path(image_path).expanduser().resolve()))
 
     @classmethod
-    def key(cls, image_path: os.PathLike | str) -> str:
-        return hashlib.sha256(str(cls.resolved(image_path)).encode("utf-8")).hexdigest()[:24]
+    def key(cls, image_path: os.PathLike | str, page: int = 0) -> str:
+        identity = str(cls.resolved(image_path)) + (f"#page={int(page)}" if page else "")
+        return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:24]
 
-    def data_path(self, image_path: os.PathLike | str) -> Path:
-        return self.root / f"{self.key(image_path)}.npz"
+    def data_path(self, image_path: os.PathLike | str, page: int = 0) -> Path:
+        return self.root / f"{self.key(image_path, page)}.npz"
 
-    def _index_path(self, image_path: os.PathLike | str) -> Path:
-        return self.root / f"{self.key(image_path)}.json"
+    def _index_path(self, image_path: os.PathLike | str, page: int = 0) -> Path:
+        return self.root / f"{self.key(image_path, page)}.json"
 
     @property
     def _sessions_dir(self) -> Path:
@@ -169,8 +172,9 @@ class AutosaveStore:
         hand: np.ndarray | None,
         *,
         extra: dict | None = None,
+        page: int = 0,
     ) -> Path:
-        """Autosave one image's work atomically; return the data file. Raises SaveError on failure."""
+        """Autosave one image page's work atomically; return the data file. Raises SaveError on failure."""
         mask = np.asarray(mask)
         if mask.ndim != 2 or mask.dtype.kind not in "ui":
             raise ValueError(f"an autosaved mask must be a 2-D integer array, got {mask.dtype} {mask.shape}")
@@ -190,6 +194,7 @@ class AutosaveStore:
             "image": image,
             "saved_at": saved_at.isoformat(),
             "session": self._session_id,
+            "page": int(page),
             "classes": classes.to_list(),
             "extra": dict(extra or {}),
         }
@@ -198,17 +203,18 @@ class AutosaveStore:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"autosave extra fields must be JSON data: {exc}") from None
 
-        data_path = self.data_path(image_path)
+        data_path = self.data_path(image_path, page)
         with atomic_open(data_path, "wb") as handle:
             np.savez_compressed(handle, mask=mask, hand=hand, header=np.frombuffer(header_bytes, np.uint8))
         atomic_write_json(
-            self._index_path(image_path), {"image": image, "saved_at": header["saved_at"], "session": header["session"]}
+            self._index_path(image_path, page),
+            {"image": image, "page": int(page), "saved_at": header["saved_at"], "session": header["session"]},
         )
         return data_path
 
-    def load(self, image_path: os.PathLike | str) -> AutosaveRecord | None:
-        """The autosaved work for an image, or None when there is none."""
-        data_path = self.data_path(image_path)
+    def load(self, image_path: os.PathLike | str, page: int = 0) -> AutosaveRecord | None:
+        """The autosaved work for one page of an image, or None when there is none."""
+        data_path = self.data_path(image_path, page)
         if not data_path.exists():
             return None
         try:
@@ -217,7 +223,7 @@ class AutosaveStore:
                 header = json.loads(archive["header"].tobytes().decode("utf-8"))
             if header.get("format") != self.FORMAT:
                 raise ValueError("not a segstudio autosave")
-            if header["image"] != str(self.resolved(image_path)):
+            if header["image"] != str(self.resolved(image_path)) or header.get("page", 0) != page:
                 return None  # a different image with the same key: not ours to offer
             classes = ClassTable.from_list(header["classes"])
             saved_at = datetime.fromisoformat(header["saved_at"])
@@ -228,8 +234,19 @@ class AutosaveStore:
         return AutosaveRecord(mask, classes, hand.astype(bool), header.get("extra", {}), saved_at, Path(header["image"]))
 
     def discard(self, image_path: os.PathLike | str) -> None:
-        for path in (self.data_path(image_path), self._index_path(image_path)):
-            path.unlink(missing_ok=True)
+        """Forget the autosaved work on every page of an image."""
+        image = str(self.resolved(image_path))
+        pages = {0}
+        for index_path in self.root.glob("*.json"):
+            try:
+                info = json.loads(index_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(info, dict) and info.get("image") == image and isinstance(info.get("page"), int):
+                pages.add(info["page"])
+        for page in pages:
+            for path in (self.data_path(image_path, page), self._index_path(image_path, page)):
+                path.unlink(missing_ok=True)
 
     def recoverable(self) -> list[Path]:
         """Images whose latest autosave was made by a session that did not end cleanly, newest first."""
@@ -248,7 +265,9 @@ class AutosaveStore:
             if died[session]:
                 found.append((saved_at, Path(image)))
         self._forget_dead_sessions_without_work(died)
-        return [image for _, image in sorted(found, key=lambda item: item[0], reverse=True)]
+        # One line per image, however many of its pages hold work.
+        ordered = [image for _, image in sorted(found, key=lambda item: item[0], reverse=True)]
+        return list(dict.fromkeys(ordered))
 
     def _forget_dead_sessions_without_work(self, seen: dict[str, bool]) -> None:
         """Drop markers of crashed sessions once nothing of theirs is left to recover."""

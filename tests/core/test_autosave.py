@@ -171,3 +171,25 @@ def test_autosaves_of_a_crashed_session_are_recoverable(tmp_path, rng):
     assert [p.stem for p in (root / "sessions").glob("*.session")] == [store.session_id]
     store.end_session()
     assert list((root / "sessions").glob("*.session")) == []
+
+
+def test_each_page_of_a_file_keeps_its_own_autosave(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    image = tmp_path / "stack.tif"
+    first, classes, hand = _work(rng)
+    third = (first + 1) % 3
+    store.save(image, first, classes, hand, page=0)
+    store.save(image, third, classes, ~hand, page=2)
+    np.testing.assert_array_equal(store.load(image).mask, first)
+    np.testing.assert_array_equal(store.load(image, page=2).mask, third)
+    np.testing.assert_array_equal(store.load(image, page=2).hand, ~hand)
+    assert store.load(image, page=1) is None
+    # A crash (the session's lock gone, its marker left) offers the image once, however many pages hold work.
+    os.close(store._session_fd)
+    later = AutosaveStore(tmp_path / "autosave")
+    later.begin_session()
+    assert later.recoverable() == [image.resolve()]
+    # Discarding forgets every page.
+    store.discard(image)
+    assert store.load(image) is None and store.load(image, page=2) is None
+    assert not list((tmp_path / "autosave").glob("*.npz"))
