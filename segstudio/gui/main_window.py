@@ -99,6 +99,10 @@ class MainWindow(QMainWindow):
         """Open images (folders expanded) and show the first; bad files are reported, not fatal."""
         return self.opening.open_paths(items)
 
+    def all_documents(self) -> list[ImageDocument]:
+        """The open documents and the pages of their files that are not shown now (each keeps its work)."""
+        return self.documents + self.opening.pages.documents()
+
     def set_current(self, doc: ImageDocument | None) -> None:
         if doc is self.current:
             return

@@ -1,5 +1,6 @@
 """Bringing images into the window: File > Open, Open Folder, Open Sample, drops, and View > Channels
-and Page (a different page is a different image read from the file).
+and Page (a different page is a different image read from the file, with its own mask; the page left is
+kept, so its mask and undo history come back with it).
 
 Reading happens here and hands ImageDocuments to the window, which keeps the list of open documents.
 """
@@ -14,6 +15,7 @@ from PySide6.QtWidgets import QFileDialog
 from segstudio.core import paths
 from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
 from segstudio.gui.documents.document import ImageDocument
+from segstudio.gui.documents.pages import PageShelf
 from segstudio.gui.settings import LAST_FOLDER_KEY
 
 
@@ -37,6 +39,9 @@ class OpeningController(QObject):
         a.open.triggered.connect(self.choose_files)
         a.open_folder.triggered.connect(self.choose_folder)
         a.channels.triggered.connect(self.choose_channels)
+        # Pages of open files that are not shown now, kept with their masks and undo history.
+        self.pages = PageShelf(self)
+        window.documents_changed.connect(self._release_closed_pages)
         self.populate_samples_menu()
 
     def populate_samples_menu(self) -> None:
@@ -96,12 +101,14 @@ class OpeningController(QObject):
         return opened
 
     def _load_document(self, path: Path) -> ImageDocument:
+        return ImageDocument(self._read(path), parent=self.window)
+
+    def _read(self, path: Path, page: int = 0):
         self.window.setCursor(Qt.CursorShape.WaitCursor)
         try:
-            image = read_image(path)
+            return read_image(path, page=page)
         finally:
             self.window.unsetCursor()
-        return ImageDocument(image, parent=self.window)
 
     def find_document(self, path: str | Path) -> ImageDocument | None:
         target = Path(path).resolve()
@@ -118,17 +125,33 @@ class OpeningController(QObject):
         if not dialog.exec():
             return
         page, channels = dialog.selection()
-        if page != doc.image.meta.page:
-            try:
-                image = read_image(doc.path, page=page)
-            except ImageReadError as err:
-                window.show_error("Cannot open image", str(err))
-                return
-            replacement = ImageDocument(image, classes=doc.classes, parent=window)
-            window.documents[window.documents.index(doc)] = replacement
-            window.current = None
-            window.set_current(replacement)
-            doc = replacement
+        doc = self.show_page(doc, page)
+        if doc is None:
+            return
         doc.set_display_channels(channels)
         window.canvas.set_image(doc.display_rgb())
         window.canvas.set_mask(doc.mask, doc.classes.lut_rgba())
+
+    def show_page(self, doc: ImageDocument, page: int) -> ImageDocument | None:
+        """Show another page of ``doc``'s file in its place. ``doc`` is kept with its mask and undo history
+        (a page is a different image, with its own mask), and comes back when its page is chosen again."""
+        window = self.window
+        if page == doc.image.meta.page:
+            return doc
+        replacement = self.pages.take(doc.path, page)
+        if replacement is None:
+            try:
+                image = self._read(doc.path, page=page)
+            except ImageReadError as err:
+                window.show_error("Cannot open image", str(err))
+                return None
+            replacement = ImageDocument(image, classes=doc.classes, parent=window)
+        self.pages.put(doc)
+        window.documents[window.documents.index(doc)] = replacement
+        window.documents_changed.emit()
+        window.set_current(replacement)
+        return replacement
+
+    def _release_closed_pages(self) -> None:
+        for doc in self.pages.release_closed(self.window.documents):
+            doc.deleteLater()

@@ -27,6 +27,8 @@ class ChannelsDialog(QDialog):
         self.page.setValue(meta.page + 1)
         self.page.setEnabled(meta.pages > 1)
         form.addRow("Page", self.page)
+        if meta.pages > 1:
+            form.addRow("", QLabel("Each page keeps its own mask; switching pages loses no work."))
         layout.addLayout(form)
 
         box = QGroupBox(f"Channels to show (up to {MAX_SHOWN}; the first is red, then green, blue)")

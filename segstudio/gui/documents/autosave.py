@@ -12,6 +12,7 @@ large slide does not freeze the brush; the save on quit runs in the foreground a
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -73,6 +74,9 @@ class AutosaveController(QObject):
         self._jobs: dict[Future, _SaveJob] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autosave")
         self._claim: set[Path] = set()  # crashed-session work to re-save under this session once restored
+        # Documents already restored and watched: a page shown again must not be overwritten by its own
+        # (possibly older, still being written) autosave, nor connected twice.
+        self._known: weakref.WeakSet[ImageDocument] = weakref.WeakSet()
         self._closed = False
         self._quitting = False  # the quit dialog reports failures; no separate box per image then
         self.recovery_box: QMessageBox | None = None
@@ -143,16 +147,25 @@ class AutosaveController(QObject):
         self._say(f"Discarded the autosaved work on {len(images)} image(s).")
 
     # --- documents -----------------------------------------------------------------------------
+    def open_documents(self) -> list[ImageDocument]:
+        """Every open document, the pages of open files that are not shown now included."""
+        return list(self.window.all_documents())
+
     def watch(self, doc: ImageDocument) -> None:
+        if doc in self._known:
+            return
+        self._known.add(doc)
         doc.undo_stack.indexChanged.connect(lambda _i, d=doc: self.schedule(d))
         doc.undo_stack.cleanChanged.connect(lambda clean, d=doc: None if clean else self.schedule(d))
         # Status alone (e.g. exported) changes no pixel, but a restored image should come back with it.
         doc.status_changed.connect(lambda _s, d=doc: self.schedule(d, force=True))
 
     def restore(self, doc: ImageDocument) -> bool:
-        """Load the autosaved work for a just-opened image, if there is any that fits it."""
+        """Load the autosaved work for a just-opened image page, if there is any that fits it."""
+        if doc in self._known:
+            return False  # a page shown again holds newer work than its autosave
         try:
-            record = self.store.load(doc.path)
+            record = self.store.load(doc.path, doc.image.meta.page)
         except (OSError, ValueError) as err:
             self._say(f"The autosave of {doc.title} could not be read, so it was not restored: {err}")
             return False
@@ -200,8 +213,9 @@ class AutosaveController(QObject):
             self.timer.start()  # mid-stroke: save the finished stroke, not half of it
             return
         docs, self._pending = self._pending, set()
+        open_now = self.open_documents()
         for doc in docs:
-            if doc in self.window.documents:
+            if doc in open_now:
                 self.save_async(doc)
 
     def save_async(self, doc: ImageDocument) -> None:
@@ -235,7 +249,7 @@ class AutosaveController(QObject):
         for job in list(self._jobs.values()):
             self._finish(job)
         failures = []
-        for doc in list(self.window.documents):
+        for doc in self.open_documents():
             if self.needs_saving(doc) or doc.autosave_error:
                 error = self.save_now(doc)
                 if error:
@@ -300,7 +314,7 @@ class AutosaveController(QObject):
 
     def _write(self, job: _SaveJob) -> None:
         try:
-            self.store.save(job.path, job.mask, job.classes, job.hand, extra=job.extra)
+            self.store.save(job.path, job.mask, job.classes, job.hand, extra=job.extra, page=job.extra["page"])
         except OSError as err:
             job.error = str(err)
         except Exception as err:  # never let a bad save kill the worker silently
@@ -314,7 +328,7 @@ class AutosaveController(QObject):
         job.handled = True
         self._jobs = {f: j for f, j in self._jobs.items() if j is not job}
         doc = job.doc
-        open_now = doc in self.window.documents
+        open_now = doc in self.open_documents()
         if job.error:
             self._report_failure(job, open_now)
             return

@@ -5,6 +5,7 @@ actions to the open documents, so the window class stays small.
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import shiboken6
@@ -59,9 +60,10 @@ class EditingController(QObject):
         super().__init__(window)
         self.window = window
         self.session = EditSession(lambda: window.current, self)
-        self.classes = SessionClasses(lambda: window.documents, self)
+        self.classes = SessionClasses(window.all_documents, self)  # hidden pages keep their classes' meaning
         self.undo_group = QUndoGroup(self)
         self._known: list[ImageDocument] = []
+        self._wired: weakref.WeakSet[ImageDocument] = weakref.WeakSet()  # a page shown again is wired already
         self._previous: ImageDocument | None = None
 
         self.tools = {
@@ -209,6 +211,9 @@ class EditingController(QObject):
         self.undo_group.addStack(doc.undo_stack)
         self.autosave.restore(doc)
         self.autosave.watch(doc)
+        if doc in self._wired:
+            return
+        self._wired.add(doc)
         doc.status_changed.connect(lambda _s, d=doc: self._refresh_document(d))
         doc.undo_stack.cleanChanged.connect(lambda _c, d=doc: self._refresh_document(d))
         doc.display_changed.connect(lambda d=doc: self._thumbnail_outdated(d))
