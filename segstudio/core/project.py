@@ -1,0 +1,306 @@
+"""A project: the images a user works on, their masks, the class table, the model and the view, in one folder.
+
+The folder holds ``segstudio-project.json`` (the manifest) and the masks the project saved (``masks/``,
+``hand/``). Images are listed by a path relative to the folder where one exists, so a folder moved to
+another machine together with its images opens there, and by the absolute path as a fallback for images
+that stayed where they were. The same manifest, without mask files, records the last session: the images
+that were open when segstudio quit (their masks are in the autosave).
+
+Writing is atomic (the manifest is replaced whole, after the masks it names are written); reading
+validates every field and raises one ProjectError naming the file and what is wrong with it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from segstudio.core.edits import Diff
+from segstudio.core.labels import ClassTable
+from segstudio.core.storage import atomic_write_json, load_mask_png, save_error, save_mask_png
+
+FORMAT = "segstudio-project"
+VERSION = 1
+MANIFEST_NAME = "segstudio-project.json"
+MASKS_FOLDER = "masks"
+HAND_FOLDER = "hand"
+
+
+class ProjectError(ValueError):
+    """A manifest that cannot be used. str(e) names the file and the reason in plain words."""
+
+    def __init__(self, path: os.PathLike | str, reason: str) -> None:
+        super().__init__(reason)
+        self.path = Path(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"Cannot open project {self.path}: {self.reason}"
+
+
+@dataclass
+class ProjectImage:
+    """One page of one image file, and where its saved mask lies (relative to the project folder)."""
+
+    path: Path  # absolute once read; where the image is looked for first (see Project.locate)
+    page: int = 0
+    channels: tuple[int, ...] | None = None  # the channels shown; None: the default
+    shown: bool = True  # the page shown of its file (other pages were open, not shown)
+    status: str | None = None
+    mask: str | None = None  # e.g. "masks/slide.png"; None when the mask is elsewhere (the autosave)
+    hand: str | None = None
+    absolute: Path | None = None  # where the image was when the project was saved
+
+
+@dataclass
+class ViewState:
+    zoom: float
+    centre: tuple[float, float]  # image x, y at the centre of the view
+
+
+@dataclass
+class Project:
+    images: list[ProjectImage] = field(default_factory=list)
+    classes: ClassTable = field(default_factory=ClassTable.default)
+    model: str | None = None
+    current: int | None = None  # index into images of the image shown
+    view: ViewState | None = None
+    saved_at: datetime | None = None
+
+    def locate(self, image: ProjectImage) -> Path:
+        """Where the image is now: beside the project as it was, else where it was; the first if neither."""
+        if image.path.exists() or image.absolute is None:
+            return image.path
+        return image.absolute if image.absolute.exists() else image.path
+
+
+def manifest_path(location: os.PathLike | str) -> Path:
+    """The manifest of a project folder (or the manifest file itself)."""
+    location = Path(location)
+    return location if location.suffix.lower() == ".json" else location / MANIFEST_NAME
+
+
+# --- writing -------------------------------------------------------------------------------------------
+def write_manifest(path: os.PathLike | str, project: Project, *, relative: bool = True) -> Path:
+    """Write the manifest atomically; image paths relative to its folder when ``relative`` and possible."""
+    path = manifest_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise save_error(path.parent, exc) from exc
+    folder = path.parent.resolve()
+    record = {
+        "format": FORMAT,
+        "version": VERSION,
+        "saved_at": datetime.now(timezone.utc).isoformat(),
+        "classes": project.classes.to_list(),
+        "model": project.model,
+        "current": project.current,
+        "view": None if project.view is None else {"zoom": project.view.zoom, "centre": list(project.view.centre)},
+        "images": [_image_record(image, folder if relative else None) for image in project.images],
+    }
+    atomic_write_json(path, record)
+    return path
+
+
+def _image_record(image: ProjectImage, folder: Path | None) -> dict[str, Any]:
+    absolute = Path(image.path).resolve()
+    shown_path = str(absolute)
+    if folder is not None:
+        try:
+            shown_path = PurePosixPath(*Path(os.path.relpath(absolute, folder)).parts).as_posix()
+        except ValueError:  # another drive on Windows: no relative path exists
+            pass
+    return {
+        "path": shown_path,
+        "absolute": str(absolute),
+        "page": int(image.page),
+        "channels": None if image.channels is None else [int(c) for c in image.channels],
+        "shown": bool(image.shown),
+        "status": image.status,
+        "mask": image.mask,
+        "hand": image.hand,
+    }
+
+
+def mask_file_names(images: list[tuple[Path, int]]) -> list[str]:
+    """A distinct file name per (image, page) for its mask in the project folder: ``stem[.pN].png``."""
+    names: list[str] = []
+    taken: set[str] = set()
+    for path, page in images:
+        base = Path(path).stem + (f".p{page + 1}" if page else "")
+        name, number = base, 2
+        while name.casefold() in taken:
+            name, number = f"{base}-{number}", number + 1
+        taken.add(name.casefold())
+        names.append(f"{name}.png")
+    return names
+
+
+def save_project(folder: os.PathLike | str, project: Project, work: list[tuple[np.ndarray, np.ndarray]]) -> Path:
+    """Write each image's (mask, hand map) from ``work`` into the folder, then the manifest naming them.
+
+    The manifest goes last, so a save that fails part-way leaves the previous manifest, which names only
+    masks that exist. Raises SaveError (an OSError naming the file) when a file cannot be written.
+    """
+    folder = Path(folder)
+    if len(work) != len(project.images):
+        raise ValueError(f"{len(work)} masks for {len(project.images)} images")
+    names = mask_file_names([(image.path, image.page) for image in project.images])
+    for image, name, (mask, hand) in zip(project.images, names, work):
+        image.mask, image.hand = f"{MASKS_FOLDER}/{name}", f"{HAND_FOLDER}/{name}"
+        for sub in (MASKS_FOLDER, HAND_FOLDER):
+            try:
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise save_error(folder / sub, exc) from exc
+        save_mask_png(folder / image.mask, mask)
+        save_mask_png(folder / image.hand, np.asarray(hand, dtype=bool))
+    return write_manifest(folder, project)
+
+
+def load_saved_mask(folder: os.PathLike | str, image: ProjectImage) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (mask, hand map) the project saved for an image; None when it saved none. ProjectError if unreadable."""
+    if image.mask is None:
+        return None
+    from segstudio.core.imageio import ImageReadError
+
+    folder = Path(folder)
+    try:
+        mask = load_mask_png(folder / image.mask)
+        hand = load_mask_png(folder / image.hand).astype(bool) if image.hand else np.zeros(mask.shape, bool)
+    except ImageReadError as exc:
+        raise ProjectError(manifest_path(folder), f"the mask of {image.path.name} cannot be read: {exc}") from None
+    if hand.shape != mask.shape:
+        raise ProjectError(manifest_path(folder), f"the mask and hand-painted map of {image.path.name} differ in size")
+    return mask, hand
+
+
+# --- reading -------------------------------------------------------------------------------------------
+def read_manifest(location: os.PathLike | str) -> Project:
+    """Read and check a manifest; raises ProjectError naming the file and the problem."""
+    path = manifest_path(location)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProjectError(path, "there is no project file here") from None
+    except OSError as exc:
+        raise ProjectError(path, exc.strerror or str(exc)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProjectError(path, f"the file is damaged (not valid JSON: {exc})") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise ProjectError(path, "this is not a segstudio project file")
+    version = record.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise ProjectError(path, f"it was written by a newer segstudio (format version {version}); update segstudio")
+    try:
+        return _project_from(record, path.parent)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProjectError(path, str(exc) if isinstance(exc, ValueError) else f"a field is missing or wrong: {exc}")\
+            from None
+
+
+def _project_from(record: dict, folder: Path) -> Project:
+    images = [_image_from(entry, position, folder) for position, entry in enumerate(_list(record, "images"))]
+    current = record.get("current")
+    if current is not None and (not isinstance(current, int) or not 0 <= current < len(images)):
+        raise ValueError(f"'current' is {current!r}, but the project lists {len(images)} image(s)")
+    try:
+        classes = ClassTable.from_list(_list(record, "classes"))
+    except ValueError as exc:
+        raise ValueError(f"the class table is invalid: {exc}") from None
+    model = record.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ValueError(f"'model' must be a model name, not {model!r}")
+    saved_at = record.get("saved_at")
+    try:
+        saved = datetime.fromisoformat(saved_at) if isinstance(saved_at, str) else None
+    except ValueError:
+        saved = None
+    return Project(images, classes, model, current, _view_from(record.get("view")), saved)
+
+
+def _list(record: dict, key: str) -> list:
+    value = record.get(key)
+    if not isinstance(value, list):
+        raise ValueError(f"'{key}' must be a list")
+    return value
+
+
+def _image_from(entry: Any, position: int, folder: Path) -> ProjectImage:
+    where = f"image {position + 1}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise ValueError(f"{where} has no path")
+    page = entry.get("page", 0)
+    if not isinstance(page, int) or isinstance(page, bool) or page < 0:
+        raise ValueError(f"{where} ({entry['path']}) has page {page!r}; pages are numbered from 0")
+    channels = entry.get("channels")
+    if channels is not None:
+        if not isinstance(channels, list) or not channels or not all(
+                isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels):
+            raise ValueError(f"{where} ({entry['path']}) lists channels {channels!r}; expected channel numbers")
+        channels = tuple(channels)
+    absolute = entry.get("absolute")
+    return ProjectImage(
+        path=(folder / entry["path"]).resolve(),
+        page=page,
+        channels=channels,
+        shown=bool(entry.get("shown", True)),
+        status=entry.get("status") if isinstance(entry.get("status"), str) else None,
+        mask=_inside(entry.get("mask"), f"{where}'s mask"),
+        hand=_inside(entry.get("hand"), f"{where}'s hand-painted map"),
+        absolute=Path(absolute) if isinstance(absolute, str) and absolute else None,
+    )
+
+
+def _inside(name: Any, what: str) -> str | None:
+    """A file name inside the project folder; the manifest may not point the mask reader elsewhere."""
+    if name is None:
+        return None
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what} must be a file name in the project folder")
+    parts = PurePosixPath(name).parts
+    if PurePosixPath(name).is_absolute() or Path(name).is_absolute() or ".." in parts:
+        raise ValueError(f"{what} ({name}) must lie inside the project folder")
+    return name
+
+
+def _view_from(view: Any) -> ViewState | None:
+    if view is None:
+        return None
+    try:
+        zoom = float(view["zoom"])
+        x, y = (float(v) for v in view["centre"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"'view' must hold a zoom and a centre, not {view!r}") from None
+    if not np.isfinite([zoom, x, y]).all() or zoom <= 0:
+        raise ValueError(f"'view' holds an impossible zoom or centre: {view!r}")
+    return ViewState(zoom, (x, y))
+
+
+# --- bringing a saved mask back ------------------------------------------------------------------------
+def mask_change(mask: np.ndarray, hand: np.ndarray, new_mask: np.ndarray, new_hand: np.ndarray) -> Diff | None:
+    """The edit that turns (mask, hand) into (new_mask, new_hand), over the box of pixels that differ.
+
+    Opening a project makes this one undo step, so work the image held before (its autosave) is one
+    Undo away rather than overwritten. None when nothing differs.
+    """
+    if new_mask.shape != mask.shape or new_hand.shape != hand.shape:
+        raise ValueError(f"the saved mask is {new_mask.shape[1]} x {new_mask.shape[0]} pixels, "
+                         f"the image {mask.shape[1]} x {mask.shape[0]}")
+    if new_mask.size and int(new_mask.max()) > np.iinfo(mask.dtype).max:
+        raise ValueError(f"the saved mask holds class ids up to {int(new_mask.max())}, more than this mask can")
+    new_mask = new_mask.astype(mask.dtype, copy=False)
+    changed = (mask != new_mask) | (hand != new_hand)
+    rows = np.flatnonzero(changed.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(changed.any(axis=0))
+    region = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    return Diff(int(rows[0]), int(cols[0]), mask[region].copy(), new_mask[region].copy(),
+                hand[region].copy(), new_hand[region].astype(bool))
