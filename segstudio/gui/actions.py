@@ -14,6 +14,8 @@ from segstudio import __version__
 class Actions:
     open: QAction
     open_folder: QAction
+    open_project: QAction
+    save_project: QAction
     close_image: QAction
     export_mask: QAction
     export_dataset: QAction
@@ -63,6 +65,11 @@ def create_actions(window: QMainWindow) -> Actions:
     a = Actions(
         open=_action(window, "&Open Images...", K.Open, "Open one or more image files"),
         open_folder=_action(window, "Open &Folder...", "Ctrl+Shift+O", "Open every image in a folder"),
+        open_project=_action(window, "Open &Project...", "Ctrl+Alt+O",
+                             "Open a project folder: its images, masks, classes, model and view"),
+        save_project=_action(window, "&Save Project...", K.Save,
+                             "Save the open images' masks, the classes, the model and the view in a project folder",
+                             enabled=False),
         close_image=_action(window, "&Close Image", K.Close, "Close the current image", enabled=False),
         export_mask=_action(
             window, "Export &Mask...", "Ctrl+E", "Save the current mask as an index PNG", enabled=False
@@ -116,8 +123,12 @@ def build_menus(window: QMainWindow, a: Actions) -> dict[str, QMenu]:
     menus: dict[str, QMenu] = {}
     file_menu = menus["file"] = bar.addMenu("&File")
     file_menu.addActions([a.open, a.open_folder])
+    menus["recent"] = file_menu.addMenu("Open &Recent")
+    menus["recent"].setObjectName("recentMenu")
     menus["samples"] = file_menu.addMenu("Open &Sample")
     menus["samples"].setObjectName("samplesMenu")
+    file_menu.addSeparator()
+    file_menu.addActions([a.open_project, a.save_project])
     file_menu.addSeparator()
     file_menu.addActions([a.export_mask, a.export_dataset])
     file_menu.addSeparator()

@@ -47,6 +47,8 @@ def run_app(images: Sequence[str] = (), sample: bool = False, model: str | None 
         to_open.insert(0, str(first))
     if to_open:
         QTimer.singleShot(0, lambda: window.open_paths(to_open))
+    elif window.editing.autosave.recovery_box is None:  # after a crash, recovery offers the work instead
+        QTimer.singleShot(0, window.session.offer_last_session)
     if model:
         QTimer.singleShot(0, lambda: window.prediction.select_model(model))
     return app.exec()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QWidget
 
@@ -21,7 +21,7 @@ from segstudio.gui.inspector.controller import InspectorController
 from segstudio.gui.model_host import ModelHost
 from segstudio.gui.opening import OpeningController
 from segstudio.gui.prediction.controller import PredictionController
-from segstudio.gui.settings import WINDOW_GEOMETRY_KEY, WINDOW_STATE_KEY
+from segstudio.gui.session import SessionController
 from segstudio.gui.status_bar import StatusLabels
 from segstudio.gui.training.controller import TrainingController
 
@@ -65,6 +65,9 @@ class MainWindow(QMainWindow):
         self.training = TrainingController(self)
         # A model's class names and colours become the session's, so no predicted pixel is invisible.
         self.prediction.classes_offered.connect(self.editing.classes.adopt)
+        # Recent files, projects and the last session; restores the size and panels once all are docked.
+        self.session = SessionController(self)
+        self.session.classes_offered.connect(self.editing.classes.adopt)
 
     # --- construction --------------------------------------------------------------------------
     def _connect_actions(self) -> None:
@@ -158,8 +161,8 @@ class MainWindow(QMainWindow):
     def _update_enabled(self) -> None:
         has = self.current is not None
         a = self.actions
-        for action in (a.close_image, a.export_mask, a.zoom_in, a.zoom_out, a.zoom_fit, a.zoom_actual, a.toggle_mask,
-                       a.outline_mask):
+        for action in (a.close_image, a.save_project, a.export_mask, a.zoom_in, a.zoom_out, a.zoom_fit,
+                       a.zoom_actual, a.toggle_mask, a.outline_mask):
             action.setEnabled(has)
         a.channels.setEnabled(has and (self.current.image.meta.channels > 1 or self.current.image.meta.pages > 1))
         many = len(self.documents) > 1
@@ -190,8 +193,7 @@ class MainWindow(QMainWindow):
         if not self.training.prepare_to_quit() or not self.editing.prepare_to_quit():
             event.ignore()
             return
-        QSettings().setValue(WINDOW_GEOMETRY_KEY, self.saveGeometry())
-        QSettings().setValue(WINDOW_STATE_KEY, self.saveState())
+        self.session.save_on_quit()
         self.model_host.shutdown()
         self.exporting.shutdown()
         self.training.shutdown()

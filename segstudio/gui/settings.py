@@ -6,7 +6,9 @@ dialog offers next) import the key from here instead of from each other.
 from __future__ import annotations
 
 LAST_FOLDER_KEY = "last_folder"  # where File > Open last looked
-WINDOW_GEOMETRY_KEY = "window/geometry"
+RECENT_FILES_KEY = "recent/files"  # File > Open Recent, newest first
+PROJECT_FOLDER_KEY = "project/last_folder"  # where Save Project / Open Project last looked
+WINDOW_GEOMETRY_KEY = "window/geometry"  # size and position, restored at start
 WINDOW_STATE_KEY = "window/state"  # docks and toolbars
 LAST_DATASET_KEY = "dataset/last_folder"  # written by Export to Dataset, offered by Fine-tune
 NNUNET_KEY = "dataset/nnunet"

@@ -1,0 +1,287 @@
+"""A workday that survives a restart: the window's size and panel layout, File > Open Recent, the offer to
+reopen what was open last time, and File > Save Project / Open Project.
+
+The project format and its checks live in core.project (Qt-free); this module gathers the window's state
+into a Project and puts a Project back into the window. Masks of the last session come back through the
+autosave, which restores each image's work when it opens; a project folder carries its own masks.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QPointF, QSettings, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
+
+from segstudio.core import paths
+from segstudio.core.document import ImageStatus
+from segstudio.core.labels import ClassTable
+from segstudio.core.project import (
+    Project,
+    ProjectError,
+    ProjectImage,
+    ViewState,
+    load_saved_mask,
+    manifest_path,
+    mask_change,
+    read_manifest,
+    save_project,
+    write_manifest,
+)
+from segstudio.gui.settings import (
+    PROJECT_FOLDER_KEY,
+    RECENT_FILES_KEY,
+    WINDOW_GEOMETRY_KEY,
+    WINDOW_STATE_KEY,
+)
+
+RECENT_LIMIT = 10
+SESSION_FILE = "session.json"
+
+
+def session_path() -> Path:
+    """Where the images open at the last quit are listed (in the user data folder, beside the autosave)."""
+    return paths.user_data_dir() / SESSION_FILE
+
+
+class RecentFiles(QObject):
+    """File > Open Recent: the last files opened, newest first; files that are gone are shown greyed out."""
+
+    def __init__(self, menu: QMenu, open_paths: Callable[[list[Path]], object], parent: QObject | None = None):
+        super().__init__(parent)
+        self.menu = menu
+        self._open_paths = open_paths
+        menu.aboutToShow.connect(self.rebuild)  # a file deleted meanwhile is greyed out when the menu opens
+        self.rebuild()
+
+    def paths(self) -> list[Path]:
+        value = QSettings().value(RECENT_FILES_KEY, [])
+        items = [value] if isinstance(value, str) else list(value or [])
+        return [Path(item) for item in items if item]
+
+    def add(self, path: Path) -> None:
+        path = Path(path).resolve()
+        items = [path] + [p for p in self.paths() if p != path]
+        QSettings().setValue(RECENT_FILES_KEY, [str(p) for p in items[:RECENT_LIMIT]])
+        self.rebuild()
+
+    def clear(self) -> None:
+        QSettings().setValue(RECENT_FILES_KEY, [])
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        self.menu.clear()
+        recent = self.paths()
+        for number, path in enumerate(recent, start=1):
+            present = path.exists()
+            text = f"&{number % 10} {path.name}" + ("" if present else "  (not found)")
+            action = self.menu.addAction(text)
+            action.setData(str(path))
+            action.setStatusTip(str(path) if present else f"{path} no longer exists (moved, renamed or deleted)")
+            action.setToolTip(action.statusTip())
+            action.setEnabled(present)
+            action.triggered.connect(lambda _=False, p=path: self._open_paths([p]))
+        if not recent:
+            self.menu.addAction("(no recent images)").setEnabled(False)
+            return
+        self.menu.addSeparator()
+        self.menu.addAction("Clear &List").triggered.connect(self.clear)
+
+    def actions(self) -> list[QAction]:
+        """The entries for files, in menu order."""
+        return [a for a in self.menu.actions() if a.data()]
+
+
+class SessionController(QObject):
+    classes_offered = Signal(object)  # the ClassTable of an opened project or session
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        self.session_box: QMessageBox | None = None
+        self.recent = RecentFiles(window.menus["recent"], window.open_paths, self)
+        self._seen: set[Path] = set()
+        window.documents_changed.connect(self._remember_opened)
+        window.actions.save_project.triggered.connect(self.choose_project_to_save)
+        window.actions.open_project.triggered.connect(self.choose_project_to_open)
+        self.restore_layout()
+
+    # --- window layout -------------------------------------------------------------------------
+    def restore_layout(self) -> None:
+        """Size, position and panels as the user left them (called once every panel is docked)."""
+        settings = QSettings()
+        geometry, state = settings.value(WINDOW_GEOMETRY_KEY), settings.value(WINDOW_STATE_KEY)
+        # Geometry first: the docks' saved sizes are laid out in the window's restored size.
+        if geometry is not None:
+            self.window.restoreGeometry(geometry)
+        if state is not None:
+            self.window.restoreState(state)
+
+    def save_on_quit(self) -> None:
+        settings = QSettings()
+        settings.setValue(WINDOW_GEOMETRY_KEY, self.window.saveGeometry())
+        settings.setValue(WINDOW_STATE_KEY, self.window.saveState())
+        try:
+            write_manifest(session_path(), self.snapshot(), relative=False)
+        except OSError:
+            pass  # the next start only misses the offer to reopen; the masks are in the autosave
+
+    # --- recent files --------------------------------------------------------------------------
+    def _remember_opened(self) -> None:
+        for doc in self.window.documents:
+            key = Path(doc.path).resolve()
+            if key not in self._seen:
+                self._seen.add(key)
+                self.recent.add(key)
+
+    # --- the window's state as a Project, and back ---------------------------------------------
+    def snapshot(self) -> Project:
+        window = self.window
+        docs = window.all_documents()
+        images = [ProjectImage(doc.path, doc.image.meta.page, doc.display_channels, shown=doc in window.documents,
+                               status=doc.status.value) for doc in docs]
+        view = None
+        if window.current is not None:
+            canvas = window.canvas
+            centre = canvas.mapToScene(canvas.viewport().rect().center())
+            view = ViewState(canvas.zoom(), (centre.x(), centre.y()))
+        return Project(images=images, classes=docs[0].classes if docs else ClassTable.default(),
+                       model=window.prediction.model_id(),
+                       current=docs.index(window.current) if window.current in docs else None, view=view)
+
+    def apply(self, project: Project, folder: Path | None = None) -> list[str]:
+        """Open the project's images with their pages, channels and (from ``folder``) masks; show its view.
+
+        Returns what could not be brought back, one line per image, naming the file and the reason.
+        """
+        window = self.window
+        self.classes_offered.emit(project.classes)
+        problems: list[str] = []
+        opened: dict[int, object] = {}
+        for entries in _by_file(project.images):
+            located = project.locate(entries[0][1])
+            if not located.exists():
+                problems.append(f"{located.name}: not found at {located.parent}")
+                continue
+            docs = window.open_paths([located])
+            doc = docs[0] if docs else None
+            for index, image in sorted(entries, key=lambda item: item[1].shown):  # the shown page last
+                doc = window.opening.show_page(doc, image.page) if doc is not None else None
+                if doc is None:
+                    break
+                opened[index] = doc
+                problems += self._bring_back(doc, image, folder)
+        if project.model:
+            window.prediction.select_model(project.model)
+        current = opened.get(project.current) if project.current is not None else None
+        if current in window.documents:
+            window.set_current(current)
+            if project.view is not None:
+                window.canvas.set_zoom(project.view.zoom)
+                window.canvas.centerOn(QPointF(*project.view.centre))
+        return problems
+
+    def _bring_back(self, doc, image: ProjectImage, folder: Path | None) -> list[str]:
+        if image.channels is not None and max(image.channels) < doc.image.meta.channels:
+            doc.set_display_channels(image.channels)
+            if doc is self.window.current:
+                self.window.canvas.set_image(doc.display_rgb())
+        if folder is None:
+            return []
+        try:
+            saved = load_saved_mask(folder, image)
+            diff = None if saved is None else mask_change(doc.mask, doc.hand, *saved)
+        except (ProjectError, ValueError) as err:
+            return [f"{doc.title}: {err}"]
+        if diff is not None:
+            doc.push_diff(diff, "Open Project")  # one Undo away from the work the image held before
+        if image.status:
+            doc.set_status(ImageStatus(image.status) if image.status in {s.value for s in ImageStatus}
+                           else ImageStatus.EDITED)
+        return []
+
+    # --- the last session ----------------------------------------------------------------------
+    def offer_last_session(self) -> QMessageBox | None:
+        """At start: offer to reopen the images that were open when segstudio last quit."""
+        try:
+            project = read_manifest(session_path())
+        except ProjectError:
+            return None  # no session yet, or one that cannot be used: nothing to offer
+        present = [image for image in project.images if image.shown and project.locate(image).exists()]
+        if not present:
+            return None
+        names = "".join(f"<li>{image.path.name}</li>" for image in present[:10])
+        more = f"<p>…and {len(present) - 10} more.</p>" if len(present) > 10 else ""
+        box = QMessageBox(QMessageBox.Icon.Question, "Reopen last session",
+                          f"<p>Reopen the {len(present)} image(s) you had open last time, with their masks, "
+                          f"classes, model and view?</p><ul>{names}</ul>{more}",
+                          QMessageBox.StandardButton.NoButton, self.window)
+        box.setObjectName("sessionDialog")
+        reopen = box.addButton("Reopen", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton("Start Empty", QMessageBox.ButtonRole.RejectRole)
+        box.setDefaultButton(reopen)
+        box.buttonClicked.connect(lambda button: self._reopen(project) if button is reopen else None)
+        self.session_box = box
+        box.open()  # the window stays usable while the user decides
+        return box
+
+    def _reopen(self, project: Project) -> None:
+        problems = self.apply(project)
+        if problems:
+            self.window.show_error("Some images of the last session could not be reopened", "\n".join(problems))
+
+    # --- project files -------------------------------------------------------------------------
+    def choose_project_to_save(self) -> None:
+        settings = QSettings()
+        folder = QFileDialog.getExistingDirectory(
+            self.window, "Save Project: choose or create a folder for it",
+            settings.value(PROJECT_FOLDER_KEY, str(Path.home())))
+        if folder:
+            settings.setValue(PROJECT_FOLDER_KEY, folder)
+            self.save_project(Path(folder))
+
+    def save_project(self, folder: Path) -> bool:
+        window = self.window
+        project = self.snapshot()
+        if not project.images:
+            window.show_error("Nothing to save", "Open an image first; a project lists the images you work on.")
+            return False
+        work = [(doc.mask, doc.hand) for doc in window.all_documents()]
+        try:
+            manifest = save_project(folder, project, work)
+        except OSError as err:
+            window.show_error("Cannot save the project", str(err))
+            return False
+        window.statusBar().showMessage(
+            f"Saved the project ({len(project.images)} image(s) with their masks) in {manifest.parent}.", 10000)
+        return True
+
+    def choose_project_to_open(self) -> None:
+        settings = QSettings()
+        folder = QFileDialog.getExistingDirectory(self.window, "Open Project: choose its folder",
+                                                  settings.value(PROJECT_FOLDER_KEY, str(Path.home())))
+        if folder:
+            settings.setValue(PROJECT_FOLDER_KEY, folder)
+            self.open_project(Path(folder))
+
+    def open_project(self, folder: Path) -> bool:
+        try:
+            project = read_manifest(folder)
+        except ProjectError as err:
+            self.window.show_error("Cannot open project", str(err))
+            return False
+        problems = self.apply(project, manifest_path(folder).parent)
+        if problems:
+            self.window.show_error("Parts of the project could not be opened", "\n".join(problems))
+        else:
+            self.window.statusBar().showMessage(f"Opened the project in {folder}.", 8000)
+        return not problems
+
+
+def _by_file(images: list[ProjectImage]) -> list[list[tuple[int, ProjectImage]]]:
+    """The project's entries grouped by image file, in the order the files first appear."""
+    groups: dict[Path, list[tuple[int, ProjectImage]]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(image.path, []).append((index, image))
+    return list(groups.values())
