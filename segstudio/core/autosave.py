@@ -231,7 +231,8 @@ class AutosaveStore:
             raise ValueError(f"Cannot read autosave {data_path} of {image_path}: {exc}") from exc
         if mask.ndim != 2 or hand.shape != mask.shape:
             raise ValueError(f"Cannot read autosave {data_path} of {image_path}: mask and hand map do not match")
-        return AutosaveRecord(mask, classes, hand.astype(bool), header.get("extra", {}), saved_at, Path(header["image"]))
+        return AutosaveRecord(mask, classes, hand.astype(bool), header.get("extra", {}), saved_at,
+                              Path(header["image"]))
 
     def discard(self, image_path: os.PathLike | str) -> None:
         """Forget the autosaved work on every page of an image."""
