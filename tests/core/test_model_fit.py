@@ -23,7 +23,8 @@ def test_the_metadata_statement_wins_over_the_description():
 
 
 def test_older_models_are_read_from_their_description_and_classes():
-    bundled = expectation_of(1, {}, "U-Net for fluorescence nuclei (DAPI/Hoechst-like stains)", ["background", "nucleus"])
+    words = "U-Net for fluorescence nuclei (DAPI/Hoechst-like stains)"
+    bundled = expectation_of(1, {}, words, ["background", "nucleus"])
     assert bundled == NUCLEI
     assert expectation_of(3, {}, "tissue on H&E slides", ["tumour"]) == ModelExpectation(3, BRIGHTFIELD, False)
     assert expectation_of(1, {}, "", ["background", "cell"]) == ModelExpectation(1, "", False)
