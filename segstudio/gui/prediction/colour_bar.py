@@ -17,7 +17,7 @@ def colormap_lut(name: str) -> np.ndarray:
 
 
 class ColourBar(QWidget):
-    """A horizontal colour ramp with tick labels under it and a caption (the quantity and its unit) above."""
+    """A horizontal colour ramp with its end values and a caption (the quantity and its unit) under it."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -27,35 +27,33 @@ class ColourBar(QWidget):
         self.ticks: list[str] = []
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
-    def set_scale(self, lut: np.ndarray, caption: str, ticks: list[str]) -> None:
+    def set_scale(self, lut: np.ndarray, caption: str, ticks: list[str], explanation: str = "") -> None:
         self._lut = np.ascontiguousarray(lut, dtype=np.uint8).reshape(256, 3)
         self.caption = caption
         self.ticks = list(ticks)
-        self.setToolTip(caption)
+        self.setToolTip(explanation or caption)
         self.update()
 
     def sizeHint(self) -> QSize:
-        line = self.fontMetrics().lineSpacing()
-        return QSize(200, 2 * line + 16)
+        return QSize(200, self.fontMetrics().lineSpacing() + 14)
 
     def minimumSizeHint(self) -> QSize:
         return QSize(120, self.sizeHint().height())
 
     def paintEvent(self, _event) -> None:
+        """The ramp, then one line: the first tick at its left end, the last at its right, the caption between."""
         painter = QPainter(self)
-        line = self.fontMetrics().lineSpacing()
+        metrics = self.fontMetrics()
         margin = 4
-        painter.drawText(QRect(0, 0, self.width(), line), Qt.AlignmentFlag.AlignLeft, self.caption)
-        ramp = QRect(margin, line + 2, self.width() - 2 * margin, 12)
+        ramp = QRect(margin, 1, self.width() - 2 * margin, 10)
         image = QImage(self._lut.data, 256, 1, 3 * 256, QImage.Format.Format_RGB888)
         painter.drawImage(ramp, image)
         painter.drawRect(ramp.adjusted(0, 0, -1, -1))
-        if self.ticks:
-            top = ramp.bottom() + 2
-            last = len(self.ticks) - 1
-            for index, text in enumerate(self.ticks):
-                x = ramp.left() + (ramp.width() * index) // max(1, last)
-                width = self.fontMetrics().horizontalAdvance(text)
-                left = min(max(0, x - width // 2), self.width() - width)
-                painter.drawText(left, top + self.fontMetrics().ascent(), text)
+        text = QRect(ramp.left(), ramp.bottom() + 2, ramp.width(), metrics.lineSpacing())
+        first, last = (self.ticks[0], self.ticks[-1]) if self.ticks else ("", "")
+        painter.drawText(text, Qt.AlignmentFlag.AlignLeft, first)
+        painter.drawText(text, Qt.AlignmentFlag.AlignRight, last)
+        room = text.width() - 2 * max(metrics.horizontalAdvance(first), metrics.horizontalAdvance(last)) - 16
+        caption = metrics.elidedText(self.caption, Qt.TextElideMode.ElideRight, max(0, room))
+        painter.drawText(text, Qt.AlignmentFlag.AlignHCenter, caption)
         painter.end()

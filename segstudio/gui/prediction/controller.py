@@ -13,6 +13,7 @@ import time
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
 
 from segstudio.core.document import ImageStatus
 from segstudio.core.mask_summary import describe_summary, summarise_mask
@@ -24,6 +25,19 @@ from segstudio.gui.progress import JobProgress
 # Importing these pulls in torch (seconds). They are imported on a background thread so the window
 # shows and responds at once; the model picker fills in when they are ready.
 _ENGINE_MODULES = ("segstudio.models.library", "segstudio.engine.predict")
+
+
+def _scrolling(panel: QWidget) -> QScrollArea:
+    """The panel in a scroll area, so a warning or the map legend never pushes the window past the screen."""
+    area = QScrollArea()
+    area.setObjectName(panel.objectName() + "Scroll")
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    # As tall as the panel without its warning and legend, so the dock keeps its usual share of the window.
+    area.setMinimumHeight(panel.minimumSizeHint().height())
+    return area
 
 
 class PredictionController(QObject):
@@ -38,7 +52,8 @@ class PredictionController(QObject):
         super().__init__(window)
         self.window = window
         self.panel = ModelPanel()
-        self.dock = window.add_panel(self.panel, "Model")
+        self._scroll = _scrolling(self.panel)
+        self.dock = window.add_panel(self._scroll, "Model")
         self.progress = JobProgress()
         window.statusBar().addWidget(self.progress)
         self.host = window.model_host
@@ -244,11 +259,14 @@ class PredictionController(QObject):
         if mode == "confidence":
             lut = colormap_lut("viridis")
             values = result.confidence.astype(np.float32)
-            scale = (lut, "confidence, % (how sure the model is of each pixel's class)", ["0", "50", "100"])
+            scale = (lut, "confidence, %", ["0", "100"],
+                     "How sure the model is of the class it gave each pixel, in percent. With two classes "
+                     "50% is a coin toss.")
         else:
             lut = colormap_lut("inferno")
             values = result.uncertainty.astype(np.float32)
-            scale = (lut, "uncertainty (0: sure, 1: undecided between the classes)", ["0", "0.5", "1"])
+            scale = (lut, "uncertainty", ["0", "1"],
+                     "How undecided the model is between the classes: 0 sure, 1 no preference at all.")
         canvas.set_heatmap(values, lut)
         canvas.heatmap_item.setOpacity(self.panel.map_opacity_value())
         # The mask's fill would mix its colours into the map's: show its outlines, above the map.
@@ -256,6 +274,7 @@ class PredictionController(QObject):
         canvas.overlay.setZValue(canvas.heatmap_item.zValue() + 1)
         self._map_shown = True
         self.panel.show_legend(scale)
+        self._scroll.ensureWidgetVisible(self.panel.colour_bar)
 
     def _on_document_changed(self, doc) -> None:
         self._show_overlay(self.panel.overlay_mode())

@@ -7,6 +7,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QPushButton,
     QSlider,
@@ -63,6 +64,8 @@ class ModelPanel(QWidget):
         self.overlap_spin.setToolTip("Fraction of each tile shared with its neighbours; overlaps are blended")
         form.addRow("Tile overlap", self.overlap_spin)
         layout.addLayout(form)
+        # Under the form, just above Predict: a wrapped label in a form row does not grow to its text.
+        layout.addWidget(self.input_warning)
 
         self.predict_button = QPushButton("Predict")
         self.predict_button.setObjectName("predictButton")
@@ -85,14 +88,16 @@ class ModelPanel(QWidget):
         self.overlay_combo.setEnabled(False)
         self.overlay_combo.setToolTip("Show the network's confidence or uncertainty over the image")
         self.overlay_combo.currentIndexChanged.connect(lambda _i: self.overlay_mode_changed.emit(self.overlay_mode()))
-        overlay_form.addRow("Show", self.overlay_combo)
         self.map_opacity = QSlider(Qt.Orientation.Horizontal)
         self.map_opacity.setObjectName("mapOpacitySlider")
         self.map_opacity.setRange(0, 100)
-        self.map_opacity.setValue(50)
-        self.map_opacity.setToolTip("How strongly the map covers the image")
+        self.map_opacity.setValue(40)
+        self.map_opacity.setToolTip("Opacity of the map: how strongly it covers the image")
         self.map_opacity.valueChanged.connect(lambda v: self.map_opacity_changed.emit(v / 100.0))
-        overlay_form.addRow("Map opacity", self.map_opacity)
+        show_row = QHBoxLayout()
+        show_row.addWidget(self.overlay_combo, 3)
+        show_row.addWidget(self.map_opacity, 2)  # beside the combo: the dock stays as short as it was
+        overlay_form.addRow("Show", show_row)
         self.colour_bar = ColourBar()
         overlay_form.addRow(self.colour_bar)
         layout.addLayout(overlay_form)
@@ -116,7 +121,6 @@ class ModelPanel(QWidget):
         self.input_warning.setWordWrap(True)
         self.input_warning.setStyleSheet("QLabel { background: #fff3cd; color: #5c4400; padding: 4px; }")
         self.input_warning.setVisible(False)
-        form.addRow(self.input_warning)
         self.show_input([], 0, "Open an image to choose the channel the model sees.")
 
     # --- what the model is fed -----------------------------------------------------------------
@@ -145,7 +149,7 @@ class ModelPanel(QWidget):
         shown = scale is not None
         if shown:
             self.colour_bar.set_scale(*scale)
-        self._overlay_form.setRowVisible(self.map_opacity, shown)
+        self.map_opacity.setVisible(shown)
         self._overlay_form.setRowVisible(self.colour_bar, shown)
 
     def map_opacity_value(self) -> float:
