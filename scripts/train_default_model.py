@@ -201,7 +201,7 @@ def main(argv=None) -> int:
         normalisation=NORMALISATION, created=datetime.now(timezone.utc).isoformat(timespec="seconds"), parent=None,
         training=recipe, metrics={},
         description="U-Net for fluorescence nuclei (DAPI/Hoechst-like stains), trained on generated slides.",
-        postprocess=dict(POSTPROCESS),
+        postprocess=dict(POSTPROCESS), expects={"kind": "fluorescence", "stain": "nuclear"},
     )
     print("evaluating on held-out generated images...", flush=True)
     scores = evaluate(model, meta, args.eval_images, 384, EVAL_SEED)

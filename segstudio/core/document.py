@@ -38,6 +38,9 @@ class Document:
         self.model_version: str | None = None  # model that pre-filled the mask
         self.prediction = None  # last prediction result (confidence/uncertainty maps)
         self._display_channels: tuple[int, ...] | None = None
+        # The channels Predict feeds the model (core.model_fit); None until chosen, then kept per image.
+        self.model_channels: tuple[int, ...] | None = None
+        self.model_channels_chosen = False
         self._display_rgb: np.ndarray | None = None
 
     @property

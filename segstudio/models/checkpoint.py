@@ -58,6 +58,8 @@ class ModelMeta:
     description: str = ""
     # Clean-up of predicted masks (segstudio.core.postprocess), e.g. {"fill_holes_px": 256, "min_object_px": 8}
     postprocess: dict = field(default_factory=dict)
+    # The images it was trained on, e.g. {"kind": "fluorescence", "stain": "nuclear"} (segstudio.core.model_fit)
+    expects: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:

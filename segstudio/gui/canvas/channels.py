@@ -43,6 +43,7 @@ class ChannelsDialog(QDialog):
             box_layout.addWidget(check)
             self.checks.append(check)
         layout.addWidget(box)
+        layout.addWidget(QLabel("This changes only what you see. The Model panel chooses the channel Predict uses."))
         self.hint = QLabel("")
         layout.addWidget(self.hint)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)

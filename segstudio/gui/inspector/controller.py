@@ -13,6 +13,7 @@ from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QObject, QRec
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QPen
 from PySide6.QtWidgets import QFileDialog, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
 
+from segstudio.core.model_fit import model_pixels
 from segstudio.engine.inspect import Inspection, probe_pixel
 from segstudio.gui.inspector.panel import InspectorPanel
 from segstudio.gui.model_host import ModelDescription
@@ -156,10 +157,7 @@ class InspectorController(QObject):
         doc = self.window.current
         if doc is None:
             return None
-        pixels = doc.image.pixels
-        if doc.display_channels:
-            pixels = pixels[..., list(doc.display_channels)]
-        return pixels
+        return model_pixels(doc.image.pixels, doc.model.model_channels)  # what Predict feeds the model
 
     def compute_for_view(self) -> bool:
         view = self.canvas.visible_image_rect()

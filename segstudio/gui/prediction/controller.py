@@ -8,18 +8,36 @@ from __future__ import annotations
 
 import importlib
 import threading
+import time
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
 
 from segstudio.core.document import ImageStatus
+from segstudio.core.mask_summary import describe_summary, summarise_mask
+from segstudio.core.model_fit import expectation_of, input_warnings, model_pixels, plan_input
+from segstudio.gui.prediction.colour_bar import colormap_lut
 from segstudio.gui.prediction.panel import ModelPanel
 from segstudio.gui.progress import JobProgress
 
 # Importing these pulls in torch (seconds). They are imported on a background thread so the window
 # shows and responds at once; the model picker fills in when they are ready.
 _ENGINE_MODULES = ("segstudio.models.library", "segstudio.engine.predict")
+
+
+def _scrolling(panel: QWidget) -> QScrollArea:
+    """The panel in a scroll area, so a warning or the map legend never pushes the window past the screen."""
+    area = QScrollArea()
+    area.setObjectName(panel.objectName() + "Scroll")
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    # As tall as the panel without its warning and legend, so the dock keeps its usual share of the window.
+    area.setMinimumHeight(panel.minimumSizeHint().height())
+    return area
 
 
 class PredictionController(QObject):
@@ -34,7 +52,8 @@ class PredictionController(QObject):
         super().__init__(window)
         self.window = window
         self.panel = ModelPanel()
-        self.dock = window.add_panel(self.panel, "Model")
+        self._scroll = _scrolling(self.panel)
+        self.dock = window.add_panel(self._scroll, "Model")
         self.progress = JobProgress()
         window.statusBar().addWidget(self.progress)
         self.host = window.model_host
@@ -42,10 +61,19 @@ class PredictionController(QObject):
         self.ready = False
         self.pending_model: str | None = None
         self.last_error: str | None = None
+        self._plan = None  # core.model_fit.InputPlan for the open image and the chosen model
+        self._expectation = None  # core.model_fit.ModelExpectation of the chosen model
+        self._map_shown = False
+        self._results: dict = {}  # document -> what its last Predict found, for the panel
 
         self.panel.predict_requested.connect(self.predict)
         self.panel.overlay_mode_changed.connect(self._show_overlay)
         self.panel.model_changed.connect(self._on_model_changed)
+        self.panel.input_choice_changed.connect(self._on_input_chosen)
+        self.panel.map_opacity_changed.connect(window.canvas.heatmap_item.setOpacity)
+        # While a map is shown the mask stays outlined, whatever the outline toggle says.
+        window.actions.outline_mask.toggled.connect(lambda _on: self._map_shown and self._show_overlay(
+            self.panel.overlay_mode()))
         self.panel.device_combo.currentIndexChanged.connect(lambda _i: self._select_in_host())
         self.progress.cancel_requested.connect(lambda: self.host.cancel("predict"))
         self.host.progress.connect(self._on_progress)
@@ -107,6 +135,7 @@ class PredictionController(QObject):
 
     def _on_model_changed(self, model_id: str) -> None:
         self._select_in_host()
+        self._refresh_input()
         self.model_changed.emit(model_id)
 
     def _select_in_host(self) -> None:
@@ -137,11 +166,9 @@ class PredictionController(QObject):
         settings = PredictSettings(
             tile=self.panel.tile_spin.value(), overlap=self.panel.overlap_spin.value(), device=self.panel.device()
         )
-        pixels = doc.image.pixels
-        if doc.display_channels:
-            pixels = pixels[..., list(doc.display_channels)]
+        pixels = model_pixels(doc.image.pixels, doc.model.model_channels)
         self.host.submit("predict", model_id, device=self.panel.device(), pixels=pixels, settings=settings, tag=doc,
-                         replace_all=replace_all)
+                         replace_all=replace_all, started=time.monotonic())
         self.progress.start(f"Predicting {doc.title}")
         self._update_enabled()
 
@@ -157,9 +184,21 @@ class PredictionController(QObject):
         if doc in self.window.documents:
             self._adopt_model_classes(job.extra.get("model_classes"))
             self._apply(doc, result, job.extra.get("replace_all", False), job.model)
-        if result.notes:
+            self._report(doc, time.monotonic() - job.extra.get("started", time.monotonic()), result.notes)
+        elif result.notes:
             self.window.statusBar().showMessage("; ".join(result.notes), 10000)
         self._update_enabled()
+
+    def _report(self, doc, seconds: float, notes) -> None:
+        """Say what Predict found, as the mask now holds it (pixels painted by hand included)."""
+        found = describe_summary(summarise_mask(doc.mask, doc.classes))
+        text = f"Predicted {found} in {seconds:.1f} s"
+        if found == "nothing":
+            text = f"Predict found nothing in {doc.title} ({seconds:.1f} s): the mask is empty"
+        self._results[doc] = text
+        if doc is self.window.current:
+            self.panel.show_result(text)
+        self.window.statusBar().showMessage("; ".join([text, *notes]), 15000)
 
     def _adopt_model_classes(self, classes) -> None:
         """Give every class the model predicts a name and colour, so no predicted pixel is invisible."""
@@ -205,17 +244,82 @@ class PredictionController(QObject):
 
     # --- view ----------------------------------------------------------------------------------
     def _show_overlay(self, mode: str) -> None:
+        """The mask, or a confidence/uncertainty map over the image with the mask drawn as outlines above it."""
+        canvas = self.window.canvas
         doc = self.window.current
         result = doc.prediction if doc is not None else None
         if result is None or mode == "mask":
-            self.window.canvas.set_heatmap(None)
+            canvas.set_heatmap(None)
+            if self._map_shown:
+                canvas.overlay.setZValue(1)
+                canvas.overlay.set_outline_only(self.window.actions.outline_mask.isChecked())
+            self._map_shown = False
+            self.panel.show_legend(None)
             return
-        values = result.confidence if mode == "confidence" else result.uncertainty
-        self.window.canvas.set_heatmap(values.astype(np.float32))
+        if mode == "confidence":
+            lut = colormap_lut("viridis")
+            values = result.confidence.astype(np.float32)
+            scale = (lut, "confidence, %", ["0", "100"],
+                     "How sure the model is of the class it gave each pixel, in percent. With two classes "
+                     "50% is a coin toss.")
+        else:
+            lut = colormap_lut("inferno")
+            values = result.uncertainty.astype(np.float32)
+            scale = (lut, "uncertainty", ["0", "1"],
+                     "How undecided the model is between the classes: 0 sure, 1 no preference at all.")
+        canvas.set_heatmap(values, lut)
+        canvas.heatmap_item.setOpacity(self.panel.map_opacity_value())
+        # The mask's fill would mix its colours into the map's: show its outlines, above the map.
+        canvas.overlay.set_outline_only(True)
+        canvas.overlay.setZValue(canvas.heatmap_item.zValue() + 1)
+        self._map_shown = True
+        self.panel.show_legend(scale)
+        self._scroll.ensureWidgetVisible(self.panel.colour_bar)
 
     def _on_document_changed(self, doc) -> None:
         self._show_overlay(self.panel.overlay_mode())
+        self._results = {d: text for d, text in self._results.items() if d in self.window.documents}
+        self.panel.show_result(self._results.get(doc, ""))
+        self._refresh_input()
         self._update_enabled()
+
+    # --- what the model is fed -----------------------------------------------------------------
+    def _refresh_input(self) -> None:
+        """Offer the open image's channels for the chosen model, with the default and any mismatch warning."""
+        doc = self.window.current
+        meta = self.panel.selected_meta()
+        if doc is None or meta is None:
+            self._plan = None
+            self.panel.show_input([], 0, "Open an image to choose the channel the model sees."
+                                  if doc is None else "")
+            self.panel.show_input_warnings([])
+            return
+        names = [c.get("name", "") for c in meta.classes]
+        self._expectation = expectation_of(meta.in_channels, getattr(meta, "expects", None), meta.description, names)
+        image = doc.image
+        self._plan = plan_input(image.channels, image.meta.channel_names, self._expectation)
+        channels = [c.channels for c in self._plan.choices]
+        chosen = doc.model.model_channels
+        if doc.model.model_channels_chosen and chosen in channels:
+            index, note = channels.index(chosen), "Your choice for this image."
+        else:
+            index, note = self._plan.default, self._plan.reason[:1].upper() + self._plan.reason[1:] + "."
+        self.panel.show_input([c.label for c in self._plan.choices], index, note)
+        self._use_choice(doc, index)
+
+    def _on_input_chosen(self, index: int) -> None:
+        doc = self.window.current
+        if doc is None or self._plan is None or not 0 <= index < len(self._plan.choices):
+            return
+        doc.model.model_channels_chosen = True
+        self.panel.input_note.setText("Your choice for this image.")
+        self._use_choice(doc, index)
+
+    def _use_choice(self, doc, index: int) -> None:
+        choice = self._plan.choices[index]
+        doc.model.model_channels = choice.channels
+        self.panel.show_input_warnings(
+            input_warnings(doc.image.pixels, doc.image.meta.channel_names, choice, self._expectation))
 
     def _update_enabled(self) -> None:
         busy = self.host.busy("predict")

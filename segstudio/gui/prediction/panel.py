@@ -1,20 +1,23 @@
 """Model dock: which network pre-fills the mask, on which device, with which tiling; the Predict button."""
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QPushButton,
+    QSlider,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from segstudio.gui.model_host import DEVICE_CHOICES
+from segstudio.gui.prediction.colour_bar import ColourBar
 
 OVERLAY_CHOICES = [("Mask", "mask"), ("Confidence", "confidence"), ("Uncertainty", "uncertainty")]
 
@@ -23,6 +26,8 @@ class ModelPanel(QWidget):
     predict_requested = Signal(bool)  # replace_all
     overlay_mode_changed = Signal(str)
     model_changed = Signal(str)
+    input_choice_changed = Signal(int)  # index of the chosen channel entry
+    map_opacity_changed = Signal(float)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -40,6 +45,7 @@ class ModelPanel(QWidget):
         # Room for two wrapped lines: a form row does not grow on its own for a wrapping label.
         self.model_info.setMinimumHeight(2 * self.model_info.fontMetrics().lineSpacing() + 4)
         form.addRow(self.model_info)  # spans the row: a wrapped label gets the height it needs
+        self._add_input_rows(form)
         self.device_combo = QComboBox()
         for text, value in DEVICE_CHOICES:
             self.device_combo.addItem(text, value)
@@ -58,6 +64,8 @@ class ModelPanel(QWidget):
         self.overlap_spin.setToolTip("Fraction of each tile shared with its neighbours; overlaps are blended")
         form.addRow("Tile overlap", self.overlap_spin)
         layout.addLayout(form)
+        # Under the form, just above Predict: a wrapped label in a form row does not grow to its text.
+        layout.addWidget(self.input_warning)
 
         self.predict_button = QPushButton("Predict")
         self.predict_button.setObjectName("predictButton")
@@ -67,6 +75,10 @@ class ModelPanel(QWidget):
         self.replace_all = QCheckBox("Replace all (also overwrite pixels painted by hand)")
         self.replace_all.setObjectName("replaceAllCheck")
         layout.addWidget(self.replace_all)
+        self.result_label = QLabel("")
+        self.result_label.setObjectName("predictResult")
+        self.result_label.setWordWrap(True)
+        layout.addWidget(self.result_label)
 
         overlay_form = QFormLayout()
         self.overlay_combo = QComboBox()
@@ -76,10 +88,72 @@ class ModelPanel(QWidget):
         self.overlay_combo.setEnabled(False)
         self.overlay_combo.setToolTip("Show the network's confidence or uncertainty over the image")
         self.overlay_combo.currentIndexChanged.connect(lambda _i: self.overlay_mode_changed.emit(self.overlay_mode()))
-        overlay_form.addRow("Show", self.overlay_combo)
+        self.map_opacity = QSlider(Qt.Orientation.Horizontal)
+        self.map_opacity.setObjectName("mapOpacitySlider")
+        self.map_opacity.setRange(0, 100)
+        self.map_opacity.setValue(40)
+        self.map_opacity.setToolTip("Opacity of the map: how strongly it covers the image")
+        self.map_opacity.valueChanged.connect(lambda v: self.map_opacity_changed.emit(v / 100.0))
+        show_row = QHBoxLayout()
+        show_row.addWidget(self.overlay_combo, 3)
+        show_row.addWidget(self.map_opacity, 2)  # beside the combo: the dock stays as short as it was
+        overlay_form.addRow("Show", show_row)
+        self.colour_bar = ColourBar()
+        overlay_form.addRow(self.colour_bar)
         layout.addLayout(overlay_form)
+        self._overlay_form = overlay_form
+        self.show_legend(None)
         layout.addStretch(1)
         self._entries: dict[str, object] = {}
+
+    def _add_input_rows(self, form: QFormLayout) -> None:
+        self.input_combo = QComboBox()
+        self.input_combo.setObjectName("inputChannelCombo")
+        self.input_combo.setToolTip("The image channel the model looks at when you press Predict")
+        self.input_combo.activated.connect(self.input_choice_changed.emit)
+        form.addRow("Image channel", self.input_combo)
+        self.input_note = QLabel("")
+        self.input_note.setObjectName("inputNote")
+        self.input_note.setWordWrap(True)
+        form.addRow(self.input_note)
+        self.input_warning = QLabel("")
+        self.input_warning.setObjectName("inputWarning")
+        self.input_warning.setWordWrap(True)
+        self.input_warning.setStyleSheet("QLabel { background: #fff3cd; color: #5c4400; padding: 4px; }")
+        self.input_warning.setVisible(False)
+        self.show_input([], 0, "Open an image to choose the channel the model sees.")
+
+    # --- what the model is fed -----------------------------------------------------------------
+    def show_input(self, labels: list[str], current: int, note: str) -> None:
+        """The channel entries for the open image, the one in use, and why it is the default."""
+        self.input_combo.clear()
+        for label in labels:
+            self.input_combo.addItem(label)
+        if labels:
+            self.input_combo.setCurrentIndex(current)
+        self.input_combo.setEnabled(len(labels) > 1)
+        self.input_note.setText(note)
+
+    def input_index(self) -> int:
+        return self.input_combo.currentIndex()
+
+    def show_input_warnings(self, warnings: list[str]) -> None:
+        self.input_warning.setText("\n\n".join(warnings))
+        self.input_warning.setVisible(bool(warnings))
+
+    def show_result(self, text: str) -> None:
+        self.result_label.setText(text)
+
+    def show_legend(self, scale) -> None:
+        """scale: (lut, caption, ticks) while a map is shown; None hides the legend and the map's opacity."""
+        shown = scale is not None
+        if shown:
+            self.colour_bar.set_scale(*scale)
+        self.map_opacity.setVisible(shown)
+        self._overlay_form.setRowVisible(self.colour_bar, shown)
+
+    def map_opacity_value(self) -> float:
+        return self.map_opacity.value() / 100.0
 
     # --- models --------------------------------------------------------------------------------
     def set_models(self, entries, active_id: str | None) -> None:
@@ -98,6 +172,11 @@ class ModelPanel(QWidget):
 
     def model_id(self) -> str | None:
         return self.model_combo.currentData()
+
+    def selected_meta(self):
+        """The chosen model's metadata (models.checkpoint.ModelMeta), None while there is none."""
+        entry = self._entries.get(self.model_id())
+        return entry.meta if entry is not None else None
 
     def device(self) -> str:
         return self.device_combo.currentData()
