@@ -16,6 +16,10 @@ SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", 
 
 DEFAULT_MAX_PIXELS = 2**30
 MAX_PIXELS_ENV = "SEGSTUDIO_MAX_PIXELS"
+# Pixels alone do not bound memory: 2**30 float32 pixels of 4 channels are 16 GiB. Decoded bytes are
+# checked too, from the header, before decoding.
+DEFAULT_MAX_BYTES = 4 * 2**30
+MAX_BYTES_ENV = "SEGSTUDIO_MAX_DECODED_BYTES"
 
 RGB_NAMES = ("R", "G", "B")
 RGBA_NAMES = ("R", "G", "B", "A")
