@@ -99,11 +99,14 @@ def _keep_existing_mode(target: Path, temp: Path) -> None:
 
 
 @contextmanager
-def atomic_open(path: os.PathLike | str, mode: str = "wb", *, encoding: str = "utf-8") -> Iterator[IO]:
+def atomic_open(path: os.PathLike | str, mode: str = "wb", *, encoding: str = "utf-8",
+                exclusive: bool = False) -> Iterator[IO]:
     """Open a file for writing that appears at `path` only once it is complete.
 
     mode is "wb" or "w" (text, no newline translation). If the block raises, the target is untouched
-    and the temporary file is removed. OS failures are raised as SaveError (an OSError).
+    and the temporary file is removed. OS failures are raised as SaveError (an OSError). With
+    `exclusive`, an existing target is never replaced: the finished file is hard-linked into place, which
+    fails atomically if another writer got there first (FileExistsError, as a SaveError).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', not {mode!r}")
@@ -128,8 +131,11 @@ def atomic_open(path: os.PathLike | str, mode: str = "wb", *, encoding: str = "u
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        _keep_existing_mode(target, temp)
-        os.replace(temp, target)
+        if exclusive:
+            _link_new(temp, target)
+        else:
+            _keep_existing_mode(target, temp)
+            os.replace(temp, target)
     except BaseException as exc:
         try:
             temp.unlink(missing_ok=True)
@@ -141,8 +147,27 @@ def atomic_open(path: os.PathLike | str, mode: str = "wb", *, encoding: str = "u
     _fsync_folder(target.parent)
 
 
-def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
+def _link_new(temp: Path, target: Path) -> None:
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise SaveError(target, "another file with that name appeared while this one was written",
+                        errno.EEXIST) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        # A filesystem without hard links (FAT, some network shares): the check and the rename are two
+        # steps there, so exclusivity rests on the caller's reservation of the name.
+        if target.exists():
+            raise SaveError(target, "another file with that name appeared while this one was written",
+                            errno.EEXIST) from None
+        os.replace(temp, target)
+        return
+    temp.unlink()
+
+
+def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, exclusive: bool = False) -> None:
+    with atomic_open(path, "wb", exclusive=exclusive) as handle:
         handle.write(data)
 
 
