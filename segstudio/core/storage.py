@@ -175,9 +175,20 @@ def atomic_write_text(path: os.PathLike | str, text: str, *, encoding: str = "ut
     atomic_write_bytes(path, text.encode(encoding))
 
 
+def json_text(obj: Any, *, indent: int | None = 2) -> str:
+    """JSON that is always valid UTF-8: readable non-ASCII text as is, but a file name that was not UTF-8
+    (held as lone surrogates) is written as \\udcXX escapes, which read back to the same name."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, indent=indent, ensure_ascii=True)
+    return text
+
+
 def atomic_write_json(path: os.PathLike | str, obj: Any, *, indent: int | None = 2) -> None:
     # Serialise first: an object JSON cannot express must fail before the old file is touched.
-    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json_text(obj, indent=indent) + "\n")
 
 
 def remove_stale_temp_files(folder: os.PathLike | str, *, older_than_s: float = 3600.0) -> list[Path]:

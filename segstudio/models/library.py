@@ -41,7 +41,7 @@ class ModelProblem(str):
     path: Path
     reason: str
 
-    def __new__(cls, path, reason: str) -> "ModelProblem":
+    def __new__(cls, path, reason: str) -> ModelProblem:
         self = super().__new__(cls, printable(f"{path}: {reason}"))
         self.path, self.reason = Path(path), reason
         return self

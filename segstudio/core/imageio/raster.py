@@ -156,8 +156,12 @@ def _jpeg_min_data_bytes(marker: int, width: int, height: int, sampling: bytes) 
     blocks = 0
     for factors in sampling:
         h, v = (factors >> 4) or 1, (factors & 15) or 1
-        blocks += -(-(-(-width * h // h_max)) // 8) * -(-(-(-height * v // v_max)) // 8)
+        blocks += _ceil_div(_ceil_div(width * h, h_max), 8) * _ceil_div(_ceil_div(height * v, v_max), 8)
     return blocks // 8
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _check_jpeg_complete(data: bytes) -> None:
