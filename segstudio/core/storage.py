@@ -21,6 +21,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from segstudio.core.text import printable
+
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 _MAX_TEMP_STEM = 200  # keeps ".<name>.<8 hex>.tmp" under the usual 255-character name limit
 
@@ -39,7 +41,7 @@ class SaveError(OSError):
         self.reason = reason
 
     def __str__(self) -> str:
-        return f"Cannot save {self.path}: {self.reason}"
+        return f"Cannot save {printable(self.path)}: {self.reason}"
 
     def __reduce__(self):
         return type(self), (self.path, self.reason, self.errno)

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from segstudio.core.storage import atomic_write_bytes
+from segstudio.core.text import printable
 from segstudio.models.metadata import MAX_PARAMETERS, MetadataError, check_config, check_meta, parse_json
 from segstudio.models.registry import UnknownModelError, build_model
 
@@ -38,7 +39,7 @@ class CheckpointError(ValueError):
     def __init__(self, path, reason: str):
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"Cannot load model {self.path}: {reason}")
+        super().__init__(f"Cannot load model {printable(self.path)}: {printable(reason)}")
 
 
 def _now_iso() -> str:

@@ -15,3 +15,14 @@ def test_printable_shows_undecodable_bytes_and_controls_visibly():
     assert printable(Path("/data") / name).endswith("slide-\\xff\\xfe.png")
     assert printable("two\nlines\u202e") == "two\\x0alines\\u202e"
     assert printable("nucleus ünïcode") == "nucleus ünïcode"
+
+
+def test_error_messages_show_hostile_file_names_harmlessly(tmp_path):
+    import pytest
+
+    from segstudio.core.imageio import ImageReadError, read_image
+
+    name = tmp_path / "x\x1b[2J.png"
+    with pytest.raises(ImageReadError) as caught:
+        read_image(name)
+    assert "\x1b" not in str(caught.value) and "x.png" in str(caught.value)

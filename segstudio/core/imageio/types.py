@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segstudio.core.text import printable
+
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 DEFAULT_MAX_PIXELS = 2**30
@@ -31,7 +33,7 @@ class ImageReadError(ValueError):
     def __init__(self, path: os.PathLike | str, reason: str):
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"Cannot open {self.path}: {reason}")
+        super().__init__(f"Cannot open {printable(self.path)}: {printable(reason)}")
 
     def __reduce__(self):
         return type(self), (self.path, self.reason)
