@@ -158,7 +158,9 @@ def load_manifest(dataset_dir: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"Cannot read {path}: {exc}") from exc
+        raise DatasetError(f"Cannot read {printable(path)}: {exc}") from exc
+    except RecursionError:  # Python's parser gives up on JSON nested a few thousand levels deep
+        raise DatasetError(f"Cannot read {printable(path)}: the JSON is nested too deeply") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DatasetError(f"{path} is not a segstudio dataset manifest (format is not {FORMAT!r})")
     version = manifest.get("version")
@@ -180,7 +182,12 @@ def load_manifest(dataset_dir: str | Path) -> dict:
 
 def load_classes(dataset_dir: str | Path) -> ClassTable:
     """The class table stored in a dataset's manifest."""
-    return ClassTable.from_list(load_manifest(dataset_dir)["classes"])
+    try:
+        return ClassTable.from_list(load_manifest(dataset_dir)["classes"])
+    except DatasetError:
+        raise
+    except ValueError as exc:
+        raise DatasetError(f"{printable(Path(dataset_dir) / MANIFEST)} has an unusable class table: {exc}") from None
 
 
 def manifest_hash(dataset_dir: str | Path) -> str:

@@ -198,3 +198,12 @@ def test_a_user_data_folder_that_cannot_be_created_does_not_stop_start_up(tmp_pa
     assert store.recoverable() == []
     with pytest.raises(OSError, match="Cannot save"):
         store.save(tmp_path / "a.png", np.zeros((2, 2), np.uint8), ClassTable.default(), None)
+
+
+def test_a_manifest_nested_100000_deep_is_a_clear_error(tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "dataset.json").write_text('{"format": "segstudio-dataset", "version": 1, "entries": '
+                                       + "[" * 100_000 + "]" * 100_000 + ', "classes": []}')
+    with pytest.raises(DatasetError, match="nested too deeply"):
+        load_manifest(root)
