@@ -132,7 +132,14 @@ def save_checkpoint(path, model: nn.Module, meta: ModelMeta, *, exclusive: bool 
     path.parent.mkdir(parents=True, exist_ok=True)
     # a crash leaves the old file or the new one
     atomic_write_bytes(path, save(tensors, metadata=metadata), exclusive=exclusive)
+    reservation_path(path).unlink(missing_ok=True)  # the name is taken now; the reservation has done its job
     return stored
+
+
+def reservation_path(path) -> Path:
+    """The marker that reserves a model file's name (created exclusively by the library before a save)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.reserved")
 
 
 def _read_header(path: Path) -> dict:

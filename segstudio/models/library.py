@@ -6,8 +6,8 @@ and every version can be traced back to the one it was trained from.
 
 Model files come from anywhere, so one bad file never hides the others: listing skips it and records a
 ModelProblem (the file and the reason) in `problems`, for the CLI and the window to show. Version numbers
-are reserved with an exclusive create of a marker file (.v<N>.reserved), so two fine-tunes finishing at
-the same moment never get the same number.
+are reserved with an exclusive create of a marker file (.v<N>.reserved, removed when the model is saved),
+so two fine-tunes finishing at the same moment never get the same number.
 """
 from __future__ import annotations
 
@@ -23,7 +23,14 @@ from pathlib import Path
 from segstudio.core import paths
 from segstudio.core.storage import atomic_write_bytes, remove_stale_temp_files, save_error
 from segstudio.core.text import printable
-from segstudio.models.checkpoint import CheckpointError, ModelMeta, load_checkpoint, read_meta, save_checkpoint
+from segstudio.models.checkpoint import (
+    CheckpointError,
+    ModelMeta,
+    load_checkpoint,
+    read_meta,
+    reservation_path,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +162,7 @@ class ModelLibrary:
         taken += self._versions_on_disk(folder)
         version = max(taken, default=0) + 1
         while True:
-            marker = folder / f".v{version}.reserved"
+            marker = reservation_path(folder / f"v{version}.safetensors")
             try:
                 os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             except FileExistsError:
@@ -195,7 +202,7 @@ class ModelLibrary:
         try:
             stored = save_checkpoint(path, model, replace(meta, name=name, version=version), exclusive=True)
         finally:
-            (path.parent / f".v{version}.reserved").unlink(missing_ok=True)
+            reservation_path(path).unlink(missing_ok=True)
         return path, stored
 
     def lineage(self, key) -> list[str]:

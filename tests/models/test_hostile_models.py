@@ -189,3 +189,11 @@ def test_an_unreadable_user_folder_is_a_problem_not_a_crash(tmp_path):
     library = ModelLibrary(tmp_path / "none", user)
     assert library.entries() == []
     assert library.problems and "folder cannot be read" in library.problems[0]
+
+
+def test_a_reservation_is_released_when_its_model_is_saved(tmp_path):
+    library = ModelLibrary(tmp_path / "none", tmp_path)
+    path, version = library.next_version_path("fam")
+    assert (path.parent / f".v{version}.reserved").exists()
+    save_checkpoint(path, tiny_unet(), ModelMeta(name="fam", version=version, arch="unet", classes=CLASSES))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
