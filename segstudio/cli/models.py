@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
 def list_models(*, json_output: bool = False) -> int:
     """Bundled and user models with architecture, classes and lineage."""
+    from segstudio.core.text import printable
     from segstudio.models.library import ModelLibrary, lineage_chain
 
     library = ModelLibrary()
@@ -40,7 +41,7 @@ def list_models(*, json_output: bool = False) -> int:
             "metrics": meta.metrics,
         })
     for problem in library.problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {problem}", file=sys.stderr)  # a ModelProblem is printable() already
     if json_output:
         print(json.dumps(rows, indent=2))
         return 0
@@ -53,8 +54,9 @@ def list_models(*, json_output: bool = False) -> int:
         mark = "*" if r["active"] else " "
         source = "bundled" if r["bundled"] else "user"
         lineage = " <- ".join(r["lineage"])
-        print(f"{mark} {r['id']:<{id_w}}  {r['arch']:<{arch_w}}  {source:<7}  {r['created']}  "
-              f"classes: {', '.join(r['classes']) or '-'}  lineage: {lineage}")
+        line = (f"{mark} {r['id']:<{id_w}}  {r['arch']:<{arch_w}}  {source:<7}  {r['created']}  "
+                f"classes: {', '.join(r['classes']) or '-'}  lineage: {lineage}")
+        print(printable(line))  # names from files may carry terminal escape sequences
     print("* active model")
     return 0
 

@@ -20,7 +20,14 @@ import numpy as np
 
 from segstudio.core import paths
 from segstudio.core.labels import ClassTable
-from segstudio.core.storage import SaveError, atomic_open, atomic_write_json, remove_stale_temp_files, save_error
+from segstudio.core.storage import (
+    SaveError,
+    atomic_open,
+    atomic_write_json,
+    json_text,
+    remove_stale_temp_files,
+    save_error,
+)
 
 if os.name == "nt":
     import msvcrt
@@ -94,8 +101,10 @@ class AutosaveStore:
 
     @classmethod
     def key(cls, image_path: os.PathLike | str, page: int = 0) -> str:
-        identity = str(cls.resolved(image_path)) + (f"#page={int(page)}" if page else "")
-        return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:24]
+        # os.fsencode gives the name's own bytes, also for names that are not UTF-8 (Linux allows them);
+        # for UTF-8 names these are the same bytes as .encode("utf-8"), so existing keys stay valid.
+        identity = os.fsencode(str(cls.resolved(image_path))) + (f"#page={int(page)}".encode() if page else b"")
+        return hashlib.sha256(identity).hexdigest()[:24]
 
     def data_path(self, image_path: os.PathLike | str, page: int = 0) -> Path:
         return self.root / f"{self.key(image_path, page)}.npz"
@@ -199,7 +208,7 @@ class AutosaveStore:
             "extra": dict(extra or {}),
         }
         try:
-            header_bytes = json.dumps(header, ensure_ascii=False).encode("utf-8")
+            header_bytes = json_text(header, indent=None).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise ValueError(f"autosave extra fields must be JSON data: {exc}") from None
 

@@ -35,15 +35,21 @@ still use them.
 
 The module also writes the nnU-Net v2 "raw" layout (:func:`export_nnunet`) so the same corrections can train
 an nnU-Net baseline.
+
+A dataset folder is input from someone else: every manifest entry is checked (dataset_checks.py) before use,
+every file it names must resolve inside the folder, and a mask or hand map whose content differs from the
+hash its entry records is refused. Re-exporting an image writes its new mask and hand map under the entry's
+other file names (``masks/<id>.png`` and ``masks/<id>-b.png`` alternate) and only then the manifest, so an
+export killed half-way leaves the old entry describing the old, intact files.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from io import BytesIO
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -51,8 +57,20 @@ import cv2
 import numpy as np
 import tifffile
 
+from segstudio.core import dataset_checks
+from segstudio.core.dataset_checks import UnsafeDataset
+from segstudio.core.dataset_codecs import EncodingError, encode_png, encode_tif, tiff_bytes
 from segstudio.core.labels import ClassTable
-from segstudio.core.storage import atomic_write_bytes, atomic_write_json, load_mask_png, save_mask_png
+from segstudio.core.storage import (
+    atomic_write_bytes,
+    atomic_write_json,
+    load_mask_png,
+    remove_stale_temp_files,
+    save_mask_png,
+)
+from segstudio.core.text import printable
+
+log = logging.getLogger(__name__)
 
 FORMAT = "segstudio-dataset"
 VERSION = 1
@@ -140,7 +158,9 @@ def load_manifest(dataset_dir: str | Path) -> dict:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"Cannot read {path}: {exc}") from exc
+        raise DatasetError(f"Cannot read {printable(path)}: {exc}") from exc
+    except RecursionError:  # Python's parser gives up on JSON nested a few thousand levels deep
+        raise DatasetError(f"Cannot read {printable(path)}: the JSON is nested too deeply") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise DatasetError(f"{path} is not a segstudio dataset manifest (format is not {FORMAT!r})")
     version = manifest.get("version")
@@ -148,12 +168,26 @@ def load_manifest(dataset_dir: str | Path) -> dict:
         raise DatasetError(f"{path} has version {version!r}; this segstudio reads version {VERSION} or older")
     if not isinstance(manifest.get("entries"), list) or not isinstance(manifest.get("classes"), list):
         raise DatasetError(f"{path} is damaged: 'entries' and 'classes' must be lists")
+    seen: set[str] = set()
+    for position, entry in enumerate(manifest["entries"]):
+        try:
+            dataset_checks.check_entry(position, entry)
+        except UnsafeDataset as exc:
+            raise DatasetError(f"{printable(path)} is refused: {exc}") from None
+        if entry["id"] in seen:
+            raise DatasetError(f"{printable(path)} is refused: entry id {entry['id']} appears twice")
+        seen.add(entry["id"])
     return manifest
 
 
 def load_classes(dataset_dir: str | Path) -> ClassTable:
     """The class table stored in a dataset's manifest."""
-    return ClassTable.from_list(load_manifest(dataset_dir)["classes"])
+    try:
+        return ClassTable.from_list(load_manifest(dataset_dir)["classes"])
+    except DatasetError:
+        raise
+    except ValueError as exc:
+        raise DatasetError(f"{printable(Path(dataset_dir) / MANIFEST)} has an unusable class table: {exc}") from None
 
 
 def manifest_hash(dataset_dir: str | Path) -> str:
@@ -164,19 +198,21 @@ def manifest_hash(dataset_dir: str | Path) -> str:
     manifest = load_manifest(root)
     rows = []
     for e in sorted(manifest["entries"], key=lambda e: e["id"]):
-        mask_sha = e.get("mask_sha256") or _file_sha(root / e["mask"])
-        hand_sha = e.get("hand_sha256") or _file_sha(root / e["hand"])
+        mask_sha = e.get("mask_sha256") or _file_sha(root, e["mask"])
+        hand_sha = e.get("hand_sha256") or _file_sha(root, e["hand"])
         rows.append([e["id"], e["sha256"], mask_sha, hand_sha, e["split"]])
     classes = sorted(([c["id"], c["name"]] for c in manifest["classes"]), key=lambda c: c[0])
     blob = json.dumps({"classes": classes, "entries": rows}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _file_sha(path: Path) -> str:
+def _file_sha(root: Path, relative: str) -> str:
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return hashlib.sha256(dataset_checks.regular_file(root, relative).read_bytes()).hexdigest()
+    except UnsafeDataset as exc:
+        raise DatasetError(str(exc)) from None
     except OSError as exc:
-        raise DatasetError(f"Cannot read {path}: {exc.strerror or exc}") from exc
+        raise DatasetError(f"Cannot read {printable(root / relative)}: {exc.strerror or exc}") from exc
 
 
 def _merge_classes(existing: list[dict], incoming: list[dict]) -> list[dict]:
@@ -191,18 +227,6 @@ def _merge_classes(existing: list[dict], incoming: list[dict]) -> list[dict]:
 
 
 # --- export ------------------------------------------------------------------------------------------------
-
-def _tiff_bytes(pixels_hwc: np.ndarray) -> bytes:
-    c = pixels_hwc.shape[2]
-    buf = BytesIO()
-    if c == 1:
-        tifffile.imwrite(buf, pixels_hwc[:, :, 0], photometric="minisblack", compression="zlib")
-    elif c == 3 and pixels_hwc.dtype in (np.uint8, np.uint16):
-        tifffile.imwrite(buf, pixels_hwc, photometric="rgb", compression="zlib")
-    else:
-        tifffile.imwrite(buf, pixels_hwc, photometric="minisblack", planarconfig="contig", compression="zlib")
-    return buf.getvalue()
-
 
 def _check_mask(mask: np.ndarray, shape_hw: tuple[int, int], classes: ClassTable) -> tuple[np.ndarray, dict]:
     mask = np.asarray(mask)
@@ -227,11 +251,22 @@ def _check_mask(mask: np.ndarray, shape_hw: tuple[int, int], classes: ClassTable
     return mask, present
 
 
-def _entry_paths(entry_id: str) -> dict:
-    return {"image": f"images/{entry_id}.tif", "mask": f"masks/{entry_id}.png", "hand": f"hand/{entry_id}.png"}
+def _entry_paths(entry_id: str, slot: str = "") -> dict:
+    """File names of an entry; `slot` "-b" is the alternate mask/hand pair written on re-export."""
+    return {"image": f"images/{entry_id}.tif", "mask": f"masks/{entry_id}{slot}.png",
+            "hand": f"hand/{entry_id}{slot}.png"}
 
 
-def _write_item(root: Path, item: ExportItem, classes: ClassTable) -> dict:
+def _all_entry_files(entry_id: str) -> set[str]:
+    return set(_entry_paths(entry_id).values()) | set(_entry_paths(entry_id, "-b").values())
+
+
+def _free_slot(existing: dict | None) -> str:
+    # The files an entry names are never overwritten: until the manifest is replaced they are the truth.
+    return "-b" if existing is not None and existing.get("mask") == _entry_paths(existing["id"])["mask"] else ""
+
+
+def _write_item(root: Path, item: ExportItem, classes: ClassTable, existing: dict[str, dict]) -> dict:
     pixels = _as_hwc(item.pixels)
     h, w, c = pixels.shape
     mask, class_pixels = _check_mask(item.mask, (h, w), classes)
@@ -244,12 +279,12 @@ def _write_item(root: Path, item: ExportItem, classes: ClassTable) -> dict:
         hand = (hand != 0).astype(np.uint8)
     sha = content_hash(pixels)
     entry_id = sha[:16]
-    paths = _entry_paths(entry_id)
+    paths = _entry_paths(entry_id, _free_slot(existing.get(entry_id)))
     image_path = root / paths["image"]
     # Same id means same pixels: an existing image file is already right, and skipping it keeps re-exporting a
-    # large slide cheap.
-    if not image_path.is_file():
-        atomic_write_bytes(image_path, _tiff_bytes(pixels))
+    # large slide cheap. (A link in its place is replaced: entries hold files, not links.)
+    if image_path.is_symlink() or not image_path.is_file():
+        atomic_write_bytes(image_path, tiff_bytes(pixels))
     save_mask_png(root / paths["mask"], mask)
     save_mask_png(root / paths["hand"], hand)
     return {
@@ -283,16 +318,16 @@ def export_many(dataset_dir: str | Path, items: Iterable[ExportItem], classes: C
         manifest = load_manifest(root)
     except FileNotFoundError:
         manifest = _empty_manifest()
-    for sub in ("images", "masks", "hand"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+    _prepare_folders(root)
 
     by_id: dict[str, dict] = {e["id"]: e for e in manifest["entries"]}
+    before = dict(by_id)
     written: list[dict] = []
     merged_classes = manifest["classes"]
     for item in items:
         table = item.classes or classes
         try:
-            entry = _write_item(root, item, table)
+            entry = _write_item(root, item, table, before)
         except DatasetError as exc:
             if on_error is None:
                 raise
@@ -316,10 +351,30 @@ def export_many(dataset_dir: str | Path, items: Iterable[ExportItem], classes: C
     manifest["entries"] = list(by_id.values())
     manifest["classes"] = merged_classes
     atomic_write_json(root / MANIFEST, manifest)
-    for stale in touched_ids - set(by_id):
-        for rel in _entry_paths(stale).values():
-            (root / rel).unlink(missing_ok=True)
+    _remove_unreferenced(root, (touched_ids - set(by_id)) | {e["id"] for e in written}, by_id)
     return written
+
+
+def _prepare_folders(root: Path) -> None:
+    """Create the entry folders; refuse ones that are links out of the dataset; clear killed writers' temp
+    files (only old ones: a writer may be at work)."""
+    for sub in ("images", "masks", "hand"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            dataset_checks.inside(root, sub)
+        except UnsafeDataset as exc:
+            raise DatasetError(str(exc)) from None
+        remove_stale_temp_files(root / sub)
+    remove_stale_temp_files(root)
+
+
+def _remove_unreferenced(root: Path, ids: set[str], by_id: dict[str, dict]) -> None:
+    """After the manifest is written: delete the files of these ids that no entry names any more."""
+    for entry_id in ids:
+        kept = by_id.get(entry_id)
+        named = {kept["image"], kept["mask"], kept["hand"]} if kept else set()
+        for rel in _all_entry_files(entry_id) - named:
+            (root / rel).unlink(missing_ok=True)
 
 
 def export_to_dataset(dataset_dir: str | Path, image: Any, mask: np.ndarray, classes: ClassTable, *,
@@ -337,44 +392,82 @@ def export_to_dataset(dataset_dir: str | Path, image: Any, mask: np.ndarray, cla
 def remove_entry(dataset_dir: str | Path, entry_id: str) -> bool:
     """Drop an entry and its files. Returns False if the dataset has no such entry."""
     root = Path(dataset_dir)
+    if not isinstance(entry_id, str) or not dataset_checks.ENTRY_ID.match(entry_id):
+        raise DatasetError(f"{printable(repr(entry_id))} is not a dataset entry id")
     manifest = load_manifest(root)
     kept = [e for e in manifest["entries"] if e["id"] != entry_id]
     if len(kept) == len(manifest["entries"]):
         return False
     manifest["entries"] = kept
     atomic_write_json(root / MANIFEST, manifest)
-    for rel in _entry_paths(entry_id).values():
-        (root / rel).unlink(missing_ok=True)
+    _remove_unreferenced(root, {entry_id}, {})
     return True
 
 
 # --- reading -----------------------------------------------------------------------------------------------
 
-def load_entry(dataset_dir: str | Path, entry: Mapping | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_entry(dataset_dir: str | Path, entry: Mapping | str, *,
+               check_pixels_hash: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(pixels (H, W, C) in the stored dtype, mask (H, W), hand (H, W) bool)`` of one entry (a manifest
-    entry dict, or its id)."""
+    entry dict, or its id).
+
+    Every file must be a regular file inside the dataset (a FIFO is refused before it is opened, so a
+    reader never blocks on one). The mask and hand map must match the hashes their entry records, when it
+    records them; with ``check_pixels_hash`` the pixels must match ``sha256`` too (see :func:`content_hash`).
+    Any mismatch is a DatasetError that names the file.
+    """
     root = Path(dataset_dir)
     if isinstance(entry, str):
         found = [e for e in load_manifest(root)["entries"] if e["id"] == entry]
         if not found:
-            raise DatasetError(f"{root} has no entry {entry!r}")
+            raise DatasetError(f"{root} has no entry {printable(entry)!r}")
         entry = found[0]
-    image_path = root / entry["image"]
+    try:
+        dataset_checks.check_entry(0, entry)
+        image_path, mask_path, hand_path = (dataset_checks.regular_file(root, entry[k])
+                                            for k in ("image", "mask", "hand"))
+    except UnsafeDataset as exc:
+        raise DatasetError(str(exc)) from None
     try:
         pixels = tifffile.imread(image_path)
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"Cannot open {image_path}: {exc}") from exc
+        raise DatasetError(f"Cannot open {printable(image_path)}: {exc}") from exc
     pixels = _as_hwc(pixels)
     expected = (entry["height"], entry["width"], entry["channels"])
     if pixels.shape != tuple(expected):
-        raise DatasetError(f"{image_path} has shape {pixels.shape}, the manifest says {tuple(expected)}")
-    mask = load_mask_png(root / entry["mask"])
-    hand = load_mask_png(root / entry["hand"]) != 0
+        raise DatasetError(f"{printable(image_path)} has shape {pixels.shape}, the manifest says {tuple(expected)}")
+    mask = load_mask_png(mask_path)
+    hand = load_mask_png(hand_path)
     for name, arr in (("mask", mask), ("hand map", hand)):
         if arr.shape != pixels.shape[:2]:
-            raise DatasetError(f"{root / entry[name.split()[0]]}: {name} shape {arr.shape} does not match "
-                               f"the image {pixels.shape[:2]}")
-    return pixels, mask, hand
+            raise DatasetError(f"{printable(root / entry[name.split()[0]])}: {name} shape {arr.shape} does not "
+                               f"match the image {pixels.shape[:2]}")
+    _check_hashes(root, entry, pixels if check_pixels_hash else None, mask, hand)
+    return pixels, mask, hand != 0
+
+
+def _check_hashes(root: Path, entry: Mapping, pixels: np.ndarray | None, mask: np.ndarray,
+                  hand: np.ndarray) -> None:
+    checks = [("mask", "mask_sha256", mask, _array_hash), ("hand", "hand_sha256", hand, _array_hash)]
+    if pixels is not None:
+        checks.append(("image", "sha256", pixels, content_hash))
+    for field, hash_field, array, hasher in checks:
+        stored = entry.get(hash_field)
+        if stored and hasher(array) != stored:
+            raise DatasetError(f"{printable(root / entry[field])} does not match the hash its manifest entry "
+                               f"records ({hash_field}): the file was changed or replaced after export")
+
+
+def verify_dataset(dataset_dir: str | Path) -> list[str]:
+    """Every problem of a dataset folder, one line per entry (empty when all entries are sound)."""
+    root = Path(dataset_dir)
+    problems = []
+    for entry in load_manifest(root)["entries"]:
+        try:
+            load_entry(root, entry, check_pixels_hash=True)
+        except (DatasetError, ValueError) as exc:  # ImageReadError is a ValueError
+            problems.append(f"entry {entry['id']}: {exc}")
+    return problems
 
 
 # --- nnU-Net v2 --------------------------------------------------------------------------------------------
@@ -382,17 +475,11 @@ def load_entry(dataset_dir: str | Path, entry: Mapping | str) -> tuple[np.ndarra
 _NNUNET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
-def _encode_png(plane: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(plane))
-    if not ok:
-        raise DatasetError(f"PNG encoding failed for a {plane.dtype} plane of shape {plane.shape}")
-    return buf.tobytes()
-
-
-def _encode_tif(plane: np.ndarray) -> bytes:
-    buf = BytesIO()
-    tifffile.imwrite(buf, np.ascontiguousarray(plane), photometric="minisblack", compression="zlib")
-    return buf.getvalue()
+def _encoded(encode: Callable[[np.ndarray], bytes], plane: np.ndarray) -> bytes:
+    try:
+        return encode(plane)
+    except EncodingError as exc:
+        raise DatasetError(str(exc)) from None
 
 
 def _channel_names(entries: list[dict], channels: int) -> dict[str, str]:
@@ -442,7 +529,7 @@ def export_nnunet(dataset_dir: str | Path, out_root: str | Path, *, dataset_id: 
         raise DatasetError(f"nnU-Net needs the same number of channels in every image; {root} mixes {sorted(channels)}")
     n_channels = channels.pop()
     ending = ".png" if all(e["dtype"] in ("uint8", "uint16") for e in entries) else ".tif"
-    encode = _encode_png if ending == ".png" else _encode_tif
+    encode = encode_png if ending == ".png" else encode_tif
 
     class_ids = sorted(int(c["id"]) for c in manifest["classes"])
     if 0 not in class_ids:
@@ -465,17 +552,17 @@ def export_nnunet(dataset_dir: str | Path, out_root: str | Path, *, dataset_id: 
     labels_dir.mkdir(parents=True, exist_ok=True)
     expected_files: set[str] = set()
     for entry in entries:
-        pixels, mask, _ = load_entry(root, entry)
+        pixels, mask, _ = load_entry(root, entry, check_pixels_hash=True)
         case = entry["id"]
         for k in range(n_channels):
             fname = f"{case}_{k:04d}{ending}"
-            atomic_write_bytes(images_dir / fname, encode(pixels[:, :, k]))
+            atomic_write_bytes(images_dir / fname, _encoded(encode, pixels[:, :, k]))
             expected_files.add(f"imagesTr/{fname}")
         if int(mask.max(initial=0)) >= lut.size:
             raise DatasetError(f"{root / entry['mask']} holds class id {int(mask.max())}, which the manifest "
                                f"does not list")
         remapped = lut[mask].astype(label_dtype)
-        atomic_write_bytes(labels_dir / f"{case}{ending}", encode(remapped))
+        atomic_write_bytes(labels_dir / f"{case}{ending}", _encoded(encode, remapped))
         expected_files.add(f"labelsTr/{case}{ending}")
     for folder in (images_dir, labels_dir):
         for path in folder.iterdir():

@@ -112,9 +112,15 @@ class ClassTable:
     def __init__(self, classes: Iterable[LabelClass] | None = None):
         self._classes: list[LabelClass] = []
         given = list(classes) if classes is not None else [LabelClass(BACKGROUND_ID, BACKGROUND_NAME, (0, 0, 0))]
+        if len(given) > MAX_CLASS_ID + 1:
+            raise ValueError(f"a class table holds at most {MAX_CLASS_ID + 1} classes, not {len(given)}")
+        # Sets of the ids and names seen so far keep building linear: a file with 60,000 classes must not
+        # take minutes (checking each new class against the list would be quadratic).
+        ids: set[int] = set()
+        names: dict[str, int] = {}
         for cls in given:
-            self._append_checked(cls)
-        if BACKGROUND_ID not in self:
+            self._append_checked(cls, ids, names)
+        if BACKGROUND_ID not in ids:
             raise ValueError(f"a class table needs the background class (id {BACKGROUND_ID})")
         background = self.get(BACKGROUND_ID)
         self._classes.remove(background)
@@ -252,27 +258,39 @@ class ClassTable:
         return cls(classes)
 
     # --- validation ----------------------------------------------------------------------------------
-    def _append_checked(self, cls: LabelClass) -> None:
+    def _append_checked(self, cls: LabelClass, ids: set[int], names: dict[str, int]) -> None:
         if isinstance(cls.id, bool) or not isinstance(cls.id, (int, np.integer)):
             raise ValueError(f"class id {cls.id!r} is not an integer")
         if not 0 <= cls.id <= MAX_CLASS_ID:
             raise ValueError(f"class id {cls.id} is out of range (0..{MAX_CLASS_ID})")
-        if cls.id in self:
+        if int(cls.id) in ids:
             raise ValueError(f"class id {cls.id} is used twice")
-        self._classes.append(LabelClass(int(cls.id), self._checked_name(cls.name), parse_color(cls.color)))
+        name = _plain_name(cls.name)
+        folded = name.casefold()
+        if folded in names:
+            raise ValueError(f"a class named {name!r} already exists (id {names[folded]})")
+        ids.add(int(cls.id))
+        names[folded] = int(cls.id)
+        self._classes.append(LabelClass(int(cls.id), name, parse_color(cls.color)))
 
     def _checked_name(self, name: str, ignore_id: int | None = None) -> str:
-        if not isinstance(name, str):
-            raise ValueError(f"class name {name!r} is not text")
-        name = name.strip()
-        if not name:
-            raise ValueError("a class name cannot be empty")
-        if len(name) > MAX_NAME_LENGTH:
-            raise ValueError(f"class name {name[:20]!r}... is longer than {MAX_NAME_LENGTH} characters")
+        name = _plain_name(name)
         for cls in self._classes:
             if cls.id != ignore_id and cls.name.casefold() == name.casefold():
                 raise ValueError(f"a class named {cls.name!r} already exists (id {cls.id})")
         return name
+
+
+def _plain_name(name: object) -> str:
+    """A class name stripped of surrounding space; refused when empty, too long or not text."""
+    if not isinstance(name, str):
+        raise ValueError(f"class name {name!r} is not text")
+    name = name.strip()
+    if not name:
+        raise ValueError("a class name cannot be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"class name {name[:20]!r}... is longer than {MAX_NAME_LENGTH} characters")
+    return name
 
 
 def new_mask(shape_hw: Sequence[int], classes_or_n: ClassTable | int) -> np.ndarray:

@@ -21,6 +21,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from segstudio.core.text import printable
+
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 _MAX_TEMP_STEM = 200  # keeps ".<name>.<8 hex>.tmp" under the usual 255-character name limit
 
@@ -39,7 +41,7 @@ class SaveError(OSError):
         self.reason = reason
 
     def __str__(self) -> str:
-        return f"Cannot save {self.path}: {self.reason}"
+        return f"Cannot save {printable(self.path)}: {self.reason}"
 
     def __reduce__(self):
         return type(self), (self.path, self.reason, self.errno)
@@ -99,11 +101,14 @@ def _keep_existing_mode(target: Path, temp: Path) -> None:
 
 
 @contextmanager
-def atomic_open(path: os.PathLike | str, mode: str = "wb", *, encoding: str = "utf-8") -> Iterator[IO]:
+def atomic_open(path: os.PathLike | str, mode: str = "wb", *, encoding: str = "utf-8",
+                exclusive: bool = False) -> Iterator[IO]:
     """Open a file for writing that appears at `path` only once it is complete.
 
     mode is "wb" or "w" (text, no newline translation). If the block raises, the target is untouched
-    and the temporary file is removed. OS failures are raised as SaveError (an OSError).
+    and the temporary file is removed. OS failures are raised as SaveError (an OSError). With
+    `exclusive`, an existing target is never replaced: the finished file is hard-linked into place, which
+    fails atomically if another writer got there first (FileExistsError, as a SaveError).
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open mode must be 'wb' or 'w', not {mode!r}")
@@ -128,8 +133,11 @@ def atomic_open(path: os.PathLike | str, mode: str = "wb", *, encoding: str = "u
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        _keep_existing_mode(target, temp)
-        os.replace(temp, target)
+        if exclusive:
+            _link_new(temp, target)
+        else:
+            _keep_existing_mode(target, temp)
+            os.replace(temp, target)
     except BaseException as exc:
         try:
             temp.unlink(missing_ok=True)
@@ -141,8 +149,27 @@ def atomic_open(path: os.PathLike | str, mode: str = "wb", *, encoding: str = "u
     _fsync_folder(target.parent)
 
 
-def atomic_write_bytes(path: os.PathLike | str, data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
+def _link_new(temp: Path, target: Path) -> None:
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise SaveError(target, "another file with that name appeared while this one was written",
+                        errno.EEXIST) from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        # A filesystem without hard links (FAT, some network shares): the check and the rename are two
+        # steps there, so exclusivity rests on the caller's reservation of the name.
+        if target.exists():
+            raise SaveError(target, "another file with that name appeared while this one was written",
+                            errno.EEXIST) from None
+        os.replace(temp, target)
+        return
+    temp.unlink()
+
+
+def atomic_write_bytes(path: os.PathLike | str, data: bytes, *, exclusive: bool = False) -> None:
+    with atomic_open(path, "wb", exclusive=exclusive) as handle:
         handle.write(data)
 
 
@@ -150,9 +177,20 @@ def atomic_write_text(path: os.PathLike | str, text: str, *, encoding: str = "ut
     atomic_write_bytes(path, text.encode(encoding))
 
 
+def json_text(obj: Any, *, indent: int | None = 2) -> str:
+    """JSON that is always valid UTF-8: readable non-ASCII text as is, but a file name that was not UTF-8
+    (held as lone surrogates) is written as \\udcXX escapes, which read back to the same name."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(obj, indent=indent, ensure_ascii=True)
+    return text
+
+
 def atomic_write_json(path: os.PathLike | str, obj: Any, *, indent: int | None = 2) -> None:
     # Serialise first: an object JSON cannot express must fail before the old file is touched.
-    atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+    atomic_write_text(path, json_text(obj, indent=indent) + "\n")
 
 
 def remove_stale_temp_files(folder: os.PathLike | str, *, older_than_s: float = 3600.0) -> list[Path]:

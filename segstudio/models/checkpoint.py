@@ -2,10 +2,16 @@
 
 Loading never unpickles. `.safetensors` files are plain tensors plus text; weights from elsewhere come in
 through `import_pt`, which uses torch.load(weights_only=True) and refuses files that would run code.
+
+Before a network is built, its metadata is checked against the schema (metadata.py), and the network is
+first built on the "meta" device, which allocates nothing: its parameter count is held against
+MAX_PARAMETERS and its tensor shapes against the ones the file header lists. Loaded weights must be
+finite (and BatchNorm variances not negative), or the model would predict garbage without a word.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import struct
@@ -17,6 +23,8 @@ import torch
 import torch.nn as nn
 
 from segstudio.core.storage import atomic_write_bytes
+from segstudio.core.text import printable
+from segstudio.models.metadata import MAX_PARAMETERS, MetadataError, check_config, check_meta, parse_json
 from segstudio.models.registry import UnknownModelError, build_model
 
 FORMAT = "segstudio-model"
@@ -31,7 +39,7 @@ class CheckpointError(ValueError):
     def __init__(self, path, reason: str):
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"Cannot load model {self.path}: {reason}")
+        super().__init__(f"Cannot load model {printable(self.path)}: {printable(reason)}")
 
 
 def _now_iso() -> str:
@@ -74,14 +82,11 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelMeta":
+        """Metadata checked against the schema (MetadataError, a ValueError, says which field is wrong)."""
         known = {f.name for f in fields(cls)}
-        missing = [name for name in ("name", "version", "arch") if name not in data]
-        if missing:
-            raise ValueError(f"model metadata lacks {', '.join(missing)}")
+        checked = check_meta(data)
         # Keys written by a newer segstudio are ignored rather than fatal.
-        values = {k: v for k, v in data.items() if k in known}
-        values["version"] = int(values["version"])
-        return cls(**values)
+        return cls(**{k: v for k, v in checked.items() if k in known})
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -91,11 +96,23 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def save_checkpoint(path, model: nn.Module, meta: ModelMeta) -> ModelMeta:
+def _finite(value):
+    """JSON data with NaN and infinities replaced by null: the reader refuses them (a metric can be NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def save_checkpoint(path, model: nn.Module, meta: ModelMeta, *, exclusive: bool = False) -> ModelMeta:
     """Write `model` and `meta` to one .safetensors file, atomically. Returns the metadata as stored.
 
     Architecture, config and input channels are taken from the model itself, so the file always describes
-    how to rebuild the network it holds.
+    how to rebuild the network it holds. The metadata is checked against the schema first, so a file is
+    never written that the reader would refuse. With `exclusive`, an existing file is never replaced.
     """
     from safetensors.torch import save
 
@@ -109,12 +126,22 @@ def save_checkpoint(path, model: nn.Module, meta: ModelMeta) -> ModelMeta:
         raise TypeError(f"{type(model).__name__} was not built by segstudio.models.build_model")
     if meta.arch and meta.arch != arch:
         raise ValueError(f"metadata says architecture {meta.arch!r} but the model is {arch!r}")
-    stored = replace(meta, arch=arch, config=json.loads(json.dumps(config)), in_channels=int(config["in_channels"]))
+    stored = replace(meta, arch=arch, config=json.loads(json.dumps(config)), in_channels=int(config["in_channels"]),
+                     training=_finite(meta.training), metrics=_finite(meta.metrics))
+    check_meta(stored.to_dict())
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), _META_KEY: json.dumps(stored.to_dict())}
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, save(tensors, metadata=metadata))  # a crash leaves the old file or the new one
+    # a crash leaves the old file or the new one
+    atomic_write_bytes(path, save(tensors, metadata=metadata), exclusive=exclusive)
+    reservation_path(path).unlink(missing_ok=True)  # the name is taken now; the reservation has done its job
     return stored
+
+
+def reservation_path(path) -> Path:
+    """The marker that reserves a model file's name (created exclusively by the library before a save)."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.reserved")
 
 
 def _read_header(path: Path) -> dict:
@@ -133,9 +160,11 @@ def _read_header(path: Path) -> dict:
     except OSError as exc:
         raise CheckpointError(path, exc.strerror or str(exc)) from exc
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = parse_json(raw.decode("utf-8"), max_chars=_MAX_HEADER_BYTES)
+    except UnicodeDecodeError as exc:
         raise CheckpointError(path, "not a safetensors file (header is not JSON)") from exc
+    except MetadataError as exc:
+        raise CheckpointError(path, f"not a usable safetensors header ({exc})") from exc
     if not isinstance(header, dict):
         raise CheckpointError(path, "not a safetensors file (header is not a JSON object)")
     return header
@@ -143,46 +172,102 @@ def _read_header(path: Path) -> dict:
 
 def read_meta(path) -> ModelMeta:
     """The model's metadata from the file header, without reading the weights."""
-    path = Path(path)
-    metadata = _read_header(path).get("__metadata__") or {}
-    if metadata.get("format") != FORMAT or _META_KEY not in metadata:
+    return _meta_from_header(Path(path), _read_header(Path(path)))
+
+
+def _meta_from_header(path: Path, header: dict) -> ModelMeta:
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT or _META_KEY not in metadata:
         raise CheckpointError(path, "safetensors file without segstudio model metadata "
                                     "(plain weights can be brought in with import_pt)")
+    if not isinstance(metadata[_META_KEY], str):
+        raise CheckpointError(path, "damaged model metadata (not JSON text)")
     try:
-        return ModelMeta.from_dict(json.loads(metadata[_META_KEY]))
-    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        return ModelMeta.from_dict(parse_json(metadata[_META_KEY]))
+    except (TypeError, ValueError) as exc:  # MetadataError is a ValueError
         raise CheckpointError(path, f"damaged model metadata ({exc})") from exc
 
 
+def _fit_problems(own: dict[str, tuple], given: dict[str, tuple]) -> list[str]:
+    missing = [k for k in own if k not in given]
+    unexpected = [k for k in given if k not in own]
+    mismatched = [f"{k} {given[k]} vs {own[k]}" for k in own if k in given and given[k] != own[k]]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+        if items:
+            shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+            parts.append(f"{label}: {shown}")
+    return parts
+
+
+def _shapes(model: nn.Module) -> dict[str, tuple]:
+    return {k: tuple(int(d) for d in v.shape) for k, v in model.state_dict().items()}
+
+
 def _load_into(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-                  for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or mismatched:
-        parts = []
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
-            if items:
-                shown = ", ".join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
-                parts.append(f"{label}: {shown}")
+    parts = _fit_problems(_shapes(model), {k: tuple(int(d) for d in v.shape) for k, v in state.items()})
+    if parts:
         raise CheckpointError(path, "weights do not fit the architecture (" + "; ".join(parts) + ")")
     model.load_state_dict(state, strict=True)
 
 
-def _rebuild(path: Path, arch: str, config: dict) -> nn.Module:
-    config = dict(config)
+def check_weights(path, state: dict[str, torch.Tensor]) -> None:
+    """Refuse weights a model would compute garbage with: NaN or infinite values, negative variances."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(path, f"the weights hold NaN or infinite values (in {name})")
+        if name.endswith("running_var") and bool((tensor < 0).any()):
+            raise CheckpointError(path, f"a BatchNorm variance is negative (in {name})")
+
+
+def _build(path: Path, arch: str, in_channels: int, num_classes: int, config: dict) -> nn.Module:
+    try:
+        return build_model(arch, in_channels=in_channels, num_classes=num_classes, **config)
+    except UnknownModelError as exc:
+        raise CheckpointError(path, str(exc)) from exc
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(path, f"configuration not understood by {arch} ({exc})") from exc
+
+
+def _rebuild(path: Path, arch: str, config: dict, file_shapes: dict[str, tuple] | None = None) -> nn.Module:
+    """Build the network a file describes, after checking that it is a sane size and fits the file.
+
+    The first build runs on the "meta" device: modules get shapes but no memory, so a config asking for
+    68 GB of weights is refused in milliseconds, and the file's tensor shapes are compared before a byte of
+    weights is read.
+    """
+    try:
+        config = dict(check_config(config))
+    except MetadataError as exc:
+        raise CheckpointError(path, f"architecture config refused ({exc})") from exc
     in_channels = int(config.pop("in_channels", 1))
     num_classes = int(config.pop("num_classes", 2))
     if "pretrained_backbone" in config:
         # The file holds every weight; the ImageNet file named at training time may not exist here.
         config["pretrained_backbone"] = False
-    try:
-        return build_model(arch, in_channels=in_channels, num_classes=num_classes, **config)
-    except UnknownModelError as exc:
-        raise CheckpointError(path, str(exc)) from exc
-    except TypeError as exc:
-        raise CheckpointError(path, f"configuration not understood by {arch} ({exc})") from exc
+    with torch.device("meta"):
+        skeleton = _build(path, arch, in_channels, num_classes, config)
+    count = sum(p.numel() for p in skeleton.parameters())
+    if count > MAX_PARAMETERS:
+        raise CheckpointError(path, f"the architecture config implies {count / 1e6:,.0f} M parameters, over the "
+                                    f"limit of {MAX_PARAMETERS / 1e6:,.0f} M")
+    if file_shapes is not None:
+        parts = _fit_problems(_shapes(skeleton), file_shapes)
+        if parts:
+            raise CheckpointError(path, "weights do not fit the architecture (" + "; ".join(parts) + ")")
+    return _build(path, arch, in_channels, num_classes, config)
+
+
+def _header_shapes(path: Path, header: dict) -> dict[str, tuple]:
+    shapes = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise CheckpointError(path, f"damaged safetensors header (tensor {name[:60]!r} has no valid shape)")
+        shapes[name] = tuple(shape)
+    return shapes
 
 
 def load_checkpoint(path, *, device="cpu") -> tuple[nn.Module, ModelMeta]:
@@ -190,12 +275,14 @@ def load_checkpoint(path, *, device="cpu") -> tuple[nn.Module, ModelMeta]:
     from safetensors.torch import load_file
 
     path = Path(path)
-    meta = read_meta(path)
-    model = _rebuild(path, meta.arch, meta.config)
+    header = _read_header(path)
+    meta = _meta_from_header(path, header)
+    model = _rebuild(path, meta.arch, meta.config, _header_shapes(path, header))
     try:
         state = load_file(str(path), device="cpu")
     except Exception as exc:  # safetensors raises its own error type for damaged files
         raise CheckpointError(path, f"damaged weights ({exc})") from exc
+    check_weights(path, state)
     _load_into(path, model, state)
     return model.to(device).eval(), meta
 
@@ -239,5 +326,6 @@ def import_pt(path, arch: str, *, in_channels: int, num_classes: int, **config) 
                 key = key[len(prefix):]
         cleaned[key] = tensor
     model = _rebuild(path, arch, dict(config, in_channels=in_channels, num_classes=num_classes))
+    check_weights(path, cleaned)
     _load_into(path, model, cleaned)
     return model.eval()

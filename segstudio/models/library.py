@@ -3,24 +3,54 @@
 Bundled models live in resources/models/*.safetensors and are never written. Each fine-tune writes a new file
 user_models_dir()/<name>/v<N>.safetensors next to the previous ones, so the model in use is never overwritten
 and every version can be traced back to the one it was trained from.
+
+Model files come from anywhere, so one bad file never hides the others: listing skips it and records a
+ModelProblem (the file and the reason) in `problems`, for the CLI and the window to show. Version numbers
+are reserved with an exclusive create of a marker file (.v<N>.reserved, removed when the model is saved),
+so two fine-tunes finishing at the same moment never get the same number.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from segstudio.core import paths
-from segstudio.core.storage import atomic_write_bytes
-from segstudio.models.checkpoint import CheckpointError, ModelMeta, load_checkpoint, read_meta
+from segstudio.core.storage import atomic_write_bytes, remove_stale_temp_files, save_error
+from segstudio.core.text import printable
+from segstudio.models.checkpoint import (
+    CheckpointError,
+    ModelMeta,
+    load_checkpoint,
+    read_meta,
+    reservation_path,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
 ACTIVE_KEY = "active_model"
-_VERSION_FILE = re.compile(r"^v(\d+)\.safetensors$")
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_VERSION_FILE = re.compile(r"^v(\d{1,9})\.safetensors$")
+_RESERVED_FILE = re.compile(r"^\.v(\d{1,9})\.reserved$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# A reservation older than this whose model file never appeared belongs to a writer that was killed.
+_STALE_RESERVATION_S = 3600.0
+
+
+class ModelProblem(str):
+    """One model file the library could not use: reads as "<file>: <reason>", with both as attributes."""
+
+    path: Path
+    reason: str
+
+    def __new__(cls, path, reason: str) -> ModelProblem:
+        self = super().__new__(cls, printable(f"{path}: {reason}"))
+        self.path, self.reason = Path(path), reason
+        return self
 
 
 @dataclass(frozen=True)
@@ -49,24 +79,38 @@ class ModelLibrary:
             try:
                 meta = read_meta(path)
             except CheckpointError as exc:
-                self.problems.append(str(exc))
+                self.problems.append(ModelProblem(path, exc.reason))
+                continue
+            except Exception as exc:  # noqa: BLE001 - whatever one file trips must not hide the others
+                self.problems.append(ModelProblem(path, f"unreadable ({type(exc).__name__}: {exc})"))
                 continue
             if meta.id in found:
-                self.problems.append(f"{path}: model id {meta.id} already provided by {found[meta.id].path}")
+                self.problems.append(ModelProblem(path, f"model id {meta.id} already provided by "
+                                                        f"{found[meta.id].path}"))
                 continue
             found[meta.id] = ModelEntry(meta.id, meta, path, bundled)
+
+    def _listed(self, folder: Path, pick) -> list:
+        """pick(entry) over a folder's entries; an unreadable folder is a problem, not a crash."""
+        try:
+            return [item for entry in sorted(folder.iterdir()) if (item := pick(entry)) is not None]
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self.problems.append(ModelProblem(folder, f"folder cannot be read ({exc.strerror or exc})"))
+            return []
 
     def entries(self) -> list[ModelEntry]:
         """Bundled models first, then user versions by family name and version (headers only; fast)."""
         self.problems = []
         found: dict[str, ModelEntry] = {}
-        if self.bundled_dir.is_dir():
-            self._scan(sorted(self.bundled_dir.glob("*.safetensors")), True, found)
+        bundled_files = self._listed(self.bundled_dir, lambda p: p if p.suffix == ".safetensors" else None)
+        self._scan(bundled_files, True, found)
         user_files = []
-        if self.user_dir.is_dir():
-            for family in sorted(p for p in self.user_dir.iterdir() if p.is_dir()):
-                versions = [(int(m.group(1)), f) for f in family.iterdir() if (m := _VERSION_FILE.match(f.name))]
-                user_files += [f for _, f in sorted(versions)]
+        for family in self._listed(self.user_dir, lambda p: p if p.is_dir() else None):
+            versions = self._listed(family, lambda f: (int(m.group(1)), f) if (m := _VERSION_FILE.match(f.name))
+                                    else None)
+            user_files += [f for _, f in sorted(versions)]
         self._scan(user_files, False, found)
         bundled = [e for e in found.values() if e.bundled]
         user = sorted((e for e in found.values() if not e.bundled), key=lambda e: (e.meta.name, e.meta.version))
@@ -98,18 +142,67 @@ class ModelLibrary:
         return load_checkpoint(self.find(key).path, device=device)
 
     def next_version_path(self, name: str) -> tuple[Path, int]:
-        """Where the next version of family `name` goes: one above every version that exists anywhere,
-        including unreadable files, so nothing is ever written over."""
-        if not _SAFE_NAME.match(name or ""):
-            raise ValueError(f"Model name {name!r} must be letters, digits, '.', '_' or '-' "
+        """Where the next version of family `name` goes, reserved for the caller.
+
+        The number is one above every version that exists anywhere (unreadable files and other writers'
+        reservations included), and it is taken by creating .v<N>.reserved exclusively: of several
+        processes asking at once, each gets its own number. Temp files of killed writers are cleared here.
+        """
+        if not isinstance(name, str) or not _SAFE_NAME.match(name):
+            raise ValueError(f"Model name {printable(name)!r} must be letters, digits, '.', '_' or '-' "
                              "(and start with a letter or digit)")
-        versions = [e.meta.version for e in self.entries() if e.meta.name == name]
         folder = self.user_dir / name
-        if folder.is_dir():
-            versions += [int(m.group(1)) for f in folder.iterdir() if (m := _VERSION_FILE.match(f.name))]
-        version = max(versions, default=0) + 1
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"v{version}.safetensors", version
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise save_error(folder, exc) from exc
+        remove_stale_temp_files(folder)
+        taken = [e.meta.version for e in self.entries() if e.meta.name == name]
+        taken += self._versions_on_disk(folder)
+        version = max(taken, default=0) + 1
+        while True:
+            marker = reservation_path(folder / f"v{version}.safetensors")
+            try:
+                os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            except FileExistsError:
+                version += 1
+                continue
+            except OSError as exc:
+                raise save_error(marker, exc) from exc
+            path = folder / f"v{version}.safetensors"
+            if path.exists():  # written between the listing and the reservation
+                version += 1
+                continue
+            return path, version
+
+    def _versions_on_disk(self, folder: Path) -> list[int]:
+        """Version numbers of files and live reservations; stale or fulfilled reservations are removed."""
+        versions = []
+        now = time.time()
+        for entry in self._listed(folder, lambda f: f):
+            if m := _VERSION_FILE.match(entry.name):
+                versions.append(int(m.group(1)))
+            elif m := _RESERVED_FILE.match(entry.name):
+                try:
+                    fulfilled = (folder / f"v{m.group(1)}.safetensors").exists()
+                    if fulfilled or now - entry.stat().st_mtime > _STALE_RESERVATION_S:
+                        entry.unlink()
+                        if fulfilled:
+                            versions.append(int(m.group(1)))
+                    else:
+                        versions.append(int(m.group(1)))
+                except OSError:
+                    versions.append(int(m.group(1)))
+        return versions
+
+    def save_version(self, name: str, model, meta: ModelMeta) -> tuple[Path, ModelMeta]:
+        """Save `model` as the next version of family `name`; never replaces an existing file."""
+        path, version = self.next_version_path(name)
+        try:
+            stored = save_checkpoint(path, model, replace(meta, name=name, version=version), exclusive=True)
+        finally:
+            reservation_path(path).unlink(missing_ok=True)
+        return path, stored
 
     def lineage(self, key) -> list[str]:
         """[id, parent id, grandparent id, ...]; a parent missing from the library ends the chain."""

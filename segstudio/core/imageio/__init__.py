@@ -7,7 +7,9 @@ into a picture for the screen.
 from segstudio.core.imageio.display import percentile_bounds, percentile_normalize, to_display_rgb
 from segstudio.core.imageio.read import probe_image, read_image
 from segstudio.core.imageio.types import (
+    DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
+    MAX_BYTES_ENV,
     MAX_PIXELS_ENV,
     SUPPORTED_SUFFIXES,
     ImageData,
@@ -16,7 +18,9 @@ from segstudio.core.imageio.types import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "MAX_BYTES_ENV",
     "MAX_PIXELS_ENV",
     "SUPPORTED_SUFFIXES",
     "ImageData",

@@ -2,7 +2,8 @@
 
 The size comes from the file header before any pixels are allocated, and the file is checked for
 completeness before it is decoded, because OpenCV hands back partially zero-filled images for
-truncated files.
+truncated files. Damage that only the decoder sees (a JPEG scan cut short) is reported by libjpeg as a
+warning on stderr while OpenCV returns an image anyway; jpeg_warnings.py turns that warning into an error.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
-from segstudio.core.imageio.checks import bit_depth, check_pixel_count, checked_channels, checked_page
+from segstudio.core.imageio.checks import Limits, bit_depth, check_size, checked_channels, checked_page
+from segstudio.core.imageio.jpeg_warnings import decoder_warnings
 from segstudio.core.imageio.types import (
     RGB_NAMES,
     RGBA_NAMES,
@@ -36,6 +38,7 @@ class _RasterHeader:
     height: int
     channels: int  # as OpenCV will decode it
     dtype: np.dtype
+    min_data_bytes: int = 0  # the least compressed data a complete image of this size can have
 
     def meta(self, path: Path, fmt: str) -> ImageMeta:
         names = {3: RGB_NAMES, 4: RGBA_NAMES}.get(self.channels)
@@ -130,11 +133,35 @@ def _jpeg_header(handle: BinaryIO) -> _RasterHeader:
             precision, height, width, components = struct.unpack(">BHHB", _read_exact(handle, 6, "JPEG frame header"))
             if height == 0:
                 raise CorruptFile("the JPEG frame header gives no image height")
+            sampling = _read_exact(handle, 3 * components, "JPEG frame header")[1::3]
             dtype = np.dtype(np.uint16 if precision > 8 else np.uint8)
-            return _RasterHeader(width, height, 1 if components == 1 else 3, dtype)
+            least = _jpeg_min_data_bytes(marker, width, height, sampling)
+            return _RasterHeader(width, height, 1 if components == 1 else 3, dtype, least)
         if marker == _JPEG_SCAN_MARKER:
             break
     raise CorruptFile("the JPEG has no frame header")
+
+
+def _jpeg_min_data_bytes(marker: int, width: int, height: int, sampling: bytes) -> int:
+    """A lower bound on the entropy-coded bytes of a complete Huffman-coded JPEG of this size.
+
+    Every 8x8 block costs at least one bit (its DC code), so a 24 KB file whose header was patched to
+    32000 x 32000 cannot hold the image it claims; libjpeg would fill the rest with grey. Arithmetic
+    coding (SOF9 and up) can go below a bit per block, so it gets no bound.
+    """
+    if marker not in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7) or not sampling:
+        return 0
+    h_max = max((s >> 4) or 1 for s in sampling)
+    v_max = max((s & 15) or 1 for s in sampling)
+    blocks = 0
+    for factors in sampling:
+        h, v = (factors >> 4) or 1, (factors & 15) or 1
+        blocks += _ceil_div(_ceil_div(width * h, h_max), 8) * _ceil_div(_ceil_div(height * v, v_max), 8)
+    return blocks // 8
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
 
 
 def _check_jpeg_complete(data: bytes) -> None:
@@ -146,6 +173,10 @@ def _check_jpeg_complete(data: bytes) -> None:
             scan_start = offset
     if scan_start is None or data.find(_JPEG_END, scan_start) < 0:
         raise CorruptFile("the JPEG end marker (FF D9) is missing")
+    header = _jpeg_header(io.BytesIO(data))
+    if len(data) - scan_start < header.min_data_bytes:
+        raise CorruptFile(f"the JPEG holds {len(data) - scan_start:,} bytes of image data, too few for the "
+                          f"{header.width} x {header.height} pixels its header claims")
 
 
 def _bmp_layout(handle: BinaryIO) -> tuple[_RasterHeader, int, int, int]:
@@ -189,6 +220,38 @@ def _check_bmp_complete(data: bytes) -> None:
         needed = pixel_offset + stride * header.height
         if needed > len(data):
             raise CorruptFile(f"the BMP pixel data needs {needed:,} bytes but the file has {len(data):,}")
+    elif compression in (1, 2):
+        _check_bmp_rle(data, pixel_offset, 8 if compression == 1 else 4, header.height)
+
+
+def _check_bmp_rle(data: bytes, position: int, bits: int, height: int) -> None:
+    """Walk an RLE8/RLE4 stream to its end-of-bitmap code, counting rows.
+
+    OpenCV fills the rows a cut-off stream never reached and returns the image as if it were whole, so a
+    stream that runs out of bytes, or ends before its last row, is refused. That also stops a 1 KB file
+    whose header claims 30000 rows from loading as gigabytes of black.
+    """
+    end, row = len(data), 0
+    while position + 2 <= end:
+        count, value = data[position], data[position + 1]
+        position += 2
+        if count:
+            continue  # an encoded run
+        if value == 0:
+            row += 1  # end of line
+        elif value == 1:
+            if row < height - 1:
+                raise CorruptFile(f"the BMP's compressed pixel data stops after row {row} of {height}")
+            return
+        elif value == 2:
+            if position + 2 > end:
+                break
+            row += data[position + 1]  # delta: skip right and down
+            position += 2
+        else:  # absolute run of `value` pixels, padded to an even byte count
+            size = value if bits == 8 else (value + 1) // 2
+            position += size + (size & 1)
+    raise CorruptFile("the BMP's compressed pixel data ends before its end-of-bitmap code (the file is cut off)")
 
 
 _RASTER_HEADERS = {"png": _png_header, "jpeg": _jpeg_header, "bmp": _bmp_header}
@@ -203,18 +266,31 @@ def probe_raster(path: Path, fmt: str, page: int | None) -> ImageMeta:
     return header.meta(path, fmt)
 
 
-def read_raster(path: Path, fmt: str, limit: int, page: int | None, channels: Sequence[int] | None) -> ImageData:
+def _decode(data: bytes, fmt: str) -> np.ndarray | None:
+    if fmt != "jpeg":
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with decoder_warnings() as warnings:
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if warnings:
+        raise CorruptFile(f"the decoder reports damaged data: {warnings[0]}")
+    return decoded
+
+
+def read_raster(path: Path, fmt: str, limits: Limits, page: int | None,
+                channels: Sequence[int] | None) -> ImageData:
     checked_page(path, page, 1)
     with open(path, "rb") as handle:
         header = _RASTER_HEADERS[fmt](handle)
-        check_pixel_count(path, header.width, header.height, limit)
+        # The limit is on the pixels the caller receives (the colour conversion briefly holds a copy).
+        check_size(path, header.width, header.height, header.channels, header.dtype.itemsize, limits)
         handle.seek(0)
         data = handle.read()
     _RASTER_COMPLETENESS[fmt](data)
-    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    decoded = _decode(data, fmt)
     if decoded is None:
         if header.width * header.height > _OPENCV_MAX_PIXELS:
-            raise ImageReadError(path, "image is larger than OpenCV can decode (set OPENCV_IO_MAX_IMAGE_PIXELS)")
+            raise ImageReadError(path, "image is too large: larger than OpenCV can decode "
+                                       "(set OPENCV_IO_MAX_IMAGE_PIXELS)")
         raise CorruptFile("the decoder could not read the pixel data")
     if decoded.shape[:2] != (header.height, header.width):
         raise CorruptFile(f"decoded size {decoded.shape[1]} x {decoded.shape[0]} differs from the header")

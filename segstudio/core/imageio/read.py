@@ -9,14 +9,18 @@ and the reason.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from segstudio.core.imageio.checks import Limits
 from segstudio.core.imageio.raster import probe_raster, read_raster
 from segstudio.core.imageio.tiff import probe_tiff, read_tiff
 from segstudio.core.imageio.types import (
+    DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
+    MAX_BYTES_ENV,
     MAX_PIXELS_ENV,
     SUPPORTED_SUFFIXES,
     CorruptFile,
@@ -53,14 +57,17 @@ def read_image(
     max_pixels: int | None = None,
     page: int | None = None,
     channels: Sequence[int] | None = None,
+    max_bytes: int | None = None,
 ) -> ImageData:
     """Read one image (one page of a stack) as (H, W, C) pixels in their original dtype.
 
-    max_pixels caps height x width (default SEGSTUDIO_MAX_PIXELS or DEFAULT_MAX_PIXELS); `channels`
-    picks and orders channels by index. Raises ImageReadError for anything that cannot be read.
+    max_pixels caps height x width (default SEGSTUDIO_MAX_PIXELS or DEFAULT_MAX_PIXELS), max_bytes the
+    decoded size (default SEGSTUDIO_MAX_DECODED_BYTES or DEFAULT_MAX_BYTES); `channels` picks and orders
+    channels by index. Raises ImageReadError for anything that cannot be read.
     """
     path, fmt, file_size = _checked_file(path)
-    limit = _pixel_limit(max_pixels)
+    limit = Limits(_configured(max_pixels, MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS),
+                   _configured(max_bytes, MAX_BYTES_ENV, DEFAULT_MAX_BYTES))
     with _errors_reported_for(path):
         if fmt == "tiff":
             return read_tiff(path, file_size, limit, page, channels)
@@ -70,10 +77,17 @@ def read_image(
 # --- checks before any format reader runs -----------------------------------------------------------------------
 def _checked_file(path: os.PathLike | str) -> tuple[Path, str, int]:
     path = Path(path)
-    if path.is_dir():
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ImageReadError(path, "file does not exist") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"file could not be read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
         raise ImageReadError(path, "it is a folder, not an image file")
-    if not path.exists():
-        raise ImageReadError(path, "file does not exist")
+    if not stat.S_ISREG(mode):
+        # A FIFO or device would block open() or read() forever: refuse it from its type alone.
+        raise ImageReadError(path, "not a regular file (a pipe, socket or device named like an image)")
     suffix = path.suffix.lower()
     if suffix not in _FORMAT_OF_SUFFIX:
         shown = f"'{suffix}'" if suffix else "(no file extension)"
@@ -118,10 +132,10 @@ def _errors_reported_for(path: Path) -> Iterator[None]:
         raise ImageReadError(path, f"file is truncated or corrupt ({detail})") from None
 
 
-def _pixel_limit(max_pixels: int | None) -> int:
-    if max_pixels is not None:
-        return int(max_pixels)
-    configured = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+def _configured(given: int | None, env: str, default: int) -> int:
+    if given is not None:
+        return int(given)
+    configured = os.environ.get(env, "").strip().replace("_", "")
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
-    return DEFAULT_MAX_PIXELS
+    return default

@@ -1,8 +1,9 @@
 """TIFF (8/16/32-bit, float, multi-page, multi-channel) through tifffile.
 
 Pages and channels are mapped from tifffile's series onto user-visible pages of (H, W, C) images.
-The size is checked before any pixels are read, and image data lying past the end of the file is
-refused, because tifffile fills missing strips with zeros and carries on.
+The size (pixels and decoded bytes) is checked before any pixels are read, and image data lying past
+the end of the file is refused, because tifffile fills missing strips with zeros and carries on.
+Palette images get their colour map applied: tifffile returns the raw indices.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from segstudio.core.imageio.checks import bit_depth, check_pixel_count, checked_channels, checked_page
+from segstudio.core.imageio.checks import Limits, bit_depth, check_size, checked_channels, checked_page
 from segstudio.core.imageio.types import (
     RGB_NAMES,
     RGBA_NAMES,
@@ -49,6 +50,7 @@ class _TiffLayout:
     c: int | None
     page_axes: tuple[int, ...]
     channel_names: tuple[str, ...] | None
+    colormap: np.ndarray | None = None  # (3, 2**bits) for palette images, applied after decoding
 
     @property
     def pages(self) -> int:
@@ -64,6 +66,8 @@ class _TiffLayout:
 
     @property
     def channels(self) -> int:
+        if self.colormap is not None:
+            return 3
         return 1 if self.c is None else self.shape[self.c]
 
 
@@ -129,7 +133,9 @@ def _tiff_layouts(tif: tifffile.TiffFile) -> list[_TiffLayout]:
             raise UnsupportedFeature(f"TIFF series {index} stores its pages in a layout that is not supported")
         y, x, c = _image_axes(shape, axes)
         page_axes = tuple(i for i, size in enumerate(shape) if size > 1 and i not in (y, x, c))
-        layouts.append(_TiffLayout(index, shape, grid_ndim, y, x, c, page_axes, _tiff_channel_names(series, c, shape)))
+        colormap = _palette(series) if c is None else None
+        names = RGB_NAMES if colormap is not None else _tiff_channel_names(series, c, shape)
+        layouts.append(_TiffLayout(index, shape, grid_ndim, y, x, c, page_axes, names, colormap))
     if not layouts:
         raise CorruptFile("the TIFF contains no images")
     return layouts
@@ -157,6 +163,30 @@ def _image_axes(shape: tuple[int, ...], axes: str) -> tuple[int, int, int | None
         if shape[x] <= MAX_GUESSED_CHANNELS and shape[x] < min(shape[axis], shape[y]):
             return axis, y, x
     return y, x, None
+
+
+def _palette(series: tifffile.TiffPageSeries) -> np.ndarray | None:
+    """The colour map of a palette image, as uint8 when every entry is an 8-bit value scaled by 257."""
+    keyframe = series.keyframe
+    if keyframe.photometric != tifffile.PHOTOMETRIC.PALETTE:
+        return None
+    colormap = keyframe.colormap
+    if colormap is None or colormap.ndim != 2 or colormap.shape[0] != 3:
+        raise CorruptFile("the palette image has no usable colour map")
+    colormap = np.asarray(colormap, dtype=np.uint16)
+    if np.all(colormap % 257 == 0):
+        return (colormap // 257).astype(np.uint8)
+    return colormap
+
+
+def _apply_colormap(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
+    plane = indices.reshape(indices.shape[0], indices.shape[1])
+    if plane.dtype.kind not in "ub":
+        raise CorruptFile(f"palette indices of type {plane.dtype} are not supported")
+    if plane.size and int(plane.max()) >= colormap.shape[1]:
+        raise CorruptFile(f"a palette index ({int(plane.max())}) is past the end of the colour map "
+                          f"({colormap.shape[1]} entries)")
+    return np.ascontiguousarray(colormap.T[plane.astype(np.intp)])
 
 
 def _tiff_channel_names(series: tifffile.TiffPageSeries, c: int | None, shape: tuple[int, ...]) -> tuple[str, ...] | None:
@@ -272,17 +302,27 @@ def _read_tiff_plane(tif: tifffile.TiffFile, layout: _TiffLayout, index: int, ch
     return np.ascontiguousarray(pixels.astype(_tiff_output_dtype(pixels.dtype), copy=False))
 
 
-def read_tiff(path: Path, file_size: int, limit: int, page: int | None,
+def _read_checked(path: Path, tif: tifffile.TiffFile, layout: _TiffLayout, index: int, chosen: list[int],
+                  file_size: int, limits: Limits) -> np.ndarray:
+    stored = np.dtype(tif.series[layout.series].dtype)
+    # A page's every sample is decoded, whichever channels are chosen, so all of them count.
+    check_size(path, layout.width, layout.height, layout.channels, stored.itemsize, limits)
+    if layout.colormap is None:
+        return _read_tiff_plane(tif, layout, index, chosen, file_size)
+    indices = _read_tiff_plane(tif, layout, index, [0], file_size)
+    return np.ascontiguousarray(_apply_colormap(indices, layout.colormap)[:, :, chosen])
+
+
+def read_tiff(path: Path, file_size: int, limits: Limits, page: int | None,
               channels: Sequence[int] | None) -> ImageData:
     with _open_tiff(path) as (tif, warnings_seen):
         layouts = _tiff_layouts(tif)
         layout, index = _tiff_page(path, layouts, page)
-        check_pixel_count(path, layout.width, layout.height, limit)
         chosen = checked_channels(path, channels, layout.channels)
         # Metadata oddities logged while parsing series are harmless; anything logged while
         # decoding pixels means the data is damaged.
         warnings_seen.clear()
-        pixels = _read_tiff_plane(tif, layout, index, chosen, file_size)
+        pixels = _read_checked(path, tif, layout, index, chosen, file_size, limits)
         if warnings_seen:
             raise CorruptFile(warnings_seen[0])
         names = layout.channel_names
@@ -299,4 +339,6 @@ def probe_tiff(path: Path, page: int | None) -> ImageMeta:
         layouts = _tiff_layouts(tif)
         layout, _index = _tiff_page(path, layouts, page)
         dtype = _tiff_output_dtype(tif.series[layout.series].dtype)
+        if layout.colormap is not None:
+            dtype = layout.colormap.dtype
         return _tiff_meta(path, tif, layout, layouts, page, dtype, layout.channels)

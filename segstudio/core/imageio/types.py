@@ -12,10 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from segstudio.core.text import printable
+
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 DEFAULT_MAX_PIXELS = 2**30
 MAX_PIXELS_ENV = "SEGSTUDIO_MAX_PIXELS"
+# Pixels alone do not bound memory: 2**30 float32 pixels of 4 channels are 16 GiB. Decoded bytes are
+# checked too, from the header, before decoding.
+DEFAULT_MAX_BYTES = 4 * 2**30
+MAX_BYTES_ENV = "SEGSTUDIO_MAX_DECODED_BYTES"
 
 RGB_NAMES = ("R", "G", "B")
 RGBA_NAMES = ("R", "G", "B", "A")
@@ -27,7 +33,7 @@ class ImageReadError(ValueError):
     def __init__(self, path: os.PathLike | str, reason: str):
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"Cannot open {self.path}: {reason}")
+        super().__init__(f"Cannot open {printable(self.path)}: {printable(reason)}")
 
     def __reduce__(self):
         return type(self), (self.path, self.reason)
