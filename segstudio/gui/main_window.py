@@ -106,13 +106,15 @@ class MainWindow(QMainWindow):
             self.current.mask_changed.disconnect(self._refresh_overlay_region)
             self.current.mask_replaced.disconnect(self._refresh_overlay)
             self.current.classes_changed.disconnect(self._refresh_overlay)
+            self.current.notice.disconnect(self._show_notice)
         self.current = doc
         if doc is None:
             self.canvas.set_image(None)
             self.setWindowTitle(APP_TITLE)
         else:
-            self.canvas.set_image(doc.display_rgb())
+            self.canvas.set_image(doc.display_picture())
             self.canvas.set_mask(doc.mask, doc.classes.lut_rgba())
+            doc.notice.connect(self._show_notice)
             doc.mask_changed.connect(self._refresh_overlay_region)
             doc.mask_replaced.connect(self._refresh_overlay)
             doc.classes_changed.connect(self._refresh_overlay)
@@ -147,6 +149,9 @@ class MainWindow(QMainWindow):
     def _refresh_overlay(self) -> None:
         if self.current is not None:
             self.canvas.set_mask(self.current.mask, self.current.classes.lut_rgba())
+
+    def _show_notice(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
 
     def _refresh_overlay_region(self, y0: int, x0: int, h: int, w: int) -> None:
         self.canvas.overlay.refresh(y0, x0, h, w)

@@ -130,5 +130,5 @@ class OpeningController(QObject):
             window.set_current(replacement)
             doc = replacement
         doc.set_display_channels(channels)
-        window.canvas.set_image(doc.display_rgb())
+        window.canvas.set_image(doc.display_picture())
         window.canvas.set_mask(doc.mask, doc.classes.lut_rgba())
