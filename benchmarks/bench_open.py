@@ -4,10 +4,12 @@ A MainWindow is built offscreen (settings and data in a scratch folder), a small
 closed once so lazily loaded libraries are not charged to the first big image, then two 8192^2 8-bit
 grey TIFFs are opened one after the other through File > Open's own path. After each, garbage is
 collected, the window is painted, and the growth of the process's resident memory (VmRSS) is charged
-to that image and printed as bytes per pixel byte, against the target of 4 (the pixels themselves,
-the mask, the hand-painted map and one byte to spare). Then PgUp/PgDn switch between the two images
-(the action the keys trigger, followed by a paint) and the time of each switch is printed against
-0.2 s. Exits non-zero when a target is missed.
+to that image and printed as bytes per pixel byte. The OS hands out the all-background mask and the
+hand-painted map as untouched zero pages, so the image is measured twice: just opened, and with every
+mask and hand-map pixel written (as after Predict), which is the figure judged against the target of 4
+(the pixels themselves, the mask, the hand-painted map and one byte to spare). Then PgUp/PgDn switch
+between the two images (the action the keys trigger, followed by a paint) and the time of each switch
+is printed against 0.2 s. Exits non-zero when a target is missed.
 
     python benchmarks/bench_open.py [--size 8192] [--switches 6]
 """
@@ -101,11 +103,17 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         (doc,) = window.open_paths([path])
         open_times.append(time.perf_counter() - t0)
+        opened = settled_rss(app, window)
+        doc.mask.fill(0)
+        doc.hand.fill(False)
+        doc.mask_replaced.emit()
         after = settled_rss(app, window)
+        print(f"  open {path.name}: {open_times[-1]:.2f} s; just opened +{(opened - before) / 2**20:.0f} MiB ="
+              f" {(opened - before) / pixel_bytes:.2f} bytes per pixel byte")
         per_pixel_byte = (after - before) / pixel_bytes
         ratio = per_pixel_byte / BYTES_PER_PIXEL_BYTE_TARGET
         ok &= ratio <= 1.0
-        print(f"  open {path.name}: {open_times[-1]:.2f} s; resident memory +{(after - before) / 2**20:.0f} MiB ="
+        print(f"    with mask and hand map written: +{(after - before) / 2**20:.0f} MiB ="
               f" {per_pixel_byte:.2f} bytes per pixel byte (target <= {BYTES_PER_PIXEL_BYTE_TARGET:.0f},"
               f" ratio {ratio:.2f}) {'PASS' if ratio <= 1.0 else 'FAIL'}")
         before = after

@@ -80,6 +80,7 @@ class MainWindow(QMainWindow):
         a.next_image.triggered.connect(lambda: self.step_document(+1))
         a.previous_image.triggered.connect(lambda: self.step_document(-1))
         a.shortcuts.triggered.connect(lambda: show_shortcuts(self, self.actions))
+        self.documents_changed.connect(self._update_enabled)  # Next/Previous Image as images open
         a.about.triggered.connect(lambda: show_about(self))
 
     def add_panel(self, widget: QWidget, title: str, area=Qt.DockWidgetArea.RightDockWidgetArea) -> QDockWidget:
