@@ -192,6 +192,7 @@ class MainWindow(QMainWindow):
         if not self.training.prepare_to_quit() or not self.editing.prepare_to_quit():
             event.ignore()
             return
+        self.opening.cancel()  # an image still being read is not opened into a closing window
         QSettings().setValue(WINDOW_GEOMETRY_KEY, self.saveGeometry())
         QSettings().setValue(WINDOW_STATE_KEY, self.saveState())
         self.model_host.shutdown()
