@@ -161,6 +161,7 @@ class OpeningController(QObject):
         dialog = QProgressDialog("Opening...", "Cancel", 0, total if total > 1 else 0, self.window)
         dialog.setObjectName("openProgress")
         dialog.setWindowTitle("Opening images")
+        dialog.setMinimumWidth(360)  # room for a long file name
         dialog.setWindowModality(Qt.WindowModality.WindowModal)
         dialog.setAutoClose(False)
         dialog.setAutoReset(False)
