@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from segstudio.core.edits import Diff
-from segstudio.core.imageio import ImageData, to_display_rgb
+from segstudio.core.imageio import DisplayPicture, ImageData, to_display_picture
 from segstudio.core.labels import ClassTable, new_mask
 
 Box = tuple[int, int, int, int]  # y0, x0, height, width
@@ -41,7 +41,7 @@ class Document:
         # The channels Predict feeds the model (core.model_fit); None until chosen, then kept per image.
         self.model_channels: tuple[int, ...] | None = None
         self.model_channels_chosen = False
-        self._display_rgb: np.ndarray | None = None
+        self._display: DisplayPicture | None = None
 
     @property
     def path(self) -> Path:
@@ -60,13 +60,18 @@ class Document:
     @display_channels.setter
     def display_channels(self, channels: tuple[int, ...] | None) -> None:
         self._display_channels = None if channels is None else tuple(channels)
-        self._display_rgb = None
+        self._display = None
 
-    def display_rgb(self) -> np.ndarray:
-        """The (H, W, 3) uint8 picture of the shown channels, computed once per choice of channels."""
-        if self._display_rgb is None:
-            self._display_rgb = to_display_rgb(self.image.pixels, channels=self._display_channels)
-        return self._display_rgb
+    def display_picture(self) -> DisplayPicture:
+        """The picture of the shown channels, computed once per choice of channels.
+
+        Kept for every open image, not only the shown one: it costs nothing for 8-bit grey (a view and
+        a table), one byte per pixel for other single channels and three for colour, while making it
+        again takes seconds on a big slide and switching images must be instant.
+        """
+        if self._display is None:
+            self._display = to_display_picture(self.image.pixels, channels=self._display_channels)
+        return self._display
 
     # --- edits -----------------------------------------------------------------------------------------
     def apply(self, diff: Diff) -> Box:
@@ -100,7 +105,8 @@ class Document:
             raise ValueError(f"mask shape {mask.shape} does not match image shape {self.image.shape}")
         if hand is not None and hand.shape != mask.shape:
             raise ValueError(f"hand map shape {hand.shape} does not match mask shape {mask.shape}")
-        self.mask = mask
+        # The canvas draws the mask straight from its buffer, row after row.
+        self.mask = np.ascontiguousarray(mask)
         if hand is not None:
             self.hand = hand
 

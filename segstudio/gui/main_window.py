@@ -83,6 +83,7 @@ class MainWindow(QMainWindow):
         a.next_image.triggered.connect(lambda: self.step_document(+1))
         a.previous_image.triggered.connect(lambda: self.step_document(-1))
         a.shortcuts.triggered.connect(lambda: show_shortcuts(self, self.actions))
+        self.documents_changed.connect(self._update_enabled)  # Next/Previous Image as images open
         a.about.triggered.connect(lambda: show_about(self))
 
     def add_panel(self, widget: QWidget, title: str, area=Qt.DockWidgetArea.RightDockWidgetArea) -> QDockWidget:
@@ -113,13 +114,15 @@ class MainWindow(QMainWindow):
             self.current.mask_changed.disconnect(self._refresh_overlay_region)
             self.current.mask_replaced.disconnect(self._refresh_overlay)
             self.current.classes_changed.disconnect(self._refresh_overlay)
+            self.current.notice.disconnect(self._show_notice)
         self.current = doc
         if doc is None:
             self.canvas.set_image(None)
             self.setWindowTitle(APP_TITLE)
         else:
-            self.canvas.set_image(doc.display_rgb())
+            self.canvas.set_image(doc.display_picture())
             self.canvas.set_mask(doc.mask, doc.classes.lut_rgba())
+            doc.notice.connect(self._show_notice)
             doc.mask_changed.connect(self._refresh_overlay_region)
             doc.mask_replaced.connect(self._refresh_overlay)
             doc.classes_changed.connect(self._refresh_overlay)
@@ -154,6 +157,9 @@ class MainWindow(QMainWindow):
     def _refresh_overlay(self) -> None:
         if self.current is not None:
             self.canvas.set_mask(self.current.mask, self.current.classes.lut_rgba())
+
+    def _show_notice(self, text: str) -> None:
+        self.statusBar().showMessage(text, 15000)
 
     def _refresh_overlay_region(self, y0: int, x0: int, h: int, w: int) -> None:
         self.canvas.overlay.refresh(y0, x0, h, w)
@@ -193,6 +199,7 @@ class MainWindow(QMainWindow):
         if not self.training.prepare_to_quit() or not self.editing.prepare_to_quit():
             event.ignore()
             return
+        self.opening.cancel()  # an image still being read is not opened into a closing window
         self.session.save_on_quit()
         self.model_host.shutdown()
         self.exporting.shutdown()

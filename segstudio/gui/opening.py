@@ -3,20 +3,27 @@ and Page (a different page is a different image read from the file, with its own
 kept, so its mask and undo history come back with it).
 
 Reading happens here and hands ImageDocuments to the window, which keeps the list of open documents.
+Files are read in a pool thread (a big slide takes seconds) while the window keeps painting; a reading
+that outlasts PROGRESS_DELAY_MS shows a progress dialog whose Cancel stops the opening.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QSettings, Qt
-from PySide6.QtWidgets import QFileDialog
+from PySide6.QtCore import QEventLoop, QObject, QRunnable, QSettings, Qt, QThreadPool, Signal
+from PySide6.QtWidgets import QFileDialog, QProgressDialog
 
 from segstudio.core import paths
+from segstudio.core.document import Document
 from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
 from segstudio.gui.documents.document import ImageDocument
 from segstudio.gui.documents.pages import PageShelf
 from segstudio.gui.settings import LAST_FOLDER_KEY
+
+# Readings quicker than this (every small image) open without a dialog flashing up.
+PROGRESS_DELAY_MS = 500
 
 
 def expand_image_paths(items: Iterable[str | Path]) -> list[Path]:
@@ -31,10 +38,49 @@ def expand_image_paths(items: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+class _ReadSignals(QObject):
+    finished = Signal()
+
+
+class _ReadJob(QRunnable):
+    """Reads one image and makes its Document (mask, display picture) in a pool thread."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.setAutoDelete(False)  # the controller holds it until its signal has arrived
+        self.path = path
+        self.signals = _ReadSignals()
+        self.done = threading.Event()
+        self.document: Document | None = None
+        self.error: ImageReadError | None = None
+
+    def run(self) -> None:
+        try:
+            document = Document(read_image(self.path))
+            document.display_picture()  # the display stretch takes time too: here, not on the GUI thread
+            self.document = document
+        except ImageReadError as err:
+            self.error = err
+        except MemoryError:
+            self.error = ImageReadError(self.path, "not enough memory to open the image")
+        except Exception as err:  # an exception would die with the thread; the user must hear of it
+            self.error = ImageReadError(self.path, f"{type(err).__name__}: {err}")
+        finally:
+            self.done.set()
+            self.signals.finished.emit()
+
+
 class OpeningController(QObject):
     def __init__(self, window) -> None:
         super().__init__(window)
         self.window = window
+        # One reading at a time: two big slides decoding at once would hold both in memory twice over.
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._jobs: set[_ReadJob] = set()  # read in the pool or waiting for their signal to arrive
+        self._queue: list[Path] | None = None  # files of the opening under way (None: none is)
+        self._loop: QEventLoop | None = None
+        self._cancelled = False
         a = window.actions
         a.open.triggered.connect(self.choose_files)
         a.open_folder.triggered.connect(self.choose_folder)
@@ -74,36 +120,94 @@ class OpeningController(QObject):
             settings.setValue(LAST_FOLDER_KEY, folder)
             self.open_paths([folder])
 
-    # --- reading -------------------------------------------------------------------------------
+    # --- reading ---------------------------------------------------------------------------------
     def open_paths(self, items: Iterable[str | Path]) -> list[ImageDocument]:
-        """Open images (folders expanded); show the first that opened. Bad files are reported, not fatal."""
+        """Open images (folders expanded); show the first that opened. Bad files are reported, not fatal.
+
+        Each file is read off the GUI thread while the window keeps painting; this returns once all are
+        read or the user cancelled (the images opened before Cancel stay open). Files asked for while
+        an opening is under way (a drop) join it, and this returns [] for them.
+        """
+        if self._queue is not None:
+            self._queue.extend(expand_image_paths(items))
+            return []
         window = self.window
         opened: list[ImageDocument] = []
         errors: list[str] = []
-        for path in expand_image_paths(items):
-            existing = self.find_document(path)
-            if existing is not None:
-                opened.append(existing)
-                continue
-            try:
-                doc = self._load_document(path)
-            except ImageReadError as err:
-                errors.append(str(err))
-                continue
-            window.documents.append(doc)
-            opened.append(doc)
-        if opened:
-            window.documents_changed.emit()
-            window.set_current(opened[0])
+        self._queue, self._cancelled = expand_image_paths(items), False
+        progress = self._progress_dialog(len(self._queue))
+        try:
+            while self._queue and not self._cancelled:
+                path = self._queue.pop(0)
+                doc = self.find_document(path)
+                if doc is None:
+                    try:
+                        doc = self._open_one(path, progress, len(opened) + len(errors))
+                    except ImageReadError as err:
+                        errors.append(str(err))
+                        continue
+                    if doc is None:
+                        break  # cancelled
+                    window.documents.append(doc)
+                    window.documents_changed.emit()
+                opened.append(doc)
+                if len(opened) == 1:
+                    window.set_current(doc)  # something to look at while the rest are read
+        finally:
+            self._queue = None
+            progress.close()
+            progress.deleteLater()
         if errors:
             window.show_error("Some files could not be opened" if len(errors) > 1 else "Cannot open image",
                               "\n".join(errors))
         return opened
 
-    def _load_document(self, path: Path) -> ImageDocument:
-        return ImageDocument(self._read(path), parent=self.window)
+    def _progress_dialog(self, total: int) -> QProgressDialog:
+        dialog = QProgressDialog("Opening...", "Cancel", 0, total if total > 1 else 0, self.window)
+        dialog.setObjectName("openProgress")
+        dialog.setWindowTitle("Opening images")
+        dialog.setMinimumWidth(360)  # room for a long file name
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.setMinimumDuration(PROGRESS_DELAY_MS)
+        dialog.canceled.connect(self.cancel)
+        dialog.setValue(0)  # starts the clock: the dialog appears once the opening has taken the delay
+        return dialog
+
+    def _open_one(self, path: Path, progress: QProgressDialog, done: int) -> ImageDocument | None:
+        """Read ``path`` in the pool while the GUI thread runs its events; None if cancelled."""
+        total = done + 1 + len(self._queue)
+        progress.setLabelText(f"Opening {path.name}" + (f" ({done + 1} of {total})" if total > 1 else ""))
+        if progress.maximum() > 0:
+            progress.setMaximum(total)
+            progress.setValue(done)
+        job = _ReadJob(path)
+        self._jobs.add(job)
+        job.signals.finished.connect(lambda j=job: self._jobs.discard(j))
+        loop = self._loop = QEventLoop()
+        job.signals.finished.connect(loop.quit)
+        self._pool.start(job)
+        try:
+            if not job.done.is_set():
+                loop.exec()
+        finally:
+            self._loop = None
+        if self._cancelled or not job.done.is_set():  # Cancel, or the application is quitting
+            self._cancelled = True
+            return None  # the reading still finishing in the pool is dropped with its job
+        if job.error is not None:
+            raise job.error
+        return ImageDocument(job.document.image, parent=self.window, model=job.document)
+
+    def cancel(self) -> None:
+        """Stop the opening under way: the image being read is not opened, nor are those after it."""
+        self._cancelled = True
+        if self._loop is not None:
+            self._loop.quit()
 
     def _read(self, path: Path, page: int = 0):
+        # Another page of a file that is already open: one page, read in place.
         self.window.setCursor(Qt.CursorShape.WaitCursor)
         try:
             return read_image(path, page=page)
@@ -129,7 +233,7 @@ class OpeningController(QObject):
         if doc is None:
             return
         doc.set_display_channels(channels)
-        window.canvas.set_image(doc.display_rgb())
+        window.canvas.set_image(doc.display_picture())
         window.canvas.set_mask(doc.mask, doc.classes.lut_rgba())
 
     def show_page(self, doc: ImageDocument, page: int) -> ImageDocument | None:

@@ -186,7 +186,7 @@ class SessionController(QObject):
         if image.channels is not None and max(image.channels) < doc.image.meta.channels:
             doc.set_display_channels(image.channels)
             if doc is self.window.current:
-                self.window.canvas.set_image(doc.display_rgb())
+                self.window.canvas.set_image(doc.display_picture())
         if folder is None:
             return []
         try:

@@ -13,3 +13,4 @@ WINDOW_STATE_KEY = "window/state"  # docks and toolbars
 LAST_DATASET_KEY = "dataset/last_folder"  # written by Export to Dataset, offered by Fine-tune
 NNUNET_KEY = "dataset/nnunet"
 NNUNET_FOLDER_KEY = "dataset/nnunet_folder"
+UNDO_BUDGET_KEY = "editing/undo_budget_mib"  # memory the undo steps of one image may hold

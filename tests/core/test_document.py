@@ -6,7 +6,7 @@ import pytest
 
 from segstudio.core.document import Document, ImageStatus
 from segstudio.core.edits import paint_disk
-from segstudio.core.imageio import ImageData, ImageMeta
+from segstudio.core.imageio import ImageData, ImageMeta, to_display_rgb
 
 
 def make_document(shape=(40, 50), channels=1, dtype=np.uint8, pixels=None) -> Document:
@@ -131,12 +131,21 @@ def test_holds_tells_an_applied_diff_from_one_still_to_apply():
 def test_display_follows_the_chosen_channels(rng):
     pixels = rng.integers(0, 4000, (8, 9, 3)).astype(np.uint16)
     doc = make_document(pixels=pixels)
-    first = doc.display_rgb()
-    assert first.shape == (8, 9, 3) and first.dtype == np.uint8
-    assert doc.display_rgb() is first  # computed once
+    first = doc.display_picture()
+    assert first.pixels.shape == (8, 9, 3) and first.pixels.dtype == np.uint8
+    assert doc.display_picture() is first  # computed once
     doc.display_channels = (2,)
-    grey = doc.display_rgb()
-    assert grey is not first and np.array_equal(grey[..., 0], grey[..., 1])
+    grey = doc.display_picture()
+    assert grey is not first and grey.pixels.shape == (8, 9)  # one byte per pixel for one channel
+
+
+def test_an_8bit_grey_image_is_shown_without_a_copy(rng):
+    pixels = rng.integers(0, 60, (8, 9, 1)).astype(np.uint8)
+    doc = make_document(pixels=pixels)
+    shown = doc.display_picture()
+    assert np.shares_memory(shown.pixels, pixels) and shown.grey_levels.shape == (256,)
+    # The grey table stretches the dim range over the screen's, as the copied picture did.
+    np.testing.assert_array_equal(shown.rgb(), to_display_rgb(pixels))
 
 
 def test_replace_mask_checks_the_shape():

@@ -1,7 +1,11 @@
 """The mask overlay: label indices turned into a translucent colour layer over the image.
 
-The RGBA buffer is kept alongside the mask and refreshed only inside the rectangle an edit touched, so
-painting on an 8192 x 8192 mask costs what the brush covers, not what the image covers.
+An 8-bit mask is drawn as an indexed image over the mask's own buffer, with the class colours as its
+colour table: an edit shows as soon as the mask changes, recolouring a class changes 256 table entries,
+and the overlay holds no pixels of its own (an RGBA copy would cost 4 bytes per pixel, 256 MiB on an
+8192 x 8192 slide, and seconds to rebuild on every image switch). Outlines keep one byte per pixel of
+boundary labels while they are shown. Masks wider than 8 bits (more than 255 classes) fall back to an
+RGBA copy refreshed per rectangle.
 """
 from __future__ import annotations
 
@@ -11,6 +15,14 @@ from PySide6.QtGui import QImage, QPainter, QPixmap
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 
+def colour_table(lut_rgba: np.ndarray) -> list[int]:
+    """256 ARGB entries from an (N, 4) RGBA lookup table; ids past its end are transparent."""
+    lut = np.asarray(lut_rgba, np.uint32)[:256]
+    table = np.zeros(256, np.uint32)
+    table[: len(lut)] = (lut[:, 3] << 24) | (lut[:, 0] << 16) | (lut[:, 1] << 8) | lut[:, 2]
+    return table.tolist()
+
+
 class MaskOverlayItem(QGraphicsItem):
     """Draws the label mask through a colour lookup table; updates are per rectangle."""
 
@@ -18,7 +30,7 @@ class MaskOverlayItem(QGraphicsItem):
         super().__init__(parent)
         self._mask: np.ndarray | None = None
         self._lut = np.zeros((2, 4), np.uint8)
-        self._rgba: np.ndarray | None = None
+        self._shown: np.ndarray | None = None  # the buffer the QImage reads: mask, outline labels or RGBA
         self._image: QImage | None = None
         self._outline_only = False
         self.setZValue(1)
@@ -33,51 +45,97 @@ class MaskOverlayItem(QGraphicsItem):
         self._mask = mask
         if lut_rgba is not None:
             self._lut = np.ascontiguousarray(lut_rgba, dtype=np.uint8)
-        if mask is None:
-            self._rgba = None
-            self._image = None
-        else:
-            self._rgba = np.zeros((*mask.shape, 4), np.uint8)
-            # QImage shares the numpy buffer: keep both alive together and never reallocate in place.
-            h, w = mask.shape
-            self._image = QImage(self._rgba.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
-            self.refresh()
-        self.update()
+        self._rebuild()
 
     def set_lut(self, lut_rgba: np.ndarray) -> None:
         self._lut = np.ascontiguousarray(lut_rgba, dtype=np.uint8)
-        self.refresh()
+        if self._indexed():
+            self._image.setColorTable(colour_table(self._lut))
+            self.update()
+        else:
+            self.refresh()
 
     def set_outline_only(self, outline: bool) -> None:
-        self._outline_only = bool(outline)
-        self.refresh()
+        if bool(outline) != self._outline_only:
+            self._outline_only = bool(outline)
+            self._rebuild()
 
     def outline_only(self) -> bool:
         return self._outline_only
 
     def refresh(self, y0: int = 0, x0: int = 0, h: int | None = None, w: int | None = None) -> None:
-        """Recolour the rectangle (y0, x0, h, w) of the overlay from the mask (the whole mask by default)."""
-        if self._mask is None or self._rgba is None:
+        """The mask changed in the rectangle (y0, x0, h, w) (the whole mask by default): draw it again."""
+        if self._mask is None or self._image is None:
             return
         H, W = self._mask.shape
         h = H - y0 if h is None else h
         w = W - x0 if w is None else w
-        # Outlines need one pixel of context on each side to decide where a boundary is.
+        # A boundary pixel next to the rectangle may change too.
         pad = 1 if self._outline_only else 0
         ya, xa = max(0, y0 - pad), max(0, x0 - pad)
         yb, xb = min(H, y0 + h + pad), min(W, x0 + w + pad)
         if ya >= yb or xa >= xb:
             return
-        labels = self._mask[ya:yb, xa:xb]
+        if self._outline_only:
+            self._draw_outline(ya, xa, yb, xb)
+        elif not self._indexed():
+            self._shown[ya:yb, xa:xb] = self._colours(self._mask[ya:yb, xa:xb])
+        self.update(QRectF(xa, ya, xb - xa, yb - ya))
+
+    def rendered_rgba(self) -> np.ndarray | None:
+        """(H, W, 4) RGBA of what the overlay draws: a copy, for checks and small masks."""
+        if self._image is None:
+            return None
+        image = self._image.convertToFormat(QImage.Format.Format_RGBA8888)
+        h, w = image.height(), image.width()
+        rows = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes()).reshape(h, -1)
+        return rows[:, : 4 * w].reshape(h, w, 4).copy()
+
+    # --- buffers -------------------------------------------------------------------------------
+    def _indexed(self) -> bool:
+        return self._image is not None and self._image.format() == QImage.Format.Format_Indexed8
+
+    def _rebuild(self) -> None:
+        """Make the QImage the item draws for the current mask and mode; it reads ``self._shown``."""
+        self._shown = self._image = None
+        mask = self._mask
+        if mask is not None:
+            h, w = mask.shape
+            if self._outline_only and mask.dtype == np.uint8:
+                self._shown = np.zeros(mask.shape, np.uint8)
+            elif mask.dtype == np.uint8 and mask.flags.c_contiguous:
+                self._shown = mask
+            else:
+                self._shown = np.zeros((h, w, 4), np.uint8)
+            if self._shown.ndim == 2:
+                self._image = QImage(self._shown.data, w, h, w, QImage.Format.Format_Indexed8)
+                self._image.setColorTable(colour_table(self._lut))
+            else:
+                self._image = QImage(self._shown.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
+            if self._shown is not mask:
+                self.refresh()
+        self.update()
+
+    def _colours(self, labels: np.ndarray) -> np.ndarray:
         lut = self._lut
         if labels.size and int(labels.max()) >= len(lut):
             lut = np.concatenate([lut, np.zeros((int(labels.max()) + 1 - len(lut), 4), np.uint8)])
-        colours = lut[labels]
-        if self._outline_only:
-            colours = colours.copy()
-            colours[~_boundary(labels), 3] = 0
-        self._rgba[ya:yb, xa:xb] = colours
-        self.update(QRectF(xa, ya, xb - xa, yb - ya))
+        return lut[labels]
+
+    def _draw_outline(self, ya: int, xa: int, yb: int, xb: int) -> None:
+        """Boundary pixels of rows ya:yb, columns xa:xb, judged with one more pixel of context around."""
+        H, W = self._mask.shape
+        ca, cx = max(0, ya - 1), max(0, xa - 1)
+        labels = self._mask[ca:min(H, yb + 1), cx:min(W, xb + 1)]
+        inner = (slice(ya - ca, ya - ca + yb - ya), slice(xa - cx, xa - cx + xb - xa))
+        edge = _boundary(labels)[inner]
+        region = labels[inner]
+        if self._shown.ndim == 2:
+            self._shown[ya:yb, xa:xb] = np.where(edge, region, 0)
+        else:
+            colours = self._colours(region)
+            colours[~edge, 3] = 0
+            self._shown[ya:yb, xa:xb] = colours
 
     # --- QGraphicsItem -----------------------------------------------------------------------
     def boundingRect(self) -> QRectF:

@@ -12,7 +12,9 @@ from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QTransform, QWheelEvent
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 
+from segstudio.core.imageio import DisplayPicture
 from segstudio.gui.canvas.overlay import MaskOverlayItem, rgb_to_pixmap
+from segstudio.gui.canvas.picture import PictureItem
 
 MIN_ZOOM = 1 / 64
 MAX_ZOOM = 64.0
@@ -41,8 +43,7 @@ class ImageCanvas(QGraphicsView):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
 
-        self.image_item = QGraphicsPixmapItem()
-        self.image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self.image_item = PictureItem()
         self.image_item.setZValue(0)
         self._scene.addItem(self.image_item)
         self.overlay = MaskOverlayItem()
@@ -60,17 +61,20 @@ class ImageCanvas(QGraphicsView):
         self._pan_origin = None
 
     # --- content -------------------------------------------------------------------------------
-    def set_image(self, rgb: np.ndarray | None) -> None:
-        """Show an (H, W, 3) uint8 display image; the view fits it to the window."""
-        if rgb is None:
-            self.image_item.setPixmap(rgb_to_pixmap(np.zeros((1, 1, 3), np.uint8)))
-            self.image_item.setVisible(False)
+    def set_image(self, picture: DisplayPicture | np.ndarray | None) -> None:
+        """Show a display picture (or an (H, W, 3) uint8 array); the view fits it to the window.
+
+        The canvas draws the picture's own pixels and keeps no copy of them.
+        """
+        if picture is None:
+            self.image_item.set_picture(None)
             self._image_shape = None
             self.overlay.set_mask(None)
             return
-        self.image_item.setPixmap(rgb_to_pixmap(rgb))
-        self.image_item.setVisible(True)
-        self._image_shape = rgb.shape[:2]
+        if not isinstance(picture, DisplayPicture):
+            picture = DisplayPicture(np.ascontiguousarray(picture, dtype=np.uint8))
+        self.image_item.set_picture(picture)
+        self._image_shape = picture.shape
         h, w = self._image_shape
         self._scene.setSceneRect(QRectF(-w * 0.5, -h * 0.5, w * 2.0, h * 2.0))
         self.fit_to_window()
@@ -175,9 +179,7 @@ class ImageCanvas(QGraphicsView):
     def _after_zoom(self) -> None:
         # Zoomed out, smoothing hides aliasing; zoomed in, labellers need to see the actual pixels.
         smooth = self.zoom() < 1.0
-        self.image_item.setTransformationMode(
-            Qt.TransformationMode.SmoothTransformation if smooth else Qt.TransformationMode.FastTransformation
-        )
+        self.image_item.set_smooth(smooth)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
         self.zoom_changed.emit(self.zoom())
 

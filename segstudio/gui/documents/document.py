@@ -9,17 +9,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
-from PySide6.QtGui import QUndoStack
+from PySide6.QtCore import QObject, QSettings, Signal
 
 from segstudio.core.document import Document, ImageStatus
 from segstudio.core.edits import Diff
-from segstudio.core.imageio import ImageData
+from segstudio.core.imageio import DisplayPicture, ImageData
 from segstudio.core.labels import ClassTable
-from segstudio.gui.documents.commands import MaskEditCommand
+from segstudio.gui.documents.commands import BudgetedUndoStack, MaskEditCommand
+from segstudio.gui.settings import UNDO_BUDGET_KEY
 
 # Qt's default is unlimited; a bound keeps memory predictable while leaving far more than 100 steps.
 UNDO_LIMIT = 200
+# Memory the undo steps of one image may hold (settings key UNDO_BUDGET_KEY, in MiB). A brush stroke
+# holds kilobytes, but one background fill on an 8192 x 8192 slide holds 256 MiB: 1 GiB keeps the last
+# four such fills undoable (thousands of strokes) without ten fills taking 2.5 GiB.
+UNDO_BUDGET_MIB = 1024.0
+
+
+def undo_budget_bytes() -> int:
+    mib = QSettings().value(UNDO_BUDGET_KEY, UNDO_BUDGET_MIB, type=float)
+    return int(max(0.0, float(mib)) * 2**20)
 
 
 class ImageDocument(QObject):
@@ -30,12 +39,17 @@ class ImageDocument(QObject):
     status_changed = Signal(str)
     classes_changed = Signal()
     display_changed = Signal()  # other channels are shown
+    notice = Signal(str)  # something the user should read in the status bar
 
-    def __init__(self, image: ImageData, classes: ClassTable | None = None, parent: QObject | None = None) -> None:
+    def __init__(self, image: ImageData, classes: ClassTable | None = None, parent: QObject | None = None, *,
+                 model: Document | None = None) -> None:
+        """Wrap a new Document for ``image``, or ``model``, a Document made already (off the GUI thread)."""
         super().__init__(parent)
-        self.model = Document(image, classes)
-        self.undo_stack = QUndoStack(self)
+        self.model = model if model is not None else Document(image, classes)
+        self.undo_stack = BudgetedUndoStack(undo_budget_bytes(), self)
         self.undo_stack.setUndoLimit(UNDO_LIMIT)
+        self.undo_stack.trimmed.connect(self._tell_trimmed)
+        self._told_trimmed = False
         # The undo stack's clean state means "the autosave holds exactly this"; why the last save failed.
         self.autosave_error: str | None = None
 
@@ -103,8 +117,8 @@ class ImageDocument(QObject):
             self.status_changed.emit(status.value)
 
     # --- display -------------------------------------------------------------------------------------
-    def display_rgb(self) -> np.ndarray:
-        return self.model.display_rgb()
+    def display_picture(self) -> DisplayPicture:
+        return self.model.display_picture()
 
     def set_display_channels(self, channels: tuple[int, ...] | None) -> None:
         self.model.display_channels = channels
@@ -119,6 +133,14 @@ class ImageDocument(QObject):
     def mark_unsaved(self) -> None:
         """For changes outside the undo stack (the class table): no undo/redo position is clean any more."""
         self.undo_stack.resetClean()
+
+    def _tell_trimmed(self, steps: int, freed: int) -> None:
+        if self._told_trimmed:
+            return  # once per image: after that the user knows the oldest steps go
+        self._told_trimmed = True
+        budget = self.undo_stack.budget_bytes / 2**20
+        self.notice.emit(f"{self.title}: the oldest {steps} undo step(s) were let go to keep undo within"
+                         f" {budget:.0f} MiB of memory; older steps will go the same way.")
 
     def notify_region(self, y0: int, x0: int, h: int, w: int) -> None:
         self.mask_changed.emit(y0, x0, h, w)

@@ -6,6 +6,7 @@ from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
+from segstudio.core.imageio import DisplayPicture
 from segstudio.gui.canvas.overlay import rgb_to_pixmap
 
 THUMB = 48
@@ -18,15 +19,17 @@ STATUS_COLOURS = {
 }
 
 
-def thumbnail(rgb: np.ndarray, size: int = THUMB) -> QPixmap:
-    """A small copy of the display image, downsampled by area so thin structures do not alias away."""
+def thumbnail(picture: DisplayPicture, size: int = THUMB) -> QPixmap:
+    """A small copy of the display picture, downsampled by area so thin structures do not alias away."""
     import cv2
 
-    h, w = rgb.shape[:2]
+    pixels = picture.pixels
+    h, w = pixels.shape[:2]
     scale = size / max(h, w)
     if scale < 1.0:
-        rgb = cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    return rgb_to_pixmap(rgb)
+        pixels = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))),
+                            interpolation=cv2.INTER_AREA)
+    return rgb_to_pixmap(DisplayPicture(np.ascontiguousarray(pixels), picture.grey_levels).rgb())
 
 
 def with_status_dot(thumb: QPixmap, colour: QColor | None) -> QPixmap:
@@ -98,7 +101,7 @@ class ImagesPanel(QWidget):
         if item is None:
             return
         if id(doc) not in self._thumbs:
-            self._thumbs[id(doc)] = thumbnail(doc.display_rgb())
+            self._thumbs[id(doc)] = thumbnail(doc.display_picture())
         pixmap = with_status_dot(self._thumbs[id(doc)], STATUS_COLOURS.get(doc.status.value))
         icon = QIcon(pixmap)
         icon.addPixmap(pixmap, QIcon.Mode.Selected)  # the selection colour must not tint the image

@@ -67,9 +67,9 @@ def test_status_and_display_changes_are_signalled(doc):
     assert statuses == [("edited",)] and doc.model.status == ImageStatus.EDITED
 
     shown = record(doc.display_changed)
-    first = doc.display_rgb()
+    first = doc.display_picture()
     doc.set_display_channels((0,))
-    assert shown == [()] and doc.display_channels == (0,) and doc.display_rgb() is not first
+    assert shown == [()] and doc.display_channels == (0,) and doc.display_picture() is not first
 
 
 def test_replacing_the_mask_is_signalled_and_checked(doc):

@@ -71,7 +71,7 @@ def test_recolour_changes_the_overlay_lookup_table(window, two_docs, qtbot, monk
     assert two_docs[1].classes.get(1).color == (10, 200, 30)
     overlay = window.canvas.overlay
     assert tuple(overlay._lut[1][:3]) == (10, 200, 30)
-    assert tuple(overlay._rgba[3, 3, :3]) == (10, 200, 30)
+    assert tuple(overlay.rendered_rgba()[3, 3, :3]) == (10, 200, 30)
 
 
 def test_reorder_with_buttons_and_number_keys_follow_the_order(window, two_docs, qtbot):

@@ -64,12 +64,12 @@ def test_fast_brush_stroke_paints_exact_pixels_and_undoes_as_one_step(window, do
     assert doc.status.value == "edited"
     # The overlay was told about rectangles around the stroke, never the whole image.
     assert changed_rects and all(h * w < doc.mask.size for _, _, h, w in changed_rects)
-    overlay_alpha = window.canvas.overlay._rgba[..., 3]
+    overlay_alpha = window.canvas.overlay.rendered_rgba()[..., 3]
     assert (overlay_alpha[want_mask > 0] > 0).all() and (overlay_alpha[want_mask == 0] == 0).all()
 
     window.actions.undo.trigger()
     assert not doc.mask.any() and not doc.hand.any()
-    assert not window.canvas.overlay._rgba[..., 3].any()
+    assert not window.canvas.overlay.rendered_rgba()[..., 3].any()
     window.canvas.setFocus()
     qtbot.keyClick(window.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     np.testing.assert_array_equal(doc.mask, want_mask)

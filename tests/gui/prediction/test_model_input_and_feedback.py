@@ -153,14 +153,14 @@ def test_the_confidence_view_has_a_legend_its_own_opacity_and_outlines_the_mask(
     click_predict(qtbot, window)
     panel, canvas = window.prediction.panel, window.canvas
     assert not panel.colour_bar.isVisible() and not panel.map_opacity.isVisible()
-    inside = canvas.overlay._rgba[20, 10, 3]
+    inside = canvas.overlay.rendered_rgba()[20, 10, 3]
     assert inside > 0  # the mask is drawn filled
 
     choose(qtbot, panel.overlay_combo, "Confidence")
     assert canvas.heatmap_item.isVisible()
     assert panel.colour_bar.isVisible() and "confidence, %" in panel.colour_bar.caption
     assert panel.colour_bar.ticks == ["0", "100"]
-    assert canvas.overlay._rgba[20, 10, 3] == 0 and canvas.overlay._rgba[10, 4, 3] > 0  # outline only
+    assert canvas.overlay.rendered_rgba()[20, 10, 3] == 0 and canvas.overlay.rendered_rgba()[10, 4, 3] > 0  # outline only
     assert canvas.overlay.zValue() > canvas.heatmap_item.zValue()
     assert canvas.heatmap_item.opacity() == pytest.approx(panel.map_opacity.value() / 100)
     panel.map_opacity.setFocus()
@@ -173,4 +173,4 @@ def test_the_confidence_view_has_a_legend_its_own_opacity_and_outlines_the_mask(
     assert "uncertainty" in panel.colour_bar.caption and panel.colour_bar.ticks == ["0", "1"]
     choose(qtbot, panel.overlay_combo, "Mask")
     assert not canvas.heatmap_item.isVisible() and not panel.colour_bar.isVisible()
-    assert canvas.overlay._rgba[20, 10, 3] == inside  # filled again
+    assert canvas.overlay.rendered_rgba()[20, 10, 3] == inside  # filled again

@@ -63,7 +63,7 @@ def test_predict_fills_the_overlay_from_the_worker(window, qtbot, tiny_model, di
     expected = np.zeros((48, 64), np.uint8)
     expected[10:30, 20:50] = 1  # the bright square of the fixture image
     np.testing.assert_array_equal(doc.mask, expected)
-    alpha = window.canvas.overlay._rgba[..., 3]
+    alpha = window.canvas.overlay.rendered_rgba()[..., 3]
     assert (alpha[expected == 1] > 0).all() and (alpha[expected == 0] == 0).all()
     assert doc.status.value == "predicted" and doc.undo_stack.count() == 1
     assert "CPU" in window.status.device_label.text()

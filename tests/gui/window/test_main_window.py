@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QMessageBox
 
 
 def _pixmap_array(window):
-    image = window.canvas.image_item.pixmap().toImage()
+    image = window.canvas.image_item.image()
     image = image.convertToFormat(image.Format.Format_RGB888)
     w, h = image.width(), image.height()
     buf = np.frombuffer(image.constBits(), np.uint8, count=image.sizeInBytes()).reshape(h, image.bytesPerLine())
