@@ -68,7 +68,8 @@ def image_cases(folder: Path, seed: int) -> list[dict]:
                 damaged[position] ^= 1 << int(rng.integers(0, 8))
                 path = folder / f"flip{flip}{suffix}"
                 path.write_bytes(bytes(damaged))
-                cases.append(_case("image", path.name, "image", "any", path=str(path), reference=str(folder / "rgb.npy")))
+                cases.append(_case("image", path.name, "image", "any", path=str(path),
+                                   reference=str(folder / "rgb.npy")))
     scan = valid[".jpg"].find(b"\xff\xda")
     for index, fraction in enumerate((0.3, 0.6, 0.9)):
         path = folder / f"cutscan{index}.jpg"

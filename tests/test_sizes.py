@@ -15,22 +15,6 @@ MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 MAX_MAIN_WINDOW_LINES = 299
 
-# Known offenders, being split up or rewritten right now: each entry turns its failure into an expected
-# failure (shown as "xfail" in the summary). Remove entries as they are fixed; the lists should end empty.
-MODULES_BEING_SPLIT = {
-    "segstudio/engine/train.py",    # 944 lines
-}
-FUNCTIONS_BEING_SPLIT = {
-    "segstudio/core/dataset.py": {"export_nnunet"},                          # 92 lines
-    "segstudio/engine/train.py": {"load_training_data", "_fine_tune"},       # 81, 254 lines
-    "segstudio/gui/dialogs/finetune.py": {"FineTuneDialog.__init__"},        # 99 lines
-    "segstudio/gui/panels/training_panel.py": {"LossIouPlot.paintEvent"},    # 83 lines
-}
-IMPORT_FALLBACKS_BEING_REMOVED = {
-    "segstudio/engine/train.py",
-    "segstudio/engine/train_cli.py",
-}
-MAIN_WINDOW_BEING_SPLIT = False  # segstudio/gui/main_window.py: 194 lines
 
 
 def _tree(module: str) -> ast.Module:
@@ -81,31 +65,23 @@ def own_import_fallbacks(tree: ast.AST) -> list[str]:
 @pytest.mark.parametrize("module", MODULES)
 def test_module_is_at_most_600_lines(module):
     lines = len((ROOT / module).read_text(encoding="utf-8").splitlines())
-    if lines > MAX_MODULE_LINES and module in MODULES_BEING_SPLIT:
-        pytest.xfail(f"{module} has {lines} lines and is being split")
     assert lines <= MAX_MODULE_LINES, f"{module} has {lines} lines"
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_functions_are_at_most_80_lines(module):
     long = long_functions(_tree(module))
-    if long and set(long) <= FUNCTIONS_BEING_SPLIT.get(module, set()):
-        pytest.xfail(f"{module}: {long} being split")
     assert not long, f"{module}: functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
 def test_main_window_is_under_300_lines():
     lines = len((PACKAGE / "gui" / "main_window.py").read_text(encoding="utf-8").splitlines())
-    if lines > MAX_MAIN_WINDOW_LINES and MAIN_WINDOW_BEING_SPLIT:
-        pytest.xfail(f"gui/main_window.py has {lines} lines and is being split")
     assert lines <= MAX_MAIN_WINDOW_LINES, f"gui/main_window.py has {lines} lines"
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_no_import_fallback_for_own_modules(module):
     fallbacks = own_import_fallbacks(_tree(module))
-    if fallbacks and module in IMPORT_FALLBACKS_BEING_REMOVED:
-        pytest.xfail(f"{module}: {fallbacks} being removed")
     assert not fallbacks, f"{module} falls back when its own code cannot be imported: {fallbacks}"
 
 

@@ -142,8 +142,9 @@ def _items(files: list[Path], args, report) -> Iterator[ExportItem]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segstudio.core.dataset import DatasetError, export_many, export_nnunet, load_classes
+    from segstudio.core.dataset import DatasetError, export_many, load_classes
     from segstudio.core.labels import ClassTable
+    from segstudio.core.nnunet import export_nnunet
 
     out = sys.stdout
     failures: list[str] = []

@@ -13,7 +13,12 @@ import unicodedata
 
 # CSI (ESC [ ... final byte), OSC (ESC ] ... BEL or ESC \) and two-character escapes: removed whole, so
 # no fragment of the sequence is left to be interpreted.
-_ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+_ESCAPE_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"            # CSI
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC
+    r"|\x1b[@-Z\\-_]"                     # two-character escapes
+    r"|\x9b[0-?]*[ -/]*[@-~]"              # the one-byte CSI
+)
 
 
 def printable(name: object) -> str:

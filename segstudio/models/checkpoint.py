@@ -81,7 +81,7 @@ class ModelMeta:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelMeta":
+    def from_dict(cls, data: dict) -> ModelMeta:
         """Metadata checked against the schema (MetadataError, a ValueError, says which field is wrong)."""
         known = {f.name for f in fields(cls)}
         checked = check_meta(data)

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segstudio.core import dataset
+from segstudio.core import dataset, nnunet
 from segstudio.core.imageio import ImageData, ImageMeta
 from segstudio.core.labels import ClassTable
 
@@ -222,7 +222,8 @@ def test_load_manifest_errors_name_the_problem(tmp_path):
     (tmp_path / "dataset.json").write_text('{"format": "something-else"}')
     with pytest.raises(dataset.DatasetError, match="not a segstudio dataset manifest"):
         dataset.load_manifest(tmp_path)
-    (tmp_path / "dataset.json").write_text('{"format": "segstudio-dataset", "version": 99, "classes": [], "entries": []}')
+    (tmp_path / "dataset.json").write_text(
+        '{"format": "segstudio-dataset", "version": 99, "classes": [], "entries": []}')
     with pytest.raises(dataset.DatasetError, match="version 99"):
         dataset.load_manifest(tmp_path)
     (tmp_path / "dataset.json").write_text("{not json")
@@ -254,7 +255,7 @@ def test_nnunet_export_of_grey_16bit_images(tmp_path, rng):
         mask = random_mask(rng)
         entry = dataset.export_to_dataset(root, make_image(pixels, tmp_path / f"{i}.tif"), mask, ClassTable.default())
         exported.append((entry, pixels, mask))
-    out = dataset.export_nnunet(root, tmp_path / "nnUNet_raw", dataset_id=7, name="nuclei")
+    out = nnunet.export_nnunet(root, tmp_path / "nnUNet_raw", dataset_id=7, name="nuclei")
     assert out == tmp_path / "nnUNet_raw" / "Dataset007_nuclei"
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["channel_names"] == {"0": "intensity"}
@@ -277,7 +278,7 @@ def test_nnunet_export_writes_each_channel_as_its_own_file(tmp_path, rng):
     pixels = random_image(rng, (8, 8, 3), np.uint8)
     entry = dataset.export_to_dataset(root, make_image(pixels, tmp_path / "rgb.png"), random_mask(rng, (8, 8)),
                                       ClassTable.default())
-    out = dataset.export_nnunet(root, tmp_path / "raw")
+    out = nnunet.export_nnunet(root, tmp_path / "raw")
     for k in range(3):
         plane = read_png(out / "imagesTr" / f"{entry['id']}_{k:04d}.png")
         assert plane.ndim == 2
@@ -292,7 +293,7 @@ def test_nnunet_labels_are_renumbered_consecutively(tmp_path, rng):
                                     {"id": 5, "name": "membrane", "color": [0, 0, 255]}])
     mask = random_mask(rng, ids=(0, 1, 5))
     entry = dataset.export_to_dataset(root, make_image(random_image(rng), tmp_path / "a.tif"), mask, classes)
-    out = dataset.export_nnunet(root, tmp_path / "raw")
+    out = nnunet.export_nnunet(root, tmp_path / "raw")
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["labels"] == {"background": 0, "nucleus": 1, "membrane": 2}
     label = read_png(out / "labelsTr" / f"{entry['id']}.png")
@@ -306,7 +307,7 @@ def test_nnunet_export_uses_tif_for_float_images(tmp_path, rng):
     pixels = random_image(rng, (8, 8, 1), np.float32)
     mask = random_mask(rng, (8, 8))
     entry = dataset.export_to_dataset(root, make_image(pixels, tmp_path / "f.tif"), mask, ClassTable.default())
-    out = dataset.export_nnunet(root, tmp_path / "raw")
+    out = nnunet.export_nnunet(root, tmp_path / "raw")
     assert json.loads((out / "dataset.json").read_text())["file_ending"] == ".tif"
     np.testing.assert_array_equal(tifffile.imread(out / "imagesTr" / f"{entry['id']}_0000.tif"), pixels[:, :, 0])
     np.testing.assert_array_equal(tifffile.imread(out / "labelsTr" / f"{entry['id']}.tif"), mask)
@@ -318,9 +319,9 @@ def test_nnunet_reexport_drops_cases_removed_from_the_dataset(tmp_path, rng):
                                   ClassTable.default())
     b = dataset.export_to_dataset(root, make_image(random_image(rng), tmp_path / "b.tif"), random_mask(rng),
                                   ClassTable.default())
-    out = dataset.export_nnunet(root, tmp_path / "raw")
+    out = nnunet.export_nnunet(root, tmp_path / "raw")
     dataset.remove_entry(root, a["id"])
-    dataset.export_nnunet(root, tmp_path / "raw")
+    nnunet.export_nnunet(root, tmp_path / "raw")
     assert sorted(p.name for p in (out / "imagesTr").iterdir()) == [f"{b['id']}_0000.png"]
     assert sorted(p.name for p in (out / "labelsTr").iterdir()) == [f"{b['id']}.png"]
     assert json.loads((out / "dataset.json").read_text())["numTraining"] == 1
@@ -333,6 +334,6 @@ def test_nnunet_export_refuses_mixed_channel_counts(tmp_path, rng):
     dataset.export_to_dataset(root, make_image(random_image(rng, (8, 8, 2)), tmp_path / "b.tif"),
                               random_mask(rng, (8, 8)), ClassTable.default())
     with pytest.raises(dataset.DatasetError, match="same number of channels"):
-        dataset.export_nnunet(root, tmp_path / "raw")
+        nnunet.export_nnunet(root, tmp_path / "raw")
     with pytest.raises(dataset.DatasetError, match="letters, digits"):
-        dataset.export_nnunet(root, tmp_path / "raw", name="bad name")
+        nnunet.export_nnunet(root, tmp_path / "raw", name="bad name")

@@ -16,7 +16,6 @@ from segstudio.core.edits import (
     pick_class,
 )
 
-
 # -- references ------------------------------------------------------------------------------------
 
 def capsule_reference(shape, p0, p1, radius):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from segstudio.core import dataset
+from segstudio.core import dataset, nnunet
 from segstudio.core.autosave import AutosaveStore
 from segstudio.core.dataset import DatasetError, ExportItem, export_many, load_entry, load_manifest
 from segstudio.core.labels import ClassTable
@@ -46,7 +46,7 @@ def test_a_manifest_entry_that_names_anything_outside_is_refused(tmp_path, field
     with pytest.raises(DatasetError):
         export_one(root, seed=1)  # replacing/deleting entries never follows the hostile entry
     with pytest.raises(DatasetError):
-        dataset.export_nnunet(root, tmp_path / "nnunet")
+        nnunet.export_nnunet(root, tmp_path / "nnunet")
     assert victim.read_text() == "keep me"
 
 

@@ -66,7 +66,7 @@ def test_one_bad_file_never_hides_the_other_models(tmp_path):
                                                                                    arch="unet", classes=CLASSES))
     family = user / "shared"
     family.mkdir(parents=True)
-    for number, (case, (text, _)) in enumerate(sorted(HOSTILE_METADATA.items()), start=1):
+    for number, (_case, (text, _)) in enumerate(sorted(HOSTILE_METADATA.items()), start=1):
         write_raw(family / f"v{number}.safetensors", text)
     other = user / "other"
     other.mkdir()

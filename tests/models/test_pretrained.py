@@ -15,7 +15,8 @@ def _fake_weights(tv_builder, keep=lambda key: True):
     with torch.device("meta"):
         reference = tv_builder().state_dict()
     generator = torch.Generator().manual_seed(0)
-    return {k: torch.randn(v.shape, generator=generator) if v.is_floating_point() else torch.zeros(v.shape, dtype=v.dtype)
+    return {k: torch.randn(v.shape, generator=generator) if v.is_floating_point()
+            else torch.zeros(v.shape, dtype=v.dtype)
             for k, v in reference.items() if keep(k)}
 
 

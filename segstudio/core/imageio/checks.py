@@ -73,4 +73,4 @@ def checked_channels(path: Path, channels: Sequence[int] | None, available: int)
 
 
 def bit_depth(dtype: np.dtype) -> int:
-    return 1 if dtype == bool else dtype.itemsize * 8
+    return 1 if np.dtype(dtype) == np.dtype(bool) else dtype.itemsize * 8

@@ -127,7 +127,7 @@ def _jpeg_segments(handle: BinaryIO) -> Iterator[tuple[int, int, int]]:
 
 
 def _jpeg_header(handle: BinaryIO) -> _RasterHeader:
-    for marker, offset, length in _jpeg_segments(handle):
+    for marker, offset, _length in _jpeg_segments(handle):
         if marker in _JPEG_FRAME_MARKERS:
             handle.seek(offset)
             precision, height, width, components = struct.unpack(">BHHB", _read_exact(handle, 6, "JPEG frame header"))

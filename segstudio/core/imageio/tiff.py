@@ -189,7 +189,8 @@ def _apply_colormap(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(colormap.T[plane.astype(np.intp)])
 
 
-def _tiff_channel_names(series: tifffile.TiffPageSeries, c: int | None, shape: tuple[int, ...]) -> tuple[str, ...] | None:
+def _tiff_channel_names(series: tifffile.TiffPageSeries, c: int | None,
+                        shape: tuple[int, ...]) -> tuple[str, ...] | None:
     keyframe = series.keyframe
     if c is None or keyframe.photometric != tifffile.PHOTOMETRIC.RGB:
         return None
@@ -223,7 +224,7 @@ def _tiff_meta(path: Path, tif: tifffile.TiffFile, layout: _TiffLayout, layouts:
 def _tiff_output_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.kind == "c":
         raise UnsupportedFeature("complex-valued pixels are not supported")
-    return np.dtype(np.uint8) if dtype == bool else np.dtype(dtype)
+    return np.dtype(np.uint8) if np.dtype(dtype) == np.dtype(bool) else np.dtype(dtype)
 
 
 def _check_page_data(page: tifffile.TiffPage | tifffile.TiffFrame | None, file_size: int) -> None:

@@ -74,7 +74,8 @@ class _ExportThread(QThread):
         self.cancel_event = threading.Event()
 
     def run(self) -> None:
-        from segstudio.core.dataset import DatasetError, ExportItem, export_many, export_nnunet, load_manifest
+        from segstudio.core.dataset import DatasetError, ExportItem, export_many, load_manifest
+        from segstudio.core.nnunet import export_nnunet
 
         report = ExportReport(self.folder)
         total = len(self.snapshots)

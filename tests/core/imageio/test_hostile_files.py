@@ -3,7 +3,6 @@ import os
 import struct
 import threading
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -160,7 +160,8 @@ def test_the_confidence_view_has_a_legend_its_own_opacity_and_outlines_the_mask(
     assert canvas.heatmap_item.isVisible()
     assert panel.colour_bar.isVisible() and "confidence, %" in panel.colour_bar.caption
     assert panel.colour_bar.ticks == ["0", "100"]
-    assert canvas.overlay.rendered_rgba()[20, 10, 3] == 0 and canvas.overlay.rendered_rgba()[10, 4, 3] > 0  # outline only
+    shown = canvas.overlay.rendered_rgba()
+    assert shown[20, 10, 3] == 0 and shown[10, 4, 3] > 0  # outline only
     assert canvas.overlay.zValue() > canvas.heatmap_item.zValue()
     assert canvas.heatmap_item.opacity() == pytest.approx(panel.map_opacity.value() / 100)
     panel.map_opacity.setFocus()
