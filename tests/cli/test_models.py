@@ -2,34 +2,17 @@
 import json
 
 import pytest
-import torch
 
 from segstudio.cli import main
 from segstudio.cli.models import list_architectures, list_models
-from segstudio.models.checkpoint import ModelMeta, save_checkpoint
 from segstudio.models.library import ModelLibrary
-from segstudio.models.registry import build_model
 from segstudio.models.registry import list_models as architectures
-
-CLASSES = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "nucleus", "color": [255, 0, 0]}]
-
-
-def _save(path, name, version, parent=None, seed=0):
-    torch.manual_seed(seed)
-    model = build_model("unet", in_channels=1, num_classes=2, base_channels=2, depth=2)
-    save_checkpoint(path, model, ModelMeta(name=name, version=version, arch="unet", classes=CLASSES, parent=parent))
+from tests.models.sample_library import populate
 
 
 @pytest.fixture
 def cli_env(tmp_path, monkeypatch):
-    bundled = tmp_path / "resources" / "models"
-    user = tmp_path / "user-models"
-    bundled.mkdir(parents=True)
-    _save(bundled / "nuclei-unet-v1.safetensors", "nuclei-unet", 1, seed=1)
-    _save(bundled / "tissue-unet.safetensors", "tissue-unet", 1, seed=2)
-    (user / "nuclei-unet").mkdir(parents=True)
-    _save(user / "nuclei-unet" / "v2.safetensors", "nuclei-unet", 2, parent="nuclei-unet/v1", seed=3)
-    _save(user / "nuclei-unet" / "v3.safetensors", "nuclei-unet", 3, parent="nuclei-unet/v2", seed=4)
+    bundled, user = populate(tmp_path)
     monkeypatch.setattr("segstudio.core.paths.bundled_models_dir", lambda: bundled)
     monkeypatch.setattr("segstudio.core.paths.user_models_dir", lambda: user)
     return bundled, user

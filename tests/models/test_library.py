@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from segstudio.models.checkpoint import CheckpointError, ModelMeta, save_checkpoint
+from segstudio.models.checkpoint import CheckpointError
 from segstudio.models.library import ModelLibrary
 from segstudio.models.registry import build_model
-
-CLASSES = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "nucleus", "color": [255, 0, 0]}]
+from tests.models.sample_library import populate
+from tests.models.sample_library import save_tiny as _save
 
 
 def _tiny(seed):
@@ -15,22 +15,9 @@ def _tiny(seed):
     return build_model("unet", in_channels=1, num_classes=2, base_channels=2, depth=2)
 
 
-def _save(path, name, version, parent=None, seed=0):
-    save_checkpoint(path, _tiny(seed), ModelMeta(name=name, version=version, arch="unet", classes=CLASSES,
-                                                   parent=parent))
-
-
 @pytest.fixture
 def dirs(tmp_path):
-    bundled = tmp_path / "resources" / "models"
-    user = tmp_path / "user-models"
-    bundled.mkdir(parents=True)
-    _save(bundled / "nuclei-unet-v1.safetensors", "nuclei-unet", 1, seed=1)
-    _save(bundled / "tissue-unet.safetensors", "tissue-unet", 1, seed=2)
-    (user / "nuclei-unet").mkdir(parents=True)
-    _save(user / "nuclei-unet" / "v2.safetensors", "nuclei-unet", 2, parent="nuclei-unet/v1", seed=3)
-    _save(user / "nuclei-unet" / "v3.safetensors", "nuclei-unet", 3, parent="nuclei-unet/v2", seed=4)
-    return bundled, user
+    return populate(tmp_path)
 
 
 @pytest.fixture
