@@ -34,7 +34,7 @@ from segstudio.gui.inspector.render import (
 
 PAGE_SIZE = 64
 THUMB = 128
-LARGE = 200
+LARGE = 184
 SORT_CHOICES = [("Mean activation", "mean"), ("Variance", "variance"), ("Channel index", "index")]
 
 
@@ -91,6 +91,12 @@ class ChannelBrowser(QWidget):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(6)
             row.addWidget(combo, 1)
+        # In the top row, so it is in sight however low the dock is.
+        self.overlay_check = QCheckBox("Overlay on image")
+        self.overlay_check.setObjectName("overlayChannel")
+        self.overlay_check.setToolTip("Show the large channel over the slide, aligned with the region it was "
+                                      "computed on")
+        row.addWidget(self.overlay_check)
         return row
 
     def _build_thumbnail_grid(self) -> QListWidget:
@@ -125,12 +131,8 @@ class ChannelBrowser(QWidget):
         return pager
 
     def _build_channel_detail(self) -> QVBoxLayout:
-        """The switch that overlays the selected channel on the image, the channel large, and its numbers."""
+        """The selected channel large, and its numbers."""
         detail = QVBoxLayout()
-        self.overlay_check = QCheckBox("Overlay on image")
-        self.overlay_check.setObjectName("overlayChannel")
-        self.overlay_check.setToolTip("Show this channel over the slide, aligned with the region it was computed on")
-        detail.addWidget(self.overlay_check)
         self.large = QLabel()
         self.large.setObjectName("largeChannel")
         self.large.setFixedSize(LARGE, LARGE)
