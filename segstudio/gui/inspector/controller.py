@@ -116,7 +116,7 @@ class InspectorController(QObject):
                 Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea):
             # After the dock has been laid out once, or Qt keeps its minimum height.
             QTimer.singleShot(0, lambda: self.window.resizeDocks(
-                [self.dock], [max(300, int(self.window.height() * 0.55))], Qt.Orientation.Vertical))
+                [self.dock], [max(300, int(self.window.height() * 0.6))], Qt.Orientation.Vertical))
     def _device(self) -> str:
         return self.host.device()
 

@@ -23,17 +23,21 @@ from segstudio.engine.inspect_layout import DiagramEdge, DiagramLayout, layout_t
 from segstudio.gui.inspector.probe import KIND_COLOURS
 from segstudio.gui.inspector.render import colourise, label_colours, normalise, rgb_pixmap, value_range
 
-CELL_W, CELL_H = 150, 150  # scene units per layout cell
-NODE_W, NODE_H = 128, 132
-THUMB = 96
+CELL_W, CELL_H = 112, 104  # scene units per layout cell
+NODE_W, NODE_H = 100, 96
+THUMB = 64
 EDGE_COLOURS = {"flow": QColor(150, 150, 160), "branch": QColor(120, 170, 120), "skip": QColor(240, 150, 40)}
-MIN_SCALE = 0.4  # below this the captions are unreadable: scroll instead
+MIN_SCALE = 0.5  # below this the captions are unreadable: scroll instead
 
 
 def level_scale(level: int | None) -> str:
     if level is None:
         return "scale unknown"
     return "full size" if level == 0 else f"1/{2 ** level} size"
+
+
+def short_scale(level: int | None) -> str:
+    return "?" if level is None else ("1" if level == 0 else f"1/{2 ** level}")
 
 
 class TapNode(QGraphicsRectItem):
@@ -57,12 +61,12 @@ class TapNode(QGraphicsRectItem):
         self.name_text = QGraphicsSimpleTextItem(self)
         self.info_text = QGraphicsSimpleTextItem(self)
         font = QFont()
-        font.setPointSizeF(8.5)
+        font.setPointSizeF(9)
         for item in (self.name_text, self.info_text):
             item.setFont(font)
             item.setBrush(QBrush(QColor(230, 230, 235)))
-        self.name_text.setText(_elide(spec.name.split(" (")[0], 20))
-        self.set_info(f"… · {level_scale(spec.level)}")
+        self.name_text.setText(f"{_elide(spec.name.split(' (')[0], 11)} · {short_scale(spec.level)}")
+        self.set_info("…")
         self.setToolTip(f"<b>{spec.name}</b> ({spec.kind}, {level_scale(spec.level)})<br>{spec.description}"
                         "<br><i>Click to see its maps.</i>")
 
@@ -70,7 +74,7 @@ class TapNode(QGraphicsRectItem):
         self.info_text.setText(text)
         for line, item in enumerate((self.name_text, self.info_text)):
             width = item.boundingRect().width()
-            item.setPos(max(2.0, (NODE_W - width) / 2), THUMB + 6 + 13 * line)
+            item.setPos(max(2.0, (NODE_W - width) / 2), THUMB + 5 + 13 * line)
 
     def set_picture(self, rgb: np.ndarray | None, info: str) -> None:
         if rgb is None:
@@ -154,7 +158,7 @@ class NetworkDiagram(QGraphicsView):
         path = QPainterPath(start)
         if edge.kind == "skip" and abs(start.y() - end.y()) < 1:
             # An arc over the top of the row, so a skip reads as a bridge and never hides under a node.
-            lift = NODE_H / 2 + 10
+            lift = NODE_H / 2 + 4
             path.cubicTo(QPointF(start.x(), start.y() - lift), QPointF(end.x(), end.y() - lift), end)
         else:
             middle = (start.x() + end.x()) / 2
@@ -168,11 +172,11 @@ class NetworkDiagram(QGraphicsView):
     def set_inspection(self, inspection: Inspection | None, preview: bool = False) -> None:
         for name, node in self.nodes.items():
             if inspection is None or name not in inspection.taps:
-                node.set_picture(None, f"… · {level_scale(node.spec.level)}")
+                node.set_picture(None, "…")
                 continue
             tap = inspection.tap(name)
             c, h, w = tap.shape
-            info = f"{c}×{h}×{w} · {level_scale(node.spec.level)}"
+            info = f"{c}×{h}×{w}"
             node.set_picture(thumbnail(inspection, name), info + (" (preview)" if preview else ""))
             node.setToolTip(f"<b>{name}</b> ({tap.spec.kind}): {c} maps of {h} × {w}, "
                             f"{level_scale(node.spec.level)}<br>{tap.spec.description}<br>"
@@ -192,7 +196,8 @@ class NetworkDiagram(QGraphicsView):
         if rect.isEmpty():
             return
         viewport = self.viewport().size()
-        scale = min(1.0, viewport.height() / rect.height(), viewport.width() / rect.width())
+        # Fit the height (the levels); a network wider than the view scrolls sideways.
+        scale = min(1.2, viewport.height() / rect.height())
         scale = max(MIN_SCALE, scale)
         self.resetTransform()
         self.scale(scale, scale)

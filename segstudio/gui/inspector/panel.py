@@ -218,6 +218,12 @@ class InspectorPanel(QWidget):
         """Side by side (tap list | maps) in a wide, low dock; stacked in a tall, narrow one."""
         self.splitter.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
 
+    def hasHeightForWidth(self) -> bool:
+        # Wrapped labels give the layout a height-for-width, which the dock's scroll area would honour with
+        # the preferred height and scroll a dock that has room; the panel fills the dock, and scrolls only
+        # below its minimum height.
+        return False
+
     def sizeHint(self) -> QSize:
         # A width that does not follow the content: otherwise every new result would widen the dock and move
         # the slide under the user's cursor (and change the very view the result was computed for).

@@ -64,7 +64,8 @@ def test_before_any_region_the_diagram_shows_placeholders_with_the_scale(qtbot):
     model = build_model("unet", in_channels=1, num_classes=2, **TINY["unet"])
     panel.set_specs(list_taps(model))
     node = panel.diagram.nodes["enc2"]
-    assert node.placeholder.isVisible() and "1/2 size" in node.info_text.text()
+    assert node.placeholder.isVisible() and node.name_text.text() == "enc2 · 1/2"
+    assert "1/2 size" in node.toolTip()
 
 
 @pytest.mark.parametrize("arch, tap", [("unet", "dec2"), ("deeplabv3plus", "aspp branch rate 12"),
