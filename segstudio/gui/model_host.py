@@ -47,7 +47,8 @@ class ModelJob:
 
     kind: "predict" (settings: engine PredictSettings; result PredictResult), "describe" (result
     ModelDescription) or "inspect" (request: plan_region keywords view/point/max_side/mode; result
-    engine.inspect.Inspection). model: a library id / name / path, or a ready (nn.Module, meta) pair.
+    engine.inspect.Inspection; or {"explain": (x, y)}: result engine.inspect_why.Explanation). model: a
+    library id / name / path, or a ready (nn.Module, meta) pair.
     """
 
     job_id: int
@@ -202,9 +203,9 @@ class _ModelWorker(QObject):
                                 inspector.in_channels, device_label(inspector.device))
 
     def _inspect(self, job: ModelJob, warm: _WarmModel):
-        inspector = warm.inspector()
-        region = inspector.plan(job.pixels.shape[:2], **job.request)
-        return inspector.inspect(job.pixels, region)
+        from segstudio.engine.inspect_why import run_request
+
+        return run_request(warm.inspector(), job.pixels, job.request)
 
 
 class ModelHost(QObject):

@@ -33,8 +33,8 @@ from segstudio.gui.inspector.render import (
 )
 
 PAGE_SIZE = 64
-THUMB = 56
-LARGE = 170
+THUMB = 128
+LARGE = 184
 SORT_CHOICES = [("Mean activation", "mean"), ("Variance", "variance"), ("Channel index", "index")]
 
 
@@ -56,9 +56,15 @@ class ChannelBrowser(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._build_view_options())
-        layout.addWidget(self._build_thumbnail_grid(), 1)
-        layout.addLayout(self._build_pager())
-        layout.addLayout(self._build_channel_detail())
+        # Thumbnails and pager on the left, the chosen channel large on the right: both fit the height of a
+        # bottom dock on a 1366 x 768 screen, and the overlay switch stays in sight above the large view.
+        body = QHBoxLayout()
+        browse = QVBoxLayout()
+        browse.addWidget(self._build_thumbnail_grid(), 1)
+        browse.addLayout(self._build_pager())
+        body.addLayout(browse, 1)
+        body.addLayout(self._build_channel_detail())
+        layout.addLayout(body, 1)
         self._connect_controls()
         self._update_pager()
 
@@ -85,6 +91,12 @@ class ChannelBrowser(QWidget):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(6)
             row.addWidget(combo, 1)
+        # In the top row, so it is in sight however low the dock is.
+        self.overlay_check = QCheckBox("Overlay on image")
+        self.overlay_check.setObjectName("overlayChannel")
+        self.overlay_check.setToolTip("Show the large channel over the slide, aligned with the region it was "
+                                      "computed on")
+        row.addWidget(self.overlay_check)
         return row
 
     def _build_thumbnail_grid(self) -> QListWidget:
@@ -118,27 +130,22 @@ class ChannelBrowser(QWidget):
         pager.addWidget(self.next_button)
         return pager
 
-    def _build_channel_detail(self) -> QHBoxLayout:
-        """The selected channel large, its description and the switch that overlays it on the image."""
-        detail = QHBoxLayout()
+    def _build_channel_detail(self) -> QVBoxLayout:
+        """The selected channel large, and its numbers."""
+        detail = QVBoxLayout()
         self.large = QLabel()
         self.large.setObjectName("largeChannel")
         self.large.setFixedSize(LARGE, LARGE)
         self.large.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.large.setStyleSheet("background: #202024;")
         detail.addWidget(self.large)
-        info = QVBoxLayout()
         self.channel_info = QLabel("Click a thumbnail to see the channel large.")
         self.channel_info.setObjectName("channelInfo")
         self.channel_info.setWordWrap(True)
-        self.channel_info.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
+        self.channel_info.setFixedWidth(LARGE)
+        self.channel_info.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Expanding)
         self.channel_info.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        info.addWidget(self.channel_info, 1)
-        self.overlay_check = QCheckBox("Overlay on image")
-        self.overlay_check.setObjectName("overlayChannel")
-        self.overlay_check.setToolTip("Show this channel over the slide, aligned with the region it was computed on")
-        info.addWidget(self.overlay_check)
-        detail.addLayout(info, 1)
+        detail.addWidget(self.channel_info, 1)
         return detail
 
     def _connect_controls(self) -> None:
@@ -274,11 +281,17 @@ class ChannelBrowser(QWidget):
         rank = int(np.nonzero(self.order == c)[0][0]) + 1 if len(self.order) else 0
         low, high = self._range_for(c)
         flat = " (flat: one value everywhere)" if is_flat(float(tap.stats.min[c]), float(tap.stats.max[c])) else ""
-        self.channel_info.setText(
-            f"<b>{self.tap_name}</b>, channel {c} (rank {rank} of {tap.channels} by "
-            f"{self.sort_combo.currentText().lower()})<br>mean {tap.stats.mean[c]:.4g}, std {tap.stats.std[c]:.4g}"
-            f"<br>min {tap.stats.min[c]:.4g}, max {tap.stats.max[c]:.4g}{flat}<br>colours span {low:.3g} to {high:.3g}"
-            f"<br>grid {tap.shape[1]} x {tap.shape[2]}, one cell = {tap.scale[0]:g} x {tap.scale[1]:g} input px")
+        full = (f"<b>{self.tap_name}</b>, channel {c} (rank {rank} of {tap.channels} by "
+                f"{self.sort_combo.currentText().lower()})<br>mean {tap.stats.mean[c]:.4g}, std {tap.stats.std[c]:.4g}"
+                f"<br>min {tap.stats.min[c]:.4g}, max {tap.stats.max[c]:.4g}{flat}<br>colours span {low:.3g} to "
+                f"{high:.3g}<br>grid {tap.shape[1]} x {tap.shape[2]}, one cell = {tap.scale[0]:g} x {tap.scale[1]:g} "
+                "input px")
+        # The short form fits under the large view; the tooltip holds every number.
+        self.channel_info.setText(f"<b>channel {c}</b> (rank {rank} of {tap.channels})<br>mean "
+                                  f"{tap.stats.mean[c]:.3g}, range {tap.stats.min[c]:.3g} to {tap.stats.max[c]:.3g}"
+                                  f"{flat}")
+        self.channel_info.setToolTip(full)
+        self.large.setToolTip(full)
         self._emit_overlay()
 
     def overlay_values(self) -> np.ndarray | None:

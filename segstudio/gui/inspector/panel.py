@@ -1,5 +1,6 @@
-"""Network inspector dock: the active model's taps, the region they were computed on, and three views of
-them (channel grid, skip connections side by side, pixel probe), plus export.
+"""Network inspector dock: the active model drawn as its shape (diagram.py; the taps as a list beside it),
+the region they were computed on, and the views of the chosen tap (its maps, skip connections side by side,
+why a pixel got its class, the pixel probe), plus export.
 
 The panel shows state and forwards intent; inspector/controller.py asks the model host for the passes
 and talks to the canvas.
@@ -24,9 +25,11 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.engine.inspect import Inspection
+from segstudio.gui.inspector.diagram import NetworkDiagram
 from segstudio.gui.inspector.grid import ChannelBrowser
 from segstudio.gui.inspector.probe import KIND_COLOURS, ProbeChart
 from segstudio.gui.inspector.skips import SkipComparisonView
+from segstudio.gui.inspector.why import WhyView
 
 # Display groups in the order data flows through a segmentation network. Context branches (ASPP, pyramid
 # pooling, the U-Net bottleneck, FCN's fc6/fc7) sit between encoder and decoder, so they get their own group.
@@ -64,27 +67,33 @@ class InspectorPanel(QWidget):
     save_png_requested = Signal()
     save_tap_requested = Signal()
 
+    MAPS_TAB, SKIPS_TAB, PROBE_TAB, WHY_TAB = range(4)
+
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.setObjectName("inspectorPanel")
         self.specs = []
         self.inspection: Inspection | None = None
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 2, 4, 2)
+        layout.setSpacing(2)
 
+        # One row of controls and one of text, so the maps get the height of a laptop screen.
+        controls = self._build_region_controls()
+        controls.addLayout(self._build_export_buttons())
+        layout.addLayout(controls)
+        texts = QHBoxLayout()
         self.model_label = QLabel("No model selected.")
         self.model_label.setObjectName("inspectorModel")
         self.model_label.setWordWrap(True)
-        layout.addWidget(self.model_label)
-
-        layout.addLayout(self._build_region_controls())
-
         self.region_label = QLabel("No region computed yet.")
         self.region_label.setObjectName("regionLabel")
         self.region_label.setWordWrap(True)
-        layout.addWidget(self.region_label)
+        texts.addWidget(self.model_label, 2)
+        texts.addWidget(self.region_label, 3)
+        layout.addLayout(texts)
 
         layout.addWidget(self._build_splitter(), 1)
-        layout.addLayout(self._build_export_buttons())
 
         self.compute_button.clicked.connect(self.compute_requested)
         self.probe_button.toggled.connect(self.probe_mode_toggled)
@@ -128,15 +137,25 @@ class InspectorPanel(QWidget):
         splitter.addWidget(self._build_tap_list())
         splitter.addWidget(self._build_tabs())
         self.tree.setMinimumHeight(110)
-        splitter.setStretchFactor(0, 2)
-        splitter.setStretchFactor(1, 3)
-        splitter.setSizes([300, 450])
+        splitter.setStretchFactor(0, 1)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([500, 500])
         return splitter
 
     def _build_tap_list(self) -> QWidget:
+        """The network as a diagram, and as a list on a second tab; the chosen tap's description below."""
         top = QWidget()
         top_layout = QVBoxLayout(top)
         top_layout.setContentsMargins(0, 0, 0, 0)
+        self.network_tabs = QTabWidget()
+        self.network_tabs.setObjectName("networkTabs")
+        self.diagram = NetworkDiagram()
+        self.diagram.tap_clicked.connect(self.show_tap_maps)
+        self.diagram.skip_clicked.connect(self.show_skip_pair)
+        self.network_tabs.addTab(self.diagram, "Network")
+        self.network_tabs.setTabToolTip(0, "The network drawn as its shape: levels from full size (top) to "
+                                           "coarsest (bottom), skip connections as orange arcs. Click a "
+                                           "layer for its maps, an arc for the pair it joins.")
         self.tree = QTreeWidget()
         self.tree.setObjectName("tapTree")
         self.tree.setColumnCount(4)
@@ -154,13 +173,14 @@ class InspectorPanel(QWidget):
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
         self.tree.currentItemChanged.connect(self._on_tree_item)
-        top_layout.addWidget(self.tree, 1)
+        self.network_tabs.addTab(self.tree, "List")
+        top_layout.addWidget(self.network_tabs, 1)
         self.description = QLabel("")
         self.description.setObjectName("tapDescription")
         self.description.setWordWrap(True)
         self.description.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         # Layouts do not reserve height for wrapped lines; without this the text runs over the tap list.
-        self.description.setMinimumHeight(3 * self.description.fontMetrics().lineSpacing() + 4)
+        self.description.setMinimumHeight(2 * self.description.fontMetrics().lineSpacing() + 4)
         top_layout.addWidget(self.description)
         return top
 
@@ -173,26 +193,36 @@ class InspectorPanel(QWidget):
         probe_scroll = QScrollArea()
         probe_scroll.setWidgetResizable(True)
         probe_scroll.setWidget(self.probe_chart)
-        self.tabs.addTab(self.channels, "Channels")
+        self.why = WhyView()
+        self.tabs.addTab(self.channels, "Maps")
         self.tabs.addTab(self.skips, "Skip connections")
         self.tabs.addTab(probe_scroll, "Pixel probe")
+        self.tabs.addTab(self.why, "Why this pixel")
+        self.tabs.setTabToolTip(self.WHY_TAB, "Ctrl+click a pixel (or use Probe): which levels and skip "
+                                              "connections pushed its class, in numbers and words")
         return self.tabs
 
     def _build_export_buttons(self) -> QHBoxLayout:
         exports = QHBoxLayout()
         self.save_png_button = QPushButton("Save view as PNG…")
+        self.save_png_button.setToolTip("The inspector as it looks now, as a picture")
         self.save_png_button.setObjectName("saveInspectorPng")
         self.save_tap_button = QPushButton("Save tap…")
         self.save_tap_button.setObjectName("saveTap")
         self.save_tap_button.setToolTip("The chosen tap's full tensor as .npy or TIFF (float32, C x h x w)")
         exports.addWidget(self.save_png_button)
         exports.addWidget(self.save_tap_button)
-        exports.addStretch(1)
         return exports
 
     def set_wide(self, wide: bool) -> None:
         """Side by side (tap list | maps) in a wide, low dock; stacked in a tall, narrow one."""
         self.splitter.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
+
+    def hasHeightForWidth(self) -> bool:
+        # Wrapped labels give the layout a height-for-width, which the dock's scroll area would honour with
+        # the preferred height and scroll a dock that has room; the panel fills the dock, and scrolls only
+        # below its minimum height.
+        return False
 
     def sizeHint(self) -> QSize:
         # A width that does not follow the content: otherwise every new result would widen the dock and move
@@ -227,8 +257,14 @@ class InspectorPanel(QWidget):
         self.channels.clear()
         self.skips.set_inspection(None)
         self.probe_chart.set_probe(None)
+        self.why.set_explanation(None)
+        self.diagram.set_specs(self.specs)
 
-    def set_inspection(self, inspection: Inspection | None) -> None:
+    def set_inspection(self, inspection: Inspection | None, preview: bool = False) -> None:
+        """Show a region's taps; a preview (a quick pass at reduced resolution) fills the diagram only."""
+        self.diagram.set_inspection(inspection, preview)
+        if preview:
+            return
         keep = self.selected_tap()
         self.inspection = inspection
         self._fill_tree()
@@ -314,4 +350,16 @@ class InspectorPanel(QWidget):
         if spec is not None:
             self.description.setText(f"<b>{spec.name}</b> ({spec.kind}): {spec.description}")
         self.channels.set_tap(self.inspection, name)
+        self.diagram.select(name)
         self.tap_selected.emit(name)
+
+    # --- diagram clicks ----------------------------------------------------------------------------
+    def show_tap_maps(self, name: str) -> None:
+        """A node was clicked: that tap's maps."""
+        self.select_tap(name)
+        self.tabs.setCurrentIndex(self.MAPS_TAB)
+
+    def show_skip_pair(self, skip: str) -> None:
+        """A skip arc was clicked: what the skip carries, what it meets and what they make, side by side."""
+        self.skips.select(skip)
+        self.tabs.setCurrentIndex(self.SKIPS_TAB)

@@ -6,7 +6,7 @@ and the columns can be compared position by position.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -28,8 +28,10 @@ from segstudio.engine.inspect import (
 )
 from segstudio.gui.inspector.render import colourise, is_flat, label_colours, normalise, rgb_pixmap, value_range
 
-CELL = 132
-STRONGEST = 3
+CELL = 132  # the smallest picture side worth showing; larger when the dock has room
+MAX_CELL = 256
+STRONGEST = 3  # strongest channels shown under each mean, as many as fit without scrolling
+CAPTION = 34  # two lines of caption under each picture
 ARGMAX = -1
 
 
@@ -66,7 +68,30 @@ class SkipComparisonView(QWidget):
         layout.addWidget(self.scroll, 1)
         self.combo.currentIndexChanged.connect(lambda _i: self._draw())
         self.class_combo.currentIndexChanged.connect(lambda _i: self._draw())
+        self.cell = CELL
+        self.channel_rows = STRONGEST
+        self._redraw_timer = QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(120)
+        self._redraw_timer.timeout.connect(self._draw)
         self.set_inspection(None)
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        self._redraw_timer.start()  # pictures follow the dock's size once the user stops dragging
+
+    def _fit_cells(self, columns: int, scores: bool) -> None:
+        """Picture side and number of channel rows so the whole comparison fits the view without scrolling:
+        the means as large as the room allows, strongest channels only while pictures stay >= CELL."""
+        room = self.scroll.viewport().size()
+        width = (room.width() - 8 * columns) / max(1, columns)
+        header = 2 * self.fontMetrics().lineSpacing() + 8
+        for rows in ([0] if scores else range(STRONGEST, -1, -1)):
+            height = (room.height() - header) / (1 + rows) - CAPTION - 8
+            side = int(min(MAX_CELL, width, height))
+            if side >= CELL or rows == 0:
+                self.cell, self.channel_rows = max(64, side), rows
+                return
 
     def set_inspection(self, inspection: Inspection | None) -> None:
         self.inspection = inspection
@@ -114,12 +139,13 @@ class SkipComparisonView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         picture = QLabel()
-        picture.setPixmap(rgb_pixmap(rgb, CELL))
+        picture.setPixmap(rgb_pixmap(rgb, self.cell))
         picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
         picture.setToolTip(tooltip)
         text = QLabel(caption)
         text.setWordWrap(True)
-        text.setMaximumWidth(CELL)
+        text.setMaximumWidth(self.cell)
+        text.setToolTip(caption)
         text.setAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
         layout.addWidget(picture)
         layout.addWidget(text)
@@ -135,12 +161,13 @@ class SkipComparisonView(QWidget):
                               if self.inspection is None else "This network has no skip connections to compare.")
             return
         self.note.setText(comparison.note)
+        self._fit_cells(len(comparison.taps), scores)
         shape = self.inspection.input_shape
         for column, name in enumerate(comparison.taps):
             tap = self.inspection.tap(name)
             header = QLabel(f"<b>{name}</b><br>{tap.describe_shape()}, 1/{tap.stride:g}")
             header.setWordWrap(True)
-            header.setMaximumWidth(CELL)
+            header.setMaximumWidth(self.cell)
             header.setToolTip(tap.spec.description)
             self.cells.addWidget(header, 0, column)
             if scores:
@@ -167,7 +194,7 @@ class SkipComparisonView(QWidget):
         rgb, flat = _picture(mean)
         caption = f"mean of {tap.channels} channels" + (f": the same everywhere ({mean.flat[0]:.3g})" if flat else "")
         self.cells.addWidget(self._cell(rgb, caption, tap.spec.description), 1, column)
-        for row, channel in enumerate(sort_channels(tap.stats, "mean")[:STRONGEST], start=2):
+        for row, channel in enumerate(sort_channels(tap.stats, "mean")[:self.channel_rows], start=2):
             values = to_input_grid(tap.channel(int(channel)), tap.scale, shape)
             rgb, flat = _picture(values)
             caption = f"channel {int(channel)} (mean {tap.stats.mean[channel]:.3g}{', flat' if flat else ''})"
