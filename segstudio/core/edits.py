@@ -261,6 +261,10 @@ def _connected_region(mask, y, x, connectivity):
             wx0 = max(wx0 - 4 * ww, 0)
         if grow_right:
             wx1 = min(wx1 + 4 * ww, W)
+        if (wy1 - wy0) * (wx1 - wx0) * 8 > H * W:
+            # A pass over much of the image costs nearly what the whole does, and one that turns out
+            # too small is paid twice: go straight to the whole image (one pass for a background fill).
+            wy0, wy1, wx0, wx1 = 0, H, 0, W
 
 
 def _check_connectivity(connectivity) -> int:
