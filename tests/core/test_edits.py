@@ -10,6 +10,8 @@ from segstudio.core.edits import (
     Diff,
     delete_object,
     fill_polygon,
+    fill_region,
+    find_region,
     flood_fill,
     paint_disk,
     paint_segment,
@@ -71,8 +73,13 @@ def assert_diff_describes_change(diff, before, after):
     ys, xs = np.nonzero(changed)
     assert (diff.y0, diff.x0, diff.y1, diff.x1) == (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
     assert diff.shape == (diff.y1 - diff.y0, diff.x1 - diff.x0)
-    np.testing.assert_array_equal(diff.old, before[diff.region])
-    np.testing.assert_array_equal(diff.new, after[diff.region])
+    # Pixels of the box that did not change may be stored as equal placeholders (a fill keeps only its
+    # region); every pixel whose stored old and new differ must hold the true values.
+    changed_here = changed[diff.region]
+    np.testing.assert_array_equal(diff.old[changed_here], before[diff.region][changed_here])
+    np.testing.assert_array_equal(diff.new[changed_here], after[diff.region][changed_here])
+    stored = diff.old != diff.new
+    np.testing.assert_array_equal(stored, changed_here)
 
 
 # -- brush -----------------------------------------------------------------------------------------
@@ -400,3 +407,35 @@ def test_diff_rejects_mismatched_arrays():
         Diff(0, 0, np.zeros((2, 2), np.uint8), np.zeros((2, 3), np.uint8))
     with pytest.raises(ValueError):
         Diff(0, 0, np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), np.zeros((2, 2), bool))
+
+
+def test_find_region_says_whether_it_reaches_the_border_and_how_much_it_covers():
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 10:20] = 1
+    mask[12:18, 12:18] = 0  # a hole
+    before = mask.copy()
+    hole = find_region(mask, 15, 15)
+    assert (hole.top, hole.left, hole.footprint.shape) == (12, 12, (6, 6))
+    assert not hole.touches_border and hole.area == 36 and hole.share == pytest.approx(36 / 2000)
+    background = find_region(mask, 0, 0)
+    assert background.touches_border and background.area == 2000 - 100
+    assert find_region(mask, 40, 0) is None
+    np.testing.assert_array_equal(mask, before)  # finding changes nothing
+
+
+def test_image_wide_fill_keeps_its_region_once_and_undoes_exactly(rng):
+    mask = blobby_mask(rng, (300, 400), n_classes=3, smooth=9)
+    hand = rng.random(mask.shape) < 0.3
+    before, hand_before = mask.copy(), hand.copy()
+    y, x = (int(v) for v in np.argwhere(mask == mask[0, 0])[0])
+    diff = fill_region(mask, find_region(mask, y, x), 7, hand=hand)
+    # The region map (and the hand flags it set), not the rectangle's old and new pixels and hand maps.
+    assert diff.nbytes <= 2 * diff.footprint.size
+    assert_diff_describes_change(diff, before, mask)
+    after, hand_after = mask.copy(), hand.copy()
+    diff.revert(mask, hand)
+    np.testing.assert_array_equal(mask, before)
+    np.testing.assert_array_equal(hand, hand_before)
+    diff.apply(mask, hand)
+    np.testing.assert_array_equal(mask, after)
+    np.testing.assert_array_equal(hand, hand_after)

@@ -33,7 +33,8 @@ class ImageCanvas(QGraphicsView):
         self._scene = QGraphicsScene(self)
         self.setScene(self._scene)
         self.setBackgroundBrush(QBrush(QColor(40, 40, 44)))
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        # The wheel zooms about its own position (zoom_about); everything else zooms about the centre.
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.MinimalViewportUpdate)
         self.setMouseTracking(True)
@@ -188,8 +189,30 @@ class ImageCanvas(QGraphicsView):
         if delta == 0:
             return
         # Proportional to the wheel angle, so trackpads zoom smoothly and one notch is ~20%.
-        self._apply_scale(math.pow(1.0015, delta))
+        self.zoom_about(event.position(), math.pow(1.0015, delta))
         event.accept()
+
+    def zoom_about(self, view_pos: QPointF, step: float) -> None:
+        """Scale by ``step`` keeping the image point under ``view_pos`` (viewport pixels) where it is.
+
+        Done by hand rather than with AnchorUnderMouse: Qt's anchor uses the last position a mouse-move
+        event told QGraphicsView about, and the editing tools take those events, so with a tool active the
+        zoom jumped to wherever the view last saw the mouse. The wheel event carries its own position.
+        """
+        view_pos = QPointF(view_pos)
+        scene_pos, _ = self.viewportTransform().inverted()
+        scene_pos = scene_pos.map(view_pos)
+        anchor = self.transformationAnchor()
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
+        try:
+            self._apply_scale(step)
+        finally:
+            self.setTransformationAnchor(anchor)
+        # Where that point went, and scroll it back under the cursor (as near as the scene allows).
+        drift = self.viewportTransform().map(scene_pos) - view_pos
+        hbar, vbar = self.horizontalScrollBar(), self.verticalScrollBar()
+        hbar.setValue(hbar.value() + round(drift.x()))
+        vbar.setValue(vbar.value() + round(drift.y()))
 
     # --- coordinates and mouse -----------------------------------------------------------------
     def image_pos(self, view_pos) -> QPointF:

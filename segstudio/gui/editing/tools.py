@@ -16,6 +16,7 @@ from collections.abc import Callable
 import shiboken6
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QKeyEvent
+from PySide6.QtWidgets import QMessageBox
 
 from segstudio.core import edits
 from segstudio.core.document import ImageStatus
@@ -26,6 +27,10 @@ from segstudio.gui.editing.cursor import BrushOutlineItem, PolygonPreviewItem
 
 MAX_BRUSH_RADIUS = 256
 DEFAULT_BRUSH_RADIUS = 6
+# A fill covering more than this share of the image is asked about first. A nucleus, or a hole inside
+# tissue, is far smaller; a quarter of the slide is more than any one object a technician fills, and is
+# what a click that slips into the background through a gap in an outline floods.
+FILL_QUESTION_SHARE = 0.25
 # A press that moves further than this (screen pixels) before release draws a lasso instead of a vertex.
 LASSO_DRAG_THRESHOLD = 4
 
@@ -266,8 +271,32 @@ class BrushTool(_CanvasTool):
         return False
 
 
+def ask_before_large_fill(parent, region: edits.FillRegion) -> bool:
+    """Ask whether to go on with a fill that reaches the image border or covers much of it."""
+    where = "reaches the edge of the image" if region.touches_border else "is very large"
+    box = QMessageBox(QMessageBox.Icon.Question, "Fill a large region?",
+                      f"The region you clicked {where} and covers {region.share:.0%} of the image.",
+                      parent=parent)
+    box.setInformativeText("That is usually the background: filling it joins every object it touches "
+                           "into one. Undo takes a fill back.")
+    fill = box.addButton("Fill anyway", QMessageBox.ButtonRole.AcceptRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.setEscapeButton(cancel)
+    box.exec()
+    return box.clickedButton() is fill
+
+
+def is_large_fill(region: edits.FillRegion) -> bool:
+    return region.touches_border or region.share > FILL_QUESTION_SHARE
+
+
 class FillTool(_CanvasTool):
-    """Flood fill: the contiguous (4-connected) region of the clicked class becomes the active class."""
+    """Flood fill: the contiguous (4-connected) region of the clicked class becomes the active class.
+
+    A region that reaches the image border or covers more than FILL_QUESTION_SHARE of it is asked about
+    first: one click on the background would otherwise flood the whole slide.
+    """
 
     name = "fill"
 
@@ -276,7 +305,13 @@ class FillTool(_CanvasTool):
         if click is None:
             return
         doc, x, y = click
-        diff = edits.flood_fill(doc.mask, y, x, self.session.active_class, hand=doc.hand)
+        self.session.finish_stroke()
+        value = self.session.active_class
+        region = edits.find_region(doc.mask, y, x)
+        if region.label != value and is_large_fill(region) and not ask_before_large_fill(canvas.window(), region):
+            self.session.message.emit("Fill cancelled: nothing was changed.")
+            return
+        diff = edits.fill_region(doc.mask, region, value, hand=doc.hand)
         self.session.commit(doc, diff, "Fill")
 
 
