@@ -9,6 +9,9 @@ from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, Q
 from segstudio.gui.canvas.overlay import rgb_to_pixmap
 
 THUMB = 48
+ROW_HEIGHT = THUMB + 8
+# Rows the list shows before it scrolls: enough to see where a handful of images stand at 1366 x 768.
+ROWS_SHOWN = 4
 DOC_ROLE = Qt.ItemDataRole.UserRole
 STATUS_COLOURS = {
     "new": QColor(140, 140, 140),
@@ -68,6 +71,8 @@ class ImagesPanel(QWidget):
         self.list.setUniformItemSizes(True)
         self.list.setToolTip("Open images; PgUp/PgDown step through them")
         self.list.currentItemChanged.connect(self._on_current_changed)
+        frame = 2 * self.list.frameWidth() + 2 * self.list.spacing()
+        self.list.setMinimumHeight(ROWS_SHOWN * ROW_HEIGHT + frame)
         layout.addWidget(self.list)
         self._thumbs: dict[int, QPixmap] = {}
         self._filling = False
@@ -80,7 +85,7 @@ class ImagesPanel(QWidget):
             alive.add(id(doc))
             item = QListWidgetItem()
             item.setData(DOC_ROLE, doc)
-            item.setSizeHint(QSize(THUMB + 8, THUMB + 8))
+            item.setSizeHint(QSize(THUMB + 8, ROW_HEIGHT))
             self.list.addItem(item)
             self.update_document(doc)
         self._thumbs = {k: v for k, v in self._thumbs.items() if k in alive}
