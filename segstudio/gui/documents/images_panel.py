@@ -56,6 +56,12 @@ def status_text(doc) -> str:
     return text
 
 
+class _ImageList(QListWidget):
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        return QSize(hint.width(), ROWS_SHOWN * ROW_HEIGHT + 2 * self.frameWidth())
+
+
 class ImagesPanel(QWidget):
     document_selected = Signal(object)
 
@@ -64,15 +70,16 @@ class ImagesPanel(QWidget):
         self.setObjectName("imagesPanel")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        self.list = QListWidget()
+        self.list = _ImageList()
         self.list.setObjectName("imageList")
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.setUniformItemSizes(True)
         self.list.setToolTip("Open images; PgUp/PgDown step through them")
         self.list.currentItemChanged.connect(self._on_current_changed)
-        frame = 2 * self.list.frameWidth() + 2 * self.list.spacing()
-        self.list.setMinimumHeight(ROWS_SHOWN * ROW_HEIGHT + frame)
+        # Asked for, not forced: a minimum this tall would push a laptop-sized window past the screen
+        # wherever the dock is put.
+        self.list.setMinimumHeight(ROW_HEIGHT + 2 * self.list.frameWidth())
         layout.addWidget(self.list)
         self._thumbs: dict[int, QPixmap] = {}
         self._filling = False

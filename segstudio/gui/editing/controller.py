@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import shiboken6
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import QColorDialog, QMessageBox
 
@@ -128,7 +128,9 @@ class EditingController(QObject):
         self.classes_panel = ClassesPanel()
         self.classes_dock = window.add_panel(self.classes_panel, "Classes")
         self.images_panel = ImagesPanel()
-        self.images_dock = window.add_panel(self.images_panel, "Images")
+        # Left of the image, at full height: the right-hand column has no room for more than two rows, and
+        # slides are usually square, so the canvas loses no image width on a wide screen.
+        self.images_dock = window.add_panel(self.images_panel, "Images", Qt.DockWidgetArea.LeftDockWidgetArea)
         window.canvas.set_mask_opacity(self.tools_panel.opacity())
 
     def _connect(self) -> None:
