@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from segstudio import synth  # noqa: E402
+from segstudio.core.labels import NUCLEUS_COLOR  # noqa: E402
 from segstudio.engine.predict import Predictor, PredictSettings, prepare_input  # noqa: E402
 from segstudio.engine.training.augment import build_augmentation  # noqa: E402
 from segstudio.engine.training.objective import segmentation_loss  # noqa: E402
@@ -38,7 +39,7 @@ NORMALISATION = {"kind": "percentile", "low": 1.0, "high": 99.8}
 POSTPROCESS = {"fill_holes_px": 256, "min_object_px": 8}
 CLASSES = [
     {"id": 0, "name": "background", "color": [0, 0, 0]},
-    {"id": 1, "name": "nucleus", "color": [255, 40, 200]},  # magenta stands out on grey fluorescence
+    {"id": 1, "name": "nucleus", "color": list(NUCLEUS_COLOR)},  # the session default too (core.labels)
 ]
 TRAIN_SEED = 1_000
 EVAL_SEED = 9_000_000  # far from any training seed

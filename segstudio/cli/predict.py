@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from segstudio.core.words import count
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     total = len(files)
     model_id = getattr(meta, "id", args.model)
     if not args.quiet:
-        print(f"Predicting {total} image(s) with {model_id} on {predictor.device_label}", file=err)
+        print(f"Predicting {count(total, 'image')} with {model_id} on {predictor.device_label}", file=err)
     bar = ProgressBar(err, total, enabled=not args.quiet)
     stems = OutputNames()
     failures = len(missing)
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
     done = total - (failures - len(missing))
     requested = total + len(missing)
-    print(f"{done} of {requested} image(s) predicted, {failures} failed; masks in {out_dir}", file=err)
+    print(f"{done} of {count(requested, 'image')} predicted, {failures} failed; masks in {out_dir}", file=err)
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 

@@ -17,6 +17,7 @@ import sys
 import threading
 import traceback
 
+from segstudio.core.words import count
 from segstudio.engine.training import events
 from segstudio.engine.training.config import TrainConfig, add_arguments
 from segstudio.engine.training.events import ExitCode
@@ -50,7 +51,7 @@ class _BarReporter:
         if isinstance(event, events.Started):
             for note in event.notes:
                 self.err.write(f"note: {note}\n")
-            self.err.write(f"fine-tuning {event.base} on {event.train_images} images "
+            self.err.write(f"fine-tuning {event.base} on {count(event.train_images, 'image')} "
                            f"({event.val_images} for validation) on {event.device}\n")
         elif isinstance(event, events.Evaluated):
             self.err.write(f"parent: {_summary(event.val)}\n")

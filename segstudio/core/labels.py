@@ -20,15 +20,21 @@ MAX_NAME_LENGTH = 64
 
 RGB = tuple[int, int, int]
 
-# Strongly distinct colours first; later classes get generated hues (see _generated_colors).
+# The nucleus colour of the bundled model, so the session's default class table and the model agree from
+# the start and the colour does not change at the first Predict. Magenta stands out on grey fluorescence.
+NUCLEUS_COLOR: RGB = (255, 40, 200)
+# A fixed qualitative palette, ordered so the first classes after the magenta nucleus are the easiest to
+# tell from it and from each other (green, yellow, blue, orange...); later classes get generated hues.
 _PALETTE: tuple[RGB, ...] = (
-    (230, 25, 75), (60, 180, 75), (0, 130, 200), (255, 225, 25), (245, 130, 48), (145, 30, 180),
-    (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
-    (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195), (128, 128, 0), (255, 215, 180),
-    (0, 0, 128),
+    (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (70, 240, 240), (230, 25, 75),
+    (145, 30, 180), (210, 245, 60), (0, 128, 128), (170, 110, 40), (220, 190, 255), (128, 0, 0),
+    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (250, 190, 212), (255, 250, 200),
+    (240, 50, 230),
 )
-# Colours closer than this (Euclidean RGB distance) are hard to tell apart on an overlay.
-_MIN_COLOR_DISTANCE = 60.0
+# Colours closer than this (CIE76 colour difference in CIELAB, where ~2.3 is just noticeable) are hard to
+# tell apart on an overlay. The palette's order, not only this bar, keeps crimson (62 from the nucleus
+# magenta) back to the sixth class.
+_MIN_COLOR_DIFFERENCE = 50.0
 _HEX_COLOR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 
 
@@ -80,25 +86,43 @@ def _generated_colors(count: int) -> list[RGB]:
     return colors
 
 
-_CANDIDATES = np.array(list(_PALETTE) + _generated_colors(1024), dtype=np.float64)
+def rgb_to_lab(rgb: Any) -> np.ndarray:
+    """sRGB (..., 3) with values 0..255 to CIELAB (D65), where distances follow perceived differences."""
+    c = np.asarray(rgb, dtype=np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    to_xyz = np.array([[0.4124564, 0.3575761, 0.1804375],
+                       [0.2126729, 0.7151522, 0.0721750],
+                       [0.0193339, 0.1191920, 0.9503041]])
+    xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def color_difference(a: Any, b: Any) -> float:
+    """Perceived difference of two sRGB colours (CIE76 delta E)."""
+    return float(np.linalg.norm(rgb_to_lab(a) - rgb_to_lab(b)))
+
+
+_CANDIDATE_RGB = np.array(list(_PALETTE) + _generated_colors(1024), dtype=np.float64)
+_CANDIDATE_LAB = rgb_to_lab(_CANDIDATE_RGB)
 
 
 def distinct_color(used: Iterable[RGB]) -> RGB:
-    """A colour far from every colour in `used` (and from black, the background)."""
+    """The first palette colour that looks clearly different from every colour in `used` and from black
+    (the background); with many classes the bar is lowered step by step, and a colour is never repeated."""
     used_list = [tuple(int(v) for v in c) for c in used] + [(0, 0, 0)]
-    used_array = np.array(used_list, dtype=np.float64)
-    # squared distance from each candidate to its nearest used colour
-    squared = (_CANDIDATES**2).sum(1)[:, None] + (used_array**2).sum(1)[None, :] - 2 * _CANDIDATES @ used_array.T
-    nearest = squared.min(axis=1)
-    threshold = _MIN_COLOR_DISTANCE
+    used_lab = rgb_to_lab(np.array(used_list, dtype=np.float64))
+    # perceived difference from each candidate to its nearest used colour
+    nearest = np.linalg.norm(_CANDIDATE_LAB[:, None, :] - used_lab[None, :, :], axis=2).min(axis=1)
+    taken = set(used_list)
+    threshold = _MIN_COLOR_DIFFERENCE
     # With many classes nothing is that far from everything: settle for less, never a duplicate.
     while threshold >= 1:
-        far_enough = np.flatnonzero(nearest >= threshold**2)
-        if far_enough.size:
-            r, g, b = _CANDIDATES[far_enough[0]].astype(int)
-            return int(r), int(g), int(b)
+        for index in np.flatnonzero(nearest >= threshold):
+            r, g, b = (int(v) for v in _CANDIDATE_RGB[index])
+            if (r, g, b) not in taken:
+                return r, g, b
         threshold /= 2
-    taken = set(used_list)
     rng = np.random.default_rng(len(taken))
     while True:
         candidate = tuple(int(v) for v in rng.integers(0, 256, 3))
@@ -129,7 +153,7 @@ class ClassTable:
     @classmethod
     def default(cls) -> ClassTable:
         table = cls()
-        table.add("nucleus")
+        table.add("nucleus", NUCLEUS_COLOR)
         return table
 
     # --- reading -------------------------------------------------------------------------------------

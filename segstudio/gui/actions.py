@@ -2,10 +2,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from html import escape
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMenu, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from segstudio import __version__
 
@@ -112,6 +123,9 @@ def create_actions(window: QMainWindow) -> Actions:
         shortcuts=_action(window, "&Keyboard Shortcuts", K.HelpContents, "List every keyboard shortcut"),
         about=_action(window, "&About segstudio"),
     )
+    # Their menu text follows the undo stack ("Undo Brush stroke"); the shortcut list names them plainly.
+    a.undo.setProperty(SHORTCUT_NAME, "Undo")
+    a.redo.setProperty(SHORTCUT_NAME, "Redo")
     a.toggle_mask.setCheckable(True)
     a.toggle_mask.setChecked(True)
     a.outline_mask.setCheckable(True)
@@ -158,19 +172,106 @@ def build_menus(window: QMainWindow, a: Actions) -> dict[str, QMenu]:
     return menus
 
 
-def show_shortcuts(parent: QWidget, actions: Actions) -> None:
-    """Help > Keyboard Shortcuts: read from the actions themselves, so the list cannot drift."""
-    rows = []
-    for action in actions.all():
-        keys = ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts())
-        if keys:
-            rows.append(f"<tr><td>{action.text().replace('&', '')}</td><td><b>{keys}</b></td></tr>")
-    rows.append("<tr><td>Pan</td><td><b>Middle drag, Space + drag</b></td></tr>")
-    rows.append("<tr><td>Zoom</td><td><b>Mouse wheel</b></td></tr>")
-    box = QMessageBox(QMessageBox.Icon.NoIcon, "Keyboard Shortcuts", "<table>" + "".join(rows) + "</table>",
-                      QMessageBox.StandardButton.Close, parent)
-    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-    box.open()
+# Gestures and keys that belong to a tool or a panel rather than to a menu command.
+GESTURES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("On the image", (
+        ("Zoom about the cursor", "Mouse wheel"),
+        ("Pan", "Middle drag, Space + drag"),
+        ("Erase while using the brush", "Right drag"),
+        ("Polygon / Lasso: close the shape", "Enter, right click"),
+        ("Polygon / Lasso: remove the last point", "Backspace"),
+        ("Polygon / Lasso: cancel the shape", "Esc"),
+        ("Probe a pixel (Network Inspector open)", "Ctrl+click"),
+    )),
+    ("Panels and jobs", (
+        ("Rename the selected class (Classes panel)", "F2, double-click"),
+        ("Cancel a running Predict", "Esc"),
+    )),
+)
+SHORTCUT_NAME = "shortcut_name"  # action property: the name listed when the action's text changes (Undo)
+SHORTCUT_SUMMARY = "shortcut_summary"  # menu property: one row instead of each of its actions
+
+
+def _shortcut_name(action: QAction) -> str:
+    name = action.property(SHORTCUT_NAME) or action.text()
+    return name.replace("&", "").rstrip(".…")
+
+
+def _keys(action: QAction) -> str:
+    return ", ".join(s.toString(QKeySequence.SequenceFormat.NativeText) for s in action.shortcuts())
+
+
+def shortcut_groups(window: QMainWindow) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(group title, [(command, keys)]) in menu order, one group per menu and submenu, then the gestures."""
+    groups: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def walk(menu: QMenu, title: str) -> None:
+        rows: list[tuple[str, str]] = []
+        groups.append((title, rows))
+        for action in menu.actions():
+            sub = action.menu()
+            if sub is not None:
+                summary = sub.property(SHORTCUT_SUMMARY)
+                if summary:
+                    rows.append(tuple(summary))
+                else:
+                    walk(sub, f"{title} > {sub.title().replace('&', '')}")
+            elif _keys(action):
+                rows.append((_shortcut_name(action), _keys(action)))
+
+    for action in window.menuBar().actions():
+        if action.menu() is not None:
+            walk(action.menu(), action.menu().title().replace("&", ""))
+    groups = [(title, rows) for title, rows in groups if rows]
+    return groups + [(title, list(rows)) for title, rows in GESTURES]
+
+
+def _group_html(title: str, rows: list[tuple[str, str]]) -> str:
+    body = "".join(f"<tr><td>{escape(name)}</td><td style='padding-left:12px'><b>{escape(keys)}</b></td></tr>"
+                   for name, keys in rows)
+    return f"<h4 style='margin-bottom:2px'>{escape(title)}</h4><table cellspacing='0'>{body}</table>"
+
+
+def _columns(groups: list[tuple[str, list]], count: int) -> list[list[tuple[str, list]]]:
+    """Groups in menu order, cut into `count` columns of about the same number of lines."""
+    total = sum(len(rows) + 2 for _, rows in groups)
+    columns: list[list[tuple[str, list]]] = [[]]
+    filled = 0
+    for group in groups:
+        if filled >= total / count * len(columns) and len(columns) < count:
+            columns.append([])
+        columns[-1].append(group)
+        filled += len(group[1]) + 2
+    return columns
+
+
+def show_shortcuts(window: QMainWindow) -> QDialog:
+    """Help > Keyboard Shortcuts: read from the menus themselves, so the list cannot drift."""
+    groups = shortcut_groups(window)
+    cells = "".join("<td valign='top' style='padding-right:24px'>" + "".join(_group_html(*g) for g in column)
+                    + "</td>" for column in _columns(groups, 3))
+    dialog = QDialog(window)
+    dialog.setObjectName("shortcutsDialog")
+    dialog.setWindowTitle("Keyboard Shortcuts")
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    text = QLabel(f"<table><tr>{cells}</tr></table>")
+    text.setObjectName("shortcutsText")
+    text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    scroll = QScrollArea()
+    scroll.setWidget(text)
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+    buttons.rejected.connect(dialog.reject)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(scroll)
+    layout.addWidget(buttons)
+    # As large as the list, but never taller or wider than the screen.
+    screen = window.screen().availableGeometry()
+    hint = text.sizeHint()
+    dialog.resize(min(hint.width() + 40, screen.width() - 40), min(hint.height() + 70, screen.height() - 60))
+    dialog.open()
+    return dialog
 
 
 def show_about(parent: QWidget) -> None:

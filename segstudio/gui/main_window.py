@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMessageBox, QWidget
 
+from segstudio.core.words import count
 from segstudio.gui.actions import build_menus, create_actions, show_about, show_shortcuts
 from segstudio.gui.canvas.view import ImageCanvas
 from segstudio.gui.documents.document import ImageDocument
@@ -82,7 +83,7 @@ class MainWindow(QMainWindow):
         a.outline_mask.toggled.connect(self.canvas.overlay.set_outline_only)
         a.next_image.triggered.connect(lambda: self.step_document(+1))
         a.previous_image.triggered.connect(lambda: self.step_document(-1))
-        a.shortcuts.triggered.connect(lambda: show_shortcuts(self, self.actions))
+        a.shortcuts.triggered.connect(lambda: show_shortcuts(self))
         self.documents_changed.connect(self._update_enabled)  # Next/Previous Image as images open
         a.about.triggered.connect(lambda: show_about(self))
 
@@ -129,7 +130,7 @@ class MainWindow(QMainWindow):
             meta = doc.image.meta
             self.setWindowTitle(f"{doc.title}[*] — {APP_TITLE}")  # [*]: unsaved-work marker
             self.statusBar().showMessage(
-                f"{meta.path.name}: {meta.width} x {meta.height}, {meta.channels} channel(s), "
+                f"{meta.path.name}: {meta.width} x {meta.height}, {count(meta.channels, 'channel')}, "
                 f"{meta.bit_depth}-bit {meta.dtype}"
                 + (f", page {meta.page + 1} of {meta.pages}" if meta.pages > 1 else ""),
                 8000,
@@ -157,12 +158,14 @@ class MainWindow(QMainWindow):
     def _refresh_overlay(self) -> None:
         if self.current is not None:
             self.canvas.set_mask(self.current.mask, self.current.classes.lut_rgba())
+        self.status.refresh()
 
     def _show_notice(self, text: str) -> None:
         self.statusBar().showMessage(text, 15000)
 
     def _refresh_overlay_region(self, y0: int, x0: int, h: int, w: int) -> None:
         self.canvas.overlay.refresh(y0, x0, h, w)
+        self.status.refresh()
 
     def _update_enabled(self) -> None:
         has = self.current is not None

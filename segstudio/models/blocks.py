@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segstudio.core.words import count
+
 log = logging.getLogger(__name__)
 
 PAD_MODES = ("reflect", "replicate", "zeros")
@@ -76,7 +78,7 @@ class SegmentationModel(nn.Module):
             raise ValueError(f"{self.arch} expects a (N, C, H, W) tensor, got shape {tuple(x.shape)}")
         if x.shape[1] != self.in_channels:
             raise ValueError(
-                f"{self.arch} was built for {self.in_channels} input channel(s), got {x.shape[1]}"
+                f"{self.arch} was built for {count(self.in_channels, 'input channel')}, got {x.shape[1]}"
             )
         h, w = x.shape[-2:]
         logits = self.forward_padded(pad_to_multiple(x, self.stride, self.pad_mode))

@@ -117,7 +117,7 @@ def test_predict_writes_masks_and_confidence_for_a_folder(model_file, slides, tm
     assert mask_a.shape == (40, 50) and mask_a.dtype == np.uint8 and mask_a.max() < 3
     assert mask_b.shape == (33, 70)
     assert confidence.shape == (40, 50) and confidence.dtype == np.uint8 and confidence.min() >= 255 // 3
-    assert "2 of 2 image(s) predicted, 0 failed" in err
+    assert "2 of 2 images predicted, 0 failed" in err
 
     # The file holds what the engine predicts for that image with those settings.
     from segstudio.core.imageio import read_image
@@ -141,7 +141,7 @@ def test_a_bad_file_is_reported_and_the_rest_still_predicted(model_file, slides,
     assert sorted(p.name for p in out.iterdir()) == ["a_mask.png", "b_mask.png"]
     assert f"Cannot open {slides / 'broken.png'}" in err
     assert "missing.tif: no such file or folder" in err
-    assert err.strip().splitlines()[-1].startswith("2 of 4 image(s) predicted, 2 failed")
+    assert err.strip().splitlines()[-1].startswith("2 of 4 images predicted, 2 failed")
 
 
 def test_an_unknown_model_stops_before_any_work(tmp_path, slides, capsys):

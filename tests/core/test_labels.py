@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from segstudio.core.labels import ClassTable, LabelClass, new_mask
+from segstudio.core.labels import NUCLEUS_COLOR, ClassTable, LabelClass, color_difference, new_mask
 
 
 def _distance(a, b):
@@ -25,9 +25,35 @@ def test_added_classes_get_new_ids_and_clearly_different_colours():
     colors = [c.color for c in table]
     assert len(set(colors)) == len(colors)
     assert all(_distance(c, (0, 0, 0)) > 0 for c in colors[1:])
-    # the first couple of dozen classes stay easy to tell apart on an overlay
-    first = colors[1:20]
-    assert min(_distance(a, b) for a, b in itertools.combinations(first, 2)) >= 60
+    # the first classes a technician adds look clearly different; the first couple of dozen stay apart
+    assert min(color_difference(a, b) for a, b in itertools.combinations(colors[:7], 2)) >= 50
+    assert min(color_difference(a, b) for a, b in itertools.combinations(colors[1:20], 2)) >= 25
+
+
+def test_the_default_nucleus_has_the_bundled_models_colour_and_a_new_class_looks_nothing_like_it():
+    table = ClassTable.default()
+    assert table.get(1).color == NUCLEUS_COLOR
+    added = table.add("mitosis").color
+    # Not crimson or pink next to magenta: far apart in perceived colour, not only in RGB numbers.
+    assert color_difference(added, NUCLEUS_COLOR) > 100
+    assert color_difference((230, 25, 75), NUCLEUS_COLOR) < 65  # what the first new class used to get
+
+
+def test_a_new_colour_keeps_away_from_whatever_colours_the_user_chose():
+    table = ClassTable.default()
+    table.recolor(1, (60, 180, 75))  # the user made nuclei green, the palette's first colour
+    table.add("membrane", color=(255, 225, 25))  # and a yellow class
+    new = table.add("other").color
+    assert min(color_difference(new, c.color) for c in table if c.name != "other") >= 50
+
+
+def test_colour_difference_is_measured_in_cielab():
+    from segstudio.core.labels import rgb_to_lab
+
+    # Reference values for sRGB primaries under D65.
+    assert rgb_to_lab((255, 0, 0)) == pytest.approx([53.24, 80.09, 67.20], abs=0.05)
+    assert rgb_to_lab((0, 0, 255)) == pytest.approx([32.30, 79.19, -107.86], abs=0.05)
+    assert color_difference((255, 255, 255), (0, 0, 0)) == pytest.approx(100, abs=0.01)
 
 
 def test_colours_never_repeat_even_with_many_classes():

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
+from segstudio.core.words import count
 from segstudio.engine.predict import prepare_input
 from segstudio.engine.training.augment import HAND, LABEL, VALID, build_augmentation
 from segstudio.engine.training.distributed import DistContext
@@ -138,7 +139,7 @@ def load_training_data(
         train, val = split_into_strips(train + val, sources, val_whole_max_pixels)
         val_source = "strip"
         notes.append(
-            f"Only {len(all_entries)} labelled image(s) with no separate validation image; the last "
+            f"Only {count(len(all_entries), 'labelled image')} with no separate validation image; the last "
             f"{int(HOLDOUT_STRIP * 100)}% of each image (along its longer side) is held out to check the new model"
         )
     info = [

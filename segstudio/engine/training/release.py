@@ -14,6 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
+from segstudio.core.words import count
 from segstudio.engine.training.config import TrainConfig
 from segstudio.engine.training.errors import TrainingError
 
@@ -73,7 +74,7 @@ def child_meta(parent_meta, version: int, config: TrainConfig, record: RunRecord
             "duration_s": round(time.perf_counter() - record.started, 2),
         },
         metrics={"val": record.child_metrics, "parent_val": record.parent_metrics},
-        description=f"Fine-tuned from {parent_meta.id} on {record.train_images} images",
+        description=f"Fine-tuned from {parent_meta.id} on {count(record.train_images, 'image')}",
     )
 
 

@@ -10,7 +10,7 @@ import math
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QTransform, QWheelEvent
-from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
+from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QLabel, QVBoxLayout
 
 from segstudio.core.imageio import DisplayPicture
 from segstudio.gui.canvas.overlay import MaskOverlayItem, rgb_to_pixmap
@@ -60,6 +60,21 @@ class ImageCanvas(QGraphicsView):
         self._space_down = False
         self._panning_with_middle = False
         self._pan_origin = None
+        self.placeholder = self._build_placeholder()
+
+    def _build_placeholder(self) -> QLabel:
+        """What an empty window says: where images come from. Hidden while an image is shown."""
+        label = QLabel(
+            "<p style='font-size:15pt'>Drop images here</p>"
+            "<p>or use <b>File &gt; Open Images…</b> (Ctrl+O)<br>"
+            "or try <b>File &gt; Open Sample</b></p>", self.viewport())
+        label.setObjectName("canvasPlaceholder")
+        label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        label.setStyleSheet("color: rgb(190, 190, 196); background: transparent;")
+        label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)  # drops reach the window
+        layout = QVBoxLayout(self.viewport())
+        layout.addWidget(label, 0, Qt.AlignmentFlag.AlignCenter)
+        return label
 
     # --- content -------------------------------------------------------------------------------
     def set_image(self, picture: DisplayPicture | np.ndarray | None) -> None:
@@ -71,9 +86,11 @@ class ImageCanvas(QGraphicsView):
             self.image_item.set_picture(None)
             self._image_shape = None
             self.overlay.set_mask(None)
+            self.placeholder.show()
             return
         if not isinstance(picture, DisplayPicture):
             picture = DisplayPicture(np.ascontiguousarray(picture, dtype=np.uint8))
+        self.placeholder.hide()
         self.image_item.set_picture(picture)
         self._image_shape = picture.shape
         h, w = self._image_shape

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from segstudio.core.autosave import AutosaveStore
 from segstudio.core.document import ImageStatus
+from segstudio.core.words import count
 from segstudio.gui.documents.document import ImageDocument
 
 DEFAULT_DELAY_MS = 2000
@@ -144,7 +145,7 @@ class AutosaveController(QObject):
             except OSError as err:
                 self._say(f"Could not remove the autosave of {Path(path).name}: {err}")
         self._claim.clear()
-        self._say(f"Discarded the autosaved work on {len(images)} image(s).")
+        self._say(f"Discarded the autosaved work on {count(len(images), 'image')}.")
 
     # --- documents -----------------------------------------------------------------------------
     def open_documents(self) -> list[ImageDocument]:
@@ -190,8 +191,7 @@ class AutosaveController(QObject):
         self._forced.discard(doc)
         when = _describe_time(record.saved_at)
         # Said once the image is shown, next to what the window says about the image itself.
-        note = f"Restored your work on {doc.title} (autosaved {when})."
-        QTimer.singleShot(0, self, lambda: self._say(" — ".join(filter(None, [self._current_message(), note]))))
+        QTimer.singleShot(0, self, lambda: self._say_restored(doc.title, when))
         resolved = Path(doc.path).resolve()
         if resolved in self._claim:
             # Saved again under this session, so a clean quit stops offering it for recovery.
@@ -270,7 +270,7 @@ class AutosaveController(QObject):
     def ask_quit_anyway(self, failures: list[tuple[ImageDocument, str]]) -> bool:
         details = "\n".join(f"{doc.title}: {reason}" for doc, reason in failures)
         box = QMessageBox(QMessageBox.Icon.Warning, "Save failed",
-                          f"Your latest work on {len(failures)} image(s) could not be saved, and will be lost "
+                          f"Your latest work on {count(len(failures), 'image')} could not be saved, and will be lost "
                           "if you quit now.", QMessageBox.StandardButton.Cancel, self.window)
         box.setObjectName("saveFailedDialog")
         box.setDetailedText(details)
@@ -357,6 +357,14 @@ class AutosaveController(QObject):
 
     def _current_message(self) -> str:
         return self.window.statusBar().currentMessage()
+
+    def _say_restored(self, title: str, when: str) -> None:
+        # Said next to what the window says about the image, which already names it: short enough to fit.
+        shown = self._current_message()
+        if title in shown:
+            self._say(f"{shown} — restored your work autosaved {when}")
+        else:
+            self._say(f"Restored your work on {title} (autosaved {when}).")
 
     def _say(self, text: str) -> None:
         self.window.statusBar().showMessage(text, 15000)

@@ -10,6 +10,9 @@ from segstudio.core.imageio import DisplayPicture
 from segstudio.gui.canvas.overlay import rgb_to_pixmap
 
 THUMB = 48
+ROW_HEIGHT = THUMB + 8
+# Rows the list shows before it scrolls: enough to see where a handful of images stand at 1366 x 768.
+ROWS_SHOWN = 4
 DOC_ROLE = Qt.ItemDataRole.UserRole
 STATUS_COLOURS = {
     "new": QColor(140, 140, 140),
@@ -56,6 +59,12 @@ def status_text(doc) -> str:
     return text
 
 
+class _ImageList(QListWidget):
+    def sizeHint(self) -> QSize:
+        hint = super().sizeHint()
+        return QSize(hint.width(), ROWS_SHOWN * ROW_HEIGHT + 2 * self.frameWidth())
+
+
 class ImagesPanel(QWidget):
     document_selected = Signal(object)
 
@@ -64,13 +73,16 @@ class ImagesPanel(QWidget):
         self.setObjectName("imagesPanel")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        self.list = QListWidget()
+        self.list = _ImageList()
         self.list.setObjectName("imageList")
         self.list.setIconSize(QSize(THUMB, THUMB))
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.list.setUniformItemSizes(True)
         self.list.setToolTip("Open images; PgUp/PgDown step through them")
         self.list.currentItemChanged.connect(self._on_current_changed)
+        # Asked for, not forced: a minimum this tall would push a laptop-sized window past the screen
+        # wherever the dock is put.
+        self.list.setMinimumHeight(ROW_HEIGHT + 2 * self.list.frameWidth())
         layout.addWidget(self.list)
         self._thumbs: dict[int, QPixmap] = {}
         self._filling = False
@@ -83,7 +95,7 @@ class ImagesPanel(QWidget):
             alive.add(id(doc))
             item = QListWidgetItem()
             item.setData(DOC_ROLE, doc)
-            item.setSizeHint(QSize(THUMB + 8, THUMB + 8))
+            item.setSizeHint(QSize(THUMB + 8, ROW_HEIGHT))
             self.list.addItem(item)
             self.update_document(doc)
         self._thumbs = {k: v for k, v in self._thumbs.items() if k in alive}

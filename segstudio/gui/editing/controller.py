@@ -9,10 +9,11 @@ import weakref
 from dataclasses import dataclass
 
 import shiboken6
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence, QUndoGroup
 from PySide6.QtWidgets import QColorDialog, QMessageBox
 
+from segstudio.core.words import count
 from segstudio.gui.documents.autosave import AutosaveController
 from segstudio.gui.documents.document import ImageDocument
 from segstudio.gui.documents.images_panel import ImagesPanel
@@ -108,6 +109,7 @@ class EditingController(QObject):
         self.larger_brush.triggered.connect(lambda: self.change_brush(+1))
         menu.addActions([self.smaller_brush, self.larger_brush])
         classes_menu = menu.addMenu("Select &Class")
+        classes_menu.setProperty("shortcut_summary", ("Select a class by its place in the list", "1-9; 0 background"))
         self.class_key_actions: list[QAction] = []
         for position in range(10):
             text = "Background" if position == 0 else f"Class {position} in the List"
@@ -128,7 +130,9 @@ class EditingController(QObject):
         self.classes_panel = ClassesPanel()
         self.classes_dock = window.add_panel(self.classes_panel, "Classes")
         self.images_panel = ImagesPanel()
-        self.images_dock = window.add_panel(self.images_panel, "Images")
+        # Left of the image, at full height: the right-hand column has no room for more than two rows, and
+        # slides are usually square, so the canvas loses no image width on a wide screen.
+        self.images_dock = window.add_panel(self.images_panel, "Images", Qt.DockWidgetArea.LeftDockWidgetArea)
         window.canvas.set_mask_opacity(self.tools_panel.opacity())
 
     def _connect(self) -> None:
@@ -307,8 +311,8 @@ class EditingController(QObject):
     def confirm_remove(self, name: str, pixels: int, images: int) -> bool:
         answer = QMessageBox.question(
             self.window, "Remove class",
-            f"{pixels} pixel(s) in {images} open image(s) are labelled {name}. Removing the class turns them "
-            "into background (Undo brings them back).",
+            f"{count(pixels, 'pixel')} in {count(images, 'open image')} are labelled {name}. "
+            "Removing the class turns them into background (Undo brings them back).",
             QMessageBox.StandardButton.Ok | QMessageBox.StandardButton.Cancel,
         )
         return answer == QMessageBox.StandardButton.Ok

@@ -14,6 +14,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal
 from PySide6.QtWidgets import QFileDialog
 
 from segstudio.core.document import ImageStatus
+from segstudio.core.words import count
 from segstudio.gui.exporting.dialog import ExportDialog, NnunetOptions
 from segstudio.gui.progress import JobProgress
 
@@ -207,7 +208,7 @@ class ExportController(QObject):
             self.window.show_error("Export failed", f"Nothing was exported to {where}.\n\n{report.error}")
             return
         n = len(report.exported)
-        size = f"; the dataset now holds {report.dataset_size} images" if report.dataset_size is not None else ""
+        size = "" if report.dataset_size is None else f"; the dataset now holds {count(report.dataset_size, 'image')}"
         message = f"Exported {n} image{'s' if n != 1 else ''} to {where}{size}."
         if report.cancelled:
             message = "Export cancelled. " + message

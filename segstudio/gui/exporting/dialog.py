@@ -96,8 +96,8 @@ class ExportDialog(QDialog):
         scope_layout.addWidget(self.all_radio)
         note = QLabel("Each image is written with its mask, the map of pixels painted by hand, the class table and "
                       "the model that pre-filled it. Exporting an image again replaces its earlier entry.")
-        note.setWordWrap(True)
-        note.setEnabled(False)
+        note.setObjectName("exportNote")
+        note.setWordWrap(True)  # an explanation to read, so drawn as normal text, not greyed out as disabled
         scope_layout.addWidget(note)
         return scope_box
 

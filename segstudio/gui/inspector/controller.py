@@ -41,10 +41,12 @@ class InspectorController(QObject):
         self.dock.dockLocationChanged.connect(self._on_dock_moved)
         self.panel.set_wide(True)
         self.dock.hide()
+        # Checkable: the same menu entry and Ctrl+Shift+I open and close it, and the menu shows which.
         self.show_action = QAction("&Look Inside the Network", window)
+        self.show_action.setCheckable(True)
         self.show_action.setShortcut(QKeySequence("Ctrl+Shift+I"))
         self.show_action.setStatusTip("Feature maps and skip connections of the selected model on this image")
-        self.show_action.triggered.connect(self.show_dock)
+        self.show_action.triggered.connect(self.toggle_dock)
         window.menus["model"].addAction(self.show_action)
         window.actions.register(self.show_action)
         self.host = window.model_host
@@ -60,6 +62,8 @@ class InspectorController(QObject):
         self._after_preview: dict | None = None  # the full request that follows a preview pass
         self.explanation = None  # engine.inspect_why.Explanation of the last clicked pixel
         self._probe_press = False
+        self._withdrawn = True  # the dock starts closed, so nothing of it is on the image
+        self._heatmap_key: int | None = None  # the canvas pixmap of the channel overlay this inspector shows
 
         self.region_item = QGraphicsRectItem()
         pen = QPen(QColor(255, 210, 0), 0, Qt.PenStyle.DashLine)
@@ -104,6 +108,25 @@ class InspectorController(QObject):
             self._describe_if_shown()
         else:
             self.panel.probe_button.setChecked(False)
+        # visibilityChanged(False) also comes when the dock is only tabbed behind another one; what the
+        # inspector drew on the image goes only when the dock is closed, and comes back when it reopens.
+        self.show_action.setChecked(self.is_open())
+        if self.is_open() and self._withdrawn:
+            self._restore_drawings()
+        elif not self.is_open() and not self._withdrawn:
+            self._withdraw_drawings()
+
+    def is_open(self) -> bool:
+        """Open (possibly behind another dock's tab), as opposed to closed by the user."""
+        return not self.dock.isHidden()
+
+    def toggle_dock(self) -> None:
+        """Model > Look Inside the Network (Ctrl+Shift+I): open it, bring it to the front, or close it."""
+        if self.dock_in_sight():
+            self.dock.close()
+        else:
+            self.show_dock()
+        self.show_action.setChecked(self.is_open())
 
     def _on_dock_moved(self, area) -> None:
         self.panel.set_wide(area in (Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea))
@@ -240,7 +263,7 @@ class InspectorController(QObject):
         self.panel.set_inspection(inspection)
         x, y, w, h = inspection.region.rect
         self.region_item.setRect(QRectF(x, y, w, h))
-        self.region_item.setVisible(True)
+        self.region_item.setVisible(self.is_open())
         self._mark_if_stale()
         if self._pending_probe is not None:
             px, py = self._pending_probe
@@ -333,15 +356,38 @@ class InspectorController(QObject):
             path.moveTo(cx + dx * reach * 0.4, cy + dy * reach * 0.4)
             path.lineTo(cx + dx * reach, cy + dy * reach)
         self.probe_item.setPath(path)
-        self.probe_item.setVisible(True)
+        self.probe_item.setVisible(self.is_open())
 
     # --- overlay -------------------------------------------------------------------------------
     def _show_overlay(self, overlay) -> None:
         if overlay is None:
-            self.canvas.set_heatmap(None)
+            self._take_down_heatmap()
+            return
+        if not self.is_open():
             return
         values, lut, rect = overlay
         self.canvas.set_heatmap(values, lut, rect=rect)
+        self._heatmap_key = self.canvas.heatmap_item.pixmap().cacheKey()
+
+    def _take_down_heatmap(self) -> None:
+        # Only the map this inspector put up: the Model panel may have shown its confidence map since.
+        item = self.canvas.heatmap_item
+        if self._heatmap_key is not None and item.pixmap().cacheKey() == self._heatmap_key:
+            self.canvas.set_heatmap(None)
+        self._heatmap_key = None
+
+    def _withdraw_drawings(self) -> None:
+        """Closing the inspector takes its region box, probe marker and channel overlay off the image."""
+        self._withdrawn = True
+        self.region_item.setVisible(False)
+        self.probe_item.setVisible(False)
+        self._take_down_heatmap()
+
+    def _restore_drawings(self) -> None:
+        self._withdrawn = False
+        self.region_item.setVisible(self.inspection is not None)
+        self.probe_item.setVisible(self.probe is not None)
+        self.panel.channels.show_overlay_again()
 
     # --- export --------------------------------------------------------------------------------
     def save_view_png(self, path: str | Path | None = None) -> Path | None:

@@ -302,6 +302,11 @@ class ChannelBrowser(QWidget):
         grid = to_input_grid(tap.channel(self.selected), tap.scale, self.inspection.input_shape)
         return normalise(grid, *self._range_for(self.selected))
 
+    def show_overlay_again(self) -> None:
+        """Put the overlay back up if it was on (the inspector was closed and is open again)."""
+        if self._overlay_shown:
+            self._emit_overlay()
+
     def _emit_overlay(self) -> None:
         values = self.overlay_values() if self.overlay_check.isChecked() else None
         if values is None:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from segstudio.core.words import count
 from segstudio.gui.model_host import DEVICE_CHOICES
 from segstudio.gui.prediction.colour_bar import ColourBar
 
@@ -195,7 +196,7 @@ class ModelPanel(QWidget):
         lineage = f"from {meta.parent}" if meta.parent else "original"
         score = meta.metrics.get("mean_iou") if isinstance(meta.metrics, dict) else None
         self.model_info.setText(
-            f"{meta.arch}, {meta.in_channels} input channel(s); classes: {classes}; {lineage}"
+            f"{meta.arch}, {count(meta.in_channels, 'input channel')}; classes: {classes}; {lineage}"
             + (f"; validation IoU {score:.3f}" if isinstance(score, (int, float)) else "")
         )
         self.predict_button.setEnabled(True)

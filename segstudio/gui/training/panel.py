@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from segstudio.core.words import count
 from segstudio.engine.training import events
 from segstudio.gui.progress import format_eta
 
@@ -288,7 +289,7 @@ class TrainingPanel(QWidget):
         unknown = "?"
         self.title.setText(
             f"Fine-tuning <b>{event.base or ''}</b> into a new <b>{event.name or ''}</b> version on "
-            f"{event.train_images if event.train_images is not None else unknown} images "
+            f"{unknown + ' images' if event.train_images is None else count(event.train_images, 'image')} "
             f"({event.val_images if event.val_images is not None else unknown} for validation), "
             f"{event.device or ''}")
         for note in event.notes:

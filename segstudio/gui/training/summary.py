@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from segstudio.core.words import count
 from segstudio.gui.training.process import TrainingOutcome
 
 
@@ -95,7 +96,8 @@ class TrainingSummaryDialog(QDialog):
         done = outcome.done_event
         details = []
         if done is not None and done.steps is not None:
-            details.append(f"{done.steps} steps in {done.epochs if done.epochs is not None else '?'} epoch(s)")
+            epochs = count(done.epochs, "epoch") if done.epochs is not None else "? epochs"
+            details.append(f"{count(done.steps, 'step')} in {epochs}")
         images = (outcome.child_metrics or {}).get("images")
         if isinstance(images, int):
             details.append(f"scored on {images} validation image{'s' if images != 1 else ''}")

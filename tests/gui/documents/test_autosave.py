@@ -78,7 +78,8 @@ def test_reopening_the_image_in_a_new_window_restores_mask_hand_and_classes(wind
     assert restored.status == ImageStatus.EDITED
     assert not restored.unsaved and not again.isWindowModified()
     assert np.array_equal(again.canvas.overlay.mask, mask)
-    qtbot.waitUntil(lambda: "Restored your work on dim16.tif" in again.statusBar().currentMessage())
+    qtbot.waitUntil(lambda: "dim16.tif" in again.statusBar().currentMessage()
+                    and "restored your work" in again.statusBar().currentMessage().lower())
 
 
 def test_switching_image_saves_the_one_left(window, dim16_tiff, tmp_path, qtbot):

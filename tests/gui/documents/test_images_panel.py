@@ -82,3 +82,19 @@ def test_closing_an_image_removes_it_from_the_list(window, folder_docs):
     window.actions.close_image.trigger()
     assert [t.splitlines()[0] for t in item_texts(window)] == ["slide0.tif", "slide2.tif"]
     assert window.editing.images_panel.list.currentItem().text().startswith(window.current.title)
+
+
+def test_the_images_dock_shows_at_least_four_rows_on_a_laptop_screen(make_window, tmp_path):
+    """At 1366 x 768 the right-hand column is shared by four docks; the image list still shows four images."""
+    window = make_window((1366, 740))
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(6):
+        tifffile.imwrite(folder / f"s{i}.tif", np.full((20, 20), i * 20, np.uint8))
+    window.open_paths([folder])
+    QApplication.processEvents()
+    panel_list = window.editing.images_panel.list
+    row = panel_list.visualItemRect(panel_list.item(0)).height()
+    assert row >= 48
+    assert panel_list.viewport().height() >= 4 * row
+    assert window.editing.images_dock.isVisible() and window.editing.classes_dock.isVisible()

@@ -187,3 +187,18 @@ def test_painting_during_an_export_keeps_the_image_marked_unexported(window, qtb
     entry = load_manifest(tmp_path / "ds")["entries"][0]
     np.testing.assert_array_equal(load_entry(tmp_path / "ds", entry)[1], exported_mask)
     assert doc.status == ImageStatus.EDITED
+
+
+def test_the_note_reads_as_normal_text_and_a_single_image_is_counted_in_the_singular(window, qtbot, tmp_path,
+                                                                                     labelled):
+    from PySide6.QtWidgets import QLabel
+
+    open_labelled(window, labelled[:1], [ImageStatus.EDITED])
+    window.actions.export_dataset.trigger()
+    note = window.exporting.dialog.findChild(QLabel, "exportNote")
+    assert note.isEnabled() and "pixels painted by hand" in note.text()
+    assert note.palette().color(note.foregroundRole()) == window.palette().color(window.foregroundRole())
+    window.exporting.dialog.reject()
+    run_export(window, qtbot, tmp_path / "one")
+    assert "Exported 1 image to" in window.statusBar().currentMessage()
+    assert "now holds 1 image." in window.statusBar().currentMessage()
