@@ -1,6 +1,7 @@
 """Screenshot of the real window for the README: sample image, default model, after clicking Predict.
 
     xvfb-run -s "-screen 0 1440x900x24" python scripts/take_screenshot.py docs/screenshot.png
+    xvfb-run -s "-screen 0 1366x768x24" python scripts/take_screenshot.py out.png "" full   # whole screen
 
 It grabs the X screen (what a user sees), not an offscreen rendering.
 """
@@ -22,10 +23,13 @@ from segstudio.gui.main_window import MainWindow  # noqa: E402
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshot.png")
     sample = sys.argv[2] if len(sys.argv) > 2 else None
+    full_screen = len(sys.argv) > 3 and sys.argv[3] == "full"  # as a maximised window on a laptop screen
     app = create_application()
     window = MainWindow()
     window.resize(1400, 860)
     window.move(0, 0)
+    if full_screen:  # Xvfb has no window manager to maximise it: fill the screen by hand
+        window.setGeometry(QApplication.primaryScreen().availableGeometry())
     window.show()
     window.open_paths([sample or default_sample()])
 

@@ -27,7 +27,7 @@ class StatusLabels:
         bar.addPermanentWidget(self.zoom_label)
         bar.addPermanentWidget(self.device_label)
         self.position_label.hide()
-        bar.messageChanged.connect(bar.setToolTip)
+        bar.messageChanged.connect(lambda text: bar.setToolTip(text))  # a slot PySide can wrap
         canvas.cursor_moved.connect(self.show_cursor_info)
         canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{z * 100:.0f}%"))
         model_host.model_ready.connect(lambda _model_id, device: self.device_label.setText(device))
