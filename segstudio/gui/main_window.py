@@ -64,7 +64,7 @@ class MainWindow(QMainWindow):
         self.exporting = ExportController(self)
         self.training = TrainingController(self)
         # A model's class names and colours become the session's, so no predicted pixel is invisible.
-        self.prediction.classes_offered.connect(self.editing.classes.adopt)
+        self.prediction.classes_offered.connect(self.editing.classes.adopt_from_model)
 
     # --- construction --------------------------------------------------------------------------
     def _connect_actions(self) -> None:

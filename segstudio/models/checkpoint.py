@@ -82,6 +82,18 @@ class ModelMeta:
         return cls(**values)
 
 
+def classes_within_outputs(classes: list[dict], outputs: int) -> list[dict]:
+    """The class list a model with `outputs` output channels can honour: never more entries than outputs.
+
+    Fine-tuned models predict class id i on output i, so when a list is too long the entries with ids below
+    `outputs` are the ones that name real outputs; the others (a class the user removed, say) are dropped.
+    """
+    if len(classes) <= outputs:
+        return classes
+    kept = [c for c in classes if isinstance(c, dict) and isinstance(c.get("id"), int) and 0 <= c["id"] < outputs]
+    return sorted(kept, key=lambda c: c["id"])
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     # DistributedDataParallel and torch.compile wrap the network; the file must hold the plain one.
     while not hasattr(model, "arch") and hasattr(model, "module"):
@@ -107,6 +119,9 @@ def save_checkpoint(path, model: nn.Module, meta: ModelMeta) -> ModelMeta:
         raise TypeError(f"{type(model).__name__} was not built by segstudio.models.build_model")
     if meta.arch and meta.arch != arch:
         raise ValueError(f"metadata says architecture {meta.arch!r} but the model is {arch!r}")
+    outputs = int(config.get("num_classes", len(meta.classes)))
+    if len(meta.classes) > outputs:
+        raise ValueError(f"metadata lists {len(meta.classes)} classes but the model has {outputs} outputs")
     stored = replace(meta, arch=arch, config=json.loads(json.dumps(config)), in_channels=int(config["in_channels"]))
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), _META_KEY: json.dumps(stored.to_dict())}
@@ -147,9 +162,11 @@ def read_meta(path) -> ModelMeta:
         raise CheckpointError(path, "safetensors file without segstudio model metadata "
                                     "(plain weights can be brought in with import_pt)")
     try:
-        return ModelMeta.from_dict(json.loads(metadata[_META_KEY]))
+        meta = ModelMeta.from_dict(json.loads(metadata[_META_KEY]))
     except (json.JSONDecodeError, TypeError, ValueError) as exc:
         raise CheckpointError(path, f"damaged model metadata ({exc})") from exc
+    # Files written before the count was checked may list a removed class beyond the outputs.
+    return replace(meta, classes=classes_within_outputs(meta.classes, meta.num_classes))
 
 
 def _load_into(path: Path, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
