@@ -19,7 +19,13 @@ from segstudio.engine.predict import prepare_input
 from segstudio.engine.training.augment import HAND, LABEL, VALID, build_augmentation
 from segstudio.engine.training.distributed import DistContext
 from segstudio.engine.training.errors import TrainingCancelled, TrainingError
-from segstudio.engine.training.split import HOLDOUT_STRIP, holdout_split, plan_validation
+from segstudio.engine.training.split import (
+    HOLDOUT_STRIP,
+    UNCORRECTED_WARNING,
+    holdout_split,
+    nobody_corrected,
+    plan_validation,
+)
 
 __all__ = ["HOLDOUT_STRIP", "holdout_split", "load_training_data"]  # the split rule lives in split.py
 
@@ -91,6 +97,8 @@ def load_training_data(
     if not all_entries:
         raise TrainingError("The dataset folders contain no labelled images: " + ", ".join(map(str, folders)))
     plan = plan_validation(e for _, e in all_entries)
+    if nobody_corrected(e for _, e in all_entries):
+        notes.append(UNCORRECTED_WARNING)
     if plan.source == "holdout":
         notes.append(f"{plan.describe()} (The datasets mark no usable set of images for checking; these were "
                      "chosen by a hash of their id.)")

@@ -91,3 +91,40 @@ def plan_for_folders(folders: Iterable[str | Path]) -> ValidationPlan:
     from segstudio.core.dataset import load_manifest
 
     return plan_validation(e for folder in folders for e in load_manifest(folder).get("entries", []))
+
+
+UNCORRECTED_WARNING = (
+    "Nobody corrected these masks (no pixel was painted by hand): the new model's score then only measures "
+    "how well it agrees with the model that predicted them, not whether it is right."
+)
+
+
+def nobody_corrected(entries: Iterable[Mapping]) -> bool:
+    """True when no entry has a hand-painted pixel: every mask is a prediction exported as it was."""
+    entries = list(entries)
+    return bool(entries) and not any(float(e.get("hand_fraction") or 0.0) > 0 for e in entries)
+
+
+@dataclass(frozen=True)
+class DatasetOverview:
+    """What the Fine-tune dialog says before a run: the split, the training image sizes, corrections."""
+
+    plan: ValidationPlan
+    train_sizes: tuple[tuple[int, int], ...]   # (height, width) of what trains (80% of each image for "strip")
+    uncorrected: bool
+
+
+def overview_for_folders(folders: Iterable[str | Path]) -> DatasetOverview:
+    from segstudio.core.dataset import load_manifest
+
+    entries = list({str(e["id"]): e for folder in folders for e in load_manifest(folder).get("entries", [])}.values())
+    plan = plan_validation(entries)
+    sizes = []
+    for e in entries:
+        h, w = int(e.get("height") or 0), int(e.get("width") or 0)
+        if plan.source == "strip":
+            h, w = (h, round(w * (1 - HOLDOUT_STRIP))) if w >= h else (round(h * (1 - HOLDOUT_STRIP)), w)
+        elif str(e["id"]) in plan.check_ids:
+            continue
+        sizes.append((h, w))
+    return DatasetOverview(plan, tuple(sizes), nobody_corrected(entries))
