@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             progress(events.Failed(str(e)))
         if not isinstance(e, TrainingError):  # a failure the message does not explain gets its traceback
             traceback.print_exc(file=sys.stderr)
-        elif not (main_rank and args.progress in ("bar", "jsonl")):  # there the event carries the message
+        elif not (main_rank and args.progress == "bar"):
             sys.stderr.write(f"error: {e}\n")
         return ExitCode.FAILED
     finally:

@@ -160,6 +160,7 @@ def test_progress_reaches_the_training_panel_and_garbage_is_ignored(window, qtbo
                 emit(event="epoch", epoch=step // 2, step=step, val={"mean_iou": 0.4 + 0.1 * step})
         emit(event="oom", action="retrying with batch 2 (was 4)")
         emit(event="error", message="Cannot write the new version: disk full")
+        sys.stderr.write("error: Cannot write the new version: disk full\\n")  # as `segstudio train` does
         sys.exit(1)
     """)
     controller = replace_controller(window, command)
