@@ -8,9 +8,11 @@ torch has finished importing.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 #: Sub-command modules of this package, in the order `--help` lists them after `gui`. Each exposes
 #: `register(subparsers)` (adds its parser and `set_defaults(run=run)`) and `run(args) -> int`.
@@ -36,11 +38,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def looks_like_a_mistyped_command(word: str) -> bool:
+    """True for a bare word in the sub-command's place that names no file: `segstudio info x.tif`.
+
+    Such a word would otherwise open the window with "info" as an image. A word with a file suffix or a
+    folder separator is taken as a path even when missing (the window then says which file it could not
+    open), and an existing file or folder is always opened, whatever its name.
+    """
+    if word.startswith("-") or Path(word).exists():
+        return False
+    return not Path(word).suffix and "/" not in word and "\\" not in word
+
+
+def _refuse_unknown_command(parser: argparse.ArgumentParser, word: str) -> None:
+    commands = ("gui", *SUBCOMMANDS)
+    close = difflib.get_close_matches(word, commands, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    # parser.error prints the usage line and exits with status 2, as for any other wrong argument.
+    parser.error(f"'{word}' is neither a command nor an existing file. Commands: {', '.join(commands)}.{hint}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
     if not argv or (argv[0] not in ("gui", *SUBCOMMANDS) and argv[0] not in ("-h", "--help", "--version")):
+        if argv and looks_like_a_mistyped_command(argv[0]):
+            _refuse_unknown_command(parser, argv[0])
         argv = ["gui", *argv]
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     if args.command == "gui":
         # The one import of the window from the command line (allowed by the import contracts).
         from segstudio.gui.app import run_app

@@ -30,8 +30,9 @@ changes exactly when the training data changes, without reading the files) and p
 (``{"<id>": count}``, for class weighting); channel names are kept when the reader knew them.
 
 When a dataset's class table and an export's differ, the export's names and colours win for the ids it has
-(a rename reaches the whole dataset) and ids only the dataset has are kept, because other entries' masks may
-still use them.
+(a rename reaches the whole dataset). An id only the dataset has is kept while the mask of an entry still
+uses it (its ``class_pixels``, or an older entry that does not record them) and dropped otherwise, so a
+class the user removed does not come back through the dataset into the next fine-tuned model.
 
 The module also writes the nnU-Net v2 "raw" layout (:func:`export_nnunet`) so the same corrections can train
 an nnU-Net baseline.
@@ -226,6 +227,17 @@ def _merge_classes(existing: list[dict], incoming: list[dict]) -> list[dict]:
     return [merged[cid] for cid in order]
 
 
+def _classes_still_used(merged: list[dict], exported: set[int], entries: list[dict]) -> list[dict]:
+    """`merged` without the ids that neither this export's tables nor any remaining entry's mask use."""
+    used: set[int] = set()
+    for entry in entries:
+        pixels = entry.get("class_pixels")
+        if not isinstance(pixels, dict):  # written before class_pixels existed: any id may be in use
+            return merged
+        used.update(int(k) for k in pixels)
+    return [c for c in merged if int(c["id"]) in used | exported | {0}]
+
+
 # --- export ------------------------------------------------------------------------------------------------
 
 def _check_mask(mask: np.ndarray, shape_hw: tuple[int, int], classes: ClassTable) -> tuple[np.ndarray, dict]:
@@ -324,6 +336,7 @@ def export_many(dataset_dir: str | Path, items: Iterable[ExportItem], classes: C
     before = dict(by_id)
     written: list[dict] = []
     merged_classes = manifest["classes"]
+    exported_ids: set[int] = set()
     for item in items:
         table = item.classes or classes
         try:
@@ -339,6 +352,7 @@ def export_many(dataset_dir: str | Path, items: Iterable[ExportItem], classes: C
             on_error(item, DatasetError(f"Cannot write into {root}: {exc.strerror or exc}"))
             continue
         merged_classes = _merge_classes(merged_classes, table.to_list())
+        exported_ids.update(table.ids())
         # A changed file replaces the entry of its old content; identical pixels are one entry.
         for old_id in [i for i, e in by_id.items() if e.get("source") == entry["source"] and i != entry["id"]]:
             del by_id[old_id]
@@ -349,7 +363,7 @@ def export_many(dataset_dir: str | Path, items: Iterable[ExportItem], classes: C
         return written
     touched_ids = {e["id"] for e in manifest["entries"]} | {e["id"] for e in written}
     manifest["entries"] = list(by_id.values())
-    manifest["classes"] = merged_classes
+    manifest["classes"] = _classes_still_used(merged_classes, exported_ids, manifest["entries"])
     atomic_write_json(root / MANIFEST, manifest)
     _remove_unreferenced(root, (touched_ids - set(by_id)) | {e["id"] for e in written}, by_id)
     return written

@@ -65,7 +65,7 @@ class MainWindow(QMainWindow):
         self.exporting = ExportController(self)
         self.training = TrainingController(self)
         # A model's class names and colours become the session's, so no predicted pixel is invisible.
-        self.prediction.classes_offered.connect(self.editing.classes.adopt)
+        self.prediction.classes_offered.connect(self.editing.classes.adopt_from_model)
         # Recent files, projects and the last session; restores the size and panels once all are docked.
         self.session = SessionController(self)
         self.session.classes_offered.connect(self.editing.classes.adopt)

@@ -89,6 +89,18 @@ class ModelMeta:
         return cls(**{k: v for k, v in checked.items() if k in known})
 
 
+def classes_within_outputs(classes: list[dict], outputs: int) -> list[dict]:
+    """The class list a model with `outputs` output channels can honour: never more entries than outputs.
+
+    Fine-tuned models predict class id i on output i, so when a list is too long the entries with ids below
+    `outputs` are the ones that name real outputs; the others (a class the user removed, say) are dropped.
+    """
+    if len(classes) <= outputs:
+        return classes
+    kept = [c for c in classes if isinstance(c, dict) and isinstance(c.get("id"), int) and 0 <= c["id"] < outputs]
+    return sorted(kept, key=lambda c: c["id"])
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     # DistributedDataParallel and torch.compile wrap the network; the file must hold the plain one.
     while not hasattr(model, "arch") and hasattr(model, "module"):
@@ -126,6 +138,9 @@ def save_checkpoint(path, model: nn.Module, meta: ModelMeta, *, exclusive: bool 
         raise TypeError(f"{type(model).__name__} was not built by segstudio.models.build_model")
     if meta.arch and meta.arch != arch:
         raise ValueError(f"metadata says architecture {meta.arch!r} but the model is {arch!r}")
+    outputs = int(config.get("num_classes", len(meta.classes)))
+    if len(meta.classes) > outputs:
+        raise ValueError(f"metadata lists {len(meta.classes)} classes but the model has {outputs} outputs")
     stored = replace(meta, arch=arch, config=json.loads(json.dumps(config)), in_channels=int(config["in_channels"]),
                      training=_finite(meta.training), metrics=_finite(meta.metrics))
     check_meta(stored.to_dict())
@@ -183,9 +198,11 @@ def _meta_from_header(path: Path, header: dict) -> ModelMeta:
     if not isinstance(metadata[_META_KEY], str):
         raise CheckpointError(path, "damaged model metadata (not JSON text)")
     try:
-        return ModelMeta.from_dict(parse_json(metadata[_META_KEY]))
+        meta = ModelMeta.from_dict(parse_json(metadata[_META_KEY]))
     except (TypeError, ValueError) as exc:  # MetadataError is a ValueError
         raise CheckpointError(path, f"damaged model metadata ({exc})") from exc
+    # Files written before the count was checked may list a removed class beyond the outputs.
+    return replace(meta, classes=classes_within_outputs(meta.classes, meta.num_classes))
 
 
 def _fit_problems(own: dict[str, tuple], given: dict[str, tuple]) -> list[str]:

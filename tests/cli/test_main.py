@@ -1,5 +1,6 @@
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 
@@ -59,3 +60,39 @@ def test_python_dash_m_runs_the_cli():
     result = subprocess.run([sys.executable, "-m", "segstudio", "--version"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "segstudio" in result.stdout
+
+
+def test_a_mistyped_sub_command_gets_the_usage_message_not_the_window(monkeypatch, capsys, tmp_path):
+    opened = []
+    monkeypatch.setattr("segstudio.gui.app.run_app", lambda **kwargs: opened.append(kwargs) or 0)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["info", "x.tif"])
+    assert exc.value.code == 2 and opened == []
+    err = capsys.readouterr().err
+    assert "usage: segstudio" in err and "'info'" in err
+    for name in ("gui", *SUBCOMMANDS):
+        assert name in err
+    with pytest.raises(SystemExit):
+        main(["trian", "data"])
+    assert "Did you mean 'train'" in capsys.readouterr().err
+
+
+def test_an_existing_file_or_folder_named_like_a_word_still_opens(monkeypatch, tmp_path):
+    opened = []
+    monkeypatch.setattr("segstudio.gui.app.run_app", lambda **kwargs: opened.append(kwargs["images"]) or 0)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "info").mkdir()
+    (tmp_path / "slide").write_bytes(b"")
+    assert main(["info"]) == 0 and main(["slide"]) == 0
+    assert main(["missing.tif"]) == 0  # a file name: the window says it cannot open it
+    assert opened == [["info"], ["slide"], ["missing.tif"]]
+
+
+def test_python_dash_m_with_an_unknown_command_exits_2_without_a_window(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    result = subprocess.run([sys.executable, "-m", "segstudio", "info", "x.tif"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "'info' is neither a command nor an existing file" in result.stderr
+    assert "predict" in result.stderr and "train" in result.stderr

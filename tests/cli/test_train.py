@@ -168,3 +168,18 @@ def test_killed_child_leaves_library_as_it_was(blobs, tmp_path):
     assert child.finish() == -signal.SIGKILL
     assert_library_unchanged(before)  # no new version, no temp file, settings untouched
     assert active_id() == base
+
+
+def test_a_failed_run_names_the_image_file_once(tmp_path):
+    """The error event names the user's file, not the dataset's hash-named copy."""
+    data = write_dataset(tmp_path / "data", n=4, extra_label=2)  # a mask uses a class the model lacks
+    base = save_base_model()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "segstudio", "train", *_common_args(base, data), "--steps", "2",
+                             "--progress", "jsonl"], capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert result.returncode == ExitCode.FAILED
+    errors = [json.loads(line) for line in result.stdout.splitlines() if '"error"' in line]
+    assert len(errors) == 1
+    message = errors[0]["message"]
+    assert "/data/blob3.tif" in message and "uses class id 2" in message
+    assert "images/" not in message  # not the dataset's hash-named copy

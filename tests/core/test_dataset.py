@@ -337,3 +337,20 @@ def test_nnunet_export_refuses_mixed_channel_counts(tmp_path, rng):
         nnunet.export_nnunet(root, tmp_path / "raw")
     with pytest.raises(dataset.DatasetError, match="letters, digits"):
         nnunet.export_nnunet(root, tmp_path / "raw", name="bad name")
+
+
+def test_a_removed_class_leaves_the_dataset_when_no_mask_uses_it_any_more(tmp_path, rng):
+    root = tmp_path / "ds"
+    three = ClassTable.from_list([{"id": 0, "name": "background", "color": [0, 0, 0]},
+                                  {"id": 1, "name": "nucleus", "color": [255, 0, 0]},
+                                  {"id": 2, "name": "mitosis", "color": [0, 255, 0]}])
+    image = make_image(random_image(rng), tmp_path / "a.tif")
+    dataset.export_to_dataset(root, image, random_mask(rng, ids=(0, 1, 2)), three)
+    assert [c["name"] for c in dataset.load_manifest(root)["classes"]] == ["background", "nucleus", "mitosis"]
+    # The user removed "mitosis" (its pixels became background) and exports the same image again.
+    two = ClassTable.from_list(three.to_list()[:2])
+    dataset.export_to_dataset(root, image, random_mask(rng, ids=(0, 1)), two)
+    assert [c["name"] for c in dataset.load_manifest(root)["classes"]] == ["background", "nucleus"]
+    # A class defined in the session but not painted yet stays: it is part of the table the user exported.
+    dataset.export_to_dataset(root, image, random_mask(rng, ids=(0, 1)), three)
+    assert len(dataset.load_manifest(root)["classes"]) == 3

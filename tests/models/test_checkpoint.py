@@ -187,3 +187,23 @@ def test_checkpoint_ignores_the_training_time_imagenet_file(tmp_path, build_tiny
     x = torch.randn(1, 1, 32, 32)
     with torch.no_grad():
         assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_metadata_never_lists_more_classes_than_the_model_has_outputs(build_tiny, tmp_path):
+    three = [{"id": i, "name": n, "color": [i, i, i]} for i, n in enumerate(("background", "nucleus", "gone"))]
+    with pytest.raises(ValueError, match="3 classes but the model has 2 outputs"):
+        save_checkpoint(tmp_path / "x.safetensors", build_tiny("unet", num_classes=2), _meta(classes=three))
+    assert not (tmp_path / "x.safetensors").exists()
+    # A file written before the check (a 2-output model whose metadata lists 3 classes, out of order):
+    # reading it lists only the classes of its outputs, in output order.
+    from safetensors.torch import save
+
+    model = build_tiny("unet", num_classes=2)
+    stale = _meta(classes=three[::-1], config=dict(model.config), arch="unet", in_channels=1)
+    metadata = {"format": checkpoint.FORMAT, "format_version": str(checkpoint.FORMAT_VERSION),
+                "segstudio_meta": json.dumps(stale.to_dict())}
+    path = tmp_path / "old.safetensors"
+    path.write_bytes(save(model.state_dict(), metadata=metadata))
+    assert [c["name"] for c in read_meta(path).classes] == ["background", "nucleus"]
+    _loaded, meta = load_checkpoint(path)
+    assert len(meta.classes) == meta.num_classes == 2

@@ -5,7 +5,6 @@ training, validation and later predictions see the same numbers.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -16,18 +15,26 @@ import numpy as np
 import torch
 from torchvision import tv_tensors
 
-from segstudio.core.words import count
 from segstudio.engine.predict import prepare_input
 from segstudio.engine.training.augment import HAND, LABEL, VALID, build_augmentation
 from segstudio.engine.training.distributed import DistContext
 from segstudio.engine.training.errors import TrainingCancelled, TrainingError
+from segstudio.engine.training.split import (
+    HOLDOUT_STRIP,
+    UNCORRECTED_WARNING,
+    holdout_split,
+    nobody_corrected,
+    plan_validation,
+)
+
+__all__ = ["HOLDOUT_STRIP", "holdout_split", "load_training_data"]  # the split rule lives in split.py
 
 CancelFn = Callable[[], bool]
 
 
 @dataclass
 class LabelledImage:
-    key: str                   # "<dataset folder>:<entry id>", for messages
+    key: str                   # the image file it was exported from (its dataset folder when unknown), for messages
     image: torch.Tensor        # normalised float32 (C, H, W)
     labels: np.ndarray         # (H, W) uint8/uint16 class ids
     hand: np.ndarray           # (H, W) bool
@@ -36,28 +43,6 @@ class LabelledImage:
     @property
     def hw(self) -> tuple[int, int]:
         return int(self.labels.shape[0]), int(self.labels.shape[1])
-
-
-def _holdout_score(entry_id: str) -> int:
-    # Salted so the choice is independent of the dataset's own split rule (which uses sha256[:8] % 5).
-    return int(hashlib.sha256(f"segstudio-holdout:{entry_id}".encode()).hexdigest()[:8], 16)
-
-
-def holdout_split(entry_ids: Sequence[str]) -> set[str]:
-    """About 20% of `entry_ids`, chosen by a hash of the id (the same ids always give the same choice).
-
-    At least one id is held out and at least one is kept when there are two or more.
-    """
-    ids = list(dict.fromkeys(entry_ids))
-    if len(ids) < 2:
-        return set()
-    scored = sorted(ids, key=_holdout_score)
-    held = {i for i in ids if _holdout_score(i) % 5 == 0}
-    if not held:
-        held = {scored[0]}
-    if len(held) == len(ids):
-        held.discard(scored[-1])
-    return held
 
 
 def _class_table(manifests: list[tuple[Path, dict]]) -> list[dict]:
@@ -111,37 +96,33 @@ def load_training_data(
     all_entries = [(folder, e) for folder, m in manifests for e in m.get("entries", [])]
     if not all_entries:
         raise TrainingError("The dataset folders contain no labelled images: " + ", ".join(map(str, folders)))
-    val_ids: set[str] | None = None
-    if not any(e.get("split") == "val" for _, e in all_entries):
-        val_ids = holdout_split([str(e["id"]) for _, e in all_entries])
-        if val_ids:
-            notes.append(
-                f"The datasets have no validation images; holding out {len(val_ids)} of "
-                f"{len(all_entries)} images (chosen by a hash of their id) to check the new model"
-            )
+    plan = plan_validation(e for _, e in all_entries)
+    if nobody_corrected(e for _, e in all_entries):
+        notes.append(UNCORRECTED_WARNING)
+    if plan.source == "holdout":
+        notes.append(f"{plan.describe()} (The datasets mark no usable set of images for checking; these were "
+                     "chosen by a hash of their id.)")
 
     train: list[LabelledImage] = []
     val: list[LabelledImage] = []
-    sources: dict[str, np.ndarray] = {}  # raw pixels, in case a strip of each image must be held out
+    sources: dict[int, np.ndarray] = {}  # raw pixels by id(item), in case a strip of each image must be held out
     for folder, entry in all_entries:
         if cancel is not None and cancel():
             raise TrainingCancelled
-        is_val = entry.get("split") == "val" if val_ids is None else str(entry["id"]) in val_ids
+        is_val = str(entry["id"]) in plan.check_ids
         item, pixels = _read_entry(folder, entry, in_channels=in_channels, normalisation=normalisation,
                                    num_classes=num_classes, keep_raw=is_val,
                                    val_whole_max_pixels=val_whole_max_pixels)
         (val if is_val else train).append(item)
-        sources[item.key] = pixels
-    val_source = "dataset" if val_ids is None else "holdout"
+        sources[id(item)] = pixels
+    val_source = plan.source
     if not train or not val:
-        # Too few images to hold whole ones out (a user's first fine-tune often has one or two):
-        # train on most of every image and check the new model on a strip that training never sees.
+        # Too few images to hold whole ones out (a user's first fine-tune often has one): train on most
+        # of every image and check the new model on a strip that training never sees.
         train, val = split_into_strips(train + val, sources, val_whole_max_pixels)
         val_source = "strip"
-        notes.append(
-            f"Only {count(len(all_entries), 'labelled image')} with no separate validation image; the last "
-            f"{int(HOLDOUT_STRIP * 100)}% of each image (along its longer side) is held out to check the new model"
-        )
+        notes.append(plan.describe() if plan.source == "strip" else
+                     f"The last {int(HOLDOUT_STRIP * 100)}% of each image is held out to check the new model")
     info = [
         {
             "path": str(folder.resolve()),
@@ -153,16 +134,24 @@ def load_training_data(
     return TrainingData(train, val, classes, info, val_source, notes)
 
 
+def entry_name(folder: Path, entry: dict) -> str:
+    """How messages name a dataset entry: the image file the user exported, not the folder's hash name."""
+    source = entry.get("source")
+    if isinstance(source, str) and source and not source.startswith("synthetic:"):
+        return f"{source} (in dataset {folder})"
+    return f"{entry.get('image', entry.get('id'))} in dataset {folder}"
+
+
 def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: dict, num_classes: int,
                 keep_raw: bool, val_whole_max_pixels: int) -> tuple[LabelledImage, np.ndarray]:
     """One dataset entry, checked against the model and normalised; also its original pixels."""
     from segstudio.core.dataset import load_entry
 
-    key = f"{folder}:{entry['id']}"
+    key = entry_name(folder, entry)
     try:
         pixels, mask, hand = load_entry(folder, entry)
     except Exception as e:  # noqa: BLE001
-        raise TrainingError(f"Cannot read dataset entry {entry.get('image', entry['id'])} in {folder}: {e}") from e
+        raise TrainingError(f"Cannot read {key}: {e}") from e
     mask = np.asarray(mask)
     if mask.shape[:2] != pixels.shape[:2]:
         raise TrainingError(f"Mask and image of {key} differ in size: {mask.shape[:2]} vs {pixels.shape[:2]}")
@@ -177,10 +166,7 @@ def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: d
     return LabelledImage(key, image, mask, hand_map, raw), pixels
 
 
-HOLDOUT_STRIP = 0.2
-
-
-def split_into_strips(items: Sequence[LabelledImage], sources: dict[str, np.ndarray], val_whole_max_pixels: int):
+def split_into_strips(items: Sequence[LabelledImage], sources: dict[int, np.ndarray], val_whole_max_pixels: int):
     """Cut each image across its longer side: the first 80% trains, the last 20% validates.
 
     The strips never overlap, so the validation score is measured on pixels the model was not trained on.
@@ -200,7 +186,7 @@ def split_into_strips(items: Sequence[LabelledImage], sources: dict[str, np.ndar
         train.append(LabelledImage(item.key + " (training part)", item.image[(slice(None), *first)].contiguous(),
                            item.labels[first], item.hand[first]))
         labels = item.labels[last]
-        raw = sources[item.key][last] if labels.size > val_whole_max_pixels else None
+        raw = sources[id(item)][last] if labels.size > val_whole_max_pixels else None
         val.append(LabelledImage(item.key + " (held-out strip)", item.image[(slice(None), *last)].contiguous(), labels,
                          item.hand[last], raw))
     return train, val

@@ -49,6 +49,20 @@ class RunRecord:
     started: float             # time.perf_counter() at the start of the run
 
 
+def classes_for_outputs(dataset_classes: list[dict], parent_classes: list[dict], outputs: int) -> list[dict]:
+    """The new version's class list: one entry per output, in output order (output i predicts class id i).
+
+    Names and colours come from the datasets (the user's latest table), else from the parent. Ids the
+    datasets list beyond the outputs are not listed: training already refused masks that use them, so
+    they name nothing the model predicts.
+    """
+    by_id = {int(c["id"]): dict(c) for c in parent_classes if isinstance(c, dict) and "id" in c}
+    by_id.update({int(c["id"]): dict(c) for c in dataset_classes})
+    if not by_id:
+        return []
+    return [by_id.get(i, {"id": i, "name": f"class {i}", "color": [128, 128, 128]}) for i in range(outputs)]
+
+
 def child_meta(parent_meta, version: int, config: TrainConfig, record: RunRecord):
     """The new version's metadata: the parent's, with its own name, version, lineage and scores."""
     settings = config.settings()
@@ -58,7 +72,7 @@ def child_meta(parent_meta, version: int, config: TrainConfig, record: RunRecord
         parent_meta,
         name=record.name,
         version=int(version),
-        classes=record.classes,
+        classes=classes_for_outputs(record.classes, parent_meta.classes, parent_meta.num_classes),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         parent=parent_meta.id,
         training={

@@ -100,6 +100,20 @@ class SessionClasses(QObject):
         return cls
 
     # --- restoring ----------------------------------------------------------------------------
+    def adopt_from_model(self, incoming: ClassTable) -> None:
+        """The classes of a model that just predicted: one it predicts but the session lacks comes back.
+
+        Its pixels are in the new mask, so it needs a name and a colour to be seen and corrected; the user
+        is told, because it may be a class they removed (a model keeps predicting what it was trained on).
+        """
+        missing = [cls.name for cls in incoming if cls.id not in set(self.table.ids())]
+        user_edited = self.generation > 0  # before any edit the model's table simply becomes the session's
+        self.adopt(incoming)
+        if missing and user_edited:
+            names = ", ".join(repr(n) for n in missing)
+            self.message.emit(f"The model predicts {names}, which the Classes panel did not list; added so its "
+                              "pixels show. Remove it, or fine-tune a model without it, if it is not wanted.")
+
     def adopt(self, incoming: ClassTable) -> None:
         """Bring in the classes of autosaved work.
 

@@ -15,8 +15,7 @@ from PySide6.QtWidgets import QMessageBox
 
 from segstudio.engine.training import events
 from segstudio.engine.training.config import TrainConfig
-from segstudio.gui.progress import JobProgress
-from segstudio.gui.training.dialog import FineTuneDialog
+from segstudio.gui.training.dialog import FineTuneDialog, remember_step_time
 from segstudio.gui.training.panel import TrainingPanel
 from segstudio.gui.training.process import KILL_GRACE_MS, TrainingOutcome, TrainingProcess
 from segstudio.gui.training.summary import TrainingSummaryDialog
@@ -37,6 +36,7 @@ class TrainingController(QObject):
         self.command = list(command) if command else None
         self.kill_grace_ms = kill_grace_ms
         self.process: TrainingProcess | None = None
+        self._started: events.Started | None = None
         self.config: TrainConfig | None = None
         self.outcome: TrainingOutcome | None = None
         self.dialog = None
@@ -45,11 +45,7 @@ class TrainingController(QObject):
         self.panel = TrainingPanel()
         self.dock = window.add_panel(self.panel, "Training", Qt.DockWidgetArea.BottomDockWidgetArea)
         self.dock.hide()
-        self.progress = JobProgress()
-        self.progress.setObjectName("trainingProgress")
-        self.progress.cancel_button.setToolTip("Stop fine-tuning; the model library stays as it was")
-        window.statusBar().addWidget(self.progress)
-        self.progress.cancel_requested.connect(self.cancel)
+        # One progress bar and one Cancel, in the Training dock (which opens when a run starts).
         self.panel.cancel_requested.connect(self.cancel)
         window.actions.fine_tune.triggered.connect(self.show_dialog)
         window.prediction.model_changed.connect(self._update_enabled)
@@ -76,6 +72,7 @@ class TrainingController(QObject):
             raise RuntimeError("a fine-tune is already running")
         self.config = config
         self.outcome = None
+        self._started: events.Started | None = None
         if self.process is not None:
             self.process.deleteLater()
         self.process = TrainingProcess(self.command, kill_grace_ms=self.kill_grace_ms, parent=self)
@@ -84,7 +81,6 @@ class TrainingController(QObject):
         self.panel.begin(config)
         self.dock.show()
         self.dock.raise_()
-        self.progress.start(f"Fine-tuning {config.base}")
         self.run_started.emit(config)
         self.process.start(config)
         self._update_enabled()
@@ -105,19 +101,14 @@ class TrainingController(QObject):
     # --- progress ------------------------------------------------------------------------------
     def _on_event(self, event: events.TrainingEvent) -> None:
         self.panel.handle_event(event)
-        if isinstance(event, events.StepProgress):
-            if event.step is None or event.steps is None:
-                return
-            eta = float(event.eta_s) if event.eta_s is not None else None
-            self.progress.update_progress(event.step, event.steps, eta)
-        elif isinstance(event, events.Started) and event.steps is not None:
-            self.progress.update_progress(0, event.steps)
+        if isinstance(event, events.Started):
+            self._started = event
         elif isinstance(event, events.OutOfMemory):
             self.window.statusBar().showMessage(f"Fine-tuning ran out of memory: {event.action}", 10000)
 
     def _on_finished(self, outcome: TrainingOutcome) -> None:
         self.outcome = outcome
-        self.progress.finish()
+        self._remember_speed(outcome)
         self.panel.end(outcome)
         self._update_enabled()
         if outcome.status == "done":
@@ -127,6 +118,24 @@ class TrainingController(QObject):
         else:
             self.window.show_error("Fine-tuning failed", outcome.message + "\n\nNo new model version was saved.")
         self.run_finished.emit(outcome)
+
+    def _remember_speed(self, outcome: TrainingOutcome) -> None:
+        """Keep this run's time per training pixel, so the next dialog's estimate is measured, not guessed."""
+        done, started, config = outcome.done_event, self._started, self.config
+        if outcome.status != "done" or done is None or config is None or not done.steps:
+            return
+        train_s = (done.timing or {}).get("train_s")
+        if not isinstance(train_s, (int, float)):
+            return
+        from segstudio.models.library import ModelLibrary
+
+        try:
+            arch = ModelLibrary().find(config.base).meta.arch
+        except Exception:  # noqa: BLE001 - an estimate is not worth an error message
+            return
+        crop = started.crop if started is not None and started.crop else config.crop
+        batch = started.batch if started is not None and started.batch else config.batch_size
+        remember_step_time(arch, config.device, train_s / (done.steps * batch * crop * crop))
 
     def _show_summary(self, outcome: TrainingOutcome) -> None:
         prediction = self.window.prediction

@@ -25,15 +25,55 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
+    QRadioButton,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
 )
 
-from segstudio.engine.training.config import TrainConfig, default
+from segstudio.engine.training.config import (
+    GUESSED_SECONDS_PER_PIXEL,
+    PRESETS,
+    TrainConfig,
+    default,
+    estimate_seconds,
+    preset,
+)
 from segstudio.gui.model_host import DEVICE_CHOICES
 from segstudio.gui.settings import LAST_DATASET_KEY
 
 SETTINGS_PREFIX = "finetune/"
+STEP_TIME_PREFIX = SETTINGS_PREFIX + "seconds_per_pixel/"
+
+
+def step_time_key(arch: str, device: str) -> str:
+    """Where the measured training time per pixel of an architecture on a device choice is kept."""
+    return f"{STEP_TIME_PREFIX}{arch}/{device}"
+
+
+def remember_step_time(arch: str, device: str, seconds_per_pixel: float) -> None:
+    if seconds_per_pixel > 0:
+        QSettings().setValue(step_time_key(arch, device), float(seconds_per_pixel))
+
+
+def seconds_per_pixel(arch: str, device: str) -> tuple[float, bool]:
+    """(seconds per training pixel, measured on this computer?) for the estimate before a run."""
+    try:
+        measured = float(QSettings().value(step_time_key(arch, device), 0.0))
+    except (TypeError, ValueError):
+        measured = 0.0
+    if measured > 0:
+        return measured, True
+    return GUESSED_SECONDS_PER_PIXEL["gpu" if device.startswith(("cuda", "mps")) else "cpu"], False
+
+
+def about_minutes(seconds: float) -> str:
+    minutes = seconds / 60
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 90:
+        return f"about {round(minutes)} minute{'s' if round(minutes) != 1 else ''}"
+    return f"about {minutes / 60:.1f} hours"
 
 
 class LearningRateBox(QDoubleSpinBox):
@@ -80,8 +120,8 @@ def describe_dataset(folder: str | Path) -> tuple[bool, str]:
     entries = manifest["entries"]
     if not entries:
         return False, f"{folder} holds no images yet"
-    val = sum(1 for e in entries if e.get("split") == "val")
-    return True, f"{len(entries)} image{'s' if len(entries) != 1 else ''} ({val} for validation)"
+    # How many are set aside is said once, for all folders together (split_label), as training counts it.
+    return True, f"{len(entries)} image{'s' if len(entries) != 1 else ''}"
 
 
 class FineTuneDialog(QDialog):
@@ -90,10 +130,22 @@ class FineTuneDialog(QDialog):
         self.setObjectName("fineTuneDialog")
         self.setWindowTitle("Fine-tune a Model")
         settings = QSettings()
+        self.setMinimumWidth(560)
         layout = QVBoxLayout(self)
         layout.addWidget(self._data_box())
         layout.addWidget(self._model_box())
-        layout.addWidget(self._training_box())
+        layout.addWidget(self._length_box())
+        self.advanced_button = QToolButton()
+        self.advanced_button.setObjectName("advancedButton")
+        self.advanced_button.setText("Advanced settings")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
+        layout.addWidget(self.advanced_button)
+        self.advanced_box = self._training_box()
+        self.advanced_box.setVisible(False)
+        self.advanced_button.toggled.connect(self._show_advanced)
+        layout.addWidget(self.advanced_box)
         self.hint = QLabel("")
         self.hint.setObjectName("fineTuneHint")
         self.hint.setWordWrap(True)
@@ -112,6 +164,10 @@ class FineTuneDialog(QDialog):
         if last_export and describe_dataset(last_export)[0]:
             self.add_dataset(last_export)
         self.dataset_list.itemSelectionChanged.connect(self._validate)
+        for signal in (self.length_spin.valueChanged, self.length_unit.currentIndexChanged,
+                       self.batch_spin.valueChanged, self.crop_spin.valueChanged,
+                       self.base_combo.currentIndexChanged, self.device_combo.currentIndexChanged):
+            signal.connect(self._update_overview)
         self._validate()
 
     # --- form ----------------------------------------------------------------------------------
@@ -147,6 +203,58 @@ class FineTuneDialog(QDialog):
             self.device_combo.addItem(text, value)
         model_form.addRow("Device", self.device_combo)
         return model_box
+
+    def _length_box(self) -> QGroupBox:
+        box = QGroupBox("How long to train")
+        rows = QVBoxLayout(box)
+        self.preset_radios: dict[str, QRadioButton] = {}
+        for p in PRESETS:
+            radio = QRadioButton(p.label)
+            radio.setObjectName(f"{p.key}Preset")
+            radio.setToolTip(p.why)
+            radio.toggled.connect(lambda on, key=p.key: on and self._apply_preset(key))
+            rows.addWidget(radio)
+            self.preset_radios[p.key] = radio
+        self.custom_radio = QRadioButton("Custom (set under Advanced settings)")
+        self.custom_radio.setObjectName("customPreset")
+        self.custom_radio.toggled.connect(lambda on: on and self.advanced_button.setChecked(True))
+        rows.addWidget(self.custom_radio)
+        self.split_label = QLabel("")
+        self.split_label.setObjectName("splitLabel")
+        self.split_label.setWordWrap(True)
+        rows.addWidget(self.split_label)
+        self.estimate_label = QLabel("")
+        self.estimate_label.setObjectName("estimateLabel")
+        self.estimate_label.setWordWrap(True)
+        rows.addWidget(self.estimate_label)
+        self.warning_label = QLabel("")
+        self.warning_label.setObjectName("uncorrectedWarning")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet("color: #b35900;")
+        rows.addWidget(self.warning_label)
+        rows.addStretch(1)
+        return box
+
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced_box.setVisible(shown)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.adjustSize()
+
+    def _apply_preset(self, key: str) -> None:
+        config = preset(key).apply(TrainConfig(base=""))
+        self.length_unit.setCurrentIndex(self.length_unit.findData("epochs"))
+        self.length_spin.setValue(config.epochs)
+
+    def _sync_preset(self) -> None:
+        """Check the preset the length matches, or Custom."""
+        by_epochs = self.length_unit.currentData() == "epochs"
+        match = next((p.key for p in PRESETS if by_epochs and p.changes.get("epochs") == self.length_spin.value()),
+                     None)
+        radio = self.preset_radios[match] if match else self.custom_radio
+        if not radio.isChecked():
+            radio.blockSignals(True)
+            radio.setChecked(True)
+            radio.blockSignals(False)
 
     def _training_box(self) -> QGroupBox:
         train_box = QGroupBox("Training")
@@ -202,6 +310,7 @@ class FineTuneDialog(QDialog):
             self._library_error = f"The model library could not be read: {err}"
         else:
             self._library_error = ""
+        self._arch = {entry.id: entry.meta.arch for entry in entries}
         for entry in entries:
             origin = "bundled" if entry.bundled else "yours"
             self.base_combo.addItem(f"{entry.meta.name} v{entry.meta.version} ({origin}, {entry.meta.arch})", entry.id)
@@ -279,6 +388,54 @@ class FineTuneDialog(QDialog):
         self.remove_button.setEnabled(bool(self.dataset_list.selectedItems()))
         self.start_button.setEnabled(not problems)
         self.hint.setText(" ".join([self._refused, *problems]).strip())
+        self._update_overview()
+
+    def _update_overview(self, *_args) -> None:
+        """The split, the time estimates and the warning about uncorrected masks, for the folders listed.
+
+        Computed by the same engine functions the training run uses, so the numbers here are the run's.
+        """
+        from segstudio.core.dataset import DatasetError
+        from segstudio.engine.training.split import UNCORRECTED_WARNING, overview_for_folders
+
+        if not hasattr(self, "estimate_label"):
+            return
+        self._sync_preset()
+        try:
+            overview = overview_for_folders(self.datasets()) if self.datasets() else None
+        except (DatasetError, OSError, ValueError, KeyError):
+            overview = None
+        if overview is None:
+            self.split_label.setText("")
+            self.estimate_label.setText("")
+            self.warning_label.setText("")
+            for p in PRESETS:
+                self.preset_radios[p.key].setText(p.label)
+            return
+        self.split_label.setText(overview.plan.describe())
+        self.warning_label.setText(UNCORRECTED_WARNING if overview.uncorrected else "")
+        device = self.device_combo.currentData() or "auto"
+        per_pixel, measured = seconds_per_pixel(self._arch.get(self.base_combo.currentData(), ""), device)
+        current = self.config()
+        for p in PRESETS:
+            seconds = estimate_seconds(p.apply(current), overview.train_sizes, per_pixel)
+            self.preset_radios[p.key].setText(f"{p.label}, {about_minutes(seconds)}")
+        how = ("from the speed of the last fine-tune of this model on this device" if measured else
+               "a rough guess until a fine-tune has run on this computer")
+        seconds = estimate_seconds(current, overview.train_sizes, per_pixel)
+        self.estimate_label.setText(f"Estimated time: {about_minutes(seconds)} ({how}; checking the images set "
+                                    "aside adds a little after each pass).")
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        # Wrapped explanations change length with the folders chosen: grow to show them whole.
+        if self.isVisible():
+            self.resize(self.width(), max(self.height(), self.sizeHint().height()))
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        self.resize(max(self.width(), 560), self.heightForWidth(max(self.width(), 560)) if self.hasHeightForWidth()
+                    else self.sizeHint().height())
 
     def config(self) -> TrainConfig:
         """What the form asks for; fields it does not show keep their defaults."""

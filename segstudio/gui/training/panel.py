@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from segstudio.core.words import count
 from segstudio.engine.training import events
 from segstudio.gui.progress import format_eta
 
@@ -193,6 +192,19 @@ class LossIouPlot(QWidget):
             x += 22 + width + 16
 
 
+def split_words(event: events.Started) -> str:
+    """How many images train and how many check, in the dialog's words (engine.training.split)."""
+    from segstudio.engine.training.split import HOLDOUT_STRIP
+
+    train, check = event.train_images, event.val_images
+    if train is None or check is None:
+        return "reading the images..."
+    if event.val_source == "strip":
+        return f"it trains on {100 - int(HOLDOUT_STRIP * 100)}% of each image and is checked on the rest."
+    return (f"{train} image{'s' if train != 1 else ''} train it, {check} "
+            f"{'is' if check == 1 else 'are'} set aside to check it.")
+
+
 def _fmt(value, spec: str = ".3f") -> str:
     return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
 
@@ -278,20 +290,15 @@ class TrainingPanel(QWidget):
             self._show_stats()
         elif isinstance(event, events.OutOfMemory):
             self._add_note(f"Out of memory: {event.action}")
-        elif isinstance(event, events.Failed):
-            self._add_note(f"Error: {event.message}")
+        # A failure is said once, in the title and the error message, not again as a note.
 
     def _on_start(self, event: events.Started) -> None:
         if event.steps is not None and event.steps > 0:
             self.plot.set_total_steps(event.steps)
             self.bar.setRange(0, event.steps)
             self.bar.setValue(0)
-        unknown = "?"
-        self.title.setText(
-            f"Fine-tuning <b>{event.base or ''}</b> into a new <b>{event.name or ''}</b> version on "
-            f"{unknown + ' images' if event.train_images is None else count(event.train_images, 'image')} "
-            f"({event.val_images if event.val_images is not None else unknown} for validation), "
-            f"{event.device or ''}")
+        self.title.setText(f"Fine-tuning <b>{event.base or ''}</b> into a new <b>{event.name or ''}</b> version "
+                           f"on {event.device or 'this computer'}: {split_words(event)}")
         for note in event.notes:
             self._add_note(str(note))
 
@@ -324,7 +331,7 @@ class TrainingPanel(QWidget):
         if "val_iou" in last:
             parts.append(f"validation IoU {_fmt(last['val_iou'])}")
         if self.plot.parent_iou is not None:
-            parts.append(f"parent {self.plot.parent_iou:.3f}")
+            parts.append(f"previous model {self.plot.parent_iou:.3f}")
         self.stats.setText("   ".join(parts))
 
     def _add_note(self, text: str) -> None:
@@ -339,7 +346,8 @@ class TrainingPanel(QWidget):
             self.bar.setRange(0, 1)
         if outcome.status == "done":
             self.bar.setValue(self.bar.maximum())
-            state = "now the active model" if outcome.promoted else "kept, but not promoted (below its parent)"
+            state = ("now in use" if outcome.promoted else "saved but not in use: the previous model was kept because "
+                     "the new one scored lower on the images set aside for checking")
             self.title.setText(f"Finished: <b>{outcome.version}</b> saved, {state}.")
         elif outcome.status == "cancelled":
             self.title.setText("Cancelled: no new model version was saved.")

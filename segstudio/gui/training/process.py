@@ -230,6 +230,8 @@ class TrainingProcess(QObject):
                                    **common)
         if events.Failed in last:
             reason = last[events.Failed].message or "unknown error"
+            # `segstudio train` also prints the message on stderr for people at a terminal: say it once here.
+            tail = "\n".join(line for line in tail.splitlines() if line.strip() != f"error: {reason}").strip()
         elif crashed:
             reason = "The training process crashed or was killed by the system (for example for lack of memory)."
         elif exit_code == 0:

@@ -52,12 +52,12 @@ class TrainingSummaryDialog(QDialog):
         headline.setWordWrap(True)
         layout.addWidget(headline)
         if outcome.promoted:
-            verdict = (f"It scores at least as well as {parent_id} on the validation images, so it is now the "
-                       "active model and the Model panel has selected it.")
+            verdict = (f"It scores at least as well as {parent_id} on the images set aside for checking, so it is "
+                       "<b>now in use</b>: the Model panel has selected it.")
         else:
-            verdict = (f"It scores below {parent_id} on the validation images, so it was <b>not promoted</b>: "
-                       f"{parent_id} stays active. The new version is listed in the Model panel if you want to "
-                       "compare them on your images.")
+            verdict = (f"{parent_id} was <b>kept in use</b> because the new version scored lower on the images set "
+                       "aside for checking. The new version is listed in the Model panel if you want to compare "
+                       "them on your images.")
         self.verdict = QLabel(verdict)
         self.verdict.setObjectName("promotionLabel")
         self.verdict.setWordWrap(True)

@@ -17,6 +17,35 @@ def test_holdout_is_deterministic_and_about_a_fifth():
     assert held == holdout_split(list(reversed(ids)))
     assert 0.14 < len(held) / len(ids) < 0.26
     assert len(holdout_split(ids[:2])) == 1 and holdout_split(ids[:1]) == set()
+    assert [len(holdout_split(ids[:n])) for n in (3, 4, 5, 7, 8, 10, 12)] == [1, 1, 1, 1, 2, 2, 2]
+
+
+def test_three_exported_images_train_on_two_and_check_one(tmp_path):
+    """Two of three entries marked "val" by the dataset is too many: the plan and the run both set aside one."""
+    from segstudio.engine.training.data import load_training_data
+    from segstudio.engine.training.split import plan_for_folders
+    from tests.engine.training.test_loop import write_dataset
+
+    data = write_dataset(tmp_path / "three", n=3, val_every=2)  # entries 0 and 2 are marked "val"
+    plan = plan_for_folders([data])
+    assert (plan.train_images, plan.check_images) == (2, 1)
+    assert plan.describe() == "3 images: 2 train the new model, 1 is set aside to check it."
+    loaded = load_training_data([data], in_channels=1, normalisation={"kind": "percentile", "low": 1, "high": 99},
+                                num_classes=2, val_whole_max_pixels=1 << 20)
+    assert (len(loaded.train), len(loaded.val)) == (2, 1)
+    # A dataset that marks about a fifth keeps its own choice (scores stay comparable as it grows).
+    data10 = write_dataset(tmp_path / "ten", n=10, val_every=5)  # entries 0 and 5
+    assert plan_for_folders([data10]).source == "dataset"
+    assert plan_for_folders([data10]).check_images == 2
+
+
+def test_one_image_is_cut_into_a_training_part_and_a_checked_strip(tmp_path):
+    from segstudio.engine.training.split import plan_for_folders
+    from tests.engine.training.test_loop import write_dataset
+
+    plan = plan_for_folders([write_dataset(tmp_path / "one", n=1, val_every=None)])
+    assert (plan.source, plan.train_images, plan.check_images) == ("strip", 1, 1)
+    assert "80% of the image" in plan.describe()
 
 
 # --- crops and augmentation ----------------------------------------------------------------------

@@ -192,7 +192,7 @@ def test_new_family_name_and_no_val_split_holds_out_by_hash(tmp_path):
     assert isinstance(start, events.Started)
     assert start.val_source == "holdout" and start.val_images >= 1
     assert start.val_images + start.train_images == 10
-    assert any("holding out" in n for n in start.notes)
+    assert any("8 train the new model, 2 are set aside to check it" in n for n in start.notes)
     assert result.child_metrics["images"] == start.val_images
 
 
@@ -349,4 +349,18 @@ def test_a_single_labelled_image_trains_and_validates_on_a_held_out_strip(tmp_pa
     progress = []
     result = fine_tune(quick_config(base, data, steps=3), progress=progress.append)
     assert result.version == "blobs/v2"
-    assert progress[0].val_source == "strip" and any("held out" in n for n in progress[0].notes)
+    assert progress[0].val_source == "strip" and any("checked on the other 20%" in n for n in progress[0].notes)
+
+
+def test_a_dataset_listing_a_class_the_model_lacks_gives_a_version_listing_only_its_outputs(tmp_path):
+    """A dataset exported before a class was removed still names it; the new version must not."""
+    from segstudio.models.library import ModelLibrary
+
+    data = write_dataset(tmp_path / "stale", n=4)
+    manifest = json.loads((data / "dataset.json").read_text())
+    manifest["classes"] = [CLASSES[1], {"id": 2, "name": "removed", "color": [0, 255, 0]}, CLASSES[0]]
+    (data / "dataset.json").write_text(json.dumps(manifest))
+    base = save_base_model("stale")
+    result = fine_tune(quick_config(base, data, steps=2, force_promote=True))
+    meta = ModelLibrary().find(result.version).meta
+    assert [c["name"] for c in meta.classes] == ["background", "nucleus"]  # output order, no "removed"

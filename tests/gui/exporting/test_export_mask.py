@@ -34,3 +34,27 @@ def test_export_mask_writes_an_index_png_and_refuses_to_overwrite_the_image(wind
     export_mask_to(window, monkeypatch, png)
     assert "image itself" in window.last_error
     assert cv2.imread(str(png), cv2.IMREAD_UNCHANGED).max() == 50  # the source image is untouched
+
+
+def test_ctrl_e_saves_the_painted_mask_where_the_user_chose(window, dim16_tiff, tmp_path, monkeypatch, qtbot):
+    """The shortcut, not only the menu: Ctrl+E asks where to save and writes what was painted."""
+    from PySide6.QtCore import Qt
+
+    from segstudio.core.storage import load_mask_png
+
+    (doc,) = window.open_paths([dim16_tiff])
+    doc.mask[5:9, 5:9] = 1
+    asked = []
+
+    def answer(*args, **kwargs):
+        asked.append(args)
+        return str(tmp_path / "by_shortcut.png"), "Index mask PNG (*.png)"
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", answer)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    qtbot.keyClick(window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)
+    assert len(asked) == 1
+    written = load_mask_png(tmp_path / "by_shortcut.png")
+    assert int(written[6, 6]) == 1 and int(written.sum()) == 16
+    assert window.last_error is None

@@ -76,7 +76,13 @@ def test_fine_tune_end_to_end_adds_a_version_and_shows_the_summary(window, qtbot
     dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cpu"))
     dialog.accept()
     assert controller.running() and not window.actions.fine_tune.isEnabled()
-    assert controller.dock.isVisible() and controller.progress.isVisible()
+    assert controller.dock.isVisible() and controller.panel.cancel_button.isEnabled()
+    # One progress bar and one Cancel: the Training dock's; the status bar offers no second one.
+    from PySide6.QtWidgets import QProgressBar, QPushButton
+
+    status = window.statusBar()
+    assert not [b for b in status.findChildren(QPushButton) if b.isVisible() and "Cancel" in b.text()]
+    assert not [b for b in status.findChildren(QProgressBar) if b.isVisible()]
     qtbot.waitUntil(lambda: controller.outcome is not None, timeout=120_000)
 
     outcome = controller.outcome
@@ -96,13 +102,21 @@ def test_fine_tune_end_to_end_adds_a_version_and_shows_the_summary(window, qtbot
     parent_iou = outcome.parent_metrics["iou"]["background"]
     assert summary.table.item(1, 0).text() == f"{parent_iou:.3f}"
     assert summary.table.item(1, 1).text() == f"{outcome.child_metrics['iou']['background']:.3f}"
-    assert ("not promoted" in summary.verdict.text()) != outcome.promoted
+    assert ("because the new version scored lower" in summary.verdict.text()) != outcome.promoted
+    assert ("now in use" in summary.verdict.text()) == outcome.promoted
+    # The run's speed is kept, so the next dialog's time estimate is measured on this computer.
+    from PySide6.QtCore import QSettings
+
+    from segstudio.gui.training.dialog import seconds_per_pixel, step_time_key
+
+    assert float(QSettings().value(step_time_key("unet", "cpu"), 0)) > 0
+    assert seconds_per_pixel("unet", "cpu")[1]
 
     plot = controller.panel.plot
     assert plot.losses and plot.losses[-1][0] == 6
     assert len(plot.ious) >= 1 and plot.parent_iou == pytest.approx(outcome.parent_metrics["mean_iou"])
     assert controller.panel.bar.value() == controller.panel.bar.maximum() == 6
-    assert not controller.progress.isVisible() and window.actions.fine_tune.isEnabled()
+    assert not controller.panel.cancel_button.isEnabled() and window.actions.fine_tune.isEnabled()
     assert not visible_errors(window)
     summary.close()
 
@@ -133,7 +147,7 @@ def test_cancel_stops_the_child_and_leaves_the_library_unchanged(window, qtbot, 
 
 
 # --- every other ending, with stand-in children ----------------------------------------------------
-def test_progress_reaches_the_panel_and_status_bar_and_garbage_is_ignored(window, qtbot, tmp_path, stop_training):
+def test_progress_reaches_the_training_panel_and_garbage_is_ignored(window, qtbot, tmp_path, stop_training):
     command = fake_child(tmp_path, """
         emit(event="start", base="blobs/v1", name="blobs", steps=4, train_images=6, val_images=2, device="CPU")
         print("a stray line from a library", flush=True)
@@ -146,12 +160,13 @@ def test_progress_reaches_the_panel_and_status_bar_and_garbage_is_ignored(window
                 emit(event="epoch", epoch=step // 2, step=step, val={"mean_iou": 0.4 + 0.1 * step})
         emit(event="oom", action="retrying with batch 2 (was 4)")
         emit(event="error", message="Cannot write the new version: disk full")
+        sys.stderr.write("error: Cannot write the new version: disk full\\n")  # as `segstudio train` does
         sys.exit(1)
     """)
     controller = replace_controller(window, command)
     seen = []
     controller.run_started.connect(lambda _r: controller.process.event_received.connect(
-        lambda e: seen.append((e.kind, controller.progress.bar.value(), controller.progress.eta.text()))))
+        lambda e: seen.append((e.kind, controller.panel.bar.value(), controller.panel.eta.text()))))
     outcome = run_to_end(qtbot, controller, TrainConfig(base="blobs/v1", data=["/data"], steps=4))
     steps = [s for s in seen if s[0] == "step"]
     assert [s[1] for s in steps] == [1, 2, 3, 4]
@@ -164,6 +179,7 @@ def test_progress_reaches_the_panel_and_status_bar_and_garbage_is_ignored(window
     # The error event is what the user is told, and nothing claims a new version.
     assert outcome.status == "failed" and outcome.exit_code == 1
     assert "disk full" in window.last_error and "No new model version was saved" in window.last_error
+    assert window.last_error.count("disk full") == 1 and "disk full" not in controller.panel.notes.text()
     assert visible_errors(window) and controller.summary_dialog is None
     assert "Failed: Cannot write the new version: disk full" in controller.panel.title.text()
 
@@ -209,7 +225,7 @@ def test_a_command_that_cannot_start_is_reported(window, qtbot, tmp_path, stop_t
     outcome = run_to_end(qtbot, controller, TrainConfig(base="m/v1", data=["/d"]))
     assert outcome.status == "failed" and "could not be started" in outcome.message
     assert window.actions.fine_tune.isEnabled() is (window.prediction.panel.model_combo.count() > 0)
-    assert not controller.running() and not controller.progress.isVisible()
+    assert not controller.running() and not controller.panel.cancel_button.isEnabled()
 
 
 def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(window, qtbot, tmp_path, stop_training):
@@ -224,7 +240,7 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(window, qtbot
     controller.start(TrainConfig(base="m/v1", data=["/d"]))
     qtbot.waitUntil(lambda: bool(controller.process.events), timeout=20_000)
     with qtbot.waitSignal(controller.run_finished, timeout=20_000) as blocker:
-        controller.progress.cancel_button.click()
+        controller.panel.cancel_button.click()
     outcome = blocker.args[0]
     assert outcome.status == "cancelled" and outcome.killed
     assert "killed" in outcome.message and not visible_errors(window)
@@ -248,7 +264,8 @@ def test_a_promoted_version_is_selected_in_the_model_panel(window, qtbot, tmp_pa
     table = controller.summary_dialog.table
     assert [table.item(0, c).text() for c in range(3)] == ["0.500", "0.750", "+0.250"]
     assert [table.item(2, c).text() for c in range(3)] == ["0.500", "0.750", "+0.250"]  # IoU: nucleus
-    assert "now the active model" in controller.summary_dialog.verdict.text()
+    assert "now in use" in controller.summary_dialog.verdict.text()
+    assert "Finished: <b>blobs/v2</b> saved, now in use." == controller.panel.title.text()
 
 
 def test_a_version_below_its_parent_is_listed_but_not_selected(window, qtbot, tmp_path, stop_training):
@@ -265,7 +282,8 @@ def test_a_version_below_its_parent_is_listed_but_not_selected(window, qtbot, tm
     assert outcome.status == "done" and not outcome.promoted
     assert window.prediction.panel.model_id() == base
     assert window.prediction.panel.model_combo.findData("blobs/v2") >= 0
-    assert "not promoted" in controller.summary_dialog.verdict.text()
+    assert "because the new version scored lower on the images set aside" in \
+        controller.summary_dialog.verdict.text()
     assert controller.summary_dialog.table.item(0, 2).text() == "-0.100"
 
 

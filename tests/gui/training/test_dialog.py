@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+import numpy as np
 import pytest
 
 from segstudio.engine.training.config import TrainConfig
@@ -113,4 +114,58 @@ def test_dialog_starts_from_the_training_defaults(window, tiny_setup):
     assert dialog.config() == dataclasses.replace(defaults, device=dialog.device_combo.currentData())
     assert dialog.config().to_argv()[4:] == ([] if dialog.device_combo.currentData() == defaults.device
                                             else ["--device", dialog.device_combo.currentData()])
+    dialog.reject()
+
+
+def test_presets_say_how_long_and_how_many_images_check_the_model(window, tiny_setup, tmp_path, qtbot):
+    """Plain choices first: Quick / Thorough with a time estimate, the split in numbers, Advanced collapsed."""
+    from PySide6.QtCore import Qt
+
+    from segstudio.core.dataset import ExportItem, export_many
+    from segstudio.core.labels import ClassTable
+    from segstudio.engine.training.config import preset
+    from segstudio.engine.training.split import plan_for_folders
+    from segstudio.gui.training.dialog import remember_step_time
+
+    base, data = tiny_setup
+    window.actions.fine_tune.trigger()
+    dialog = window.training.dialog
+    assert not dialog.advanced_box.isVisible()  # hyperparameters stay out of the way
+    quick, thorough = dialog.preset_radios["quick"], dialog.preset_radios["thorough"]
+    assert quick.isChecked() and quick.text().startswith("Quick, ") and "minute" in quick.text()
+    assert thorough.text().startswith("Thorough, ")
+    assert "estimate" in dialog.estimate_label.text() or "guess" in dialog.estimate_label.text()
+    plan = plan_for_folders([data])
+    assert plan.train_images + plan.check_images == 8 and 1 <= plan.check_images <= 2
+    assert dialog.split_label.text().startswith(f"8 images: {plan.train_images} train the new model, "
+                                                f"{plan.check_images} ")
+    assert dialog.warning_label.text() == ""  # these masks were painted by hand
+
+    from PySide6.QtCore import QPoint
+
+    qtbot.mouseClick(thorough, Qt.MouseButton.LeftButton, pos=QPoint(8, thorough.height() // 2))  # the circle
+    assert dialog.config().epochs == preset("thorough").changes["epochs"]
+    qtbot.mouseClick(dialog.advanced_button, Qt.MouseButton.LeftButton)
+    assert dialog.advanced_box.isVisible()
+    dialog.length_spin.setValue(3)
+    assert dialog.custom_radio.isChecked()
+
+    # A measured speed replaces the guess: 1 s per pixel makes every run take hours.
+    remember_step_time("unet", "auto", 1.0)
+    dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("auto"))
+    dialog.length_spin.setValue(4)
+    assert "last fine-tune" in dialog.estimate_label.text() and "hours" in dialog.estimate_label.text()
+
+    # Masks exported straight from Predict (nothing painted by hand): said before starting.
+    rng = np.random.default_rng(0)
+    uncorrected = tmp_path / "uncorrected"
+    export_many(uncorrected, [ExportItem(pixels=rng.integers(0, 999, (32, 32)).astype(np.uint16),
+                                         mask=np.zeros((32, 32), np.uint8), source=f"/slides/p{i}.tif")
+                              for i in range(3)], ClassTable.default())
+    for row in range(dialog.dataset_list.count()):
+        dialog.dataset_list.item(row).setSelected(True)
+    qtbot.mouseClick(dialog.remove_button, Qt.MouseButton.LeftButton)
+    assert dialog.add_dataset(uncorrected)
+    assert "Nobody corrected these masks" in dialog.warning_label.text()
+    assert dialog.split_label.text() == "3 images: 2 train the new model, 1 is set aside to check it."
     dialog.reject()
