@@ -191,15 +191,42 @@ def _apply_colormap(indices: np.ndarray, colormap: np.ndarray) -> np.ndarray:
 
 def _tiff_channel_names(series: tifffile.TiffPageSeries, c: int | None,
                         shape: tuple[int, ...]) -> tuple[str, ...] | None:
-    keyframe = series.keyframe
-    if c is None or keyframe.photometric != tifffile.PHOTOMETRIC.RGB:
+    if c is None:
         return None
-    if shape[c] == 3:
-        return RGB_NAMES
-    alpha = (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA)
-    if shape[c] == 4 and keyframe.extrasamples and keyframe.extrasamples[0] in alpha:
-        return RGBA_NAMES
-    return None
+    keyframe = series.keyframe
+    if keyframe.photometric == tifffile.PHOTOMETRIC.RGB:
+        if shape[c] == 3:
+            return RGB_NAMES
+        alpha = (tifffile.EXTRASAMPLE.ASSOCALPHA, tifffile.EXTRASAMPLE.UNASSALPHA)
+        if shape[c] == 4 and keyframe.extrasamples and keyframe.extrasamples[0] in alpha:
+            return RGBA_NAMES
+        return None
+    # Fluorescence stacks name their channels (DAPI, GFP...) in OME-XML or in ImageJ's labels; the names
+    # let Predict pick the nuclear stain for a nuclei model. Metadata that does not fit is ignored.
+    return _ome_channel_names(series, shape[c]) or _imagej_channel_names(series, shape[c])
+
+
+def _ome_channel_names(series: tifffile.TiffPageSeries, count: int) -> tuple[str, ...] | None:
+    tif = series.parent
+    if not tif.is_ome or not tif.ome_metadata:
+        return None
+    try:
+        images = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        image = images[series.index] if isinstance(images, list) else images
+        channels = image["Pixels"]["Channel"]
+    except (KeyError, IndexError, TypeError, ValueError):  # OME-XML from many writers: take what is there
+        return None
+    channels = channels if isinstance(channels, list) else [channels]
+    names = [str(ch.get("Name", "")).strip() if isinstance(ch, dict) else "" for ch in channels]
+    return tuple(names) if len(names) == count and all(names) else None
+
+
+def _imagej_channel_names(series: tifffile.TiffPageSeries, count: int) -> tuple[str, ...] | None:
+    labels = (series.parent.imagej_metadata or {}).get("Labels") if series.parent.is_imagej else None
+    if not isinstance(labels, (list, tuple)) or len(labels) < count:
+        return None
+    names = [str(label).strip() for label in labels[:count]]  # channels vary fastest in ImageJ's order
+    return tuple(names) if all(names) else None
 
 
 def _tiff_page(path: Path, layouts: list[_TiffLayout], page: int | None) -> tuple[_TiffLayout, int]:

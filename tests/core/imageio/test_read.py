@@ -519,3 +519,14 @@ def test_read_then_display_a_dim_16_bit_png(tmp_path, rng):
     path = write_with_opencv(tmp_path / "dim.png", dim)
     shown = to_display_rgb(read_image(path).pixels)
     assert shown.max() == 255 and shown.min() == 0
+
+
+def test_fluorescence_channel_names_come_from_ome_and_imagej_metadata(tmp_path):
+    planes = np.zeros((3, 8, 8), np.uint16)
+    ome, imagej, plain = tmp_path / "a.ome.tif", tmp_path / "b.tif", tmp_path / "c.tif"
+    tifffile.imwrite(ome, planes, ome=True, metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP", "Cy5"]}})
+    tifffile.imwrite(imagej, planes, imagej=True, metadata={"axes": "CYX", "Labels": ["Hoechst", "actin", "x"]})
+    tifffile.imwrite(plain, planes, photometric="minisblack")
+    assert read_image(ome).meta.channel_names == ("DAPI", "GFP", "Cy5")
+    assert read_image(imagej).meta.channel_names == ("Hoechst", "actin", "x")
+    assert read_image(plain).meta.channel_names is None

@@ -175,3 +175,24 @@ def test_the_confidence_view_has_a_legend_its_own_opacity_and_outlines_the_mask(
     choose(qtbot, panel.overlay_combo, "Mask")
     assert not canvas.heatmap_item.isVisible() and not panel.colour_bar.isVisible()
     assert canvas.overlay.rendered_rgba()[20, 10, 3] == inside  # filled again
+
+
+@pytest.mark.parametrize("writer", ["ome", "imagej"])
+def test_a_stack_naming_its_dapi_channel_feeds_that_channel_by_default(window, qtbot, echo, tmp_path, writer):
+    # Channel 1 (GFP) holds one square, channel 2 (DAPI) two: the nuclear model should see DAPI unasked.
+    planes = np.full((2, 48, 64), 100, np.uint16)
+    planes[0, 10:30, 4:20] = 900
+    planes[1, 5:15, 40:60] = 900
+    planes[1, 30:44, 40:60] = 900
+    path = tmp_path / f"stack-{writer}.tif"
+    if writer == "ome":
+        tifffile.imwrite(path, planes, ome=True, metadata={"axes": "CYX", "Channel": {"Name": ["GFP", "DAPI"]}})
+    else:
+        tifffile.imwrite(path, planes, imagej=True, metadata={"axes": "CYX", "Labels": ["GFP", "DAPI"]})
+    window.prediction.reload_models()
+    (doc,) = window.open_paths([path])
+    combo = window.prediction.panel.input_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["GFP", "DAPI"]
+    assert combo.currentText() == "DAPI" and "nuclear stain" in window.prediction.panel.input_note.text()
+    click_predict(qtbot, window)
+    assert int(doc.mask[10, 50]) == 1 and int(doc.mask[20, 10]) == 0  # the DAPI squares, not the GFP one
