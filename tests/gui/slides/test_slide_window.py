@@ -173,3 +173,14 @@ def test_an_svs_files_associated_images_are_in_their_own_menu_not_pages(window, 
     names = [a.text() for a in menus["Associated Images"].actions()]
     assert names == ["Thumbnail", "Label", "Macro"]
     _close_all(window)
+
+
+def test_file_open_sample_offers_the_slide_and_opens_it_in_a_slide_window(window):
+    samples = window.menus["samples"]
+    action = next(a for a in samples.actions() if a.text() == "tissue_slide.ome.tif")
+    action.trigger()
+    slide_window = window.opening.slide_windows[-1]
+    assert slide_window.doc.slide.mpp == pytest.approx(0.5)
+    assert len(slide_window.doc.slide.levels) == 4
+    assert all(a.isEnabled() for a in slide_window.magnification_actions.values())
+    _close_all(window)
