@@ -283,8 +283,15 @@ class LabelStore:
             self.levels[k].write(ya, xa, self._sample(ya, xa, yb - ya, xb - xa, ds))
 
     def _sample(self, ya: int, xa: int, h: int, w: int, ds: int) -> np.ndarray:
-        out = np.zeros((h, w), self.dtype)
         c = self.chunk
+        cy, cx = ya * ds // c, xa * ds // c
+        if (ya + h - 1) * ds // c == cy and (xa + w - 1) * ds // c == cx:  # one chunk (every paint): a strided view
+            chunk = self.full.get(cy, cx)
+            if chunk is None:
+                return np.zeros((h, w), self.dtype)
+            y, x = ya * ds - cy * c, xa * ds - cx * c
+            return chunk[y:y + (h - 1) * ds + 1:ds, x:x + (w - 1) * ds + 1:ds]
+        out = np.zeros((h, w), self.dtype)
         ys, xs = (np.arange(h) + ya) * ds, (np.arange(w) + xa) * ds
         for cy in np.unique(ys // c):
             rows = np.flatnonzero(ys // c == cy)
