@@ -205,4 +205,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    sys.stdout.flush()
+    # The figures are printed; skip the interpreter's final collection, where the slide's zarr/tifffile
+    # handles and Qt's objects are torn down in an order that can crash at exit.
+    os._exit(code)
