@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QObject, QRunnable, QSettings, Qt, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QRunnable, QSettings, Qt, QThreadPool, Signal
 from PySide6.QtWidgets import QFileDialog, QProgressDialog
 
 from segstudio.core import paths
@@ -182,7 +182,10 @@ class OpeningController(QObject):
         from segstudio.gui.slides.window import open_slide_window
 
         current = self.window.current
-        window = open_slide_window(slide, None, current.classes if current is not None else None)
+        # A child of the main window (still a window of its own), so quitting closes it too; what it
+        # painted since its last autosave is written as the application quits.
+        window = open_slide_window(slide, self.window, current.classes if current is not None else None)
+        QCoreApplication.instance().aboutToQuit.connect(window.doc.save_now)
         self.slide_windows.append(window)
         window.destroyed.connect(lambda _=None, w=window: self.slide_windows.remove(w)
                                  if w in self.slide_windows else None)
