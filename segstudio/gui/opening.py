@@ -12,12 +12,12 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop, QObject, QRunnable, QSettings, Qt, QThreadPool, Signal
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, QRunnable, QSettings, Qt, QThreadPool, Signal
 from PySide6.QtWidgets import QFileDialog, QProgressDialog
 
 from segstudio.core import paths
 from segstudio.core.document import Document
-from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
+from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, Slide, is_whole_slide, read_image
 from segstudio.gui.documents.document import ImageDocument
 from segstudio.gui.documents.pages import PageShelf
 from segstudio.gui.settings import LAST_FOLDER_KEY
@@ -81,6 +81,7 @@ class OpeningController(QObject):
         self._queue: list[Path] | None = None  # files of the opening under way (None: none is)
         self._loop: QEventLoop | None = None
         self._cancelled = False
+        self.slide_windows: list = []  # whole slides open in their own windows
         a = window.actions
         a.open.triggered.connect(self.choose_files)
         a.open_folder.triggered.connect(self.choose_folder)
@@ -139,6 +140,8 @@ class OpeningController(QObject):
         try:
             while self._queue and not self._cancelled:
                 path = self._queue.pop(0)
+                if self._opened_as_slide(path, errors):
+                    continue
                 doc = self.find_document(path)
                 if doc is None:
                     try:
@@ -161,6 +164,33 @@ class OpeningController(QObject):
             window.show_error("Some files could not be opened" if len(errors) > 1 else "Cannot open image",
                               "\n".join(errors))
         return opened
+
+    def _opened_as_slide(self, path: Path, errors: list[str]) -> bool:
+        """Whole-slide images open at once (headers only) in a slide window; True when ``path`` was one."""
+        try:
+            if not is_whole_slide(path):
+                return False
+        except ImageReadError:
+            return False  # the ordinary reader names what is wrong with the file
+        try:
+            self.open_slide(Slide(path))
+        except ImageReadError as err:
+            errors.append(str(err))
+        return True
+
+    def open_slide(self, slide: Slide):
+        from segstudio.gui.slides.window import open_slide_window
+
+        current = self.window.current
+        # A child of the main window (still a window of its own), so quitting closes it too; what it
+        # painted since its last autosave is written as the application quits.
+        window = open_slide_window(slide, self.window, current.classes if current is not None else None)
+        QCoreApplication.instance().aboutToQuit.connect(window.doc.save_now)
+        self.slide_windows.append(window)
+        window.destroyed.connect(lambda _=None, w=window: self.slide_windows.remove(w)
+                                 if w in self.slide_windows else None)
+        window.show()
+        return window
 
     def _progress_dialog(self, total: int) -> QProgressDialog:
         dialog = QProgressDialog("Opening...", "Cancel", 0, total if total > 1 else 0, self.window)

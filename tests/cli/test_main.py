@@ -67,10 +67,10 @@ def test_a_mistyped_sub_command_gets_the_usage_message_not_the_window(monkeypatc
     monkeypatch.setattr("segstudio.gui.app.run_app", lambda **kwargs: opened.append(kwargs) or 0)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
-        main(["info", "x.tif"])
+        main(["segment", "x.tif"])
     assert exc.value.code == 2 and opened == []
     err = capsys.readouterr().err
-    assert "usage: segstudio" in err and "'info'" in err
+    assert "usage: segstudio" in err and "'segment'" in err
     for name in ("gui", *SUBCOMMANDS):
         assert name in err
     with pytest.raises(SystemExit):
@@ -82,17 +82,17 @@ def test_an_existing_file_or_folder_named_like_a_word_still_opens(monkeypatch, t
     opened = []
     monkeypatch.setattr("segstudio.gui.app.run_app", lambda **kwargs: opened.append(kwargs["images"]) or 0)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "info").mkdir()
+    (tmp_path / "results").mkdir()
     (tmp_path / "slide").write_bytes(b"")
-    assert main(["info"]) == 0 and main(["slide"]) == 0
+    assert main(["results"]) == 0 and main(["slide"]) == 0
     assert main(["missing.tif"]) == 0  # a file name: the window says it cannot open it
-    assert opened == [["info"], ["slide"], ["missing.tif"]]
+    assert opened == [["results"], ["slide"], ["missing.tif"]]
 
 
 def test_python_dash_m_with_an_unknown_command_exits_2_without_a_window(tmp_path):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
-    result = subprocess.run([sys.executable, "-m", "segstudio", "info", "x.tif"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "segstudio", "segment", "x.tif"], capture_output=True, text=True,
                             timeout=60, cwd=tmp_path, env=env)
     assert result.returncode == 2
-    assert "'info' is neither a command nor an existing file" in result.stderr
+    assert "'segment' is neither a command nor an existing file" in result.stderr
     assert "predict" in result.stderr and "train" in result.stderr

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from segstudio.core.imageio.checks import Limits
 from segstudio.core.imageio.raster import probe_raster, read_raster
-from segstudio.core.imageio.tiff import probe_tiff, read_tiff
+from segstudio.core.imageio.slide import SLIDE_SUFFIXES, Slide
+from segstudio.core.imageio.tiff import probe_tiff, read_tiff, tiff_pyramid
 from segstudio.core.imageio.types import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -30,7 +31,10 @@ from segstudio.core.imageio.types import (
     UnsupportedFeature,
 )
 
-_FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff"}
+_FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".bmp": "bmp", ".tif": "tiff", ".tiff": "tiff",
+                     ".svs": "tiff", ".ndpi": "tiff", ".scn": "tiff", ".bif": "tiff"}
+# Slide formats that are not TIFF inside: only OpenSlide (the optional extra) reads them.
+_NOT_TIFF_SLIDES = frozenset(s for s in SLIDE_SUFFIXES if s not in _FORMAT_OF_SUFFIX)
 _SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
     (b"\xff\xd8\xff", "jpeg"),
@@ -74,6 +78,27 @@ def read_image(
         return read_raster(path, fmt, limit, page, channels)
 
 
+def is_whole_slide(path: os.PathLike | str, *, max_pixels: int | None = None) -> bool:
+    """True for files that open as a Slide: a scanner's format, a TIFF pyramid (more than one level), or a
+    TIFF over the pixel cap (read a region at a time instead of refused). Reads headers only."""
+    path = Path(path)
+    if path.suffix.lower() in SLIDE_SUFFIXES:
+        return True
+    path, fmt, _file_size = _checked_file(path)
+    if fmt != "tiff":
+        return False
+    with _errors_reported_for(path):
+        levels, width, height = tiff_pyramid(path)
+    return levels > 1 or width * height > _configured(max_pixels, MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS)
+
+
+def open_image(path: os.PathLike | str, *, max_pixels: int | None = None) -> ImageData | Slide:
+    """An ordinary image read whole (read_image), or a whole-slide image opened lazily as a Slide."""
+    if is_whole_slide(path, max_pixels=max_pixels):
+        return Slide(path)
+    return read_image(path, max_pixels=max_pixels)
+
+
 # --- checks before any format reader runs -----------------------------------------------------------------------
 def _checked_file(path: os.PathLike | str) -> tuple[Path, str, int]:
     path = Path(path)
@@ -89,6 +114,8 @@ def _checked_file(path: os.PathLike | str) -> tuple[Path, str, int]:
         # A FIFO or device would block open() or read() forever: refuse it from its type alone.
         raise ImageReadError(path, "not a regular file (a pipe, socket or device named like an image)")
     suffix = path.suffix.lower()
+    if suffix in _NOT_TIFF_SLIDES:
+        raise ImageReadError(path, "this is a whole-slide format: open it as a slide")
     if suffix not in _FORMAT_OF_SUFFIX:
         shown = f"'{suffix}'" if suffix else "(no file extension)"
         raise ImageReadError(path, f"unsupported file type {shown} (supported: {', '.join(SUPPORTED_SUFFIXES)})")

@@ -118,9 +118,19 @@ def _check_last_directory(tif: tifffile.TiffFile) -> None:
         raise CorruptFile("the file ends inside its last page directory")
 
 
+# Series a slide scanner stores beside the image (SVS, NDPI...): shown as associated images, not pages.
+ASSOCIATED_SERIES = frozenset({"thumbnail", "label", "macro", "overview"})
+
+
+def is_associated(series: tifffile.TiffPageSeries, index: int) -> bool:
+    return index > 0 and (series.name or "").lower() in ASSOCIATED_SERIES
+
+
 def _tiff_layouts(tif: tifffile.TiffFile) -> list[_TiffLayout]:
     layouts = []
     for index, series in enumerate(tif.series):
+        if is_associated(series, index):
+            continue
         shape = tuple(int(s) for s in series.get_shape(False))
         axes = series.get_axes(False)
         grid_ndim, covered = 0, 1
@@ -370,3 +380,13 @@ def probe_tiff(path: Path, page: int | None) -> ImageMeta:
         if layout.colormap is not None:
             dtype = layout.colormap.dtype
         return _tiff_meta(path, tif, layout, layouts, page, dtype, layout.channels)
+
+
+def tiff_pyramid(path: Path) -> tuple[int, int, int]:
+    """(levels, width, height) of the file's main image, from its page directories alone."""
+    with _open_tiff(path) as (tif, _):
+        series = tif.series[0]
+        shape = series.shape
+        axes = series.axes
+        height, width = shape[axes.index("Y")], shape[axes.index("X")]
+        return len(series.levels), int(width), int(height)

@@ -14,7 +14,8 @@ import numpy as np
 
 from segstudio.core.text import printable
 
-SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+SUPPORTED_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff",
+                                       ".svs", ".ndpi", ".scn", ".bif", ".mrxs")
 
 DEFAULT_MAX_PIXELS = 2**30
 MAX_PIXELS_ENV = "SEGSTUDIO_MAX_PIXELS"

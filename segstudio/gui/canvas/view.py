@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 from segstudio.core.imageio import DisplayPicture
 from segstudio.gui.canvas.overlay import MaskOverlayItem, rgb_to_pixmap
 from segstudio.gui.canvas.picture import PictureItem
+from segstudio.gui.canvas.scale_bar import draw_scale_bar
 
 MIN_ZOOM = 1 / 64
 MAX_ZOOM = 64.0
@@ -26,6 +27,7 @@ class ImageCanvas(QGraphicsView):
 
     cursor_moved = Signal(int, int)  # image x, y; (-1, -1) when outside the image
     zoom_changed = Signal(float)
+    view_changed = Signal()  # the part of the image in view moved or was zoomed (the navigator follows)
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -56,6 +58,9 @@ class ImageCanvas(QGraphicsView):
         self._scene.addItem(self.heatmap_item)
 
         self._image_shape: tuple[int, int] | None = None
+        self._min_zoom = MIN_ZOOM
+        self._tiled: list = []  # tiled items of a whole slide, shown instead of image_item and overlay
+        self._pixel_size_um: float | None = None  # for the scale bar
         self._tool = None
         self._space_down = False
         self._panning_with_middle = False
@@ -82,6 +87,7 @@ class ImageCanvas(QGraphicsView):
 
         The canvas draws the picture's own pixels and keeps no copy of them.
         """
+        self._drop_tiled()
         if picture is None:
             self.image_item.set_picture(None)
             self._image_shape = None
@@ -92,10 +98,38 @@ class ImageCanvas(QGraphicsView):
             picture = DisplayPicture(np.ascontiguousarray(picture, dtype=np.uint8))
         self.placeholder.hide()
         self.image_item.set_picture(picture)
-        self._image_shape = picture.shape
-        h, w = self._image_shape
+        self._show_shape(picture.shape)
+
+    def _show_shape(self, shape: tuple[int, int]) -> None:
+        self._image_shape = shape
+        h, w = shape
         self._scene.setSceneRect(QRectF(-w * 0.5, -h * 0.5, w * 2.0, h * 2.0))
         self.fit_to_window()
+
+    def set_tiled(self, items: list, shape: tuple[int, int], pixel_size_um: float | None = None) -> None:
+        """Show a whole slide as tiled items (gui.canvas.tiles) over level-0 coordinates, instead of a picture.
+
+        ``pixel_size_um``: micrometres per level-0 pixel, for the scale bar (None: no bar).
+        """
+        self._drop_tiled()
+        self.image_item.set_picture(None)
+        self.overlay.set_mask(None)
+        self.placeholder.hide()
+        self._tiled = list(items)
+        for item in self._tiled:
+            self._scene.addItem(item)
+        self._pixel_size_um = pixel_size_um
+        self._show_shape(shape)
+
+    def _drop_tiled(self) -> None:
+        for item in self._tiled:
+            self._scene.removeItem(item)
+        self._tiled = []
+        self._pixel_size_um = None
+        self._min_zoom = MIN_ZOOM
+
+    def pixel_size_um(self) -> float | None:
+        return self._pixel_size_um
 
     def has_image(self) -> bool:
         return self._image_shape is not None
@@ -161,7 +195,7 @@ class ImageCanvas(QGraphicsView):
         return self.transform().m11()
 
     def set_zoom(self, factor: float) -> None:
-        factor = max(MIN_ZOOM, min(MAX_ZOOM, factor))
+        factor = max(self._min_zoom, min(MAX_ZOOM, factor))
         self._apply_scale(factor / self.zoom())
 
     def zoom_in(self) -> None:
@@ -177,6 +211,9 @@ class ImageCanvas(QGraphicsView):
         if self._image_shape is None:
             return
         h, w = self._image_shape
+        # A whole slide must fit the window: let the zoom go as far out as that, and a bit further.
+        fit = min(self.viewport().width() / w, self.viewport().height() / h)
+        self._min_zoom = min(MIN_ZOOM, fit / 2)
         self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
         self._after_zoom()
 
@@ -188,8 +225,8 @@ class ImageCanvas(QGraphicsView):
 
     def _apply_scale(self, step: float) -> None:
         target = self.zoom() * step
-        if target < MIN_ZOOM or target > MAX_ZOOM:
-            step = (MIN_ZOOM if target < MIN_ZOOM else MAX_ZOOM) / self.zoom()
+        if target < self._min_zoom or target > MAX_ZOOM:
+            step = (self._min_zoom if target < self._min_zoom else MAX_ZOOM) / self.zoom()
         if not math.isclose(step, 1.0):
             self.scale(step, step)
         self._after_zoom()
@@ -198,8 +235,20 @@ class ImageCanvas(QGraphicsView):
         # Zoomed out, smoothing hides aliasing; zoomed in, labellers need to see the actual pixels.
         smooth = self.zoom() < 1.0
         self.image_item.set_smooth(smooth)
+        for item in self._tiled[:1]:  # the slide's pixels; labels stay crisp
+            item.set_smooth(smooth)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
         self.zoom_changed.emit(self.zoom())
+        self.view_changed.emit()
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:
+        super().scrollContentsBy(dx, dy)
+        self.view_changed.emit()
+
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:
+        super().drawForeground(painter, rect)
+        if self._pixel_size_um:
+            draw_scale_bar(self, painter, self._pixel_size_um)
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         delta = event.angleDelta().y() or event.angleDelta().x()

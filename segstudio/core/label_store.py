@@ -1,0 +1,359 @@
+"""The labels of a whole slide: a chunked store on disk (zarr, one chunk a tile) and a label pyramid for display.
+
+A 100,000 x 100,000 slide's mask would take 10 GB as one array; most of it is never painted. Here the
+full-resolution labels are chunks of CHUNK x CHUNK pixels: a chunk is read from disk the first time it
+is needed, painted in memory, and written back by save() only if it changed (each chunk file is written
+atomically by zarr's local store: a new file renamed over the old one). Chunks nobody painted exist
+nowhere, not even in memory. The label pyramid (every PYRAMID_FACTOR-th pixel of the level below,
+sparse in the same way) is kept up to date by every write, so the canvas shows labels at overview zoom
+without reading full-resolution chunks.
+
+Painting is per chunk too: a brush, eraser or polygon is drawn with OpenCV into each chunk it touches, so
+a stroke at overview zoom that covers millions of full-resolution pixels never allocates a box of them.
+Each paint returns a ChunkDiff (the old and new pixels of the part of each chunk that changed): undo
+restores exactly, and costs what changed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CHUNK = 512
+PYRAMID_FACTOR = 4
+# The label pyramid stops once a level fits in this many pixels a side.
+PYRAMID_SMALLEST = 1024
+
+Box = tuple[int, int, int, int]  # y0, x0, height, width in full-resolution pixels
+Shape = Callable[[np.ndarray, int, int], None]  # draws 1s into a chunk-sized uint8 buffer at an offset
+
+
+@dataclass
+class ChunkPiece:
+    cy: int
+    cx: int
+    y0: int  # within the chunk
+    x0: int
+    old: np.ndarray
+    new: np.ndarray
+
+
+@dataclass
+class ChunkDiff:
+    """What one edit changed, chunk by chunk; merge() folds a stroke's segments into one undo step."""
+
+    pieces: list[ChunkPiece] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.old.nbytes + p.new.nbytes for p in self.pieces)
+
+    def box(self, chunk: int = CHUNK) -> Box:
+        ys = [p.cy * chunk + p.y0 for p in self.pieces]
+        xs = [p.cx * chunk + p.x0 for p in self.pieces]
+        y1 = max(p.cy * chunk + p.y0 + p.old.shape[0] for p in self.pieces)
+        x1 = max(p.cx * chunk + p.x0 + p.old.shape[1] for p in self.pieces)
+        return min(ys), min(xs), y1 - min(ys), x1 - min(xs)
+
+
+class _Grid:
+    """A sparse 2-D grid of square chunks: missing chunks are zeros (or come from ``load``)."""
+
+    def __init__(self, height: int, width: int, chunk: int, dtype, load=None) -> None:
+        self.height, self.width, self.chunk, self.dtype = height, width, chunk, np.dtype(dtype)
+        self.chunks: dict[tuple[int, int], np.ndarray] = {}
+        self._load = load
+
+    def get(self, cy: int, cx: int, create: bool = False) -> np.ndarray | None:
+        key = (cy, cx)
+        found = self.chunks.get(key)
+        if found is None and self._load is not None:
+            found = self._load(cy, cx)
+            if found is not None:
+                self.chunks[key] = found
+        if found is None and create:
+            found = self.chunks[key] = np.zeros((self.chunk, self.chunk), self.dtype)
+        return found
+
+    def covering(self, y0: int, x0: int, h: int, w: int) -> Iterator[tuple[int, int]]:
+        c = self.chunk
+        for cy in range(max(0, y0 // c), min(math.ceil(self.height / c), math.ceil((y0 + h) / c))):
+            for cx in range(max(0, x0 // c), min(math.ceil(self.width / c), math.ceil((x0 + w) / c))):
+                yield cy, cx
+
+    def read(self, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+        out = np.zeros((h, w), self.dtype)
+        c = self.chunk
+        for cy, cx in self.covering(y0, x0, h, w):
+            chunk = self.get(cy, cx)
+            if chunk is None:
+                continue
+            ya, xa = max(y0, cy * c), max(x0, cx * c)
+            yb, xb = min(y0 + h, (cy + 1) * c), min(x0 + w, (cx + 1) * c)
+            out[ya - y0:yb - y0, xa - x0:xb - x0] = chunk[ya - cy * c:yb - cy * c, xa - cx * c:xb - cx * c]
+        return out
+
+    def write(self, y0: int, x0: int, values: np.ndarray) -> None:
+        h, w = values.shape
+        c = self.chunk
+        for cy, cx in self.covering(y0, x0, h, w):
+            ya, xa = max(y0, cy * c), max(x0, cx * c)
+            yb, xb = min(y0 + h, (cy + 1) * c), min(x0 + w, (cx + 1) * c)
+            part = values[ya - y0:yb - y0, xa - x0:xb - x0]
+            chunk = self.get(cy, cx, create=bool(part.any()))
+            if chunk is not None:
+                chunk[ya - cy * c:yb - cy * c, xa - cx * c:xb - cx * c] = part
+
+
+class LabelStore:
+    """Full-resolution labels of one slide in chunks, with a label pyramid; saved to a zarr folder."""
+
+    def __init__(self, height: int, width: int, folder: Path | None = None, *, dtype=np.uint8,
+                 chunk: int = CHUNK) -> None:
+        self.height, self.width, self.chunk = int(height), int(width), int(chunk)
+        self.dtype = np.dtype(dtype)
+        self.folder = None if folder is None else Path(folder)
+        self._array = None if self.folder is None else _open_array(self.folder, self.height, self.width,
+                                                                   self.chunk, self.dtype)
+        self._saved = set() if self._array is None else _stored_chunks(self._array)
+        self.full = _Grid(self.height, self.width, self.chunk, self.dtype, load=self._load)
+        self.levels = [self.full]  # level k shows every PYRAMID_FACTOR**k-th pixel
+        while max(self.levels[-1].height, self.levels[-1].width) > PYRAMID_SMALLEST:
+            ds = PYRAMID_FACTOR ** len(self.levels)
+            self.levels.append(_Grid(math.ceil(self.height / ds), math.ceil(self.width / ds), self.chunk, self.dtype))
+        self.dirty: set[tuple[int, int]] = set()
+        for cy, cx in sorted(self._saved):  # the pyramid of labels saved earlier
+            self._update_pyramid(cy * self.chunk, cx * self.chunk, self.chunk, self.chunk)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.height, self.width
+
+    def downsample(self, level: int) -> int:
+        return PYRAMID_FACTOR ** level
+
+    def best_level(self, downsample: float) -> int:
+        """The coarsest label level with at least the screen's resolution."""
+        best = 0
+        for k in range(len(self.levels)):
+            if self.downsample(k) <= downsample * 1.01:
+                best = k
+        return best
+
+    # --- reading --------------------------------------------------------------------------------------
+    def read(self, y0: int, x0: int, h: int, w: int, level: int = 0) -> np.ndarray:
+        """Labels of a box in ``level``'s own pixels (zeros past the edges and where nothing is painted)."""
+        return self.levels[level].read(y0, x0, h, w)
+
+    def _load(self, cy: int, cx: int) -> np.ndarray | None:
+        if (cy, cx) not in self._saved:
+            return None
+        c = self.chunk
+        block = np.asarray(self._array[cy * c:(cy + 1) * c, cx * c:(cx + 1) * c])
+        chunk = np.zeros((c, c), self.dtype)
+        chunk[: block.shape[0], : block.shape[1]] = block
+        return chunk
+
+    # --- painting -------------------------------------------------------------------------------------
+    def paint(self, box: Box, draw: Shape, value: int) -> ChunkDiff | None:
+        """Set ``value`` wherever ``draw`` marks inside ``box`` (full-resolution pixels); None if nothing changed.
+
+        ``draw(buffer, oy, ox)`` marks 1s into a chunk-sized uint8 buffer whose pixel (0, 0) is full-resolution
+        pixel (oy, ox); it is called once per chunk the box touches.
+        """
+        y0, x0, h, w = _clip(box, self.height, self.width)
+        if h <= 0 or w <= 0:
+            return None
+        diff = ChunkDiff()
+        c = self.chunk
+        buffer = np.zeros((c, c), np.uint8)
+        for cy, cx in self.full.covering(y0, x0, h, w):
+            buffer[:] = 0
+            draw(buffer, cy * c, cx * c)
+            rows, cols = np.flatnonzero(buffer.any(axis=1)), np.flatnonzero(buffer.any(axis=0))
+            if rows.size == 0:
+                continue
+            sl = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+            chunk = self.full.get(cy, cx, create=value != 0)
+            if chunk is None:
+                continue  # erasing where nothing was painted
+            marked = buffer[sl].astype(bool)
+            old = chunk[sl].copy()
+            if np.all(old[marked] == value):
+                continue
+            chunk[sl][marked] = value
+            diff.pieces.append(ChunkPiece(cy, cx, int(rows[0]), int(cols[0]), old, chunk[sl].copy()))
+            self._changed(cy, cx, sl)
+        return diff if diff.pieces else None
+
+    def paint_segment(self, p0: tuple[float, float], p1: tuple[float, float], radius: float,
+                      value: int) -> ChunkDiff | None:
+        """A brush (or eraser, value 0) stroke segment from p0 to p1 (x, y in full-resolution pixels)."""
+        r = max(0.5, float(radius))
+        (xa, ya), (xb, yb) = p0, p1
+        box = (math.floor(min(ya, yb) - r), math.floor(min(xa, xb) - r),
+               math.ceil(abs(yb - ya) + 2 * r) + 2, math.ceil(abs(xb - xa) + 2 * r) + 2)
+        shift = 4  # OpenCV's sub-pixel coordinates: 1/16 pixel
+
+        def draw(buffer: np.ndarray, oy: int, ox: int) -> None:
+            a = (round((xa - ox) * 16), round((ya - oy) * 16))
+            b = (round((xb - ox) * 16), round((yb - oy) * 16))
+            if a == b:
+                cv2.circle(buffer, a, round(r * 16), 1, -1, cv2.LINE_8, shift)
+            else:
+                cv2.circle(buffer, a, round(r * 16), 1, -1, cv2.LINE_8, shift)
+                cv2.circle(buffer, b, round(r * 16), 1, -1, cv2.LINE_8, shift)
+                cv2.line(buffer, a, b, 1, max(1, round(2 * r)), cv2.LINE_8, shift)
+
+        return self.paint(box, draw, value)
+
+    def paint_polygon(self, points: list[tuple[float, float]], value: int) -> ChunkDiff | None:
+        """Fill a polygon (x, y vertices in full-resolution pixels)."""
+        if len(points) < 3:
+            return None
+        pts = np.asarray(points, np.float64)
+        x0, y0 = np.floor(pts.min(axis=0)).astype(int)
+        x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
+
+        def draw(buffer: np.ndarray, oy: int, ox: int) -> None:
+            shifted = np.round((pts - (ox, oy)) * 16).astype(np.int32)
+            cv2.fillPoly(buffer, [shifted], 1, cv2.LINE_8, 4)
+
+        return self.paint((int(y0), int(x0), int(y1 - y0) + 1, int(x1 - x0) + 1), draw, value)
+
+    # --- undo -----------------------------------------------------------------------------------------
+    def apply(self, diff: ChunkDiff) -> Box:
+        return self._put(diff, new=True)
+
+    def revert(self, diff: ChunkDiff) -> Box:
+        return self._put(diff, new=False)
+
+    def _put(self, diff: ChunkDiff, new: bool) -> Box:
+        for piece in diff.pieces:
+            chunk = self.full.get(piece.cy, piece.cx, create=True)
+            values = piece.new if new else piece.old
+            sl = slice(piece.y0, piece.y0 + values.shape[0]), slice(piece.x0, piece.x0 + values.shape[1])
+            chunk[sl] = values
+            self._changed(piece.cy, piece.cx, sl)
+        return diff.box(self.chunk)
+
+    def merge(self, diff: ChunkDiff, later: ChunkDiff) -> None:
+        """Fold ``later`` (the edit just made) into ``diff``: one piece per chunk, earliest old, latest new.
+
+        The merged piece covers both boxes; pixels in it that neither touched take the chunk's current value
+        for both old and new, so undo leaves them as they are. Call right after ``later`` was painted.
+        """
+        by_chunk = {(p.cy, p.cx): i for i, p in enumerate(diff.pieces)}
+        for piece in later.pieces:
+            index = by_chunk.get((piece.cy, piece.cx))
+            if index is None:
+                by_chunk[(piece.cy, piece.cx)] = len(diff.pieces)
+                diff.pieces.append(piece)
+                continue
+            first = diff.pieces[index]
+            y0, x0 = min(first.y0, piece.y0), min(first.x0, piece.x0)
+            y1 = max(first.y0 + first.old.shape[0], piece.y0 + piece.old.shape[0])
+            x1 = max(first.x0 + first.old.shape[1], piece.x0 + piece.old.shape[1])
+            new = self.full.get(piece.cy, piece.cx, create=True)[y0:y1, x0:x1].copy()
+            old = new.copy()
+            for part in (piece, first):  # first last: its old pixels are the earliest
+                h, w = part.old.shape
+                old[part.y0 - y0:part.y0 - y0 + h, part.x0 - x0:part.x0 - x0 + w] = part.old
+            diff.pieces[index] = ChunkPiece(piece.cy, piece.cx, y0, x0, old, new)
+
+    # --- pyramid and saving ---------------------------------------------------------------------------
+    def _changed(self, cy: int, cx: int, sl: tuple[slice, slice]) -> None:
+        self.dirty.add((cy, cx))
+        c = self.chunk
+        self._update_pyramid(cy * c + sl[0].start, cx * c + sl[1].start, sl[0].stop - sl[0].start,
+                             sl[1].stop - sl[1].start)
+
+    def _update_pyramid(self, y0: int, x0: int, h: int, w: int) -> None:
+        """Level k pixel (Y, X) is full-resolution pixel (Y * ds, X * ds): refresh those in the box."""
+        for k in range(1, len(self.levels)):
+            ds = PYRAMID_FACTOR ** k
+            ya, xa = math.ceil(y0 / ds), math.ceil(x0 / ds)
+            yb, xb = math.ceil(min(y0 + h, self.height) / ds), math.ceil(min(x0 + w, self.width) / ds)
+            if yb <= ya or xb <= xa:
+                continue
+            self.levels[k].write(ya, xa, self._sample(ya, xa, yb - ya, xb - xa, ds))
+
+    def _sample(self, ya: int, xa: int, h: int, w: int, ds: int) -> np.ndarray:
+        c = self.chunk
+        cy, cx = ya * ds // c, xa * ds // c
+        if (ya + h - 1) * ds // c == cy and (xa + w - 1) * ds // c == cx:  # one chunk (every paint): a strided view
+            chunk = self.full.get(cy, cx)
+            if chunk is None:
+                return np.zeros((h, w), self.dtype)
+            y, x = ya * ds - cy * c, xa * ds - cx * c
+            return chunk[y:y + (h - 1) * ds + 1:ds, x:x + (w - 1) * ds + 1:ds]
+        out = np.zeros((h, w), self.dtype)
+        ys, xs = (np.arange(h) + ya) * ds, (np.arange(w) + xa) * ds
+        for cy in np.unique(ys // c):
+            rows = np.flatnonzero(ys // c == cy)
+            for cx in np.unique(xs // c):
+                chunk = self.full.get(int(cy), int(cx))
+                if chunk is None:
+                    continue
+                cols = np.flatnonzero(xs // c == cx)
+                out[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = chunk[np.ix_(ys[rows] - cy * c, xs[cols] - cx * c)]
+        return out
+
+    @property
+    def unsaved(self) -> bool:
+        return bool(self.dirty)
+
+    def save(self, folder: Path | None = None) -> int:
+        """Write the chunks changed since the last save (each atomically); returns how many were written."""
+        if folder is not None and (self.folder is None or Path(folder) != self.folder):
+            self.folder = Path(folder)
+            self._array = _open_array(self.folder, self.height, self.width, self.chunk, self.dtype)
+            self.dirty |= set(self.full.chunks)  # a new folder gets everything painted so far
+        if self._array is None:
+            raise ValueError("the label store has no folder to save into")
+        c = self.chunk
+        written = 0
+        for cy, cx in sorted(self.dirty):
+            chunk = self.full.chunks.get((cy, cx))
+            h, w = min(c, self.height - cy * c), min(c, self.width - cx * c)
+            values = np.zeros((h, w), self.dtype) if chunk is None else chunk[:h, :w]
+            self._array[cy * c:cy * c + h, cx * c:cx * c + w] = values
+            (self._saved.add if values.any() else self._saved.discard)((cy, cx))
+            written += 1
+        self.dirty.clear()
+        return written
+
+
+def _clip(box: Box, height: int, width: int) -> Box:
+    y0, x0, h, w = box
+    ya, xa = max(0, y0), max(0, x0)
+    return ya, xa, min(height, y0 + h) - ya, min(width, x0 + w) - xa
+
+
+def _open_array(folder: Path, height: int, width: int, chunk: int, dtype: np.dtype):
+    import zarr
+
+    if (folder / "zarr.json").exists():
+        array = zarr.open_array(folder, mode="r+")
+        if tuple(array.shape) != (height, width):
+            raise ValueError(f"the labels in {folder} are {array.shape[1]} x {array.shape[0]}, "
+                             f"not the slide's {width} x {height}")
+        return array
+    # Chunks that hold only zeros are never written (zarr leaves them out), so erased areas cost nothing.
+    return zarr.create_array(folder, shape=(height, width), chunks=(chunk, chunk), dtype=dtype, fill_value=0,
+                             config={"write_empty_chunks": False})
+
+
+def _stored_chunks(array) -> set[tuple[int, int]]:
+    """Chunks present on disk, from the folder listing (zarr v3's default layout: c/<row>/<col>)."""
+    root = Path(str(array.store_path.store.root)) / array.store_path.path / "c"
+    found = set()
+    if root.is_dir():
+        for row in root.iterdir():
+            if row.name.isdigit():
+                found.update((int(row.name), int(col.name)) for col in row.iterdir() if col.name.isdigit())
+    return found

@@ -1,0 +1,259 @@
+"""Tiled, level-of-detail drawing for whole slides: only the tiles in view, at the level that fits the zoom.
+
+A TiledItem covers level-0 coordinates (one scene unit per full-resolution pixel, like PictureItem) and
+asks its source for tiles of the level whose pixels are nearest the screen's without upscaling. Slide
+tiles are decoded on a thread pool into a bounded LRU cache; until a tile arrives, the best coarser tile
+already cached is drawn stretched in its place, so panning never shows holes, only a brief blur. Label
+tiles come from the label store's in-memory pyramid and are made on the GUI thread when drawn.
+
+Why ordinary images do not use this item: a 512 x 512 or 8192 x 8192 image is already whole in memory,
+and PictureItem draws it from its own buffer with no copy and no cache; tiling it would add tile
+bookkeeping and one QImage per tile to every paint for nothing (see docs/ARCHITECTURE.md).
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import numpy as np
+import shiboken6
+from PySide6.QtCore import QObject, QRectF, QRunnable, QThreadPool, Signal
+from PySide6.QtGui import QImage, QPainter
+from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+
+from segstudio.gui.canvas.overlay import colour_table
+
+# 768 RGB tiles of 256 x 256 are 150 MB: a full-HD screen at two levels several times over.
+CACHE_TILES = 768
+Key = tuple[int, int, int]  # level, tile row, tile column
+
+
+class TileLevels:
+    """The levels a tiled item draws from: (width, height, downsample) each, and one tile size."""
+
+    def __init__(self, levels: list[tuple[int, int, float]], tile: int) -> None:
+        self.levels, self.tile = levels, tile
+
+    def best(self, downsample: float) -> int:
+        best = 0
+        for index, (_w, _h, ds) in enumerate(self.levels):
+            if ds <= downsample * 1.01:
+                best = index
+        return best
+
+    def visible(self, level: int, rect: QRectF) -> list[Key]:
+        """Tiles of ``level`` that a level-0 rectangle touches, centre first (the eye goes there)."""
+        width, height, ds = self.levels[level]
+        span = self.tile * ds
+        c0, r0 = max(0, math.floor(rect.left() / span)), max(0, math.floor(rect.top() / span))
+        c1 = min(math.ceil(width / self.tile), math.ceil(rect.right() / span))
+        r1 = min(math.ceil(height / self.tile), math.ceil(rect.bottom() / span))
+        keys = [(level, r, c) for r in range(r0, r1) for c in range(c0, c1)]
+        cr, cc = (r0 + r1 - 1) / 2, (c0 + c1 - 1) / 2
+        return sorted(keys, key=lambda k: (k[1] - cr) ** 2 + (k[2] - cc) ** 2)
+
+    def scene_rect(self, key: Key) -> QRectF:
+        level, row, col = key
+        width, height, ds = self.levels[level]
+        w = min(self.tile, width - col * self.tile)
+        h = min(self.tile, height - row * self.tile)
+        return QRectF(col * self.tile * ds, row * self.tile * ds, w * ds, h * ds)
+
+
+class _Arrived(QObject):
+    tile = Signal(object, object)  # key, QImage
+
+
+class _LoadTile(QRunnable):
+    def __init__(self, item: TiledItem, key: Key) -> None:
+        super().__init__()
+        self.item, self.key = item, key
+
+    def run(self) -> None:
+        item = self.item
+        with item.lock:
+            if self.key not in item.wanted:  # the view moved on before this tile's turn came
+                item.pending.discard(self.key)
+                return
+        try:
+            image = item.load(self.key)
+        except Exception:  # noqa: BLE001 - a damaged tile draws as a hole, the rest of the slide still shows
+            image = None
+        item.arrived.tile.emit(self.key, image)
+
+
+class TiledItem(QGraphicsItem):
+    """Draws tiles from ``load(key) -> QImage | None`` at the level that fits the zoom.
+
+    asynchronous: tiles are loaded on ``pool`` (slide pixels); otherwise in paint() (labels from memory).
+    """
+
+    def __init__(self, levels: TileLevels, load: Callable[[Key], QImage | None], *, asynchronous: bool,
+                 pool: QThreadPool | None = None, cache_tiles: int = CACHE_TILES) -> None:
+        super().__init__()
+        self.levels, self.load, self.asynchronous = levels, load, asynchronous
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption)
+        self.cache: OrderedDict[Key, QImage | None] = OrderedDict()
+        self.cache_tiles = cache_tiles
+        self.lock = threading.Lock()
+        self.wanted: set[Key] = set()
+        self.pending: set[Key] = set()
+        self.requested: list[Key] = []  # every tile asked of the source, in order (tests and benchmarks read it)
+        self.last_level: int | None = None
+        self.pool = pool if pool is not None else QThreadPool.globalInstance()
+        self.arrived = _Arrived()
+        self.arrived.tile.connect(self._tile_arrived)
+        self._smooth = True
+
+    def boundingRect(self) -> QRectF:
+        width, height, _ds = self.levels.levels[0]
+        return QRectF(0, 0, width, height)
+
+    def set_smooth(self, smooth: bool) -> None:
+        self._smooth = smooth
+
+    def invalidate(self, y0: int, x0: int, h: int, w: int) -> None:
+        """Forget the tiles over a level-0 box (the labels there changed) and draw it again."""
+        box = QRectF(x0, y0, w, h)
+        for key in [k for k in self.cache if self.levels.scene_rect(k).intersects(box)]:
+            del self.cache[key]
+        self.update(box)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        zoom = math.hypot(painter.worldTransform().m11(), painter.worldTransform().m12()) or 1.0
+        level = self.levels.best(1.0 / zoom)
+        self.last_level = level
+        exposed = option.exposedRect.intersected(self.boundingRect())
+        keys = self.levels.visible(level, exposed)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._smooth)
+        missing = []
+        for key in keys:
+            if key in self.cache:
+                self.cache.move_to_end(key)
+                self._draw(painter, key, self.cache[key])
+            elif self.asynchronous:
+                missing.append(key)
+                self._draw_stand_in(painter, key)
+            else:
+                self.requested.append(key)
+                self._draw(painter, key, self._remember(key, self.load(key)))
+        if missing:
+            self._request(missing, keys)
+
+    def _draw(self, painter: QPainter, key: Key, image: QImage | None) -> None:
+        if image is not None:
+            painter.drawImage(self.levels.scene_rect(key), image)
+
+    def _draw_stand_in(self, painter: QPainter, key: Key) -> None:
+        """The nearest coarser tile already cached, stretched over ``key``'s place."""
+        target = self.levels.scene_rect(key)
+        for level in range(key[0] + 1, len(self.levels.levels)):
+            _w, _h, ds = self.levels.levels[level]
+            span = self.levels.tile * ds
+            coarse = (level, int(target.top() // span), int(target.left() // span))
+            image = self.cache.get(coarse)
+            if image is None:
+                continue
+            source_rect = self.levels.scene_rect(coarse)
+            scale = image.width() / source_rect.width()
+            part = QRectF((target.left() - source_rect.left()) * scale, (target.top() - source_rect.top()) * scale,
+                          target.width() * scale, target.height() * scale)
+            painter.drawImage(target, image, part)
+            return
+
+    def _request(self, missing: list[Key], visible: list[Key]) -> None:
+        with self.lock:
+            self.wanted = set(visible)
+            for key in missing:
+                if key in self.pending:
+                    continue
+                self.pending.add(key)
+                self.requested.append(key)
+                self.pool.start(_LoadTile(self, key))
+
+    def _tile_arrived(self, key: Key, image: QImage | None) -> None:
+        with self.lock:
+            self.pending.discard(key)
+        if not shiboken6.isValid(self):  # the slide's window closed while the tile was on its way
+            return
+        self._remember(key, image)
+        self.update(self.levels.scene_rect(key))
+
+    def _remember(self, key: Key, image: QImage | None) -> QImage | None:
+        self.cache[key] = image
+        while len(self.cache) > self.cache_tiles:
+            self.cache.popitem(last=False)
+        return image
+
+    def settle(self, timeout_ms: int = 5000) -> bool:
+        """Wait for the tiles asked for to arrive (tests, benchmarks); True when none is pending."""
+        from PySide6.QtCore import QCoreApplication, QDeadlineTimer
+
+        deadline = QDeadlineTimer(timeout_ms)
+        while not deadline.hasExpired():
+            self.pool.waitForDone(20)
+            QCoreApplication.processEvents()
+            with self.lock:
+                if not self.pending:
+                    return True
+        return False
+
+
+# --- sources ------------------------------------------------------------------------------------------------
+def rgb_image(pixels: np.ndarray) -> QImage:
+    """An (H, W, 3) or (H, W, 1) uint8 array as a QImage owning its copy of the pixels."""
+    pixels = np.ascontiguousarray(pixels)
+    h, w = pixels.shape[:2]
+    if pixels.ndim == 2 or pixels.shape[2] == 1:
+        return QImage(pixels.data, w, h, pixels.strides[0], QImage.Format.Format_Grayscale8).copy()
+    return QImage(pixels[..., :3].copy().data, w, h, w * 3, QImage.Format.Format_RGB888).copy()
+
+
+def slide_item(slide, pool: QThreadPool | None = None) -> TiledItem:
+    """The pixels of a core.imageio.Slide, tile by tile on the pool."""
+    tile = max(256, min(512, slide.levels[0].tile_width))
+    levels = TileLevels([(lv.width, lv.height, lv.downsample) for lv in slide.levels], tile)
+
+    def load(key: Key) -> QImage:
+        level, row, col = key
+        width, height, _ds = levels.levels[level]
+        w, h = min(tile, width - col * tile), min(tile, height - row * tile)
+        return rgb_image(slide.read_region(level, col * tile, row * tile, w, h))
+
+    item = TiledItem(levels, load, asynchronous=True, pool=pool)
+    item.setZValue(0)
+    return item
+
+
+def label_item(store, lut_rgba: np.ndarray) -> TiledItem:
+    """The labels of a core.label_store.LabelStore through class colours; empty tiles draw nothing."""
+    tile = 512
+    levels = TileLevels([(grid.width, grid.height, float(store.downsample(k)))
+                         for k, grid in enumerate(store.levels)], tile)
+    table = {"colours": colour_table(lut_rgba)}
+
+    def load(key: Key) -> QImage | None:
+        level, row, col = key
+        width, height, _ds = levels.levels[level]
+        w, h = min(tile, width - col * tile), min(tile, height - row * tile)
+        labels = store.read(row * tile, col * tile, h, w, level=level)
+        if not labels.any():
+            return None
+        labels = np.ascontiguousarray(labels.astype(np.uint8) if labels.dtype != np.uint8 else labels)
+        image = QImage(labels.data, w, h, labels.strides[0], QImage.Format.Format_Indexed8).copy()
+        image.setColorTable(table["colours"])
+        return image
+
+    item = TiledItem(levels, load, asynchronous=False)
+    item.setZValue(1)
+    item.colours = table  # set_colours() replaces the table and redraws
+
+    def set_colours(lut: np.ndarray) -> None:
+        table["colours"] = colour_table(lut)
+        item.cache.clear()
+        item.update()
+
+    item.set_colours = set_colours
+    return item

@@ -1,0 +1,186 @@
+"""A whole slide opens from File > Open in its own window at once, streams only the tiles in view at the
+level that fits the zoom, and takes brush strokes at any zoom into full-resolution label chunks."""
+import numpy as np
+import pytest
+import shiboken6
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtWidgets import QApplication
+
+from segstudio.core.imageio import Slide
+from segstudio.core.label_store import LabelStore
+from segstudio.gui.slides.document import labels_folder
+from segstudio.synth.slides import write_pyramid_ome, write_svs_like
+
+
+@pytest.fixture(scope="module")
+def pyramid(tmp_path_factory):
+    # 8192 x 6144, levels 1, 4, 16, 64; 0.25 µm pixels (40x)
+    return write_pyramid_ome(tmp_path_factory.mktemp("slide") / "tissue.ome.tif", 6144, 8192, levels=4,
+                             compression="zlib")
+
+
+@pytest.fixture
+def slide_window(window, pyramid, qtbot, monkeypatch):
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(pyramid)], ""))
+    window.actions.open.trigger()
+    assert window.opening.slide_windows, "the slide should open in a slide window"
+    slide_window = window.opening.slide_windows[-1]
+    slide_window.resize(1000, 700)
+    qtbot.waitExposed(slide_window)
+    slide_window.canvas.fit_to_window()
+    assert window.current is None  # not among the ordinary images
+    yield slide_window
+    _close_all(window)
+
+
+def _close_all(window):
+    for opened in list(window.opening.slide_windows):
+        if shiboken6.isValid(opened):
+            opened.close()
+    QApplication.processEvents()
+
+
+def _paint(slide_window):
+    slide_window.canvas.viewport().repaint()
+    slide_window.image_tiles.settle()
+    slide_window.canvas.viewport().repaint()
+
+
+def _visible(slide_window, level):
+    canvas = slide_window.canvas
+    rect = canvas.mapToScene(canvas.viewport().rect()).boundingRect()
+    return set(slide_window.image_tiles.levels.visible(level, rect))
+
+
+def _drag(canvas, points):
+    viewport = canvas.viewport()
+    from PySide6.QtTest import QTest
+
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[0])
+    for point in points[1:]:
+        QTest.mouseMove(viewport, point)
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, points[-1])
+
+
+def test_fitted_to_the_window_the_coarse_level_is_drawn_and_only_its_tiles_are_read(slide_window):
+    _paint(slide_window)
+    tiles = slide_window.image_tiles
+    # 8192 pixels into ~1000 screen pixels: 8 slide pixels per screen pixel, so the level of every 4th
+    # pixel (every 16th would be blurred up)
+    assert 6 < 1 / slide_window.canvas.zoom() < 12
+    assert tiles.last_level == 1
+    assert set(tiles.requested) <= _visible(slide_window, 1)
+    assert all(key in tiles.cache for key in _visible(slide_window, 1))
+
+
+@pytest.mark.parametrize(("power", "level"), [(40, 0), (20, 0), (10, 1), (5, 1), (1, 2)])
+def test_each_magnification_shortcut_draws_the_level_that_fits_and_reads_only_visible_tiles(
+        slide_window, qtbot, power, level):
+    _paint(slide_window)
+    slide_window.canvas.setFocus()
+    key = dict([(1, Qt.Key.Key_1), (5, Qt.Key.Key_5), (10, Qt.Key.Key_0), (20, Qt.Key.Key_2), (40, Qt.Key.Key_4)])
+    slide_window.image_tiles.requested.clear()
+    qtbot.keyClick(slide_window.canvas, key[power])
+    assert slide_window.canvas.zoom() == pytest.approx(power / 40)
+    _paint(slide_window)
+    assert slide_window.image_tiles.last_level == level
+    assert _visible(slide_window, level) <= set(slide_window.image_tiles.cache)  # all in view were read
+    assert {k for k in slide_window.image_tiles.requested if k[0] == level} <= _visible(slide_window, level)
+
+
+def test_until_a_fine_tile_arrives_the_coarser_one_stands_in(slide_window, qtbot):
+    _paint(slide_window)  # the overview level is cached
+    tiles = slide_window.image_tiles
+    tiles.pool.setMaxThreadCount(1)
+    qtbot.keyClick(slide_window.canvas, Qt.Key.Key_4)
+    image = slide_window.canvas.viewport().grab().toImage()  # drawn before any fine tile is back
+    centre = image.pixelColor(image.width() // 2, image.height() // 2)
+    assert (centre.red(), centre.green(), centre.blue()) != (40, 40, 44)  # not the empty background
+    tiles.settle()
+
+
+def test_the_overview_jumps_where_it_is_clicked(slide_window, qtbot):
+    qtbot.keyClick(slide_window.canvas, Qt.Key.Key_2)
+    navigator = slide_window.navigator
+    target = QPoint(navigator.width() // 4, navigator.height() * 3 // 4)
+    qtbot.mouseClick(navigator, Qt.MouseButton.LeftButton, pos=target)
+    centre = slide_window.canvas.mapToScene(slide_window.canvas.viewport().rect().center())
+    expected = navigator.slide_point(QPointF(target))
+    assert abs(centre.x() - expected.x()) < 20 and abs(centre.y() - expected.y()) < 20
+    assert navigator.view_rect().contains(QPointF(target))
+
+
+def test_the_scale_bar_reads_in_micrometres(slide_window):
+    from segstudio.gui.canvas.scale_bar import bar_label, nice_length_um
+
+    assert slide_window.canvas.pixel_size_um() == pytest.approx(0.25)
+    assert nice_length_um(0.25) == 20 and bar_label(20) == "20 µm" and bar_label(2000) == "2 mm"
+    _paint(slide_window)
+    image = slide_window.canvas.viewport().grab().toImage()
+    bar = image.pixelColor(30, image.height() - 22)
+    assert (bar.red(), bar.green(), bar.blue()) == (255, 255, 255)
+
+
+def test_brush_at_overview_and_at_full_resolution_writes_full_resolution_chunks_undo_and_autosave(
+        slide_window, qtbot, pyramid):
+    canvas, doc = slide_window.canvas, slide_window.doc
+    slide_window.tools["brush"].trigger()
+    slide_window.radius.setValue(5)
+    _paint(slide_window)
+    zoom = canvas.zoom()
+    # At overview: a 5-pixel screen brush is 5 / zoom full-resolution pixels across the slide.
+    start, end = QPoint(300, 300), QPoint(500, 300)
+    _drag(canvas, [start, QPoint(400, 300), end])
+    a, b = canvas.mapToScene(start), canvas.mapToScene(end)
+    row = doc.store.read(int(a.y()), int(a.x()), 1, int(b.x() - a.x()))
+    assert np.all(row == 1)  # every full-resolution pixel along the stroke
+    assert doc.store.read(int(a.y() + 5 / zoom + 20), int(a.x()), 1, 10).max() == 0
+    # Zoomed to full resolution, a small stroke elsewhere.
+    qtbot.keyClick(canvas, Qt.Key.Key_4)
+    canvas.centerOn(QPointF(6000, 5000))
+    _drag(canvas, [QPoint(480, 320), QPoint(520, 320)])
+    p = canvas.mapToScene(QPoint(500, 320))
+    assert doc.store.read(int(p.y()), int(p.x()), 1, 1)[0, 0] == 1
+    assert doc.undo_stack.count() == 2
+    # Undo takes the last stroke back exactly; autosave writes the first.
+    slide_window.undo_action.trigger()
+    assert doc.store.read(int(p.y()), int(p.x()), 1, 1)[0, 0] == 0
+    assert doc.save_now() > 0
+    reopened = LabelStore(doc.slide.height, doc.slide.width, labels_folder(pyramid))
+    assert np.array_equal(reopened.read(int(a.y()), int(a.x()), 1, int(b.x() - a.x())), row)
+    assert reopened.read(int(p.y()), int(p.x()), 1, 1)[0, 0] == 0
+
+
+def test_autosave_runs_by_itself_and_reopening_the_slide_shows_the_labels(window, slide_window, qtbot, pyramid):
+    slide_window.tools["brush"].trigger()
+    _paint(slide_window)
+    _drag(slide_window.canvas, [QPoint(200, 200), QPoint(260, 240)])
+    doc = slide_window.doc
+    assert doc.store.unsaved
+    qtbot.waitUntil(lambda: not doc.store.unsaved, timeout=5000)
+    assert not slide_window.isWindowModified()
+    p = slide_window.canvas.mapToScene(QPoint(230, 220))
+    slide_window.close()
+    again = window.opening.open_slide(Slide(pyramid))
+    assert again.doc.store.read(int(p.y()), int(p.x()), 1, 1)[0, 0] == 1
+
+
+def test_an_svs_files_associated_images_are_in_their_own_menu_not_pages(window, tmp_path, qtbot):
+    path = write_svs_like(tmp_path / "scan.svs", 1536, 2048)
+    window.open_paths([path])
+    slide_window = window.opening.slide_windows[-1]
+    menus = {a.text().replace("&", ""): a.menu() for a in slide_window.menuBar().actions()}
+    names = [a.text() for a in menus["Associated Images"].actions()]
+    assert names == ["Thumbnail", "Label", "Macro"]
+    _close_all(window)
+
+
+def test_file_open_sample_offers_the_slide_and_opens_it_in_a_slide_window(window):
+    samples = window.menus["samples"]
+    action = next(a for a in samples.actions() if a.text() == "tissue_slide.ome.tif")
+    action.trigger()
+    slide_window = window.opening.slide_windows[-1]
+    assert slide_window.doc.slide.mpp == pytest.approx(0.5)
+    assert len(slide_window.doc.slide.levels) == 4
+    assert all(a.isEnabled() for a in slide_window.magnification_actions.values())
+    _close_all(window)
