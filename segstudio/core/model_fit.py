@@ -168,3 +168,47 @@ def input_warnings(pixels: np.ndarray, channel_names: Sequence[str] | None, choi
         warnings.append("The background of this image is dark (like a fluorescence image), but the model was "
                         "trained on brightfield slides with a bright background; expect a poor mask.")
     return warnings
+
+
+# --- input definitions (the "input" field of a model's metadata) ---------------------------------------------
+
+# Optical density of hematoxylin, eosin and a residual (DAB) per unit stain, as [r, g, b]: Ruifrok & Johnston's
+# values, the same as scikit-image's rgb_from_hed. A lab whose slides differ stores its own in the model.
+HE_STAIN_VECTORS = ((0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (0.27, 0.57, 0.78))
+HE_LABEL = "Hematoxylin (separated from the H&E colours)"
+INPUT_CHOICES = ("grey", "rgb", "he", "channels:0,2")
+
+
+def input_definition(text: str) -> tuple[dict, int]:
+    """(metadata "input" dict, network input channels) for grey | rgb | he | channels:0,2."""
+    text = str(text).strip().lower()
+    if text in ("grey", "gray"):
+        return {"kind": "grey"}, 1
+    if text == "rgb":
+        return {"kind": "rgb"}, 3
+    if text in ("he", "h&e", "hematoxylin"):
+        return {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}, 1
+    if text.startswith("channels:"):
+        try:
+            channels = [int(part) for part in text.split(":", 1)[1].split(",") if part.strip()]
+        except ValueError:
+            channels = []
+        if channels and all(0 <= c < 64 for c in channels) and len(set(channels)) == len(channels):
+            return {"kind": "channels", "channels": channels}, len(channels)
+        raise ValueError(f"{text!r}: list distinct channel numbers from 0, e.g. channels:0,2")
+    raise ValueError(f"Unknown input {text!r}; choose one of {', '.join(INPUT_CHOICES)}")
+
+
+def describe_input(definition: Mapping | None, in_channels: int) -> str:
+    """The input definition in words, for the model list and the Model panel."""
+    definition = dict(definition or {})
+    kind = definition.get("kind", "")
+    if kind == "he":
+        return "hematoxylin from H&E colour images"
+    if kind == "rgb":
+        return "colour (RGB)"
+    if kind == "grey":
+        return "grey (colour averaged)"
+    if kind == "channels":
+        return "image channels " + ", ".join(str(int(c) + 1) for c in definition.get("channels", []))
+    return f"{in_channels} channel{'s' if in_channels != 1 else ''}"

@@ -62,3 +62,46 @@ def test_models_needs_a_sub_command(capsys):
         main(["models"])
     assert info.value.code == 2
     assert "the following arguments are required: models_command" in capsys.readouterr().err
+
+
+def test_models_new_appears_in_the_list_and_predicts(cli_env, capsys):
+    import numpy as np
+
+    from segstudio.engine.predict import Predictor, PredictSettings
+
+    assert main(["models", "new", "mito", "--arch", "fcn8s", "--classes", "background,nucleus,mitochondrion",
+                 "--input", "rgb"]) == 0
+    assert "Made mito/v1 (fcn8s, 3 input channel(s)" in capsys.readouterr().out
+    assert main(["models", "list", "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["id"] == "mito/v1")
+    assert row["classes"] == ["background", "nucleus", "mitochondrion"] and row["in_channels"] == 3
+    assert not row["bundled"] and row["lineage"] == ["mito/v1"]
+    model, meta = ModelLibrary().load("mito")
+    result = Predictor(model, meta, device="cpu").predict(np.zeros((40, 50, 3), np.uint8), PredictSettings(tile=64))
+    assert result.labels.shape == (40, 50)
+
+
+def test_models_new_from_a_model_keeps_shared_classes_and_says_so(cli_env, capsys):
+    import torch
+
+    assert main(["models", "new", "nuclei-he", "--arch", "unet", "--classes", "background,nucleus,mitosis",
+                 "--input", "he", "--from", "nuclei-unet/v2"]) == 0
+    out = capsys.readouterr().out
+    assert "kept the rows of background, nucleus" in out and "New classes start untrained: mitosis" in out
+    library = ModelLibrary()
+    new, meta = library.load("nuclei-he/v1")
+    old, _ = library.load("nuclei-unet/v2")
+    assert meta.parent == "nuclei-unet/v2" and meta.input["kind"] == "he" and len(meta.input["stain_vectors"]) == 3
+    assert torch.equal(new.head.weight[:2], old.head.weight)
+    assert torch.equal(new.enc1.block1.conv.weight, old.enc1.block1.conv.weight)
+
+
+def test_models_new_refuses_clearly(cli_env, capsys):
+    assert main(["models", "new", "nuclei-unet", "--arch", "unet", "--classes", "nucleus"]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert main(["models", "new", "b", "--arch", "fcn8s", "--classes", "cell", "--from", "nuclei-unet"]) == 2
+    assert "weights can only be kept from the same network" in capsys.readouterr().err
+    assert main(["models", "new", "c", "--arch", "unet", "--classes", "cell", "--input", "rgb", "--channels", "1"]) == 2
+    assert "3 channel(s), not 1" in capsys.readouterr().err
+    assert main(["models", "new", "d", "--arch", "unet", "--classes", "cell", "--imagenet"]) == 2
+    assert "No ImageNet weights for U-Net" in capsys.readouterr().err
