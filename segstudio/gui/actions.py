@@ -45,6 +45,7 @@ class Actions:
     predict: QAction
     predict_replace: QAction
     fine_tune: QAction
+    new_model: QAction
     shortcuts: QAction
     about: QAction
     # Actions that feature modules create themselves (tools, class keys), listed with the rest.
@@ -120,6 +121,9 @@ def create_actions(window: QMainWindow) -> Actions:
         fine_tune=_action(
             window, "&Fine-tune...", "Ctrl+T", "Train a new model version on exported datasets", enabled=False
         ),
+        new_model=_action(window, "&New Model...", "Ctrl+Shift+N",
+                          "Make a model: pick the network, the input, the classes and where it starts",
+                          enabled=False),
         shortcuts=_action(window, "&Keyboard Shortcuts", K.HelpContents, "List every keyboard shortcut"),
         about=_action(window, "&About segstudio"),
     )
@@ -166,6 +170,8 @@ def build_menus(window: QMainWindow, a: Actions) -> dict[str, QMenu]:
     model.addActions([a.predict, a.predict_replace])
     model.addSeparator()
     model.addAction(a.fine_tune)
+    model.addSeparator()
+    model.addAction(a.new_model)
 
     help_menu = menus["help"] = bar.addMenu("&Help")
     help_menu.addActions([a.shortcuts, a.about])
