@@ -17,8 +17,7 @@ def register(subparsers) -> None:
 
 
 def _register_new(commands) -> None:
-    from segstudio.core.model_fit import INPUT_CHOICES
-    from segstudio.models.catalogue import arch_names
+    from segstudio.models.catalogue import arch_names  # torch- and numpy-free: --help stays instant
 
     new = commands.add_parser("new", help="make a new model (version 1 of a new name) in your library",
                               description="Make a new model: a network, its input, its classes, and where its "
@@ -26,7 +25,7 @@ def _register_new(commands) -> None:
     new.add_argument("name", help="the new model's name (letters, digits, '.', '_', '-')")
     new.add_argument("--arch", required=True, choices=arch_names(), help="the network")
     new.add_argument("--classes", required=True, help="comma-separated class names, e.g. background,nucleus")
-    new.add_argument("--input", default="grey", help=f"what the network reads: {' | '.join(INPUT_CHOICES)} "
+    new.add_argument("--input", default="grey", help="what the network reads: grey | rgb | he | channels:0,2 "
                                                       "(default grey; he = hematoxylin of H&E slides)")
     new.add_argument("--channels", type=int, help="network input channels (default: what --input implies)")
     start = new.add_mutually_exclusive_group()
