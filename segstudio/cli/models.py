@@ -13,6 +13,13 @@ def register(subparsers) -> None:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("architectures", help="network architectures that can be built")
     _register_new(commands)
+    export = commands.add_parser("export", help="write a model as files another lab can import")
+    export.add_argument("model", help="id, name (its newest version) or file")
+    export.add_argument("folder", help="where the .safetensors + .json pair goes")
+    export.add_argument("--onnx", action="store_true", help="also write an ONNX file (needs the onnx package)")
+    imported = commands.add_parser("import", help="add a model file (.safetensors, or .pt/.pth with its .json)")
+    imported.add_argument("file")
+    imported.add_argument("--name", help="the name in your library (default: the file's own)")
     parser.set_defaults(run=run)
 
 
@@ -40,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         return list_architectures()
     if args.models_command == "new":
         return new_model(args)
+    if args.models_command in ("export", "import"):
+        return move_model(args)
     return list_models(json_output=args.json)
 
 
@@ -104,6 +113,24 @@ def list_models(*, json_output: bool = False) -> int:
                 f"classes: {', '.join(r['classes']) or '-'}  lineage: {lineage}")
         print(printable(line))  # names from files may carry terminal escape sequences
     print("* active model")
+    return 0
+
+
+def move_model(args: argparse.Namespace) -> int:
+    """`models export` and `models import`: files out of and into the library."""
+    from segstudio.core.text import printable
+    from segstudio.engine.model_files import export_model, import_model
+
+    try:
+        if args.models_command == "export":
+            for path in export_model(args.model, args.folder, onnx=args.onnx):
+                print(printable(f"wrote {path}"))
+        else:
+            path, meta = import_model(args.file, name=args.name)
+            print(printable(f"Imported {meta.id} ({meta.arch}) into {path}"))
+    except (ValueError, OSError) as err:  # ModelFileError, CheckpointError and unknown models are ValueErrors
+        print(f"error: {printable(str(err))}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -72,3 +72,25 @@ def test_start_from_an_existing_model_keeps_its_weights(window, qtbot, tmp_path,
     new, _ = ModelLibrary().load(result.meta.id)
     old, _ = ModelLibrary().load("tiny/v1")
     assert torch.equal(new.head.weight, old.head.weight)
+
+
+def test_export_then_import_from_the_model_menu(window, qtbot, tmp_path, monkeypatch):
+    from tests.gui.conftest import save_tiny
+
+    resources = tmp_path / "resources"
+    (resources / "models").mkdir(parents=True)
+    save_tiny(resources, "tiny")
+    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
+    window.prediction.reload_models()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    dialogs = "segstudio.gui.models.controller.QFileDialog"
+    monkeypatch.setattr(f"{dialogs}.getExistingDirectory", lambda *a, **k: str(shared))
+    with qtbot.waitSignal(window.models.created, timeout=60_000):
+        window.actions.export_model.trigger()  # Model > Export Model...
+    assert sorted(p.name for p in shared.iterdir()) == ["tiny-v1.json", "tiny-v1.safetensors"]
+    monkeypatch.setattr(f"{dialogs}.getOpenFileName", lambda *a, **k: (str(shared / "tiny-v1.safetensors"), ""))
+    with qtbot.waitSignal(window.models.created, timeout=60_000):
+        window.actions.import_model.trigger()  # Model > Import Model...
+    assert window.prediction.model_id() == "tiny-2/v1"
+    assert ModelLibrary().find("tiny-2/v1").meta.training["original_id"] == "tiny/v1"
