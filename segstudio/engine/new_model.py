@@ -139,6 +139,7 @@ def _start_from(spec: NewModelSpec, model, meta: ModelMeta, library):
     # The source's size options (width, depth...) decide the shapes; class count and input are the new ones.
     options = {k: v for k, v in source_meta.config.items() if k not in ("in_channels", "num_classes")}
     options.update(spec.config)
+    options["pretrained_backbone"] = False  # every weight comes from the source model
     model = build_model(spec.arch, in_channels=model.in_channels, num_classes=model.num_classes, **options)
     report = transfer_weights(source, model, class_map_by_name(source_meta.classes, meta.classes),
                               source_meta.classes, meta.classes)

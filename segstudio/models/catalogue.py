@@ -20,7 +20,7 @@ class NetworkChoice:
     imagenet_config: dict | None  # the published size that ImageNet weights fit; None: no ImageNet start
     parameters: int       # of `config` with 1 input channel and 2 classes
     imagenet_parameters: int | None = None
-    tile_seconds: float | None = None  # measured, one 512 x 512 tile, 1 thread-pair CPU (see MEASURED_ON)
+    tile_seconds: float | None = None  # measured: one 512 x 512 tile on the CPU (see MEASURED_ON)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def cost(self, *, imagenet: bool = False) -> str:
@@ -33,28 +33,29 @@ class NetworkChoice:
 
 
 # Where and when the tile times were measured (scripts/compare_networks.py --measure).
-MEASURED_ON = "2-core shared Linux VM (x86-64, torch 2.14, 2 threads), 2026-11-26"
+MEASURED_ON = ("2-core Linux VM shared with other work (x86-64, torch 2.14, 2 threads), 2026-11-26, "
+               "scripts/compare_networks.py --measure")
 
 _VGG_SMALL = {"width": 0.25, "fc_channels": 256}
 _VGG_FULL = {"width": 1.0, "fc_channels": 4096}
 
 NETWORKS: tuple[NetworkChoice, ...] = (
     NetworkChoice("unet", "U-Net", "Sharp outlines from few images; the usual choice for cells and nuclei.",
-                  {"base_channels": 16, "depth": 4}, None, 1_942_306, None, 0.62),
+                  {"base_channels": 16, "depth": 4}, None, 1_942_306, None, 1.41),
     NetworkChoice("fcn8s", "FCN-8s", "Fast, fuses coarse and fine class scores; outlines a little soft.",
-                  dict(_VGG_SMALL), dict(_VGG_FULL), 2_594_230, 134_270_278, 0.34),
+                  dict(_VGG_SMALL), dict(_VGG_FULL), 2_594_230, 134_270_278, 0.86),
     NetworkChoice("fcn16s", "FCN-16s", "Like FCN-8s with one fewer fine level: blurrier outlines.",
-                  dict(_VGG_SMALL), dict(_VGG_FULL), 2_597_108, 134_272_772, 0.33),
+                  dict(_VGG_SMALL), dict(_VGG_FULL), 2_597_108, 134_272_772, 0.82),
     NetworkChoice("fcn32s", "FCN-32s", "Coarsest FCN: finds where things are, outlines blocky. For teaching.",
-                  dict(_VGG_SMALL), dict(_VGG_FULL), 2_609_074, 134_283_970, 0.33),
+                  dict(_VGG_SMALL), dict(_VGG_FULL), 2_609_074, 134_283_970, 0.76),
     NetworkChoice("deconvnet", "DeconvNet", "Unpools to the exact positions it pooled from: crisp, slow.",
-                  dict(_VGG_SMALL), dict(_VGG_FULL), 5_124_210, 251_790_786, 0.95),
+                  dict(_VGG_SMALL), dict(_VGG_FULL), 5_124_210, 251_790_786, 1.67),
     NetworkChoice("pspnet", "PSPNet", "Pools context over the whole tile: good for tissue regions, not small objects.",
                   {"backbone": "resnet18", "width": 0.5}, {"backbone": "resnet50", "width": 1.0}, 4_042_402,
-                  46_576_066, 0.71),
+                  46_576_066, 1.53),
     NetworkChoice("deeplabv3plus", "DeepLabv3+", "Context at several distances plus a detail skip: regions "
                   "of mixed sizes.", {"backbone": "resnet18", "width": 0.5},
-                  {"backbone": "resnet50", "width": 1.0}, 3_091_866, 26_684_722, 0.41),
+                  {"backbone": "resnet50", "width": 1.0}, 3_091_866, 26_684_722, 1.74),
 )
 
 _BY_ARCH = {n.arch: n for n in NETWORKS}
