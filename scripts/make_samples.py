@@ -18,6 +18,7 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segstudio.synth import SceneParams, generate_nuclei_image  # noqa: E402
+from segstudio.synth.he import generate_he_image  # noqa: E402
 
 SAMPLES = {
     # The image the app opens by default: a 12-bit camera stored as 16 bit, dim, uneven illumination.
@@ -43,6 +44,13 @@ SAMPLES = {
         full_scale=0.15, offset_fraction=0.0015)),
 }
 SIZE = (512, 512)
+# A generated H&E slide (hematoxylin nuclei on eosin stroma) for the H&E path: small, colour, bright background.
+HE_SAMPLE = dict(name="he_nuclei.png", seed=2024, size=(384, 384), params=SceneParams(
+    radius=9.0, radius_spread=0.18, coverage=0.3, cluster_fraction=0.5, touching=0.8, aspect=0.72,
+    irregularity=0.08, kidney_fraction=0.1, mitotic_fraction=0.02, brightness_decades=0.6, texture=0.35,
+    rim=0.15, dome=0.2, spots=1.0, spot_sign=1.0, background=0.2, cytoplasm=0.02, illumination=0.2, haze=0.1,
+    psf_sigma=0.9, defocus=False, photons=2000.0, read_noise=2.0, debris=0.5, full_scale=0.1,
+    offset_fraction=0.0015))
 
 
 def main(argv=None) -> int:
@@ -61,6 +69,13 @@ def main(argv=None) -> int:
         cv2.imwrite(str(args.out / "truth" / f"{path.stem}.png"), mask)
         print(f"{path}: {image.dtype} {image.shape[1]}x{image.shape[0]}, values {image.min()}..{image.max()}, "
               f"{int(instances.max())} nuclei, {path.stat().st_size / 1024:.0f} KiB")
+    rgb, mask, instances = generate_he_image(HE_SAMPLE["seed"], height=HE_SAMPLE["size"][0],
+                                             width=HE_SAMPLE["size"][1], params=HE_SAMPLE["params"])
+    path = args.out / HE_SAMPLE["name"]
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(args.out / "truth" / f"{path.stem}.png"), mask)
+    print(f"{path}: H&E RGB {rgb.shape[1]}x{rgb.shape[0]}, {int(instances.max())} nuclei, "
+          f"{path.stat().st_size / 1024:.0f} KiB")
     return 0
 
 

@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     add_arguments(parser)
     parser.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
                         help="bar (stderr), jsonl (one JSON event per line on stdout) or none")
+    parser.add_argument("--extend-classes", action="store_true",
+                        help="when the datasets use classes the model lacks, first make a new version of it with "
+                             "room for them (its other weights kept), and fine-tune that")
     parser.set_defaults(run=run)
 
 
@@ -169,5 +172,31 @@ def _train(args: argparse.Namespace, progress, stop: _StopRequest) -> ExitCode:
     if stop():  # asked to stop while torch was importing
         progress(events.Cancelled())
         return ExitCode.CANCELLED
-    result = fine_tune(TrainConfig.from_namespace(args), progress=progress, cancel=stop)
+    config = TrainConfig.from_namespace(args)
+    if getattr(args, "extend_classes", False):
+        config = _extended(config)
+    result = fine_tune(config, progress=progress, cancel=stop)
     return ExitCode.OK if result.status == "done" else ExitCode.CANCELLED
+
+
+def _extended(config: TrainConfig) -> TrainConfig:
+    """The config with its base replaced by a version that predicts every class the datasets use."""
+    import dataclasses
+
+    from segstudio.engine.new_model import extend_classes
+    from segstudio.engine.training.class_check import check_dataset_classes
+    from segstudio.engine.training.errors import TrainingError
+    from segstudio.models.library import ModelLibrary
+
+    try:
+        meta = ModelLibrary().find(config.base).meta
+    except ValueError as err:
+        raise TrainingError(str(err)) from None
+    check = check_dataset_classes(config.data, meta.num_classes)
+    if check.refused:
+        raise TrainingError(check.refused)
+    if not check.missing:
+        return config
+    result = extend_classes(config.base, check.missing)
+    sys.stderr.write(f"Made {result.meta.id} with room for {check.describe_missing()}; fine-tuning it\n")
+    return dataclasses.replace(config, base=result.meta.id)

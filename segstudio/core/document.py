@@ -41,6 +41,7 @@ class Document:
         # The channels Predict feeds the model (core.model_fit); None until chosen, then kept per image.
         self.model_channels: tuple[int, ...] | None = None
         self.model_channels_chosen = False
+        self.model_stain = ""  # "he": Predict feeds the hematoxylin separated from the colours
         self._display: DisplayPicture | None = None
 
     @property

@@ -28,6 +28,11 @@ _COLOUR_NAMES = (("R", "G", "B"), ("R", "G", "B", "A"))
 BRIGHT_BACKGROUND_LEVEL = 0.5
 _THUMBNAIL_SIDE = 256
 
+# Optical density of hematoxylin, eosin and a residual (DAB) per unit stain, as [r, g, b]: Ruifrok & Johnston's
+# values, the same as scikit-image's rgb_from_hed. A lab whose slides differ stores its own in the model.
+HE_STAIN_VECTORS = ((0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (0.27, 0.57, 0.78))
+HE_LABEL = "Hematoxylin (separated from the H&E colours)"
+
 
 @dataclass(frozen=True)
 class ModelExpectation:
@@ -42,6 +47,16 @@ class ModelExpectation:
 class ChannelChoice:
     label: str  # as shown to the user
     channels: tuple[int, ...] | None  # image channels fed to the model; None: the image as it is
+    stain: str = ""  # "he": the model is fed the hematoxylin separated from the colours (engine.predict.stains)
+
+
+@dataclass(frozen=True)
+class Advice:
+    """A warning about the input, and the one-click fix for it (if any)."""
+
+    text: str
+    fix: str = ""            # button text; "" when there is nothing to click
+    choice: int | None = None  # the channel choice the fix selects; None: open the channel list to pick
 
 
 @dataclass(frozen=True)
@@ -89,9 +104,17 @@ def nuclear_channel(channel_names: Sequence[str] | None) -> int | None:
     return None
 
 
-def plan_input(channels: int, channel_names: Sequence[str] | None, model: ModelExpectation) -> InputPlan:
-    """The channel choices for an image with `channels` channels, and the default with its reason."""
+def plan_input(channels: int, channel_names: Sequence[str] | None, model: ModelExpectation,
+               definition: Mapping | None = None) -> InputPlan:
+    """The channel choices for an image with `channels` channels, and the default with its reason.
+
+    `definition` is the model's own input definition (its metadata's "input"): a model that reads the
+    hematoxylin of H&E slides is offered nothing else for a colour image.
+    """
     names = list(channel_names) if channel_names and len(channel_names) == channels else None
+    if (definition or {}).get("kind") == "he" and channels >= 3:
+        return InputPlan((ChannelChoice(HE_LABEL, None, "he"),), 0,
+                         "the model reads the hematoxylin stain of H&E slides, separated from the colours")
     label = [names[i] if names else f"Channel {i + 1}" for i in range(channels)]
     if model.channels != 1:
         if channels == 1:
@@ -104,7 +127,10 @@ def plan_input(channels: int, channel_names: Sequence[str] | None, model: ModelE
     singles = tuple(ChannelChoice(label[i], (i,)) for i in range(channels))
     if is_colour(names):
         grey = ChannelChoice("Grey (mean of R, G, B)", None)
-        return InputPlan((grey, *singles), 0, "a colour image becomes grey")
+        he = ChannelChoice(HE_LABEL, None, "he")
+        if model.kind == BRIGHTFIELD and model.nuclear:
+            return InputPlan((he, grey, *singles), 0, "the model looks for nuclei in brightfield (H&E) slides")
+        return InputPlan((grey, he, *singles), 0, "a colour image becomes grey")
     found = nuclear_channel(names)
     if model.nuclear and found is not None:
         return InputPlan(singles, found, f"{label[found]} is a nuclear stain, and the model looks for nuclei")
@@ -149,22 +175,79 @@ def bright_background(pixels: np.ndarray) -> bool:
 def input_warnings(pixels: np.ndarray, channel_names: Sequence[str] | None, choice: ChannelChoice,
                    model: ModelExpectation) -> list[str]:
     """Plain-words warnings about feeding `pixels` through `choice` to a model that expects `model`."""
-    warnings = []
+    return [advice.text for advice in input_advice(pixels, channel_names, choice, model)]
+
+
+def input_advice(pixels: np.ndarray, channel_names: Sequence[str] | None, choice: ChannelChoice,
+                 model: ModelExpectation, plan: InputPlan | None = None) -> list[Advice]:
+    """The warnings about feeding `pixels` through `choice`, each with its fix among `plan`'s choices."""
+    advice = []
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    he_index = next((i for i, c in enumerate(plan.choices) if c.stain == "he"), None) if plan else None
     if model.channels > 1 and 1 < channels < model.channels:
-        warnings.append(f"The model needs {model.channels} channels but this image has {channels}: "
-                        "Predict will stop with an error.")
-        return warnings
+        return [Advice(f"The model needs {model.channels} channels but this image has {channels}: "
+                       "Predict will stop with an error. Choose or make a model for this image (Model > New Model).")]
+    if choice.stain == "he":
+        return []  # hematoxylin is bright where nuclei are, on a dark background: what the model learnt
+    fed = model_pixels(pixels, choice.channels)
+    bright = bright_background(fed)
     if model.channels == 1 and choice.channels is None and is_colour(channel_names):
         what = "one-channel fluorescence images" if model.kind == FLUORESCENCE else "one-channel images"
-        warnings.append(f"This is a colour image, but the model was trained on {what}. Its colours will be "
-                        "averaged to grey. If one colour shows the stain, choose it above.")
-    fed = model_pixels(pixels, choice.channels)
-    if model.kind == FLUORESCENCE and bright_background(fed):
-        warnings.append("The background of this image is bright and the objects dark (like a brightfield or "
-                        "H&E slide). The model was trained on bright objects on a dark background, so it will "
-                        "likely mark the background instead of the objects.")
-    elif model.kind == BRIGHTFIELD and not bright_background(fed):
-        warnings.append("The background of this image is dark (like a fluorescence image), but the model was "
-                        "trained on brightfield slides with a bright background; expect a poor mask.")
-    return warnings
+        text = (f"This is a colour image, but the model was trained on {what}. Its colours will be averaged to "
+                "grey.")
+        if bright and he_index is not None:
+            advice.append(Advice(text + " It looks like a stained brightfield slide (H&E): the model can be fed "
+                                        "the hematoxylin (nuclear) stain, separated from the colours.",
+                                 "Use the H&E path", he_index))
+        else:
+            advice.append(Advice(text + " If one colour shows the stain, choose it.", "Pick a channel", None))
+    if model.kind == FLUORESCENCE and bright:
+        fix = ("Use the H&E path", he_index) if he_index is not None else ("Pick another channel", None)
+        advice.append(Advice("The background of this image is bright and the objects dark (like a brightfield or "
+                             "H&E slide). The model was trained on bright objects on a dark background, so it will "
+                             "likely mark the background instead of the objects.", *fix))
+    elif model.kind == BRIGHTFIELD and not bright:
+        advice.append(Advice("The background of this image is dark (like a fluorescence image), but the model was "
+                             "trained on brightfield slides with a bright background; expect a poor mask.",
+                             "Pick another channel", None))
+    return advice
+
+
+# --- input definitions (the "input" field of a model's metadata) ---------------------------------------------
+
+INPUT_CHOICES = ("grey", "rgb", "he", "channels:0,2")
+
+
+def input_definition(text: str) -> tuple[dict, int]:
+    """(metadata "input" dict, network input channels) for grey | rgb | he | channels:0,2."""
+    text = str(text).strip().lower()
+    if text in ("grey", "gray"):
+        return {"kind": "grey"}, 1
+    if text == "rgb":
+        return {"kind": "rgb"}, 3
+    if text in ("he", "h&e", "hematoxylin"):
+        return {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}, 1
+    if text.startswith("channels:"):
+        try:
+            channels = [int(part) for part in text.split(":", 1)[1].split(",") if part.strip()]
+        except ValueError:
+            channels = []
+        if channels and all(0 <= c < 64 for c in channels) and len(set(channels)) == len(channels):
+            return {"kind": "channels", "channels": channels}, len(channels)
+        raise ValueError(f"{text!r}: list distinct channel numbers from 0, e.g. channels:0,2")
+    raise ValueError(f"Unknown input {text!r}; choose one of {', '.join(INPUT_CHOICES)}")
+
+
+def describe_input(definition: Mapping | None, in_channels: int) -> str:
+    """The input definition in words, for the model list and the Model panel."""
+    definition = dict(definition or {})
+    kind = definition.get("kind", "")
+    if kind == "he":
+        return "hematoxylin from H&E colour images"
+    if kind == "rgb":
+        return "colour (RGB)"
+    if kind == "grey":
+        return "grey (colour averaged)"
+    if kind == "channels":
+        return "image channels " + ", ".join(str(int(c) + 1) for c in definition.get("channels", []))
+    return f"{in_channels} channel{'s' if in_channels != 1 else ''}"

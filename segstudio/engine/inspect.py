@@ -334,7 +334,7 @@ class TapInspector:
         key = (id(pixels), pixels.shape, str(pixels.dtype))
         if key != self._source_key:
             self._source = None
-            self._source = ModelInput(pixels, self.in_channels, self.normalisation)
+            self._source = ModelInput(pixels, self.in_channels, self.normalisation, getattr(self.meta, "input", None))
             self._source_key = key
         return self._source
 

@@ -45,6 +45,9 @@ class Actions:
     predict: QAction
     predict_replace: QAction
     fine_tune: QAction
+    new_model: QAction
+    import_model: QAction
+    export_model: QAction
     shortcuts: QAction
     about: QAction
     # Actions that feature modules create themselves (tools, class keys), listed with the rest.
@@ -120,6 +123,13 @@ def create_actions(window: QMainWindow) -> Actions:
         fine_tune=_action(
             window, "&Fine-tune...", "Ctrl+T", "Train a new model version on exported datasets", enabled=False
         ),
+        new_model=_action(window, "&New Model...", "Ctrl+Shift+N",
+                          "Make a model: pick the network, the input, the classes and where it starts",
+                          enabled=False),
+        import_model=_action(window, "&Import Model...", tip="Add a model file from another lab to your library",
+                             enabled=False),
+        export_model=_action(window, "E&xport Model...", tip="Write the selected model as files to share",
+                             enabled=False),
         shortcuts=_action(window, "&Keyboard Shortcuts", K.HelpContents, "List every keyboard shortcut"),
         about=_action(window, "&About segstudio"),
     )
@@ -166,6 +176,8 @@ def build_menus(window: QMainWindow, a: Actions) -> dict[str, QMenu]:
     model.addActions([a.predict, a.predict_replace])
     model.addSeparator()
     model.addAction(a.fine_tune)
+    model.addSeparator()
+    model.addActions([a.new_model, a.import_model, a.export_model])
 
     help_menu = menus["help"] = bar.addMenu("&Help")
     help_menu.addActions([a.shortcuts, a.about])

@@ -302,3 +302,20 @@ def load_resnet_pretrained(backbone: ResNetBackbone, name: str, pretrained, *, w
         raise ValueError(f"{path} does not hold {what} ImageNet weights: {exc}") from exc
     log.info("Loaded %s ImageNet weights from %s", what, path)
     return True
+
+
+# Which torchvision weights an architecture's encoder would start from ("ImageNet" starts).
+_IMAGENET_ENUMS = {"fcn8s": "VGG16_Weights", "fcn16s": "VGG16_Weights", "fcn32s": "VGG16_Weights",
+                   "deconvnet": "VGG16_BN_Weights", "pspnet": "ResNet50_Weights", "deeplabv3plus": "ResNet50_Weights"}
+
+
+def imagenet_weights_available(arch: str) -> Path | None:
+    """The local ImageNet weights file the architecture's encoder can start from, or None (never downloads)."""
+    enum_name = _IMAGENET_ENUMS.get(arch)
+    if enum_name is None:
+        return None
+    for name in weight_filenames(enum_name):
+        path = hub_checkpoint_path(name)
+        if path.is_file():
+            return path
+    return None

@@ -68,6 +68,10 @@ class ModelMeta:
     postprocess: dict = field(default_factory=dict)
     # The images it was trained on, e.g. {"kind": "fluorescence", "stain": "nuclear"} (segstudio.core.model_fit)
     expects: dict = field(default_factory=dict)
+    # How an image becomes the network's input (metadata.check_input): {} means "the channels as they are";
+    # {"kind": "he", "stain_vectors": [...]} derives the hematoxylin channel of an H&E slide by colour
+    # deconvolution; {"kind": "channels", "channels": [0, 2]} picks image channels.
+    input: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:

@@ -174,6 +174,34 @@ def check_config(config: Any, *, field: str = "config") -> dict:
     return config
 
 
+INPUT_KINDS = ("", "grey", "rgb", "he", "channels")
+
+
+def check_input(value: Any) -> dict:
+    """The model's input definition: {"kind": one of INPUT_KINDS, "channels": [...], "stain_vectors": 3x3}."""
+    value = dict(_mapping("input", value))
+    kind = value.get("kind", "")
+    if kind not in INPUT_KINDS:
+        raise MetadataError(f"input.kind is {_shown(kind)}; it must be one of {', '.join(k for k in INPUT_KINDS if k)}")
+    if "channels" in value:
+        channels = value["channels"]
+        if not isinstance(channels, list) or not 1 <= len(channels) <= MAX_IN_CHANNELS:
+            raise MetadataError(f"input.channels must be a list of 1 to {MAX_IN_CHANNELS} channel numbers")
+        value["channels"] = [_integer(f"input.channels[{i}]", c, 0, 4096) for i, c in enumerate(channels)]
+    if kind == "channels" and "channels" not in value:
+        raise MetadataError("input.kind 'channels' needs input.channels")
+    if "stain_vectors" in value:
+        vectors = value["stain_vectors"]
+        rows_ok = isinstance(vectors, list) and len(vectors) == 3 and all(
+            isinstance(row, list) and len(row) == 3 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1
+                for v in row) and sum(v * v for v in row) > 0 for row in vectors)
+        if not rows_ok:
+            raise MetadataError("input.stain_vectors must be three [r, g, b] optical densities in 0..1 "
+                                "(hematoxylin, eosin, residual), none all zero")
+    return value
+
+
 def check_meta(data: Any) -> dict:
     """The fields ModelMeta reads, checked and normalised (classes given as names become dicts)."""
     if not isinstance(data, dict):
@@ -195,7 +223,9 @@ def check_meta(data: Any) -> dict:
         out["classes"] = _classes(data["classes"])
     if "in_channels" in data:
         out["in_channels"] = _integer("in_channels", data["in_channels"], 1, MAX_IN_CHANNELS)
-    for key in ("normalisation", "training", "metrics", "postprocess"):
+    if "input" in data:
+        out["input"] = check_input(data["input"])
+    for key in ("normalisation", "training", "metrics", "postprocess", "expects"):
         if key in data:
             out[key] = _mapping(key, data[key])
     for key, limit, optional in (("created", 64, False), ("parent", 200, True), ("description", MAX_TEXT, False)):

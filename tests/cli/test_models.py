@@ -62,3 +62,106 @@ def test_models_needs_a_sub_command(capsys):
         main(["models"])
     assert info.value.code == 2
     assert "the following arguments are required: models_command" in capsys.readouterr().err
+
+
+def test_models_new_appears_in_the_list_and_predicts(cli_env, capsys):
+    import numpy as np
+
+    from segstudio.engine.predict import Predictor, PredictSettings
+
+    assert main(["models", "new", "mito", "--arch", "fcn8s", "--classes", "background,nucleus,mitochondrion",
+                 "--input", "rgb"]) == 0
+    assert "Made mito/v1 (fcn8s, 3 input channel(s)" in capsys.readouterr().out
+    assert main(["models", "list", "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["id"] == "mito/v1")
+    assert row["classes"] == ["background", "nucleus", "mitochondrion"] and row["in_channels"] == 3
+    assert not row["bundled"] and row["lineage"] == ["mito/v1"]
+    model, meta = ModelLibrary().load("mito")
+    result = Predictor(model, meta, device="cpu").predict(np.zeros((40, 50, 3), np.uint8), PredictSettings(tile=64))
+    assert result.labels.shape == (40, 50)
+
+
+def test_models_new_from_a_model_keeps_shared_classes_and_says_so(cli_env, capsys):
+    import torch
+
+    assert main(["models", "new", "nuclei-he", "--arch", "unet", "--classes", "background,nucleus,mitosis",
+                 "--input", "he", "--from", "nuclei-unet/v2"]) == 0
+    out = capsys.readouterr().out
+    assert "kept the rows of background, nucleus" in out and "New classes start untrained: mitosis" in out
+    library = ModelLibrary()
+    new, meta = library.load("nuclei-he/v1")
+    old, _ = library.load("nuclei-unet/v2")
+    assert meta.parent == "nuclei-unet/v2" and meta.input["kind"] == "he" and len(meta.input["stain_vectors"]) == 3
+    assert torch.equal(new.head.weight[:2], old.head.weight)
+    assert torch.equal(new.enc1.block1.conv.weight, old.enc1.block1.conv.weight)
+
+
+def test_models_new_refuses_clearly(cli_env, capsys):
+    assert main(["models", "new", "nuclei-unet", "--arch", "unet", "--classes", "nucleus"]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert main(["models", "new", "b", "--arch", "fcn8s", "--classes", "cell", "--from", "nuclei-unet"]) == 2
+    assert "weights can only be kept from the same network" in capsys.readouterr().err
+    assert main(["models", "new", "c", "--arch", "unet", "--classes", "cell", "--input", "rgb", "--channels", "1"]) == 2
+    assert "3 channel(s), not 1" in capsys.readouterr().err
+    assert main(["models", "new", "d", "--arch", "unet", "--classes", "cell", "--imagenet"]) == 2
+    assert "No ImageNet weights for U-Net" in capsys.readouterr().err
+
+
+def test_export_then_import_as_another_lab(cli_env, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "shared"
+    assert main(["models", "export", "nuclei-unet/v2", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["nuclei-unet-v2.json", "nuclei-unet-v2.safetensors"]
+    assert json.loads((out / "nuclei-unet-v2.json").read_text())["arch"] == "unet"
+    assert main(["models", "import", str(out / "nuclei-unet-v2.safetensors")]) == 0
+    assert "Imported nuclei-unet-2/v1" in capsys.readouterr().out  # the name is taken: the next free one
+    imported, meta = ModelLibrary().load("nuclei-unet-2")
+    original, _ = ModelLibrary().load("nuclei-unet/v2")
+    assert meta.training["original_id"] == "nuclei-unet/v2"
+    assert all(torch.equal(a, b) for a, b in zip(imported.state_dict().values(), original.state_dict().values()))
+
+
+def test_import_a_pt_state_dict_with_its_metadata_and_refuse_one_without(cli_env, tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "shared"
+    main(["models", "export", "tissue-unet", str(out)])
+    model, _ = ModelLibrary().load("tissue-unet")
+    torch.save({"state_dict": model.state_dict()}, out / "tissue-unet-v1.pt")
+    (out / "tissue-unet-v1.safetensors").unlink()
+    assert main(["models", "import", str(out / "tissue-unet-v1.pt"), "--name", "from-pt"]) == 0
+    assert ModelLibrary().find("from-pt").meta.arch == "unet"
+    lonely = tmp_path / "lonely.pt"
+    torch.save(model.state_dict(), lonely)
+    capsys.readouterr()
+    assert main(["models", "import", str(lonely)]) == 2
+    assert "lonely.json" in capsys.readouterr().err
+    evil = tmp_path / "evil.pt"
+    torch.save({"weights": model.state_dict(), "code": print}, evil)  # a pickled function: refused
+    (tmp_path / "evil.json").write_text((out / "tissue-unet-v1.json").read_text())
+    assert main(["models", "import", str(evil)]) == 2
+    assert "run code" in capsys.readouterr().err
+
+
+def test_onnx_export_runs_in_onnxruntime(cli_env, tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    import torch
+
+    assert main(["models", "export", "tissue-unet", str(tmp_path), "--onnx"]) == 0
+    model, _ = ModelLibrary().load("tissue-unet")
+    x = np.random.default_rng(0).random((1, 1, 64, 96), dtype=np.float32)
+    (logits,) = ort.InferenceSession(str(tmp_path / "tissue-unet-v1.onnx")).run(None, {"image": x})
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+def test_onnx_export_without_the_onnx_package_says_what_to_install(cli_env, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if it were not installed
+    assert main(["models", "export", "tissue-unet", str(tmp_path), "--onnx"]) == 2
+    assert "pip install onnx" in capsys.readouterr().err

@@ -183,3 +183,18 @@ def test_a_failed_run_names_the_image_file_once(tmp_path):
     message = errors[0]["message"]
     assert "/data/blob3.tif" in message and "uses class id 2" in message
     assert "images/" not in message  # not the dataset's hash-named copy
+
+
+def test_extend_classes_grows_the_model_before_training(blobs, tmp_path, capsys):
+    from segstudio.cli import main
+    from segstudio.models.library import ModelLibrary
+    from tests.gui.training.test_growing_classes import write_three_class_dataset
+
+    base, _ = blobs
+    data = write_three_class_dataset(tmp_path / "cells")
+    assert main(["train", *_common_args(base, data), "--steps", "2", "--progress", "none"]) == 1
+    assert "--extend-classes" in capsys.readouterr().err  # the plain run says how to go on
+    assert main(["train", *_common_args(base, data), "--steps", "2", "--progress", "none", "--extend-classes"]) == 0
+    assert "Made blobs/v2 with room for mitosis (id 2)" in capsys.readouterr().err
+    trained = ModelLibrary().find("blobs/v3").meta
+    assert trained.parent == "blobs/v2" and trained.num_classes == 3

@@ -8,6 +8,7 @@ from segstudio.core.model_fit import (
     ModelExpectation,
     bright_background,
     expectation_of,
+    input_advice,
     input_warnings,
     model_pixels,
     plan_input,
@@ -45,7 +46,26 @@ def test_without_names_the_first_channel_is_used_and_the_user_is_told():
 def test_a_colour_image_becomes_grey_by_default_and_each_colour_can_be_chosen():
     plan = plan_input(3, ("R", "G", "B"), NUCLEI)
     assert plan.choices[plan.default].channels is None
-    assert [c.channels for c in plan.choices[1:]] == [(0,), (1,), (2,)]
+    assert [c.channels for c in plan.choices if c.channels] == [(0,), (1,), (2,)]
+    assert [c.stain for c in plan.choices] == ["", "he", "", "", ""]  # the H&E path is offered, not forced
+
+
+def test_a_bright_colour_slide_gets_the_h_and_e_path_as_its_one_click_fix():
+    image, _, _ = generate_nuclei_image(3, height=128, width=128, bit_depth=8)
+    he_like = 255 - np.repeat(image[..., None], 3, axis=2)
+    plan = plan_input(3, ("R", "G", "B"), NUCLEI)
+    advice = input_advice(he_like, ("R", "G", "B"), plan.choices[0], NUCLEI, plan)
+    assert {(a.fix, a.choice) for a in advice} == {("Use the H&E path", 1)}
+    assert plan.choices[1].stain == "he"
+    assert input_advice(he_like, ("R", "G", "B"), plan.choices[1], NUCLEI, plan) == []
+    dark = 255 - he_like  # a fluorescence-like colour image: pick a colour instead
+    (only,) = input_advice(dark, ("R", "G", "B"), plan.choices[0], NUCLEI, plan)
+    assert only.fix == "Pick a channel" and only.choice is None
+
+
+def test_a_model_that_reads_hematoxylin_is_offered_only_that_for_colour_images():
+    plan = plan_input(3, ("R", "G", "B"), NUCLEI, {"kind": "he"})
+    assert [c.stain for c in plan.choices] == ["he"] and "hematoxylin" in plan.reason
 
 
 def test_model_pixels_keeps_only_the_chosen_channels():

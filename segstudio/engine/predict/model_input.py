@@ -9,6 +9,7 @@ from torch import nn
 
 # The same levels the rest of the program uses for display and for training input.
 from segstudio.core.imageio import percentile_bounds
+from segstudio.engine.predict import stains
 
 DEFAULT_NORMALISATION = {"kind": "percentile", "low": 1.0, "high": 99.8}
 
@@ -21,7 +22,8 @@ class ModelInput:
     full-size float copy of the image is ever made.
     """
 
-    def __init__(self, pixels: np.ndarray, in_channels: int, normalisation: Mapping[str, Any] | None):
+    def __init__(self, pixels: np.ndarray, in_channels: int, normalisation: Mapping[str, Any] | None,
+                 definition: Mapping[str, Any] | None = None):
         pixels = np.asarray(pixels)
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
@@ -36,8 +38,23 @@ class ModelInput:
         if pixels.dtype.kind not in "biuf":
             raise ValueError(f"cannot use {pixels.dtype} pixels as network input")
 
+        definition = dict(definition or {})
+        self._picked: list[int] = []
+        self._stains = None
         colour_to_grey = in_channels == 1 and channels in (3, 4)
-        if channels == in_channels or (channels > in_channels and not colour_to_grey):
+        if definition.get("kind") == "he":
+            if channels < 3:
+                raise ValueError(f"the model reads the hematoxylin of H&E colour images, but this image has "
+                                 f"{channels} channel{'s' if channels != 1 else ''}")
+            self._mode, self._source_channels = "he", 1
+            self._stains = stains.separation_matrix(definition.get("stain_vectors"))
+        elif definition.get("kind") == "channels" and channels > 1:
+            self._picked = [int(c) for c in definition.get("channels", [])]
+            if max(self._picked) >= channels:
+                wanted = ", ".join(str(c + 1) for c in self._picked)
+                raise ValueError(f"the model reads image channels {wanted}, but this image has {channels}")
+            self._mode, self._source_channels = "pick", len(self._picked)
+        elif channels == in_channels or (channels > in_channels and not colour_to_grey):
             self._mode, self._source_channels = "select", in_channels
         elif channels == 1:
             self._mode, self._source_channels = "repeat", 1
@@ -71,6 +88,10 @@ class ModelInput:
     def _map_channels(self, block: np.ndarray) -> np.ndarray:
         if self._mode == "grey":
             return block[..., :3].mean(axis=-1, dtype=np.float32)[None]
+        if self._mode == "he":
+            return stains.hematoxylin(block, self._stains)[None]
+        if self._mode == "pick":
+            return np.ascontiguousarray(np.moveaxis(block[..., self._picked], -1, 0), dtype=np.float32)
         picked = block[..., : self._source_channels]
         return np.ascontiguousarray(np.moveaxis(picked, -1, 0), dtype=np.float32)
 
@@ -86,6 +107,8 @@ class ModelInput:
             raise ValueError(f"percentile normalisation needs 0 <= low < high <= 100, got {low}, {high}")
         if self._mode == "grey":
             values = np.moveaxis(self._map_channels(self.pixels), 0, -1)
+        elif self._mode in ("he", "pick"):
+            values = np.moveaxis(self._map_channels(stains.level_sample(self.pixels)), 0, -1)
         else:
             values = self.pixels[..., : self._source_channels]
         lo, hi = (np.asarray(v, np.float64).reshape(-1) for v in percentile_bounds(values, low, high))
@@ -95,14 +118,15 @@ class ModelInput:
         return lo.astype(np.float32).reshape(shape), scale.astype(np.float32).reshape(shape)
 
 
-def prepare_input(pixels: np.ndarray, in_channels: int, normalisation: Mapping[str, Any] | None) -> np.ndarray:
+def prepare_input(pixels: np.ndarray, in_channels: int, normalisation: Mapping[str, Any] | None,
+                  definition: Mapping[str, Any] | None = None) -> np.ndarray:
     """Whole image as float32 (in_channels, H, W) network input.
 
     Grey images are repeated when the model wants more channels; colour becomes grey (channel mean) for
     one-channel models; extra channels beyond the model's are dropped. Normalisation is
     {"kind": "percentile", "low": 1.0, "high": 99.8} (per channel, clipped to [0, 1]) or {"kind": "none"}.
     """
-    source = ModelInput(pixels, in_channels, normalisation)
+    source = ModelInput(pixels, in_channels, normalisation, definition)
     return source.region(slice(None), slice(None))
 
 

@@ -97,7 +97,8 @@ class Predictor:
         settings = settings or PredictSettings()
         settings.validate()
         self._follow_device_setting(settings)
-        source = ModelInput(pixels, self.in_channels, self.normalisation)
+        definition = settings.model_input if settings.model_input is not None else getattr(self.meta, "input", None)
+        source = ModelInput(pixels, self.in_channels, self.normalisation, definition)
         notes: list[str] = []
         tile, batch, device = settings.aligned_tile(), settings.batch_for(self.device.type), self.device
         if tile != settings.tile:
@@ -137,7 +138,8 @@ class Predictor:
         settings = settings or PredictSettings()
         settings.validate()
         self._follow_device_setting(settings)
-        source = ModelInput(pixels, self.in_channels, self.normalisation)
+        definition = settings.model_input if settings.model_input is not None else getattr(self.meta, "input", None)
+        source = ModelInput(pixels, self.in_channels, self.normalisation, definition)
         plan = plan_tiles(source.height, source.width, settings.tile, settings.overlap, settings.align)
         with keep_host_memory():
             run = _TiledRun(self.model, source, plan, settings.batch_for(self.device.type), self.device, settings)

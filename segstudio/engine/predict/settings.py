@@ -22,6 +22,9 @@ class PredictSettings:
     align: int = 32
     # Gaussian blending window: sigma as a fraction of the tile side (MONAI and nnU-Net use 1/8).
     sigma_scale: float = 0.125
+    # How the image becomes the network's input, instead of the model's own definition (its metadata's
+    # "input"): {"kind": "he"} sends an H&E slide to a fluorescence model as its hematoxylin channel.
+    model_input: dict | None = None
 
     def validate(self) -> None:
         if int(self.tile) < 1:

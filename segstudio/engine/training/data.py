@@ -17,6 +17,7 @@ from torchvision import tv_tensors
 
 from segstudio.engine.predict import prepare_input
 from segstudio.engine.training.augment import HAND, LABEL, VALID, build_augmentation
+from segstudio.engine.training.class_check import entry_name
 from segstudio.engine.training.distributed import DistContext
 from segstudio.engine.training.errors import TrainingCancelled, TrainingError
 from segstudio.engine.training.split import (
@@ -27,7 +28,8 @@ from segstudio.engine.training.split import (
     plan_validation,
 )
 
-__all__ = ["HOLDOUT_STRIP", "holdout_split", "load_training_data"]  # the split rule lives in split.py
+# The split rule lives in split.py; how entries are named in messages, in class_check.py.
+__all__ = ["HOLDOUT_STRIP", "entry_name", "holdout_split", "load_training_data"]
 
 CancelFn = Callable[[], bool]
 
@@ -77,6 +79,7 @@ def load_training_data(
     num_classes: int,
     val_whole_max_pixels: int,
     cancel: CancelFn | None = None,
+    model_input: dict | None = None,
 ):
     """Read every entry of every dataset folder, normalised for a model with this input description."""
     from segstudio.core.dataset import load_manifest, manifest_hash
@@ -111,7 +114,7 @@ def load_training_data(
             raise TrainingCancelled
         is_val = str(entry["id"]) in plan.check_ids
         item, pixels = _read_entry(folder, entry, in_channels=in_channels, normalisation=normalisation,
-                                   num_classes=num_classes, keep_raw=is_val,
+                                   model_input=model_input, num_classes=num_classes, keep_raw=is_val,
                                    val_whole_max_pixels=val_whole_max_pixels)
         (val if is_val else train).append(item)
         sources[id(item)] = pixels
@@ -134,16 +137,9 @@ def load_training_data(
     return TrainingData(train, val, classes, info, val_source, notes)
 
 
-def entry_name(folder: Path, entry: dict) -> str:
-    """How messages name a dataset entry: the image file the user exported, not the folder's hash name."""
-    source = entry.get("source")
-    if isinstance(source, str) and source and not source.startswith("synthetic:"):
-        return f"{source} (in dataset {folder})"
-    return f"{entry.get('image', entry.get('id'))} in dataset {folder}"
-
-
 def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: dict, num_classes: int,
-                keep_raw: bool, val_whole_max_pixels: int) -> tuple[LabelledImage, np.ndarray]:
+                keep_raw: bool, val_whole_max_pixels: int,
+                model_input: dict | None = None) -> tuple[LabelledImage, np.ndarray]:
     """One dataset entry, checked against the model and normalised; also its original pixels."""
     from segstudio.core.dataset import load_entry
 
@@ -158,10 +154,12 @@ def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: d
     top = int(mask.max()) if mask.size else 0
     if top >= num_classes:
         raise TrainingError(
-            f"The mask of {key} uses class id {top}, but the model predicts only {num_classes} classes"
+            f"The mask of {key} uses class id {top}, but the model predicts only {num_classes} classes. "
+            "Fine-tune from the window offers to extend the model; on the command line add --extend-classes"
         )
     hand_map = np.zeros(mask.shape, bool) if hand is None else np.asarray(hand).astype(bool)
-    image = torch.from_numpy(np.ascontiguousarray(prepare_input(pixels, in_channels, normalisation), np.float32))
+    network_input = prepare_input(pixels, in_channels, normalisation, model_input)
+    image = torch.from_numpy(np.ascontiguousarray(network_input, np.float32))
     raw = pixels if keep_raw and mask.size > val_whole_max_pixels else None
     return LabelledImage(key, image, mask, hand_map, raw), pixels
 

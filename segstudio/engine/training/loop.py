@@ -201,7 +201,7 @@ def _set_up(config: TrainConfig, ctx: DistContext, library, cancelled: CancelFn)
     data = load_training_data(
         config.data, in_channels=int(parent_meta.in_channels), normalisation=dict(parent_meta.normalisation),
         num_classes=num_classes, val_whole_max_pixels=config.val_whole_max_pixels,
-        cancel=None if ctx.enabled else cancelled)
+        cancel=None if ctx.enabled else cancelled, model_input=dict(parent_meta.input))
     # Images smaller than the crop would be mostly padding: shrink the crop to the largest image.
     largest = max(max(it.hw) for it in data.train)
     crop = min(int(config.crop), round_up(largest, 16))

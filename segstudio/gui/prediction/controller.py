@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
 
 from segstudio.core.document import ImageStatus
 from segstudio.core.mask_summary import describe_summary, summarise_mask
-from segstudio.core.model_fit import expectation_of, input_warnings, model_pixels, plan_input
+from segstudio.core.model_fit import expectation_of, input_advice, model_pixels, plan_input
 from segstudio.gui.prediction.colour_bar import colormap_lut
 from segstudio.gui.prediction.panel import ModelPanel
 from segstudio.gui.progress import JobProgress
@@ -70,6 +70,7 @@ class PredictionController(QObject):
         self.panel.overlay_mode_changed.connect(self._show_overlay)
         self.panel.model_changed.connect(self._on_model_changed)
         self.panel.input_choice_changed.connect(self._on_input_chosen)
+        self.panel.input_fix_requested.connect(self._on_input_chosen)
         self.panel.map_opacity_changed.connect(window.canvas.heatmap_item.setOpacity)
         # While a map is shown the mask stays outlined, whatever the outline toggle says.
         window.actions.outline_mask.toggled.connect(lambda _on: self._map_shown and self._show_overlay(
@@ -167,6 +168,11 @@ class PredictionController(QObject):
             tile=self.panel.tile_spin.value(), overlap=self.panel.overlap_spin.value(), device=self.panel.device()
         )
         pixels = model_pixels(doc.image.pixels, doc.model.model_channels)
+        own = getattr(self.panel.selected_meta(), "input", None) or {}
+        if doc.model.model_stain == "he" and own.get("kind") != "he":  # H&E path for a fluorescence model
+            from segstudio.core.model_fit import HE_STAIN_VECTORS
+
+            settings.model_input = {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}
         self.host.submit("predict", model_id, device=self.panel.device(), pixels=pixels, settings=settings, tag=doc,
                          replace_all=replace_all, started=time.monotonic())
         self.progress.start(f"Predicting {doc.title}")
@@ -297,9 +303,9 @@ class PredictionController(QObject):
         names = [c.get("name", "") for c in meta.classes]
         self._expectation = expectation_of(meta.in_channels, getattr(meta, "expects", None), meta.description, names)
         image = doc.image
-        self._plan = plan_input(image.channels, image.meta.channel_names, self._expectation)
-        channels = [c.channels for c in self._plan.choices]
-        chosen = doc.model.model_channels
+        self._plan = plan_input(image.channels, image.meta.channel_names, self._expectation, meta.input)
+        channels = [(c.channels, c.stain) for c in self._plan.choices]
+        chosen = (doc.model.model_channels, doc.model.model_stain)
         if doc.model.model_channels_chosen and chosen in channels:
             index, note = channels.index(chosen), "Your choice for this image."
         else:
@@ -318,8 +324,9 @@ class PredictionController(QObject):
     def _use_choice(self, doc, index: int) -> None:
         choice = self._plan.choices[index]
         doc.model.model_channels = choice.channels
-        self.panel.show_input_warnings(
-            input_warnings(doc.image.pixels, doc.image.meta.channel_names, choice, self._expectation))
+        doc.model.model_stain = choice.stain
+        advice = input_advice(doc.image.pixels, doc.image.meta.channel_names, choice, self._expectation, self._plan)
+        self.panel.show_input_warnings([a.text for a in advice], [(a.fix, a.choice) for a in advice if a.fix])
 
     def _update_enabled(self) -> None:
         busy = self.host.busy("predict")

@@ -28,6 +28,7 @@ class ModelPanel(QWidget):
     overlay_mode_changed = Signal(str)
     model_changed = Signal(str)
     input_choice_changed = Signal(int)  # index of the chosen channel entry
+    input_fix_requested = Signal(int)  # a warning's fix button: the channel entry it selects
     map_opacity_changed = Signal(float)
 
     def __init__(self, parent=None) -> None:
@@ -67,6 +68,9 @@ class ModelPanel(QWidget):
         layout.addLayout(form)
         # Under the form, just above Predict: a wrapped label in a form row does not grow to its text.
         layout.addWidget(self.input_warning)
+        self.fix_row = QHBoxLayout()
+        layout.addLayout(self.fix_row)
+        self.fix_buttons: list[QPushButton] = []
 
         self.predict_button = QPushButton("Predict")
         self.predict_button.setObjectName("predictButton")
@@ -138,9 +142,28 @@ class ModelPanel(QWidget):
     def input_index(self) -> int:
         return self.input_combo.currentIndex()
 
-    def show_input_warnings(self, warnings: list[str]) -> None:
+    def show_input_warnings(self, warnings: list[str], fixes: list[tuple[str, int | None]] = ()) -> None:
+        """The warnings, and a button per fix: (text, channel entry it selects, or None to open the list)."""
         self.input_warning.setText("\n\n".join(warnings))
         self.input_warning.setVisible(bool(warnings))
+        for button in self.fix_buttons:
+            self.fix_row.removeWidget(button)
+            button.deleteLater()
+        self.fix_buttons = []
+        for text, index in dict(fixes).items():
+            button = QPushButton(text)
+            button.setObjectName("inputFixButton")
+            button.clicked.connect(lambda _=False, i=index: self._apply_fix(i))
+            self.fix_row.addWidget(button)
+            self.fix_buttons.append(button)
+
+    def _apply_fix(self, index: int | None) -> None:
+        if index is None:
+            self.input_combo.setFocus()
+            self.input_combo.showPopup()
+            return
+        self.input_combo.setCurrentIndex(index)
+        self.input_fix_requested.emit(index)
 
     def show_result(self, text: str) -> None:
         self.result_label.setText(text)

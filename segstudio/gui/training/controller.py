@@ -70,6 +70,9 @@ class TrainingController(QObject):
     def start(self, config: TrainConfig) -> None:
         if self.running():
             raise RuntimeError("a fine-tune is already running")
+        config = self._fit_classes(config)
+        if config is None:
+            return
         self.config = config
         self.outcome = None
         self._started: events.Started | None = None
@@ -84,6 +87,47 @@ class TrainingController(QObject):
         self.run_started.emit(config)
         self.process.start(config)
         self._update_enabled()
+
+    def _fit_classes(self, config: TrainConfig) -> TrainConfig | None:
+        """The config to run once the model predicts every class the datasets use, or None (not started).
+
+        A class the model lacks is offered as a new, larger version of the model (nothing is overwritten);
+        a mask using an id that no class table names cannot be trained on, and is named before any child runs.
+        """
+        import dataclasses
+
+        from segstudio.engine.training.class_check import check_dataset_classes
+        from segstudio.models.library import ModelLibrary
+
+        try:
+            meta = ModelLibrary().find(config.base).meta
+        except ValueError:
+            return config  # the run says which model it could not find
+        check = check_dataset_classes(config.data, meta.num_classes)
+        if check.refused:
+            self.window.show_error("Fine-tuning cannot start", check.refused + ".\n\nName that class in the Classes "
+                                   "panel and export the image again, or paint those pixels with another class.")
+            return None
+        if not check.missing:
+            return config
+        answer = QMessageBox.question(
+            self.window, "The model lacks a class",
+            f"The training images use {check.describe_missing()}, which {meta.id} does not predict.\n\n"
+            f"Make a new version of {meta.name} with room for them and fine-tune that? Its other classes keep "
+            "what they learnt; the new ones start untrained. The version you have stays as it is.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes)
+        if answer != QMessageBox.StandardButton.Yes:
+            return None
+        from segstudio.engine.new_model import extend_classes
+
+        try:
+            result = extend_classes(config.base, check.missing)
+        except (ValueError, OSError) as err:
+            self.window.show_error("Fine-tuning cannot start", f"The model could not be extended: {err}")
+            return None
+        self.window.prediction.reload_models(select=self.window.prediction.model_id())
+        self.window.statusBar().showMessage(f"Made {result.meta.id} with room for {check.describe_missing()}", 10000)
+        return dataclasses.replace(config, base=result.meta.id)
 
     def running(self) -> bool:
         return self.process is not None and self.process.running()

@@ -1,0 +1,1 @@
+"""Model > New Model, Import and Export: the user's own models."""

@@ -1,0 +1,151 @@
+"""Model > New Model, Import Model and Export Model: the user's own models in and out of the library.
+
+Building a network and writing its file take a second or more (an ImageNet start reads 100 MB), so the work
+runs on a plain thread and its result comes back as a queued signal; the window stays responsive. The
+finished model is listed in the Model panel at once (the prediction controller reloads the library and
+selects it).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from segstudio.gui.models.dialog import NewModelDialog
+
+
+class ModelsController(QObject):
+    """`classes()` gives the session's class table as a list of dicts (the window wires it to the editor)."""
+
+    created = Signal(object)   # engine.new_model.NewModelResult, or the list of files an export wrote
+    failed = Signal(str)
+    _done = Signal(object, str)  # result or None, error text (queued from the work thread)
+
+    def __init__(self, window, classes: Callable[[], list[dict]]) -> None:
+        super().__init__(window)
+        self.window = window
+        self.classes = classes
+        self.dialog: NewModelDialog | None = None
+        self.busy = False
+        self.last_message = ""
+        actions = window.actions
+        actions.new_model.triggered.connect(self.show_new_dialog)
+        actions.import_model.triggered.connect(self.choose_import)
+        actions.export_model.triggered.connect(self.choose_export)
+        window.prediction.model_changed.connect(self._update_enabled)
+        self._done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
+        window.prediction.engine_ready.connect(self._update_enabled)
+        self._update_enabled()
+
+    def _update_enabled(self, *_args) -> None:
+        ready = self.window.prediction.ready and not self.busy
+        actions = self.window.actions
+        actions.new_model.setEnabled(ready)
+        actions.import_model.setEnabled(ready)
+        actions.export_model.setEnabled(ready and self.window.prediction.model_id() is not None)
+
+    # --- New Model -----------------------------------------------------------------------------
+    def show_new_dialog(self) -> NewModelDialog | None:
+        from segstudio.models.backbones import imagenet_weights_available
+        from segstudio.models.library import ModelLibrary
+
+        if self.busy:
+            return None
+        entries = ModelLibrary().entries()
+        doc = self.window.current
+        channels = doc.image.meta.channels if doc is not None else 1
+        names = doc.image.meta.channel_names if doc is not None else None
+        self.dialog = NewModelDialog(self.window, classes=self.classes(), models=entries, image_channels=channels,
+                                     channel_names=names, taken_names={e.meta.name for e in entries},
+                                     imagenet=imagenet_weights_available)
+        self.dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.dialog.accepted.connect(lambda d=self.dialog: self.create(d.spec()))
+        self.dialog.destroyed.connect(lambda *_: setattr(self, "dialog", None))
+        self.dialog.open()
+        return self.dialog
+
+    def create(self, spec) -> None:
+        """Make the model on a work thread; `created` or `failed` follows."""
+        self._run(f"Making {spec.name}...", lambda: _create(spec))
+
+    # --- Import / Export -----------------------------------------------------------------------
+    def choose_import(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Import Model", "",
+                                              "Model files (*.safetensors *.pt *.pth)")
+        if path:
+            self.import_file(path)
+
+    def import_file(self, path: str) -> None:
+        self._run(f"Importing {path}...", lambda: _import(path))
+
+    def choose_export(self) -> None:
+        model_id = self.window.prediction.model_id()
+        if model_id is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self.window, f"Export {model_id} to Folder")
+        if folder:
+            self.export_to(model_id, folder)
+
+    def export_to(self, model_id: str, folder: str) -> None:
+        self._run(f"Exporting {model_id}...", lambda: _export(model_id, folder))
+
+    def _run(self, message: str, work: Callable[[], object]) -> None:
+        self.busy = True
+        self._update_enabled()
+        self.window.statusBar().showMessage(message)
+
+        def target():
+            try:
+                result, error = work(), ""
+            except Exception as err:  # noqa: BLE001 - shown to the user; the window carries on
+                result, error = None, str(err)
+            self._done.emit(result, error)
+
+        threading.Thread(target=target, name="model-making", daemon=True).start()
+
+    def _on_done(self, result, error: str) -> None:
+        self.busy = False
+        self._update_enabled()
+        if error:
+            self.last_message = error
+            self.window.statusBar().clearMessage()
+            self.window.show_error("Model", error)
+            self.failed.emit(error)
+            return
+        if isinstance(result, list):  # exported files
+            self.last_message = "Wrote " + ", ".join(str(p) for p in result)
+            self.window.statusBar().showMessage(self.last_message, 10000)
+            self.created.emit(result)
+            return
+        self.window.prediction.reload_models(select=result.meta.id)
+        lines = [f"{result.meta.id} is ready and selected in the Model panel.", *result.notes]
+        self.last_message = "\n".join(lines)
+        self.window.statusBar().showMessage(lines[0], 10000)
+        box = QMessageBox(QMessageBox.Icon.Information, "Model", self.last_message, QMessageBox.StandardButton.Ok,
+                          self.window)
+        box.setObjectName("modelReadyDialog")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.created.emit(result)
+
+
+def _create(spec):
+    from segstudio.engine.new_model import create_model
+
+    return create_model(spec)
+
+
+def _import(path: str):
+    from segstudio.engine.model_files import import_model
+    from segstudio.engine.new_model import NewModelResult
+
+    saved, meta = import_model(path)
+    return NewModelResult(meta, saved, None, [f"Imported from {path}."])
+
+
+def _export(model_id: str, folder: str):
+    from segstudio.engine.model_files import export_model
+
+    return export_model(model_id, folder)

@@ -1,0 +1,188 @@
+"""Model > New Model: the network (what it is good at, what it costs), the input, the classes, the start."""
+from __future__ import annotations
+
+import re
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QVBoxLayout,
+)
+
+from segstudio.core.model_fit import HE_LABEL, is_colour
+from segstudio.models.catalogue import MEASURED_ON, NETWORKS, network
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+CHOSEN = "chosen"
+
+
+def input_entries(channels: int, channel_names) -> list[tuple[str, str]]:
+    """(label, input spec) offered for an image with `channels` channels (the first is the default)."""
+    colour = channels in (3, 4) and (channel_names is None or is_colour(channel_names))
+    entries = [("Grey (one channel; colour is averaged)", "grey")]
+    if colour:
+        entries = [("Colour (red, green, blue)", "rgb"), (HE_LABEL, "he"), *entries]
+    elif channels > 1:
+        entries.append((f"All {channels} channels", "channels:" + ",".join(str(i) for i in range(channels))))
+        entries.append(("Chosen channels...", CHOSEN))
+    else:
+        entries += [("Colour (red, green, blue)", "rgb"), (HE_LABEL, "he")]
+    return entries
+
+
+class NewModelDialog(QDialog):
+    """Asks for everything a new model needs; `spec()` turns the answers into an engine NewModelSpec."""
+
+    def __init__(self, parent=None, *, classes: list[dict], models: list, image_channels: int = 1,
+                 channel_names=None, taken_names=(), imagenet=lambda arch: None) -> None:
+        super().__init__(parent)
+        self.setObjectName("newModelDialog")
+        self.setWindowTitle("New Model")
+        self.setMinimumWidth(520)
+        self._classes = [dict(c) for c in classes]
+        self._models = list(models)  # library entries, for "start from an existing model"
+        self._taken = {str(n).casefold() for n in taken_names}
+        self._imagenet = imagenet
+        form = QFormLayout()
+        self.name_edit = QLineEdit(self._free_name("my-model"))
+        self.name_edit.setObjectName("newModelName")
+        form.addRow("Name", self.name_edit)
+        self.arch_combo = QComboBox()
+        self.arch_combo.setObjectName("newModelArch")
+        for choice in NETWORKS:
+            self.arch_combo.addItem(choice.title, choice.arch)
+        form.addRow("Network", self.arch_combo)
+        self.arch_info = QLabel("")
+        self.arch_info.setObjectName("newModelArchInfo")
+        self.arch_info.setWordWrap(True)
+        self.arch_info.setToolTip(f"Times measured on a {MEASURED_ON}; yours differ with the computer.")
+        form.addRow(self.arch_info)
+        self.input_combo = QComboBox()
+        self.input_combo.setObjectName("newModelInput")
+        for label, spec in input_entries(image_channels, channel_names):
+            self.input_combo.addItem(label, spec)
+        form.addRow("Input", self.input_combo)
+        self.channels_edit = QLineEdit()
+        self.channels_edit.setObjectName("newModelChannels")
+        self.channels_edit.setPlaceholderText("channel numbers, e.g. 1, 3")
+        form.addRow("Channels", self.channels_edit)
+        names = ", ".join(c["name"] for c in self._classes)
+        self.classes_label = QLabel(f"{names}  (the classes of this session; change them in the Classes panel)")
+        self.classes_label.setObjectName("newModelClasses")
+        self.classes_label.setWordWrap(True)
+        form.addRow("Classes", self.classes_label)
+        self.start_combo = QComboBox()
+        self.start_combo.setObjectName("newModelStart")
+        form.addRow("Start from", self.start_combo)
+        self.start_info = QLabel("")
+        self.start_info.setObjectName("newModelStartInfo")
+        self.start_info.setWordWrap(True)
+        form.addRow(self.start_info)
+        self.problem = QLabel("")
+        self.problem.setObjectName("newModelProblem")
+        self.problem.setWordWrap(True)
+        self.problem.setStyleSheet("QLabel { color: #a00000; }")
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.create_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
+        self.create_button.setText("Create")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self._form = form
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.problem)
+        layout.addWidget(self.buttons)
+        self.arch_combo.currentIndexChanged.connect(self._on_arch)
+        self.input_combo.currentIndexChanged.connect(self._validate)
+        self.start_combo.currentIndexChanged.connect(self._on_start)
+        self.name_edit.textChanged.connect(self._validate)
+        self.channels_edit.textChanged.connect(self._validate)
+        self._on_arch()
+
+    def _free_name(self, stem: str) -> str:
+        name, n = stem, 1
+        while name.casefold() in self._taken:
+            n += 1
+            name = f"{stem}-{n}"
+        return name
+
+    def _on_arch(self, *_args) -> None:
+        choice = network(self.arch())
+        self.arch_info.setText(f"{choice.good_at}\nCost: {choice.cost()}.")
+        self.start_combo.blockSignals(True)
+        self.start_combo.clear()
+        self.start_combo.addItem("Scratch (random weights)", "scratch")
+        if choice.imagenet_config is not None:
+            self.start_combo.addItem(f"ImageNet weights ({choice.cost(imagenet=True)})", "imagenet")
+            item = self.start_combo.model().item(1)
+            item.setEnabled(self._imagenet(choice.arch) is not None)
+            if not item.isEnabled():
+                item.setToolTip("No ImageNet weights file for this network is on this computer")
+        for entry in self._models:
+            if entry.meta.arch == choice.arch:
+                self.start_combo.addItem(f"Model {entry.id} (keeps its weights)", f"model:{entry.id}")
+        self.start_combo.blockSignals(False)
+        self._on_start()
+
+    def _on_start(self, *_args) -> None:
+        kind, source = self.start()
+        texts = {"scratch": "Every weight starts random: it needs the most training.",
+                 "imagenet": "The encoder starts from weights learnt on photographs (ImageNet); the network "
+                             "is built at its published size, slower than the default.",
+                 "model": f"Weights of {source} are kept where they fit: the encoder, and the class layer rows "
+                          "of classes both share. New classes and new input channels start untrained."}
+        self.start_info.setText(texts[kind])
+        self._validate()
+
+    def start(self) -> tuple[str, str | None]:
+        """("scratch" | "imagenet" | "model", the model's id or None)."""
+        kind, _, source = (self.start_combo.currentData() or "scratch").partition(":")
+        return kind, source or None
+
+    def arch(self) -> str:
+        return self.arch_combo.currentData()
+
+    def input_spec(self) -> str:
+        spec = self.input_combo.currentData()
+        if spec != CHOSEN:
+            return spec
+        numbers = [part for part in re.split(r"[,\s]+", self.channels_edit.text().strip()) if part]
+        try:
+            return "channels:" + ",".join(str(int(n) - 1) for n in numbers)
+        except ValueError:
+            return "channels:"
+
+    def _validate(self, *_args) -> None:
+        from segstudio.core.model_fit import input_definition
+
+        self._form.setRowVisible(self.channels_edit, self.input_combo.currentData() == CHOSEN)
+        name = self.name_edit.text().strip()
+        problem = ""
+        if not _NAME.match(name):
+            problem = "The name may hold letters, digits, '.', '_' and '-', and starts with a letter or digit."
+        elif name.casefold() in self._taken:
+            problem = f"A model named {name!r} exists already; choose another name."
+        elif len(self._classes) < 2:
+            problem = "Add at least one class besides the background in the Classes panel first."
+        else:
+            try:
+                input_definition(self.input_spec())
+            except ValueError as err:
+                problem = f"Channels: {err}"
+        self.problem.setText(problem)
+        self.create_button.setEnabled(not problem)
+
+    def spec(self):
+        from segstudio.engine.new_model import NewModelSpec
+
+        kind, source = self.start()
+        return NewModelSpec(name=self.name_edit.text().strip(), arch=self.arch(), classes=self._classes,
+                            input=self.input_spec(), start=kind, source=source)
+
+    def accept(self) -> None:
+        if self.create_button.isEnabled():
+            super().accept()

@@ -1,0 +1,96 @@
+"""Model > New Model: pick the network, the input, the classes and the start; the model is listed at once."""
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from segstudio.models.library import ModelLibrary
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+
+def _dialog(qtbot, window):
+    window.actions.new_model.trigger()  # Model > New Model...
+    qtbot.waitUntil(lambda: window.models.dialog is not None and window.models.dialog.isVisible())
+    return window.models.dialog
+
+
+def _pick(combo, data):
+    index = combo.findData(data)
+    assert index >= 0, [combo.itemData(i) for i in range(combo.count())]
+    combo.setCurrentIndex(index)
+
+
+def test_new_model_from_the_menu_is_listed_and_selected(window, qtbot, tmp_path, monkeypatch):
+    from tests.gui.conftest import save_tiny
+
+    resources = tmp_path / "resources"
+    (resources / "models").mkdir(parents=True)
+    save_tiny(resources, "tiny")
+    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
+    window.prediction.reload_models()
+    window.editing.classes.add("mitochondrion")
+    dialog = _dialog(qtbot, window)
+    assert "nucleus, mitochondrion" in dialog.classes_label.text()
+    _pick(dialog.arch_combo, "fcn8s")
+    assert "M weights" in dialog.arch_info.text() and "per 512 x 512 tile" in dialog.arch_info.text()
+    _pick(dialog.input_combo, "he")
+    dialog.name_edit.clear()
+    qtbot.keyClicks(dialog.name_edit, "tiny")
+    assert not dialog.create_button.isEnabled() and "exists already" in dialog.problem.text()
+    dialog.name_edit.clear()
+    qtbot.keyClicks(dialog.name_edit, "he-mito")
+    with qtbot.waitSignal(window.models.created, timeout=60_000):
+        qtbot.mouseClick(dialog.create_button, Qt.MouseButton.LeftButton)
+    assert window.prediction.model_id() == "he-mito/v1"
+    meta = ModelLibrary().find("he-mito/v1").meta
+    assert meta.arch == "fcn8s" and meta.input["kind"] == "he" and meta.version == 1
+    assert [c["name"] for c in meta.classes] == ["background", "nucleus", "mitochondrion"]
+    box = next(w for w in QApplication.topLevelWidgets() if w.objectName() == "modelReadyDialog")
+    assert "he-mito/v1 is ready" in box.text()
+
+
+def test_start_from_an_existing_model_keeps_its_weights(window, qtbot, tmp_path, monkeypatch):
+    import torch
+
+    from tests.gui.conftest import save_tiny
+
+    resources = tmp_path / "resources"
+    (resources / "models").mkdir(parents=True)
+    save_tiny(resources, "tiny")
+    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
+    window.prediction.reload_models()
+    dialog = _dialog(qtbot, window)
+    _pick(dialog.arch_combo, "unet")
+    _pick(dialog.start_combo, "model:tiny/v1")
+    assert "kept where they fit" in dialog.start_info.text()
+    imagenet = [dialog.start_combo.itemData(i) for i in range(dialog.start_combo.count())]
+    assert "imagenet" not in imagenet  # U-Net has no ImageNet encoder
+    with qtbot.waitSignal(window.models.created, timeout=60_000) as signal:
+        qtbot.mouseClick(dialog.create_button, Qt.MouseButton.LeftButton)
+    result = signal.args[0]
+    assert result.meta.parent == "tiny/v1" and "weight tensors unchanged" in window.models.last_message
+    new, _ = ModelLibrary().load(result.meta.id)
+    old, _ = ModelLibrary().load("tiny/v1")
+    assert torch.equal(new.head.weight, old.head.weight)
+
+
+def test_export_then_import_from_the_model_menu(window, qtbot, tmp_path, monkeypatch):
+    from tests.gui.conftest import save_tiny
+
+    resources = tmp_path / "resources"
+    (resources / "models").mkdir(parents=True)
+    save_tiny(resources, "tiny")
+    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
+    window.prediction.reload_models()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    dialogs = "segstudio.gui.models.controller.QFileDialog"
+    monkeypatch.setattr(f"{dialogs}.getExistingDirectory", lambda *a, **k: str(shared))
+    with qtbot.waitSignal(window.models.created, timeout=60_000):
+        window.actions.export_model.trigger()  # Model > Export Model...
+    assert sorted(p.name for p in shared.iterdir()) == ["tiny-v1.json", "tiny-v1.safetensors"]
+    monkeypatch.setattr(f"{dialogs}.getOpenFileName", lambda *a, **k: (str(shared / "tiny-v1.safetensors"), ""))
+    with qtbot.waitSignal(window.models.created, timeout=60_000):
+        window.actions.import_model.trigger()  # Model > Import Model...
+    assert window.prediction.model_id() == "tiny-2/v1"
+    assert ModelLibrary().find("tiny-2/v1").meta.training["original_id"] == "tiny/v1"

@@ -1,0 +1,49 @@
+"""An H&E slide with the fluorescence nuclei model: the panel says so, one click takes the H&E path, and
+Predict then finds the nuclei."""
+import cv2
+import pytest
+from PySide6.QtCore import Qt
+
+from segstudio.core import paths
+from segstudio.core.model_fit import HE_LABEL
+from segstudio.synth import iou
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
+
+
+def test_open_sample_h_and_e_then_one_click_fix_then_predict(window, qtbot):
+    panel = window.prediction.panel
+    assert window.prediction.model_id() == "nuclei-unet/v1"
+    action = next(a for a in window.menus["samples"].actions() if a.text() == "he_nuclei.png")
+    action.trigger()  # File > Open Sample > he_nuclei.png
+    qtbot.waitUntil(lambda: window.current is not None, timeout=30_000)
+    assert panel.input_combo.currentText().startswith("Grey")
+    assert panel.input_warning.isVisible() and "H&E" in panel.input_warning.text()
+    (fix,) = panel.fix_buttons
+    assert fix.text() == "Use the H&E path"
+    qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)
+    assert panel.input_combo.currentText() == HE_LABEL
+    assert not panel.input_warning.isVisible() and not panel.fix_buttons
+    assert window.current.model.model_stain == "he"
+    with qtbot.waitSignal(window.model_host.finished, timeout=120_000):
+        qtbot.mouseClick(panel.predict_button, Qt.MouseButton.LeftButton)
+    truth = cv2.imread(str(paths.samples_dir() / "truth" / "he_nuclei.png"), cv2.IMREAD_UNCHANGED) > 0
+    assert iou(window.current.mask > 0, truth) > 0.5
+
+
+def test_pick_a_channel_fix_opens_the_channel_list(window, qtbot, tmp_path):
+    import numpy as np
+
+    from segstudio.synth import generate_nuclei_image
+
+    image, _, _ = generate_nuclei_image(2, height=96, width=96, bit_depth=8)
+    colour = np.stack([image, image // 2, image // 3], axis=-1)  # a fluorescence-like colour picture
+    path = tmp_path / "colour.png"
+    cv2.imwrite(str(path), colour)
+    window.open_paths([path])
+    panel = window.prediction.panel
+    (fix,) = panel.fix_buttons
+    assert fix.text() == "Pick a channel"
+    qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(panel.input_combo.view().isVisible)
+    panel.input_combo.hidePopup()
