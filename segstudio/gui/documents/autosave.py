@@ -8,6 +8,11 @@ safely stored, and stay when a save fails.
 
 Saves made while the user works run on one background thread with a snapshot of the arrays, so a
 large slide does not freeze the brush; the save on quit runs in the foreground and is waited for.
+
+An image page open in another window (of this or another segstudio) opens here read-only: its lock in
+the store is held by the other window, whose saves would otherwise overwrite the strokes made here (or
+these theirs). The user is told; the first edit tried once the other window has let go takes the image
+over, with the other window's last work loaded first.
 """
 from __future__ import annotations
 
@@ -81,6 +86,7 @@ class AutosaveController(QObject):
         self._closed = False
         self._quitting = False  # the quit dialog reports failures; no separate box per image then
         self.recovery_box: QMessageBox | None = None
+        self._held: dict[tuple[Path, int], ImageDocument] = {}  # image pages whose lock this window holds
         self._job_done.connect(self._finish)
 
     @property
@@ -165,6 +171,10 @@ class AutosaveController(QObject):
         """Load the autosaved work for a just-opened image page, if there is any that fits it."""
         if doc in self._known:
             return False  # a page shown again holds newer work than its autosave
+        self._claim_image(doc)
+        return self._load_into(doc)
+
+    def _load_into(self, doc: ImageDocument) -> bool:
         try:
             record = self.store.load(doc.path, doc.image.meta.page)
         except (OSError, ValueError) as err:
@@ -199,9 +209,51 @@ class AutosaveController(QObject):
             self.save_async(doc)
         return True
 
+    # --- one window per image ------------------------------------------------------------------
+    def _claim_image(self, doc: ImageDocument) -> bool:
+        page = doc.image.meta.page
+        try:
+            claimed = self.store.claim_image(doc.path, page)
+        except OSError:
+            return True  # no lock can be made there: the autosave itself says what is wrong when it saves
+        if claimed:
+            self._held[(Path(doc.path), page)] = doc
+            return True
+        doc.read_only = ("it is open in another segstudio window, which saves it. Close it there to edit it "
+                         "here; your next edit then takes it over with the work saved there.")
+        self.window.show_error("Opened read-only",
+                               f"{doc.title} is open in another segstudio window.\n\nIt opens here read-only, "
+                               "so neither window saves over the other's work. Close it in the other window "
+                               "to edit it here.")
+        return False
+
+    def take_over(self, doc: ImageDocument) -> bool:
+        """Make a read-only image editable once the other window has let go, with its latest work loaded."""
+        if doc.read_only is None:
+            return True
+        if self._closed or not self._claim_image(doc):
+            return False
+        doc.read_only = None
+        self._load_into(doc)
+        doc.undo_stack.clear()  # edits before the take-over were refused; the autosave holds this state
+        self._say(f"{doc.title} is editable here now, with the work last saved in the other window.")
+        self.saved.emit(doc)
+        return True
+
+    def release_closed(self) -> None:
+        """Free the images no longer open here whose last save is written, for other windows to edit."""
+        open_now = self.open_documents()
+        saving = {job.doc for job in self._jobs.values()}
+        for (path, page), doc in list(self._held.items()):
+            if doc not in open_now and doc not in saving:
+                del self._held[(path, page)]
+                self.store.release_image(path, page)
+
     def schedule(self, doc: ImageDocument, *, force: bool = False) -> None:
-        if self._closed or not shiboken6.isValid(self.timer):
+        if self._closed or doc.read_only is not None or not shiboken6.isValid(self.timer):
             return
+        if not shiboken6.isValid(doc.undo_stack):
+            return  # a closed image's stack reports its last change while Qt deletes it
         if force:
             self._forced.add(doc)
         if doc.unsaved or force:
@@ -220,7 +272,7 @@ class AutosaveController(QObject):
 
     def save_async(self, doc: ImageDocument) -> None:
         """Snapshot the document now and write it on the autosave thread."""
-        if self._closed:
+        if self._closed or doc.read_only is not None:
             return
         self._pending.discard(doc)
         job = self._snapshot(doc)
@@ -231,13 +283,15 @@ class AutosaveController(QObject):
     def save_now(self, doc: ImageDocument) -> str | None:
         """Save in the foreground; returns why it failed, or None."""
         self._pending.discard(doc)
+        if doc.read_only is not None:
+            return None  # the other window holding it saves it
         job = self._snapshot(doc)
         self._write(job)
         self._finish(job)
         return job.error
 
     def needs_saving(self, doc: ImageDocument) -> bool:
-        return doc.unsaved or doc in self._forced
+        return doc.read_only is None and (doc.unsaved or doc in self._forced)
 
     # --- quitting ------------------------------------------------------------------------------
     def flush(self) -> list[tuple[ImageDocument, str]]:
@@ -329,6 +383,8 @@ class AutosaveController(QObject):
         self._jobs = {f: j for f, j in self._jobs.items() if j is not job}
         doc = job.doc
         open_now = doc in self.open_documents()
+        if not open_now:
+            self.release_closed()
         if job.error:
             self._report_failure(job, open_now)
             return

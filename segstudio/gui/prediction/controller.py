@@ -163,6 +163,10 @@ class PredictionController(QObject):
         model_id = self.panel.model_id()
         if doc is None or model_id is None or self.host.busy("predict"):
             return
+        if doc.read_only is not None:
+            self.window.statusBar().showMessage(f"Predict did not run: {doc.title} is read-only here: "
+                                                f"{doc.read_only}", 15000)
+            return
         settings = PredictSettings(
             tile=self.panel.tile_spin.value(), overlap=self.panel.overlap_spin.value(), device=self.panel.device()
         )
