@@ -9,7 +9,23 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from segstudio.core.document import ImageStatus
-from tests.gui.exporting.test_export_dialog import labelled, open_labelled, private_qsettings, run_export  # noqa: F401
+from tests.gui.exporting.test_export_dialog import blob_image, open_labelled, run_export
+
+
+@pytest.fixture
+def labelled(tmp_path, rng):
+    """Three 16-bit images on disk with their masks and a hand-painted corner."""
+    import numpy as np
+    import tifffile
+
+    items = []
+    for i in range(3):
+        pixels, mask = blob_image(rng)
+        tifffile.imwrite(tmp_path / f"slide_{i}.tif", pixels)
+        hand = np.zeros(mask.shape, bool)
+        hand[:5, :7] = True
+        items.append((tmp_path / f"slide_{i}.tif", pixels, mask, hand))
+    return items
 
 
 def visible_errors(window):
