@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
     from segstudio.engine.predict import Predictor, PredictSettings
+    from segstudio.engine.predict.predictor import UnusableModelOutput
     from segstudio.models.library import ModelLibrary
 
     err: TextIO = sys.stderr
@@ -80,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
             bar.report(printable(f"error: {error}"))
             failures += 1
             continue
+        except UnusableModelOutput as error:  # every image would fail the same way: stop at the first
+            bar.report(printable(f"segstudio predict: {error}"))
+            return EXIT_UNUSABLE
         except (ValueError, RuntimeError, MemoryError) as error:
             bar.report(printable(f"error: {path}: prediction failed: {error}"))
             failures += 1
