@@ -120,6 +120,7 @@ class PredictionController(QObject):
             entries, active = [], None
             self.window.show_error("Model library", f"The model library could not be read: {err}")
         self.panel.set_models(entries, active)
+        self.panel.show_problems(getattr(self.library, "problems", []))
         self._select_in_host()
         self._update_enabled()
 
