@@ -16,6 +16,7 @@ over, with the other window's last work loaded first.
 """
 from __future__ import annotations
 
+import html
 import threading
 import weakref
 from collections.abc import Callable
@@ -26,10 +27,12 @@ from pathlib import Path
 
 import numpy as np
 import shiboken6
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
+from segstudio.core import paths
 from segstudio.core.autosave import AutosaveStore
+from segstudio.core.text import printable
 from segstudio.core.document import ImageStatus
 from segstudio.core.words import count
 from segstudio.gui.documents.document import ImageDocument
@@ -86,7 +89,8 @@ class AutosaveController(QObject):
         self._closed = False
         self._quitting = False  # the quit dialog reports failures; no separate box per image then
         self.recovery_box: QMessageBox | None = None
-        self._held: dict[tuple[Path, int], ImageDocument] = {}  # image pages whose lock this window holds
+        self._held: dict[tuple[Path, int], ImageDocument] = {}
+        self.unavailable: str | None = None  # why the autosave folder cannot be used, once told  # image pages whose lock this window holds
         self._job_done.connect(self._finish)
 
     @property
@@ -105,16 +109,34 @@ class AutosaveController(QObject):
         except OSError as err:
             found = []
             self._say(f"Autosaves could not be checked for recovery: {err}")
-        try:
-            self.store.begin_session()
-        except OSError as err:
-            self._say(f"Autosave is unavailable: {err}")
+        problem = paths.folder_problem(self.store.root)
+        if problem is None:
+            try:
+                self.store.begin_session()
+            except OSError as err:
+                problem = str(err)
+        if problem is not None:
+            self.tell_unavailable(problem)
         if found:
             self.offer_recovery(found)
 
+    def tell_unavailable(self, problem: str) -> None:
+        """Say once that work is not autosaved, and why; each failed save then only marks its image."""
+        self.unavailable = problem
+        text = (f"Your work is not autosaved: {printable(problem)}.\n\nYou can open, correct and export images as "
+                "usual, but work not exported is lost when the window closes (segstudio asks first). Make the "
+                "folder writable, or set SEGSTUDIO_DATA_DIR to another folder, to have it autosaved.")
+        box = QMessageBox(QMessageBox.Icon.Warning, "Autosave unavailable", text, QMessageBox.StandardButton.Ok,
+                          self.window)
+        box.setObjectName("dataFolderProblem")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        QTimer.singleShot(0, self, lambda: self._say(f"Work is not autosaved: {printable(problem)}"))
+
     def offer_recovery(self, images: list[Path]) -> None:
         self._claim = {Path(p).resolve() for p in images}
-        names = "".join(f"<li>{p.name}<br><small>{p.parent}</small></li>" for p in images[:20])
+        names = "".join(f"<li>{html.escape(printable(p.name))}<br><small>{html.escape(printable(p.parent))}</small></li>"
+                        for p in images[:20])
         more = f"<p>…and {len(images) - 20} more.</p>" if len(images) > 20 else ""
         box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work",
                           "<p>segstudio did not shut down cleanly last time. Work on these images was "
@@ -138,7 +160,7 @@ class AutosaveController(QObject):
 
     def recover(self, images: list[Path]) -> None:
         existing = [p for p in images if Path(p).exists()]
-        missing = [Path(p).name for p in images if not Path(p).exists()]
+        missing = [printable(Path(p).name) for p in images if not Path(p).exists()]
         if existing:
             self.window.open_paths(existing)
         if missing:
@@ -149,7 +171,7 @@ class AutosaveController(QObject):
             try:
                 self.store.discard(path)
             except OSError as err:
-                self._say(f"Could not remove the autosave of {Path(path).name}: {err}")
+                self._say(f"Could not remove the autosave of {printable(Path(path).name)}: {err}")
         self._claim.clear()
         self._say(f"Discarded the autosaved work on {count(len(images), 'image')}.")
 
@@ -404,7 +426,7 @@ class AutosaveController(QObject):
             doc.autosave_error = job.error
             self.failed.emit(doc, job.error)
         self._say(f"Autosave of {job.title} failed: {job.error}. The image stays marked unsaved.")
-        if first and not self._closed and not self._quitting:
+        if first and not self._closed and not self._quitting and self.unavailable is None:
             self.window.show_error(
                 "Autosave failed",
                 f"Your work on {job.title} could not be autosaved:\n{job.error}\n\n"
