@@ -17,8 +17,8 @@ from PySide6.QtWidgets import QFileDialog, QProgressDialog
 
 from segstudio.core import paths
 from segstudio.core.document import Document
-from segstudio.core.text import printable
 from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
+from segstudio.core.text import printable
 from segstudio.gui.documents.document import ImageDocument
 from segstudio.gui.documents.pages import PageShelf
 from segstudio.gui.settings import LAST_FOLDER_KEY

@@ -32,8 +32,8 @@ from PySide6.QtWidgets import QMessageBox
 
 from segstudio.core import paths
 from segstudio.core.autosave import AutosaveStore
-from segstudio.core.text import printable
 from segstudio.core.document import ImageStatus
+from segstudio.core.text import printable
 from segstudio.core.words import count
 from segstudio.gui.documents.document import ImageDocument
 
@@ -53,6 +53,10 @@ class _SaveJob:
     error: str | None = None
     handled: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+
+
+def _html_name(name) -> str:
+    return html.escape(printable(name))
 
 
 def _describe_time(saved_at) -> str:
@@ -89,8 +93,8 @@ class AutosaveController(QObject):
         self._closed = False
         self._quitting = False  # the quit dialog reports failures; no separate box per image then
         self.recovery_box: QMessageBox | None = None
-        self._held: dict[tuple[Path, int], ImageDocument] = {}
-        self.unavailable: str | None = None  # why the autosave folder cannot be used, once told  # image pages whose lock this window holds
+        self._held: dict[tuple[Path, int], ImageDocument] = {}  # image pages whose lock this window holds
+        self.unavailable: str | None = None  # why the autosave folder cannot be used (told once)
         self._job_done.connect(self._finish)
 
     @property
@@ -135,7 +139,7 @@ class AutosaveController(QObject):
 
     def offer_recovery(self, images: list[Path]) -> None:
         self._claim = {Path(p).resolve() for p in images}
-        names = "".join(f"<li>{html.escape(printable(p.name))}<br><small>{html.escape(printable(p.parent))}</small></li>"
+        names = "".join(f"<li>{_html_name(p.name)}<br><small>{_html_name(p.parent)}</small></li>"
                         for p in images[:20])
         more = f"<p>…and {len(images) - 20} more.</p>" if len(images) > 20 else ""
         box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work",
