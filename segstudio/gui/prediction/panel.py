@@ -48,15 +48,7 @@ class ModelPanel(QWidget):
         # Room for two wrapped lines: a form row does not grow on its own for a wrapping label.
         self.model_info.setMinimumHeight(2 * self.model_info.fontMetrics().lineSpacing() + 4)
         form.addRow(self.model_info)  # spans the row: a wrapped label gets the height it needs
-        # Model files the library could not read: named here, so a bad file never hides silently.
-        self.problems_note = QLabel("")
-        self.problems_note.setObjectName("modelProblems")
-        self.problems_note.setWordWrap(True)
-        self.problems_note.setTextFormat(Qt.TextFormat.RichText)
-        self.problems_note.linkActivated.connect(lambda _link: self.show_problem_details())
-        self.problems_note.setVisible(False)
-        self._problems: list = []
-        form.addRow(self.problems_note)
+        self._add_problems_row(form)
         self._add_input_rows(form)
         self.device_combo = QComboBox()
         for text, value in DEVICE_CHOICES:
@@ -181,6 +173,17 @@ class ModelPanel(QWidget):
         self.model_combo.setCurrentIndex(index if index >= 0 else 0)
         self.model_combo.blockSignals(False)
         self._on_model_changed()
+
+    def _add_problems_row(self, form: QFormLayout) -> None:
+        # Model files the library could not read: named here, so a bad file never hides silently.
+        self.problems_note = QLabel("")
+        self.problems_note.setObjectName("modelProblems")
+        self.problems_note.setWordWrap(True)
+        self.problems_note.setTextFormat(Qt.TextFormat.RichText)
+        self.problems_note.linkActivated.connect(lambda _link: self.show_problem_details())
+        self.problems_note.setVisible(False)
+        self._problems: list = []
+        form.addRow(self.problems_note)
 
     def show_problems(self, problems) -> None:
         """Note the unreadable model files (each "<file>: <reason>"); the readable ones stay listed."""
