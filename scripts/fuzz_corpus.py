@@ -181,6 +181,12 @@ def model_cases(folder: Path, seed: int) -> list[dict]:
     good_path = folder / "good.safetensors"
     save_checkpoint(good_path, model, ModelMeta(name="good", version=1, arch="unet", classes=good["classes"]))
     cases.append(_case("model", "valid", "model", "ok", path=str(good_path)))
+    cases.append(_case("model", "valid-predicts", "predict", "ok", path=str(good_path)))
+    # Finite weights, so the load check passes, that overflow to inf in the first layer: Predict must refuse.
+    overflow = {k: (v.clone().fill_(3e38) if v.ndim == 4 else v.clone()) for k, v in state.items()}
+    overflow_path = folder / "overflowing.safetensors"
+    _raw_model(overflow_path, json.dumps(good), overflow)
+    cases.append(_case("model", "predicts-not-numbers", "predict", "error", path=str(overflow_path)))
     data = good_path.read_bytes()
     rng = random.Random(seed)
     for index, fraction in enumerate((0.001, 0.01, 0.3, 0.7, 0.999)):
@@ -212,6 +218,16 @@ def check_model(case: dict) -> str:
 
     load_checkpoint(case["path"])
     return "silent wrong" if case["expect"] == "error" else "loaded ok"
+
+
+def check_predict(case: dict) -> str:
+    from segstudio.engine.predict import Predictor
+    from segstudio.models.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(case["path"])
+    result = Predictor(model, meta, device="cpu").predict(np.random.default_rng(0).random((48, 48, 1)) * 1000)
+    return "silent wrong" if case["expect"] == "error" else "loaded ok" if result.labels.shape == (48, 48) \
+        else "silent wrong"
 
 
 def check_library(case: dict) -> str:
@@ -279,7 +295,8 @@ def dataset_cases(folder: Path, seed: int) -> list[dict]:
 
 
 def check_dataset(case: dict) -> str:
-    from segstudio.core.dataset import export_nnunet, load_entry, load_manifest
+    from segstudio.core.dataset import load_entry, load_manifest
+    from segstudio.core.nnunet import export_nnunet
 
     root, victim = Path(case["root"]), Path(case["victim"])
     try:
@@ -293,7 +310,8 @@ def check_dataset(case: dict) -> str:
     return "silent wrong" if case["expect"] == "error" else "loaded ok"
 
 
-CHECKS = {"image": check_image, "model": check_model, "library": check_library, "dataset": check_dataset}
+CHECKS = {"image": check_image, "model": check_model, "predict": check_predict, "library": check_library,
+          "dataset": check_dataset}
 
 
 # --- killed writers --------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ The corpus (images, model files, dataset folders, and writers killed with SIGKIL
 temporary folder; nothing outside it is touched. Every case runs in a worker process, so a crash or a hang
 ends only that case. Outcomes, per family:
 
-    clean error   refused with the package's own error (ImageReadError, CheckpointError, DatasetError)
+    clean error   refused with the package's own error (ImageReadError, CheckpointError, DatasetError, or a
+                  model whose first predicted tile is not numbers: UnusableModelOutput)
     crash         any other exception, or the worker died
     hang          no answer within --timeout seconds
     silent wrong  loaded although damaged, or loaded with other content than was written
@@ -51,9 +52,10 @@ def _run_case(case: dict) -> str:
 
     clean = (ImageReadError, DatasetError)
     if case["family"] == "model":
+        from segstudio.engine.predict.predictor import UnusableModelOutput
         from segstudio.models.checkpoint import CheckpointError
 
-        clean = clean + (CheckpointError,)
+        clean = clean + (CheckpointError, UnusableModelOutput)
     before = _peak_rss()
     try:
         verdict = CHECKS[case["check"]](case)

@@ -71,7 +71,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from segstudio.gui.app import run_app
 
         return run_app(images=args.images, sample=args.sample, model=args.model)
-    return int(args.run(args) or 0)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, OSError) as err:
+        if not type(err).__module__.startswith("segstudio."):
+            raise  # not one of ours: a defect, whose traceback is the useful report
+        print(f"segstudio: {_file_and_reason(err)}", file=sys.stderr)
+        return 1
+
+
+def _file_and_reason(err: Exception) -> str:
+    """One line for a damaged file or setting that a sub-command did not catch: `<file>: <reason>`."""
+    from segstudio.core.text import printable
+
+    path, reason = getattr(err, "path", None), getattr(err, "reason", None)
+    text = f"{path}: {reason}" if path is not None and reason else str(err)
+    return printable(" ".join(text.split()))  # one line, whatever the reason held
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from segstudio.core.text import printable
+
 if TYPE_CHECKING:
     from segstudio.core.dataset import ExportItem
     from segstudio.core.labels import ClassTable
@@ -113,7 +115,11 @@ def _items(files: list[Path], args, report) -> Iterator[ExportItem]:
             continue
         classes, hand, model_version = None, None, args.model_version
         if store is not None:
-            record = store.load(path)
+            try:
+                record = store.load(path)
+            except (OSError, ValueError) as exc:  # a damaged autosave: this image is skipped, the others export
+                report(path, str(exc))
+                continue
             if record is None:
                 report(path, "no autosaved work for this image (open it in segstudio, label it, then export)")
                 continue
@@ -151,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
     def report(path, reason: str) -> None:
         failures.append(str(path))
-        print(f"error: {path}: {reason}", file=sys.stderr)
+        print(printable(f"error: {path}: {reason}"), file=sys.stderr)
 
     dataset_dir = Path(args.to)
     if args.masks and not Path(args.masks).is_dir():
@@ -165,14 +171,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             classes = ClassTable.default()
     except (DatasetError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 2
 
     expand_errors: list[str] = []
     files = _expand(args.images, expand_errors)
     for message in expand_errors:
         failures.append(message)
-        print(f"error: {message}", file=sys.stderr)
+        print(printable(f"error: {message}"), file=sys.stderr)
 
     sources = {str(p.resolve()): p for p in files}
 
@@ -182,13 +188,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         entries = export_many(dataset_dir, _items(files, args, report), classes, on_error=on_error)
     except (DatasetError, OSError) as exc:
-        print(f"error: {dataset_dir}: {exc}", file=sys.stderr)
+        print(printable(f"error: {dataset_dir}: {exc}"), file=sys.stderr)
         return 1
     if not args.quiet:
         for entry in entries:
             shown = sources.get(entry["source"], entry["source"])
-            print(f"exported {shown} -> {entry['id']} ({entry['split']}, "
-                  f"{100 * entry['hand_fraction']:.0f}% painted by hand)", file=out)
+            print(printable(f"exported {shown} -> {entry['id']} ({entry['split']}, "
+                  f"{100 * entry['hand_fraction']:.0f}% painted by hand)"), file=out)
     print(f"{len(entries)} exported, {len(failures)} failed -> {dataset_dir}", file=out)
 
     if args.nnunet:
@@ -198,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             folder = export_nnunet(dataset_dir, args.nnunet, dataset_id=args.nnunet_id, name=args.nnunet_name)
         except (DatasetError, OSError) as exc:
-            print(f"error: nnU-Net export: {exc}", file=sys.stderr)
+            print(printable(f"error: nnU-Net export: {exc}"), file=sys.stderr)
             return 1
         print(f"nnU-Net raw dataset -> {folder}", file=out)
     return 1 if failures else 0

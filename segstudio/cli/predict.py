@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from segstudio.core.text import printable
 from segstudio.core.words import count
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
     from segstudio.engine.predict import Predictor, PredictSettings
+    from segstudio.engine.predict.predictor import UnusableModelOutput
     from segstudio.models.library import ModelLibrary
 
     err: TextIO = sys.stderr
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         model, meta = ModelLibrary().load(args.model, device="cpu")
         predictor = Predictor(model, meta, device=args.device)
     except (ValueError, OSError) as error:  # unknown model, unreadable checkpoint, bad device or setting
-        print(f"segstudio predict: {error}", file=err)
+        print(printable(f"segstudio predict: {error}"), file=err)
         return EXIT_UNUSABLE
 
     files, missing = expand_inputs(args.inputs, SUPPORTED_SUFFIXES)
@@ -58,10 +60,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        print(f"segstudio predict: cannot create output folder {out_dir}: {error}", file=err)
+        print(printable(f"segstudio predict: cannot create output folder {out_dir}: {error}"), file=err)
         return EXIT_UNUSABLE
     for path in missing:
-        print(f"error: {path}: no such file or folder", file=err)
+        print(printable(f"error: {path}: no such file or folder"), file=err)
 
     total = len(files)
     model_id = getattr(meta, "id", args.model)
@@ -71,16 +73,19 @@ def run(args: argparse.Namespace) -> int:
     stems = OutputNames()
     failures = len(missing)
     for index, path in enumerate(files, start=1):
-        bar.start_image(index, path.name)
+        bar.start_image(index, printable(path.name))
         try:
             image = read_image(path)
             result = predictor.predict(image.pixels, settings, progress=bar.update_tiles)
         except ImageReadError as error:
-            bar.report(f"error: {error}")
+            bar.report(printable(f"error: {error}"))
             failures += 1
             continue
+        except UnusableModelOutput as error:  # every image would fail the same way: stop at the first
+            bar.report(printable(f"segstudio predict: {error}"))
+            return EXIT_UNUSABLE
         except (ValueError, RuntimeError, MemoryError) as error:
-            bar.report(f"error: {path}: prediction failed: {error}")
+            bar.report(printable(f"error: {path}: prediction failed: {error}"))
             failures += 1
             continue
         stem = stems.claim(path)
@@ -91,16 +96,17 @@ def run(args: argparse.Namespace) -> int:
                 confidence = np.rint(result.confidence.astype(np.float32) * 255.0).astype(np.uint8)
                 _write_png(out_dir / f"{stem}_confidence.png", confidence)
         except (OSError, ValueError) as error:
-            bar.report(f"error: {path}: cannot write {mask_path}: {error}")
+            bar.report(printable(f"error: {path}: cannot write {mask_path}: {error}"))
             failures += 1
             continue
         for note in result.notes:
-            bar.report(f"note: {path.name}: {note}")
-        bar.finish_image(f"{path.name} -> {mask_path.name} ({result.tiles} tiles)")
+            bar.report(printable(f"note: {path.name}: {note}"))
+        bar.finish_image(printable(f"{path.name} -> {mask_path.name} ({result.tiles} tiles)"))
 
     done = total - (failures - len(missing))
     requested = total + len(missing)
-    print(f"{done} of {count(requested, 'image')} predicted, {failures} failed; masks in {out_dir}", file=err)
+    print(printable(f"{done} of {count(requested, 'image')} predicted, {failures} failed; masks in {out_dir}"),
+          file=err)
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 

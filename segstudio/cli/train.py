@@ -17,6 +17,7 @@ import sys
 import threading
 import traceback
 
+from segstudio.core.text import printable
 from segstudio.core.words import count
 from segstudio.engine.training import events
 from segstudio.engine.training.config import TrainConfig, add_arguments
@@ -53,8 +54,8 @@ class _BarReporter:
     def __call__(self, event: events.TrainingEvent) -> None:
         if isinstance(event, events.Started):
             for note in event.notes:
-                self.err.write(f"note: {note}\n")
-            self.err.write(f"fine-tuning {event.base} on {count(event.train_images, 'image')} "
+                self.err.write(f"note: {printable(note)}\n")
+            self.err.write(f"fine-tuning {printable(event.base)} on {count(event.train_images, 'image')} "
                            f"({event.val_images} for validation) on {event.device}\n")
         elif isinstance(event, events.Evaluated):
             self.err.write(f"parent: {_summary(event.val)}\n")
@@ -69,12 +70,12 @@ class _BarReporter:
             self.err.write(f"\nout of memory: {event.action}\n")
         elif isinstance(event, events.Finished):
             state = "now active" if event.promoted else "not promoted: below its parent"
-            self.out.write(f"saved {event.version} ({state}); parent {_summary(event.parent_metrics)}; "
+            self.out.write(f"saved {printable(event.version)} ({state}); parent {_summary(event.parent_metrics)}; "
                            f"new {_summary(event.child_metrics)}\n")
         elif isinstance(event, events.Cancelled):
             self.err.write("\ncancelled: nothing was saved\n")
         elif isinstance(event, events.Failed):
-            self.err.write(f"\nerror: {event.message}\n")
+            self.err.write(f"\nerror: {printable(event.message)}\n")
         self.err.flush()
         self.out.flush()
 
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(e, TrainingError):  # a failure the message does not explain gets its traceback
             traceback.print_exc(file=sys.stderr)
         elif not (main_rank and args.progress == "bar"):
-            sys.stderr.write(f"error: {e}\n")
+            sys.stderr.write(f"error: {printable(e)}\n")
         return ExitCode.FAILED
     finally:
         stop.restore()

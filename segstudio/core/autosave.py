@@ -83,6 +83,11 @@ class AutosaveStore:
     marker. A marker that still exists but whose lock can be taken belongs to a session that died,
     and its autosaves are what recoverable() lists. The OS drops the lock of a killed process, so
     this needs no process ids and cannot mistake a second running instance for a crashed one.
+
+    The same kind of lock guards each image page while a window has it open (claim_image): two
+    windows, in one process or two, saving the same entry would each overwrite the other's strokes
+    without a word. The lock is per open file, so a second window of the same process is refused too,
+    and a killed window's claim ends with its process.
     """
 
     FORMAT = "segstudio-autosave"
@@ -92,6 +97,7 @@ class AutosaveStore:
         self.root = Path(root) if root is not None else paths.autosave_dir()
         self._session_id: str | None = None
         self._session_fd: int | None = None
+        self._image_fds: dict[str, int] = {}  # image key -> the descriptor holding its lock
 
     # --- keys and files ----------------------------------------------------------------------------
     @staticmethod
@@ -145,7 +151,13 @@ class AutosaveStore:
         return session_id
 
     def end_session(self) -> None:
-        """Clean exit: this session's autosaves are no longer offered for recovery."""
+        """Clean exit: this session's autosaves are no longer offered for recovery; its images are free."""
+        for key in list(self._image_fds):
+            fd = self._image_fds.pop(key)
+            if os.name != "nt":
+                self._image_lock_path(key).unlink(missing_ok=True)
+            _unlock(fd)
+            os.close(fd)
         if self._session_id is None:
             return
         marker = self._marker(self._session_id)
@@ -171,6 +183,50 @@ class AutosaveStore:
             return True
         finally:
             os.close(fd)
+
+    # --- one window per image page ------------------------------------------------------------------
+    def _image_lock_path(self, key: str) -> Path:
+        return self.root / "locks" / f"{key}.lock"
+
+    def claim_image(self, image_path: os.PathLike | str, page: int = 0) -> bool:
+        """Hold the image page's lock while it is open here; False when another window holds it.
+
+        Idempotent for this store. Raises SaveError when the lock file cannot be made at all.
+        """
+        key = self.key(image_path, page)
+        if key in self._image_fds:
+            return True
+        path = self._image_lock_path(key)
+        for _attempt in range(3):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except OSError as exc:
+                raise save_error(path, exc) from exc
+            if not _try_lock(fd):
+                os.close(fd)
+                return False
+            # The holder before us may have removed the file between our open and our lock: then this
+            # lock is on a name nobody else sees, and we try again on the file that is there now.
+            if os.name == "nt" or _same_file(fd, path):
+                self._image_fds[key] = fd
+                return True
+            _unlock(fd)
+            os.close(fd)
+        return False
+
+    def release_image(self, image_path: os.PathLike | str, page: int = 0) -> None:
+        """Let another window edit the image page (closed here, its last save written)."""
+        fd = self._image_fds.pop(self.key(image_path, page), None)
+        if fd is None:
+            return
+        if os.name != "nt":  # removed while still locked, so no one locks a file about to vanish
+            self._image_lock_path(self.key(image_path, page)).unlink(missing_ok=True)
+        _unlock(fd)
+        os.close(fd)
+
+    def holds_image(self, image_path: os.PathLike | str, page: int = 0) -> bool:
+        return self.key(image_path, page) in self._image_fds
 
     # --- entries -----------------------------------------------------------------------------------
     def save(
@@ -290,6 +346,13 @@ class AutosaveStore:
             if session in seen or not self._session_died(session):
                 continue
             marker.unlink(missing_ok=True)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False
 
 
 def _now() -> datetime:

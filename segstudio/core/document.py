@@ -15,6 +15,7 @@ import numpy as np
 from segstudio.core.edits import Diff
 from segstudio.core.imageio import DisplayPicture, ImageData, to_display_picture
 from segstudio.core.labels import ClassTable, new_mask
+from segstudio.core.text import printable
 
 Box = tuple[int, int, int, int]  # y0, x0, height, width
 
@@ -50,7 +51,8 @@ class Document:
 
     @property
     def title(self) -> str:
-        return self.path.name
+        """The file's name as shown to the user: terminal escapes and undecodable bytes made visible."""
+        return printable(self.path.name)
 
     # --- display ---------------------------------------------------------------------------------------
     @property

@@ -132,7 +132,7 @@ class MainWindow(QMainWindow):
             meta = doc.image.meta
             self.setWindowTitle(f"{doc.title}[*] — {APP_TITLE}")  # [*]: unsaved-work marker
             self.statusBar().showMessage(
-                f"{meta.path.name}: {meta.width} x {meta.height}, {count(meta.channels, 'channel')}, "
+                f"{doc.title}: {meta.width} x {meta.height}, {count(meta.channels, 'channel')}, "
                 f"{meta.bit_depth}-bit {meta.dtype}"
                 + (f", page {meta.page + 1} of {meta.pages}" if meta.pages > 1 else ""),
                 8000,

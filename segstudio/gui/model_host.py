@@ -167,8 +167,10 @@ class _ModelWorker(QObject):
         except PredictionCancelled:
             self.cancelled.emit(job.job_id)
         except Exception as err:  # reported to the user; the host keeps serving the next job
-            traceback.print_exc()
-            self.failed.emit(job.job_id, f"{type(err).__name__}: {err}")
+            ours = type(err).__module__.startswith("segstudio.")  # our errors say what went wrong in words
+            if not ours:
+                traceback.print_exc()
+            self.failed.emit(job.job_id, str(err) if ours else f"{type(err).__name__}: {err}")
         else:
             self.finished.emit(job.job_id, result)
 

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QFileDialog, QProgressDialog
 from segstudio.core import paths
 from segstudio.core.document import Document
 from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, Slide, is_whole_slide, read_image
+from segstudio.core.text import printable
 from segstudio.gui.documents.document import ImageDocument
 from segstudio.gui.documents.pages import PageShelf
 from segstudio.gui.settings import LAST_FOLDER_KEY
@@ -208,7 +209,7 @@ class OpeningController(QObject):
     def _open_one(self, path: Path, progress: QProgressDialog, done: int) -> ImageDocument | None:
         """Read ``path`` in the pool while the GUI thread runs its events; None if cancelled."""
         total = done + 1 + len(self._queue)
-        progress.setLabelText(f"Opening {path.name}" + (f" ({done + 1} of {total})" if total > 1 else ""))
+        progress.setLabelText(f"Opening {printable(path.name)}" + (f" ({done + 1} of {total})" if total > 1 else ""))
         if progress.maximum() > 0:
             progress.setMaximum(total)
             progress.setValue(done)

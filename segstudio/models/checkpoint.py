@@ -305,6 +305,7 @@ def load_checkpoint(path, *, device="cpu") -> tuple[nn.Module, ModelMeta]:
         raise CheckpointError(path, f"damaged weights ({exc})") from exc
     check_weights(path, state)
     _load_into(path, model, state)
+    model.source_file = path  # so a later refusal (e.g. of its predictions) can name the file
     return model.to(device).eval(), meta
 
 

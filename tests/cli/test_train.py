@@ -198,3 +198,43 @@ def test_extend_classes_grows_the_model_before_training(blobs, tmp_path, capsys)
     assert "Made blobs/v2 with room for mitosis (id 2)" in capsys.readouterr().err
     trained = ModelLibrary().find("blobs/v3").meta
     assert trained.parent == "blobs/v2" and trained.num_classes == 3
+
+
+# --- checks made before the long work -----------------------------------------------------------------
+def _fails_before_training(capsys, argv) -> str:
+    from segstudio.cli import main
+
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == ExitCode.FAILED
+    assert "Traceback" not in captured.err
+    assert "step" not in captured.err.replace("steps", "")  # no training step ran
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    return errors[0]
+
+
+def test_a_full_disk_is_refused_before_training_starts(blobs, capsys, monkeypatch):
+    import shutil as shutil_module
+
+    from segstudio.engine.training import release
+
+    base, data = blobs
+    before = library_snapshot()
+    real = shutil_module.disk_usage
+    monkeypatch.setattr(release.shutil, "disk_usage", lambda p: real(p)._replace(free=2 * 2**20))
+    line = _fails_before_training(capsys, ["train", *_common_args(base, data), "--steps", "2"])
+    assert "2 MB free" in line and "needs about" in line and "Nothing was trained" in line
+    assert_library_unchanged(before)
+
+
+def test_a_models_folder_that_cannot_be_made_is_refused_before_training_starts(blobs, capsys, monkeypatch,
+                                                                               tmp_path):
+    from segstudio.core.paths import user_models_dir
+
+    base, data = blobs
+    model_file = user_models_dir() / "blobs" / "v1.safetensors"
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("SEGSTUDIO_DATA_DIR", str(tmp_path / "a-file" / "data"))
+    line = _fails_before_training(capsys, ["train", *_common_args(str(model_file), data), "--steps", "2"])
+    assert "cannot be created" in line and "a-file" in line

@@ -193,3 +193,39 @@ def test_each_page_of_a_file_keeps_its_own_autosave(tmp_path, rng):
     store.discard(image)
     assert store.load(image) is None and store.load(image, page=2) is None
     assert not list((tmp_path / "autosave").glob("*.npz"))
+
+
+# --- one window per image page ---------------------------------------------------------------------------
+def test_a_second_store_cannot_claim_an_image_page_another_holds(tmp_path):
+    image = tmp_path / "slide.tif"
+    image.write_bytes(b"x")
+    first, second = AutosaveStore(tmp_path / "autosave"), AutosaveStore(tmp_path / "autosave")
+    assert first.claim_image(image) and first.claim_image(image)  # idempotent for the holder
+    assert not second.claim_image(image)
+    assert second.claim_image(image, page=1)  # another page is another entry
+    first.release_image(image)
+    assert second.claim_image(image)
+    assert not first.claim_image(image)
+    second.end_session()  # a clean exit frees every image it held
+    assert first.claim_image(image) and first.claim_image(image, page=1)
+
+
+def test_a_claim_held_by_another_process_is_refused_and_ends_with_that_process(tmp_path):
+    image = tmp_path / "slide.tif"
+    image.write_bytes(b"x")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys, time
+            from segstudio.core.autosave import AutosaveStore
+            assert AutosaveStore({str(tmp_path / 'autosave')!r}).claim_image({str(image)!r})
+            print('held', flush=True)
+            time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        store = AutosaveStore(tmp_path / "autosave")
+        assert not store.claim_image(image)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert store.claim_image(image)  # the OS dropped the killed process's lock

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from segstudio.core.postprocess import apply_postprocess
+from segstudio.core.text import printable
 from segstudio.engine.devices import (
     amp_dtype,
     device_label,
@@ -58,6 +59,10 @@ _DEVICE_SLAB_ROWS = 512
 
 class PredictionCancelled(Exception):
     """The caller asked to stop; nothing was produced, so it keeps its previous mask."""
+
+
+class UnusableModelOutput(ValueError):
+    """The model's answer for the first tile is not numbers: its weights are broken, whatever the image."""
 
 
 class Predictor:
@@ -237,6 +242,13 @@ class _TiledRun:
     def _blend(self, batch: list[tuple[int, int]], shares) -> Iterator[tuple[int, Any]]:
         """Release the rows no tile of `batch` reaches, then add the batch's shares to the band."""
         if self.blender is None:
+            # The first batch shows whether the weights compute anything at all (once: no sync per batch).
+            if not _all_finite(shares):
+                name = getattr(self.model, "source_file", None) or "the model"
+                raise UnusableModelOutput(
+                    f"{printable(name)}: the model's answer for the first tile is not a number (NaN or "
+                    "infinite class scores), so its mask would be empty or all one class whatever the image. "
+                    "Its weights are broken: use another model or version.")
             self._make_blender(classes=shares.shape[1])
         if self.to_host and isinstance(shares, torch.Tensor):
             shares = shares.cpu().numpy()  # launched before the blending place was known
@@ -271,6 +283,12 @@ def _launch(model, tiles: np.ndarray, device, factors, precision, to_host: bool)
         probs = _probabilities(logits.float())
         probs *= factors
         return _hand_over(probs, device, to_host)
+
+
+def _all_finite(shares) -> bool:
+    if isinstance(shares, torch.Tensor):
+        return bool(torch.isfinite(shares).all())
+    return bool(np.isfinite(shares).all())
 
 
 def _upload(tiles: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -42,7 +42,7 @@ from segstudio.engine.training.distributed import DistContext, wrap_model
 from segstudio.engine.training.errors import TrainingCancelled, TrainingError
 from segstudio.engine.training.evaluate import Evaluator
 from segstudio.engine.training.objective import learning_rate_at, segmentation_loss
-from segstudio.engine.training.release import RunRecord, release
+from segstudio.engine.training.release import RunRecord, check_room_to_save, release
 
 ProgressFn = Callable[[events.TrainingEvent], None]
 CancelFn = Callable[[], bool]
@@ -189,6 +189,8 @@ def _set_up(config: TrainConfig, ctx: DistContext, library, cancelled: CancelFn)
         model, parent_meta = library.load(config.base, device="cpu")
     except (ValueError, OSError) as e:
         raise TrainingError(f"Cannot load base model {config.base!r}: {e}") from e
+    if ctx.is_main:  # the one rank that writes: a result that cannot be saved is not trained at all
+        check_room_to_save(library.user_dir, model)
     num_classes = int(getattr(model, "config", {}).get("num_classes") or len(parent_meta.classes))
     device = ctx.setup(pick_device(config.device))
     amp = device_amp_dtype(device) if config.amp and device.type in ("cuda", "mps") else None

@@ -7,6 +7,7 @@ active model only if it scores at least as well as its parent on the same valida
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,9 +15,34 @@ from pathlib import Path
 
 from torch import nn
 
+from segstudio.core import paths
 from segstudio.core.words import count
 from segstudio.engine.training.config import TrainConfig
 from segstudio.engine.training.errors import TrainingError
+
+# What a saved version takes beyond its weights (metadata, lineage), and room left for the rest of the disk.
+_SAVE_MARGIN_BYTES = 16 * 2**20
+
+
+def checkpoint_bytes(model: nn.Module) -> int:
+    """About what the new version's file will take: its weights as they are stored, plus the metadata."""
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values()) + _SAVE_MARGIN_BYTES
+
+
+def check_room_to_save(folder: Path, model: nn.Module) -> None:
+    """Refuse, before any training, a run whose result could not be written where the library keeps it."""
+    problem = paths.folder_problem(Path(folder))
+    if problem:
+        raise TrainingError(f"The new version could not be saved: {problem}. Nothing was trained.")
+    # The temp file and the finished file exist together for a moment while the version is written.
+    needed = 2 * checkpoint_bytes(model)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise TrainingError(f"The new version could not be saved in {folder}: {exc.strerror or exc}") from exc
+    if free < needed:
+        raise TrainingError(f"The new version could not be saved: {folder} has {free / 2**20:.0f} MB free and "
+                            f"saving it needs about {needed / 2**20:.0f} MB. Nothing was trained.")
 
 
 def should_promote(parent_metrics: dict | None, child_metrics: dict | None, *, force: bool = False) -> bool:

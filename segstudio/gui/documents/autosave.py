@@ -8,9 +8,15 @@ safely stored, and stay when a save fails.
 
 Saves made while the user works run on one background thread with a snapshot of the arrays, so a
 large slide does not freeze the brush; the save on quit runs in the foreground and is waited for.
+
+An image page open in another window (of this or another segstudio) opens here read-only: its lock in
+the store is held by the other window, whose saves would otherwise overwrite the strokes made here (or
+these theirs). The user is told; the first edit tried once the other window has let go takes the image
+over, with the other window's last work loaded first.
 """
 from __future__ import annotations
 
+import html
 import threading
 import weakref
 from collections.abc import Callable
@@ -21,11 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import shiboken6
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QMessageBox
 
+from segstudio.core import paths
 from segstudio.core.autosave import AutosaveStore
 from segstudio.core.document import ImageStatus
+from segstudio.core.text import printable
 from segstudio.core.words import count
 from segstudio.gui.documents.document import ImageDocument
 
@@ -45,6 +53,10 @@ class _SaveJob:
     error: str | None = None
     handled: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+
+
+def _html_name(name) -> str:
+    return html.escape(printable(name))
 
 
 def _describe_time(saved_at) -> str:
@@ -81,6 +93,8 @@ class AutosaveController(QObject):
         self._closed = False
         self._quitting = False  # the quit dialog reports failures; no separate box per image then
         self.recovery_box: QMessageBox | None = None
+        self._held: dict[tuple[Path, int], ImageDocument] = {}  # image pages whose lock this window holds
+        self.unavailable: str | None = None  # why the autosave folder cannot be used (told once)
         self._job_done.connect(self._finish)
 
     @property
@@ -99,16 +113,34 @@ class AutosaveController(QObject):
         except OSError as err:
             found = []
             self._say(f"Autosaves could not be checked for recovery: {err}")
-        try:
-            self.store.begin_session()
-        except OSError as err:
-            self._say(f"Autosave is unavailable: {err}")
+        problem = paths.folder_problem(self.store.root)
+        if problem is None:
+            try:
+                self.store.begin_session()
+            except OSError as err:
+                problem = str(err)
+        if problem is not None:
+            self.tell_unavailable(problem)
         if found:
             self.offer_recovery(found)
 
+    def tell_unavailable(self, problem: str) -> None:
+        """Say once that work is not autosaved, and why; each failed save then only marks its image."""
+        self.unavailable = problem
+        text = (f"Your work is not autosaved: {printable(problem)}.\n\nYou can open, correct and export images as "
+                "usual, but work not exported is lost when the window closes (segstudio asks first). Make the "
+                "folder writable, or set SEGSTUDIO_DATA_DIR to another folder, to have it autosaved.")
+        box = QMessageBox(QMessageBox.Icon.Warning, "Autosave unavailable", text, QMessageBox.StandardButton.Ok,
+                          self.window)
+        box.setObjectName("dataFolderProblem")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        QTimer.singleShot(0, self, lambda: self._say(f"Work is not autosaved: {printable(problem)}"))
+
     def offer_recovery(self, images: list[Path]) -> None:
         self._claim = {Path(p).resolve() for p in images}
-        names = "".join(f"<li>{p.name}<br><small>{p.parent}</small></li>" for p in images[:20])
+        names = "".join(f"<li>{_html_name(p.name)}<br><small>{_html_name(p.parent)}</small></li>"
+                        for p in images[:20])
         more = f"<p>…and {len(images) - 20} more.</p>" if len(images) > 20 else ""
         box = QMessageBox(QMessageBox.Icon.Question, "Recover unsaved work",
                           "<p>segstudio did not shut down cleanly last time. Work on these images was "
@@ -132,7 +164,7 @@ class AutosaveController(QObject):
 
     def recover(self, images: list[Path]) -> None:
         existing = [p for p in images if Path(p).exists()]
-        missing = [Path(p).name for p in images if not Path(p).exists()]
+        missing = [printable(Path(p).name) for p in images if not Path(p).exists()]
         if existing:
             self.window.open_paths(existing)
         if missing:
@@ -143,7 +175,7 @@ class AutosaveController(QObject):
             try:
                 self.store.discard(path)
             except OSError as err:
-                self._say(f"Could not remove the autosave of {Path(path).name}: {err}")
+                self._say(f"Could not remove the autosave of {printable(Path(path).name)}: {err}")
         self._claim.clear()
         self._say(f"Discarded the autosaved work on {count(len(images), 'image')}.")
 
@@ -165,6 +197,10 @@ class AutosaveController(QObject):
         """Load the autosaved work for a just-opened image page, if there is any that fits it."""
         if doc in self._known:
             return False  # a page shown again holds newer work than its autosave
+        self._claim_image(doc)
+        return self._load_into(doc)
+
+    def _load_into(self, doc: ImageDocument) -> bool:
         try:
             record = self.store.load(doc.path, doc.image.meta.page)
         except (OSError, ValueError) as err:
@@ -199,9 +235,51 @@ class AutosaveController(QObject):
             self.save_async(doc)
         return True
 
+    # --- one window per image ------------------------------------------------------------------
+    def _claim_image(self, doc: ImageDocument) -> bool:
+        page = doc.image.meta.page
+        try:
+            claimed = self.store.claim_image(doc.path, page)
+        except OSError:
+            return True  # no lock can be made there: the autosave itself says what is wrong when it saves
+        if claimed:
+            self._held[(Path(doc.path), page)] = doc
+            return True
+        doc.read_only = ("it is open in another segstudio window, which saves it. Close it there to edit it "
+                         "here; your next edit then takes it over with the work saved there.")
+        self.window.show_error("Opened read-only",
+                               f"{doc.title} is open in another segstudio window.\n\nIt opens here read-only, "
+                               "so neither window saves over the other's work. Close it in the other window "
+                               "to edit it here.")
+        return False
+
+    def take_over(self, doc: ImageDocument) -> bool:
+        """Make a read-only image editable once the other window has let go, with its latest work loaded."""
+        if doc.read_only is None:
+            return True
+        if self._closed or not self._claim_image(doc):
+            return False
+        doc.read_only = None
+        self._load_into(doc)
+        doc.undo_stack.clear()  # edits before the take-over were refused; the autosave holds this state
+        self._say(f"{doc.title} is editable here now, with the work last saved in the other window.")
+        self.saved.emit(doc)
+        return True
+
+    def release_closed(self) -> None:
+        """Free the images no longer open here whose last save is written, for other windows to edit."""
+        open_now = self.open_documents()
+        saving = {job.doc for job in self._jobs.values()}
+        for (path, page), doc in list(self._held.items()):
+            if doc not in open_now and doc not in saving:
+                del self._held[(path, page)]
+                self.store.release_image(path, page)
+
     def schedule(self, doc: ImageDocument, *, force: bool = False) -> None:
-        if self._closed or not shiboken6.isValid(self.timer):
+        if self._closed or doc.read_only is not None or not shiboken6.isValid(self.timer):
             return
+        if not shiboken6.isValid(doc.undo_stack):
+            return  # a closed image's stack reports its last change while Qt deletes it
         if force:
             self._forced.add(doc)
         if doc.unsaved or force:
@@ -220,7 +298,7 @@ class AutosaveController(QObject):
 
     def save_async(self, doc: ImageDocument) -> None:
         """Snapshot the document now and write it on the autosave thread."""
-        if self._closed:
+        if self._closed or doc.read_only is not None:
             return
         self._pending.discard(doc)
         job = self._snapshot(doc)
@@ -231,13 +309,15 @@ class AutosaveController(QObject):
     def save_now(self, doc: ImageDocument) -> str | None:
         """Save in the foreground; returns why it failed, or None."""
         self._pending.discard(doc)
+        if doc.read_only is not None:
+            return None  # the other window holding it saves it
         job = self._snapshot(doc)
         self._write(job)
         self._finish(job)
         return job.error
 
     def needs_saving(self, doc: ImageDocument) -> bool:
-        return doc.unsaved or doc in self._forced
+        return doc.read_only is None and (doc.unsaved or doc in self._forced)
 
     # --- quitting ------------------------------------------------------------------------------
     def flush(self) -> list[tuple[ImageDocument, str]]:
@@ -329,6 +409,8 @@ class AutosaveController(QObject):
         self._jobs = {f: j for f, j in self._jobs.items() if j is not job}
         doc = job.doc
         open_now = doc in self.open_documents()
+        if not open_now:
+            self.release_closed()
         if job.error:
             self._report_failure(job, open_now)
             return
@@ -348,7 +430,7 @@ class AutosaveController(QObject):
             doc.autosave_error = job.error
             self.failed.emit(doc, job.error)
         self._say(f"Autosave of {job.title} failed: {job.error}. The image stays marked unsaved.")
-        if first and not self._closed and not self._quitting:
+        if first and not self._closed and not self._quitting and self.unavailable is None:
             self.window.show_error(
                 "Autosave failed",
                 f"Your work on {job.title} could not be autosaved:\n{job.error}\n\n"

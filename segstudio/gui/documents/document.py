@@ -52,6 +52,8 @@ class ImageDocument(QObject):
         self._told_trimmed = False
         # The undo stack's clean state means "the autosave holds exactly this"; why the last save failed.
         self.autosave_error: str | None = None
+        # Why this window may not change the image (another window edits it), or None when it may.
+        self.read_only: str | None = None
 
     # --- the document's state, as the widgets have always read and written it ------------------------
     @property

@@ -52,7 +52,9 @@ def with_status_dot(thumb: QPixmap, colour: QColor | None) -> QPixmap:
 
 def status_text(doc) -> str:
     text = doc.status.value
-    if doc.autosave_error:
+    if doc.read_only is not None:
+        text += " — read-only"
+    elif doc.autosave_error:
         text += " — not saved"
     elif doc.unsaved:
         text += " — unsaved"
@@ -120,6 +122,8 @@ class ImagesPanel(QWidget):
         item.setIcon(icon)
         item.setText(f"{doc.title}\n{status_text(doc)}")
         tip = str(doc.path)
+        if doc.read_only is not None:
+            tip += f"\nRead-only: {doc.read_only}"
         if doc.autosave_error:
             tip += f"\nAutosave failed: {doc.autosave_error}"
             item.setForeground(QColor(220, 50, 50))

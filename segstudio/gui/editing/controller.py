@@ -79,6 +79,7 @@ class EditingController(QObject):
         self._build_actions()
         self._build_panels()
         self.autosave = AutosaveController(window, self.classes, busy=lambda: self.session.stroking)
+        self.session.take_over = self.autosave.take_over
         self._connect()
         self.select_tool("brush")
         self._show_classes()
@@ -235,6 +236,7 @@ class EditingController(QObject):
 
     def _on_documents_changed(self) -> None:
         self._sync_documents()
+        self.autosave.release_closed()
         self.images_panel.set_documents(self.window.documents, self.window.current)
 
     def _on_document_changed(self, doc: ImageDocument | None) -> None:

@@ -63,6 +63,8 @@ class EditSession(QObject):
         self._active_class = 1
         self._brush_radius = float(DEFAULT_BRUSH_RADIUS)
         self._stroke: _Stroke | None = None
+        # Asked before a read-only image is changed: may this window take it over now? (the autosave's)
+        self.take_over: Callable[[ImageDocument], bool] = lambda doc: False
 
     # --- settings ------------------------------------------------------------------------------
     def document(self) -> ImageDocument | None:
@@ -87,6 +89,13 @@ class EditSession(QObject):
         if radius != self._brush_radius:
             self._brush_radius = radius
             self.brush_radius_changed.emit(radius)
+
+    def editable(self, doc: ImageDocument) -> bool:
+        """Whether tools may change ``doc``; says why not once per refused gesture."""
+        if doc.read_only is None or self.take_over(doc):
+            return True
+        self.message.emit(f"{doc.title} is read-only here: {doc.read_only}")
+        return False
 
     # --- strokes -------------------------------------------------------------------------------
     @property
@@ -132,6 +141,7 @@ class _CanvasTool(QObject):
     """Shared plumbing: event filters for keys, double-clicks and the cursor leaving the canvas."""
 
     name = ""
+    changes_mask = True  # refused on an image another window edits
 
     def __init__(self, session: EditSession, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -165,7 +175,9 @@ class _CanvasTool(QObject):
 
     def _document(self) -> ImageDocument | None:
         doc = self.session.document()
-        return doc if doc is not None and doc.mask is not None else None
+        if doc is None or doc.mask is None:
+            return None
+        return doc if not self.changes_mask or self.session.editable(doc) else None
 
     def _left_click(self, canvas, scene_pos: QPointF, event) -> tuple[ImageDocument, int, int] | None:
         """(document, x, y) for a left click on an image pixel of a document with a mask, else None."""
@@ -333,6 +345,7 @@ class EyedropperTool(_CanvasTool):
     """Click to make the class under the cursor the active class."""
 
     name = "eyedropper"
+    changes_mask = False
     picked = Signal(int)
 
     def mouse_press(self, canvas, scene_pos, event) -> None:

@@ -63,6 +63,13 @@ def snapshot(doc) -> _Snapshot:
         mask_object=doc.mask)
 
 
+def _reason(err: Exception) -> str:
+    """Our own errors say what went wrong in words; anything else is named by its type as well."""
+    from segstudio.core.dataset import DatasetError
+
+    return str(err) if isinstance(err, (DatasetError, OSError)) else f"{type(err).__name__}: {err}"
+
+
 class _ExportThread(QThread):
     progress = Signal(int, int)
     done = Signal(object)  # ExportReport
@@ -75,10 +82,19 @@ class _ExportThread(QThread):
         self.cancel_event = threading.Event()
 
     def run(self) -> None:
-        from segstudio.core.dataset import DatasetError, ExportItem, export_many, load_manifest
-        from segstudio.core.nnunet import export_nnunet
-
         report = ExportReport(self.folder)
+        try:
+            self._export(report)
+        except Exception as err:  # anything unforeseen still ends the job and reaches the user
+            report.error = _reason(err)
+        finally:
+            # Always: the window takes the progress bar down and enables Export again on this signal.
+            self.progress.emit(len(self.snapshots), len(self.snapshots))
+            self.done.emit(report)
+
+    def _export(self, report: ExportReport) -> None:
+        from segstudio.core.dataset import ExportItem, export_many
+
         total = len(self.snapshots)
         by_item: dict[int, _Snapshot] = {}
         handed_out: list[_Snapshot] = []
@@ -90,38 +106,42 @@ class _ExportThread(QThread):
                     report.cancelled = True
                     return
                 self.progress.emit(i, total)
-                # The channels the model saw when it predicted this mask: training must see the same ones.
-                pixels = snap.pixels[..., list(snap.channels)] if snap.channels else snap.pixels
-                item = ExportItem(pixels=pixels, mask=snap.mask, source=snap.source, hand=snap.hand,
-                                  model_version=snap.model_version, channel_names=snap.channel_names,
-                                  classes=snap.classes)
-                by_item[id(item)] = snap
                 handed_out.append(snap)
+                try:
+                    # The channels the model saw when it predicted this mask: training must see the same ones.
+                    pixels = snap.pixels[..., list(snap.channels)] if snap.channels else snap.pixels
+                    item = ExportItem(pixels=pixels, mask=snap.mask, source=snap.source, hand=snap.hand,
+                                      model_version=snap.model_version, channel_names=snap.channel_names,
+                                      classes=snap.classes)
+                except Exception as err:  # this image cannot be exported; the others still are
+                    failed[id(snap)] = _reason(err)
+                    continue
+                by_item[id(item)] = snap
                 yield item
 
-        def on_error(item, err: DatasetError) -> None:
-            snap = by_item[id(item)]
-            failed[id(snap)] = str(err)
+        def on_error(item, err) -> None:
+            failed[id(by_item[id(item)])] = str(err)
+
+        export_many(self.folder, items(), self.snapshots[0].classes, on_error=on_error)
+        report.exported = [s for s in handed_out if id(s) not in failed]
+        report.failed = [(s, failed[id(s)]) for s in handed_out if id(s) in failed]
+        self._after_export(report)
+
+    def _after_export(self, report: ExportReport) -> None:
+        """The dataset's new size and the nnU-Net layout: the images are in already, whatever fails here."""
+        from segstudio.core.dataset import load_manifest
+        from segstudio.core.nnunet import export_nnunet
 
         try:
-            export_many(self.folder, items(), self.snapshots[0].classes, on_error=on_error)
-        except Exception as err:  # reported to the user; the manifest was not written
-            report.error = f"{type(err).__name__}: {err}" if not isinstance(err, (DatasetError, OSError)) else str(err)
-        else:
-            report.exported = [s for s in handed_out if id(s) not in failed]
-            report.failed = [(s, failed[id(s)]) for s in handed_out if id(s) in failed]
+            report.dataset_size = len(load_manifest(self.folder)["entries"])
+        except Exception:  # the count is a courtesy; the export itself has succeeded
+            report.dataset_size = None
+        if self.nnunet is not None and report.dataset_size and not report.cancelled:
             try:
-                report.dataset_size = len(load_manifest(self.folder)["entries"])
-            except (FileNotFoundError, DatasetError, OSError):
-                report.dataset_size = None
-            if self.nnunet is not None and report.dataset_size and not report.cancelled:
-                try:
-                    report.nnunet_path = export_nnunet(self.folder, self.nnunet.out_root,
-                                                       dataset_id=self.nnunet.dataset_id, name=self.nnunet.name)
-                except (DatasetError, OSError) as err:
-                    report.nnunet_error = str(err)
-        self.progress.emit(total, total)
-        self.done.emit(report)
+                report.nnunet_path = export_nnunet(self.folder, self.nnunet.out_root,
+                                                   dataset_id=self.nnunet.dataset_id, name=self.nnunet.name)
+            except Exception as err:  # named in the report next to the images that were exported
+                report.nnunet_error = _reason(err)
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -205,6 +225,7 @@ class ExportController(QObject):
     def _tell_user(self, report: ExportReport) -> None:
         where = report.folder
         if report.error:
+            self.window.statusBar().showMessage(f"Export to {where} failed: {report.error}", 15000)
             self.window.show_error("Export failed", f"Nothing was exported to {where}.\n\n{report.error}")
             return
         n = len(report.exported)

@@ -121,6 +121,7 @@ class PredictionController(QObject):
             entries, active = [], None
             self.window.show_error("Model library", f"The model library could not be read: {err}")
         self.panel.set_models(entries, active)
+        self.panel.show_problems(getattr(self.library, "problems", []))
         self._select_in_host()
         self._update_enabled()
 
@@ -163,6 +164,10 @@ class PredictionController(QObject):
         doc = self.window.current
         model_id = self.panel.model_id()
         if doc is None or model_id is None or self.host.busy("predict"):
+            return
+        if doc.read_only is not None:
+            self.window.statusBar().showMessage(f"Predict did not run: {doc.title} is read-only here: "
+                                                f"{doc.read_only}", 15000)
             return
         settings = PredictSettings(
             tile=self.panel.tile_spin.value(), overlap=self.panel.overlap_spin.value(), device=self.panel.device()

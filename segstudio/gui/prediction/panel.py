@@ -9,6 +9,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QSlider,
     QSpinBox,
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from segstudio.core.text import printable
 from segstudio.core.words import count
 from segstudio.gui.model_host import DEVICE_CHOICES
 from segstudio.gui.prediction.colour_bar import ColourBar
@@ -47,6 +49,7 @@ class ModelPanel(QWidget):
         # Room for two wrapped lines: a form row does not grow on its own for a wrapping label.
         self.model_info.setMinimumHeight(2 * self.model_info.fontMetrics().lineSpacing() + 4)
         form.addRow(self.model_info)  # spans the row: a wrapped label gets the height it needs
+        self._add_problems_row(form)
         self._add_input_rows(form)
         self.device_combo = QComboBox()
         for text, value in DEVICE_CHOICES:
@@ -187,12 +190,46 @@ class ModelPanel(QWidget):
         for entry in entries:
             meta = entry.meta
             origin = "bundled" if entry.bundled else "yours"
-            self.model_combo.addItem(f"{meta.name} v{meta.version} ({origin})", entry.id)
+            self.model_combo.addItem(printable(f"{meta.name} v{meta.version} ({origin})"), entry.id)
             self._entries[entry.id] = entry
         index = self.model_combo.findData(active_id) if active_id else -1
         self.model_combo.setCurrentIndex(index if index >= 0 else 0)
         self.model_combo.blockSignals(False)
         self._on_model_changed()
+
+    def _add_problems_row(self, form: QFormLayout) -> None:
+        # Model files the library could not read: named here, so a bad file never hides silently.
+        self.problems_note = QLabel("")
+        self.problems_note.setObjectName("modelProblems")
+        self.problems_note.setWordWrap(True)
+        self.problems_note.setTextFormat(Qt.TextFormat.RichText)
+        self.problems_note.linkActivated.connect(lambda _link: self.show_problem_details())
+        self.problems_note.setVisible(False)
+        self._problems: list = []
+        form.addRow(self.problems_note)
+
+    def show_problems(self, problems) -> None:
+        """Note the unreadable model files (each "<file>: <reason>"); the readable ones stay listed."""
+        self._problems = [printable(p) for p in problems]
+        n = len(self._problems)
+        self.problems_note.setVisible(n > 0)
+        if not n:
+            return
+        noun = "model file" if n == 1 else "model files"
+        self.problems_note.setText(f"⚠ {n} unreadable {noun} left out. <a href='details'>Details…</a>")
+        self.problems_note.setToolTip("\n".join(self._problems[:10]) + (f"\n…and {n - 10} more" if n > 10 else ""))
+
+    def show_problem_details(self) -> QMessageBox:
+        box = QMessageBox(QMessageBox.Icon.Information, "Unreadable model files",
+                          f"{count(len(self._problems), 'model file')} could not be used and "
+                          f"{'is' if len(self._problems) == 1 else 'are'} not listed. The other models work as "
+                          "usual.", QMessageBox.StandardButton.Close, self)
+        box.setObjectName("modelProblemsDialog")
+        box.setDetailedText("\n".join(self._problems))
+        box.setInformativeText("\n".join(self._problems[:5]) + ("\n…" if len(self._problems) > 5 else ""))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        return box
 
     def model_id(self) -> str | None:
         return self.model_combo.currentData()
@@ -215,8 +252,8 @@ class ModelPanel(QWidget):
             self.predict_button.setEnabled(False)
             return
         meta = entry.meta
-        classes = ", ".join(c["name"] for c in meta.classes if c["id"] != 0) or "-"
-        lineage = f"from {meta.parent}" if meta.parent else "original"
+        classes = printable(", ".join(c["name"] for c in meta.classes if c["id"] != 0) or "-")
+        lineage = f"from {printable(meta.parent)}" if meta.parent else "original"
         score = meta.metrics.get("mean_iou") if isinstance(meta.metrics, dict) else None
         self.model_info.setText(
             f"{meta.arch}, {count(meta.in_channels, 'input channel')}; classes: {classes}; {lineage}"
