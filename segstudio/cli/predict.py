@@ -40,6 +40,28 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under torchrun each rank takes every WORLD_SIZE-th slide (and image) on its own device; a rerun gives
+    a rank the same ones, so the done-marks of a killed rank's slide let it finish cleanly."""
+    from segstudio.engine.training.distributed import DistContext
+
+    ctx = DistContext.from_env()
+    if not ctx.enabled:
+        return _run(args, ctx)
+    from segstudio.engine.devices import pick_device
+
+    try:
+        args.device = str(ctx.setup(pick_device(args.device)))
+    except (ValueError, RuntimeError) as error:
+        print(f"segstudio predict: rank {ctx.rank}: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    try:
+        return _run(args, ctx)
+    finally:
+        ctx.barrier()
+        ctx.teardown()
+
+
+def _run(args: argparse.Namespace, ctx) -> int:
     import numpy as np
 
     from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
@@ -58,10 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
     files, missing = expand_inputs(args.inputs, SUPPORTED_SUFFIXES)
     slides, files = _split_slides(files)
+    single = len(slides) == 1
+    slides, files = slides[ctx.rank::ctx.world_size], files[ctx.rank::ctx.world_size]
     out_dir = Path(args.out)
     slides_status = EXIT_OK
     if slides:
-        slides_status = _run_slides(args, predictor, meta, settings, slides, [] if files else missing, out_dir, err)
+        slides_status = _run_slides(args, predictor, meta, settings, slides, [] if files else missing, out_dir,
+                                    err, single)
         if not files:
             return slides_status
     try:
@@ -127,7 +152,8 @@ def _split_slides(files: list[Path]) -> tuple[list[Path], list[Path]]:
     return slides, images
 
 
-def _run_slides(args, predictor, meta, settings, slides, missing, out_dir: Path, err: TextIO) -> int:
+def _run_slides(args, predictor, meta, settings, slides, missing, out_dir: Path, err: TextIO,
+                single: bool) -> int:
     """Whole slides into chunked label stores (cli/predict_slides.py); ordinary images are not mixed in."""
     from segstudio.cli.predict_slides import output_folder, predict_one_slide
     from segstudio.core.imageio import ImageReadError
@@ -140,7 +166,7 @@ def _run_slides(args, predictor, meta, settings, slides, missing, out_dir: Path,
         print(f"Predicting {count(len(slides), 'whole slide')} with {getattr(meta, 'id', args.model)} on "
               f"{predictor.device_label}", file=err)
     for path in slides:
-        folder = output_folder(path, out_dir, single=len(slides) == 1)
+        folder = output_folder(path, out_dir, single=single)
         try:
             line = predict_one_slide(predictor, meta, args.model, path, folder, settings,
                                      tissue_only=not args.everywhere, quiet=args.quiet, err=err)
