@@ -102,7 +102,8 @@ class SlideDocument(QObject):
         self.saved.emit(written, time.perf_counter() - start)
         return written
 
-    def close(self) -> None:
-        if self.model.unsaved:
+    def close(self, close_slide: bool = True) -> None:
+        if self.model.unsaved or self.hand.unsaved:
             self.save_now()
-        self.slide.close()
+        if close_slide:
+            self.slide.close()

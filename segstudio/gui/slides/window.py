@@ -159,7 +159,10 @@ class SlideWindow(QMainWindow):
             self.canvas.fit_to_window()
 
     def closeEvent(self, event) -> None:
-        self.doc.close()
+        running = self.prediction.job is not None
+        self.prediction.cancel()
+        # A prediction still reading the slide stops at its next batch; the slide closes when it lets go.
+        self.doc.close(close_slide=not running)
         super().closeEvent(event)
 
 

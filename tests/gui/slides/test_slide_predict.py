@@ -109,3 +109,13 @@ def test_cancel_in_the_status_bar_stops_the_run_and_predict_is_offered_again(win
     _wait_done(qtbot, prediction)
     assert "stopped" in prediction.label.text()
     assert prediction.actions["tissue"].isEnabled()
+
+
+def test_closing_the_window_mid_prediction_stops_it_and_keeps_the_labels(window, slide_window, qtbot):
+    window.model_host.select((ClassTwo(delay=0.2), META), "cpu")
+    prediction, doc = slide_window.prediction, slide_window.doc
+    prediction.actions["tissue"].trigger()
+    qtbot.waitUntil(lambda: prediction.bar.value() >= 2, timeout=60000)
+    slide_window.close()
+    qtbot.waitUntil(lambda: not window.model_host.busy("predict_slide"), timeout=60000)
+    assert not doc.model.unsaved
