@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from segstudio.core.tissue import TissueMap
+from segstudio.core.tissue import TissueMap, tissue_mask
 from segstudio.engine.hostmem import keep_host_memory
 from segstudio.engine.predict.model_input import ModelInput
 from segstudio.engine.predict.outputs import Outputs
@@ -75,14 +75,19 @@ class SlideSource:
         self.height, self.width = slide.height, slide.width
 
     @classmethod
-    def for_slide(cls, slide, in_channels: int, normalisation) -> SlideSource:
-        """Normalisation levels measured once on a low level: every tile of the slide is scaled alike."""
+    def for_slide(cls, slide, in_channels: int, normalisation, tissue_only: bool = False) -> SlideSource:
+        """Normalisation levels measured once on a low level, over the tissue alone when asked (on a slide
+        that is mostly glass, percentiles of every pixel would be the glass's): every tile is scaled alike."""
         level = 0
         for index, lv in enumerate(slide.levels):
             if max(lv.width, lv.height) >= _LEVELS_SIDE or index == 0:
                 level = index
         lv = slide.levels[level]
         overview = slide.read_region(level, 0, 0, lv.width, lv.height)
+        if tissue_only:
+            inside = tissue_mask(overview, dilate=0)
+            if inside.any():
+                overview = overview[inside][:, None, :]
         return cls(slide, in_channels, normalisation, ModelInput(overview, in_channels, normalisation).levels)
 
     def region(self, rows, cols) -> np.ndarray:
@@ -216,7 +221,8 @@ def predict_slide(predictor: Predictor, slide, sink: LabelSink, settings: Predic
     result = SlideRunResult()
     box = box or (0, 0, slide.height, slide.width)
     tissue = tissue or TissueMap.everywhere(slide.height, slide.width)
-    source = source or SlideSource.for_slide(slide, predictor.in_channels, predictor.normalisation)
+    source = source or SlideSource.for_slide(slide, predictor.in_channels, predictor.normalisation,
+                                             tissue_only=tissue.mask.size > 1)
     plan = plan_tiles(slide.height, slide.width, settings.tile, settings.overlap, settings.align)
     strips = plan_strips(plan, box, tissue, sink, result)
     total = sum(len(s.origins) for s in strips)

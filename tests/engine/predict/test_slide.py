@@ -116,3 +116,16 @@ def test_an_interrupted_run_resumes_with_only_the_rest(slide, tmp_path):
     assert np.array_equal(LabelStore(H, W, out).read(0, 0, H, W), full_store.read(0, 0, H, W))
     # Other settings do not trust the marks.
     assert not RunMarks(out, {"model": "other"}).done
+
+
+def test_normalisation_levels_come_from_the_tissue_not_the_glass(tmp_path):
+    path = write_pyramid_ome(tmp_path / "sparse.ome.tif", 4096, 4096, levels=3, factor=4, tile=256,
+                             patches=[TissuePatch(2000, 2000, 300, 300)])
+    norm = {"kind": "percentile", "low": 1.0, "high": 99.8}
+    with Slide(path) as sparse:
+        everything = slide_predict.SlideSource.for_slide(sparse, 1, norm)
+        tissue = slide_predict.SlideSource.for_slide(sparse, 1, norm, tissue_only=True)
+    top = lambda source: (source.levels[0] + source.levels[1]).item()  # noqa: E731
+    glass_grey = float(np.mean([242, 240, 244]))
+    assert top(everything) >= glass_grey - 1  # the glass sets the top: stained tissue would look dim
+    assert top(tissue) < glass_grey - 15  # the tissue's own range
