@@ -11,6 +11,8 @@ chunked label store on disk, each in a child process of its own.
     time per tile of a raw forward of the same model at the same batch, tile, precision and layout,
     measured in the same process before and after. Target <= 1.10: reading and preparing tiles on worker
     threads hides behind the network.
+(a') on a CPU, the same run's total time divided by the time spent inside the network's forward: on a
+    machine shared with other work the separate raw measurement moves with the neighbours, this does not.
 (b) peak resident memory of each child minus that of a child that only builds the model and runs one
     forward: flat in slide size means the 100,000^2 slide costs what the small one costs.
 """
@@ -77,6 +79,20 @@ def raw_per_tile(predictor, settings, repeats: int = 5) -> float:
     return min(times) / x.shape[0]
 
 
+class ForwardClock:
+    """Adds up the time inside the model's forward during the run (CPU: no device sync needed). On a
+    shared machine this is the baseline that moves with the neighbours, unlike a separate measurement."""
+
+    def __init__(self, model) -> None:
+        self.model, self.seconds = model, 0.0
+
+    def __call__(self, x):
+        start = time.perf_counter()
+        out = self.model(x)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
 class _nothing:
     def __enter__(self):
         return None
@@ -105,6 +121,9 @@ def child(args) -> dict:
             import shutil
 
             shutil.rmtree(out)
+        clock = ForwardClock(predictor.model) if predictor.device.type == "cpu" else None
+        if clock is not None:
+            predictor.model = clock
         with Slide(Path(args.folder) / f"slide-{args.child}.ome.tif") as slide:
             start = time.perf_counter()
             tissue = detect_tissue(slide)
@@ -112,7 +131,10 @@ def child(args) -> dict:
             result = predict_slide(predictor, slide, StoreSink(store), settings, tissue=tissue)
             store.save()
             report.update(seconds=time.perf_counter() - start, tiles=result.tiles_run,
-                          skipped=result.tiles_skipped, tissue=tissue.fraction)
+                          skipped=result.tiles_skipped, tissue=tissue.fraction,
+                          forward=clock.seconds if clock is not None else None)
+        if clock is not None:
+            predictor.model = clock.model
     report["raw_after"] = raw_per_tile(predictor, settings)
     report["peak"] = peak_rss()
     return report
@@ -156,6 +178,10 @@ def main(argv=None) -> int:
         print(f"    (a) {per_tile * 1e3:.0f} ms per predicted tile / raw forward {raw * 1e3:.0f} ms per tile "
               f"(before {got['raw_before'] * 1e3:.0f}, after {got['raw_after'] * 1e3:.0f}) = {ratio:.3f}   "
               f"target <= 1.10   {'OK' if ratio <= 1.10 else 'MISSED'}")
+        if got.get("forward"):
+            inside = got["seconds"] / got["forward"]
+            print(f"    (a') same run, total / time inside the network's forward = {inside:.3f} "
+                  f"({got['seconds'] - got['forward']:.1f} s outside it)   {'OK' if inside <= 1.10 else 'MISSED'}")
         print(f"    (b) peak RSS {got['peak'] / 2**20:.0f} MiB, {extra / 2**20:.0f} MiB over the baseline child")
         ok &= ratio <= 1.10
     return 0 if ok else 1
