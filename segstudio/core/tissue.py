@@ -62,14 +62,22 @@ def tissue_mask(pixels: np.ndarray, dilate: int = 2) -> np.ndarray:
     return mask
 
 
-def detect_tissue(slide, max_side: int = MASK_SIDE) -> TissueMap:
-    """The tissue map of a core.imageio.Slide from its coarsest level with at least ``max_side`` pixels."""
+def overview(slide, max_side: int = MASK_SIDE) -> np.ndarray:
+    """The whole slide at about ``max_side`` pixels a side (at least ``max_side`` when the levels allow),
+    read band by band from the coarsest level that has that many, so memory stays flat in slide size."""
     level = 0
     for index, lv in enumerate(slide.levels):
         if max(lv.width, lv.height) >= max_side or index == 0:
             level = index
     lv = slide.levels[level]
-    pixels = slide.read_region(level, 0, 0, lv.width, lv.height)
     step = max(1, math.ceil(max(lv.width, lv.height) / max_side))
-    pixels = pixels[::step, ::step]
+    rows = 256 * step  # a band of rows a multiple of the step, so the kept rows line up
+    bands = [slide.read_region(level, 0, y, lv.width, min(rows, lv.height - y))[::step, ::step]
+             for y in range(0, lv.height, rows)]
+    return np.ascontiguousarray(np.concatenate(bands, axis=0))
+
+
+def detect_tissue(slide, max_side: int = MASK_SIDE) -> TissueMap:
+    """The tissue map of a core.imageio.Slide from an overview about ``max_side`` pixels a side."""
+    pixels = overview(slide, max_side)
     return TissueMap(tissue_mask(pixels), slide.width / pixels.shape[1])

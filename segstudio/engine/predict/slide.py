@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from segstudio.core.tissue import TissueMap, tissue_mask
+from segstudio.core.tissue import overview as tissue_overview
 from segstudio.engine.hostmem import keep_host_memory
 from segstudio.engine.predict.model_input import ModelInput
 from segstudio.engine.predict.outputs import Outputs
@@ -78,12 +79,7 @@ class SlideSource:
     def for_slide(cls, slide, in_channels: int, normalisation, tissue_only: bool = False) -> SlideSource:
         """Normalisation levels measured once on a low level, over the tissue alone when asked (on a slide
         that is mostly glass, percentiles of every pixel would be the glass's): every tile is scaled alike."""
-        level = 0
-        for index, lv in enumerate(slide.levels):
-            if max(lv.width, lv.height) >= _LEVELS_SIDE or index == 0:
-                level = index
-        lv = slide.levels[level]
-        overview = slide.read_region(level, 0, 0, lv.width, lv.height)
+        overview = tissue_overview(slide, _LEVELS_SIDE)
         if tissue_only:
             inside = tissue_mask(overview, dilate=0)
             if inside.any():
