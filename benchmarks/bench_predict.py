@@ -1,6 +1,6 @@
 """Tiled prediction: overhead over the raw network, speed against MONAI, and peak host memory.
 
-    python benchmarks/bench_predict.py [--size 4096] [--tile 512] [--overlap 0.25] [--batch 4]
+    python benchmarks/bench_predict.py [--size 4096] [--tile 512] [--overlap 0.25] [--batch 1]
                                        [--device auto] [--mem-size 8192] [--mem-model same|tiny]
 
 (a) overhead: time of Predictor.predict on a size x size image divided by (tiles x time per tile of a
@@ -8,10 +8,11 @@
     process. Target <= 1.10.
 (b) MONAI: the same image through monai.inferers.sliding_window_inference with the same tile, overlap,
     batch and Gaussian blending (sigma 1/8 of the tile), including the same input preparation and
-    labels/confidence/uncertainty outputs. Target ours / MONAI <= 1.0. Skipped when MONAI is missing.
-    Predictor.predict keeps freed host memory for reuse while it runs (segstudio/engine/hostmem.py), which
-    MONAI does not do; on Linux a reference run of MONAI inside the same setting is printed too, and the
-    time each spends outside the network, so the two sources of difference can be told apart.
+    labels/confidence/uncertainty outputs. Like with like: both run inside the same host-memory reuse
+    (segstudio/engine/hostmem.py, which Predictor.predict uses), on the product's bundled model
+    (nuclei-unet) at the product's CPU batch of 1. Target ours / MONAI <= 0.95, from doing less outside
+    the network. MONAI without the reuse is printed for reference, with the time each spends outside the
+    network. Skipped when MONAI is missing (pip install segstudio[bench]).
 (c) memory: peak resident memory of a child process predicting a mem-size x mem-size uint16 image, minus
     that of a child that only imports torch and builds the model. Target well under 2 GiB.
 """
@@ -100,12 +101,22 @@ def build(kind: str) -> nn.Module:
         return TinyNet().eval()
     if kind == "bench-unet":
         return BenchUNet().eval()
+    if kind == "nuclei-unet":  # the bundled model the product predicts with
+        return product_model()[0]
     from segstudio.models.registry import build_model
 
     return build_model(kind, in_channels=1, num_classes=NUM_CLASSES).eval()
 
 
 META = SimpleNamespace(in_channels=1, normalisation={"kind": "percentile", "low": 1.0, "high": 99.8}, classes=[])
+
+
+def product_model():
+    """(model, meta) of the bundled nuclei-unet, as the window loads it."""
+    from segstudio.models.library import ModelLibrary
+
+    model, meta = ModelLibrary().load("nuclei-unet", device="cpu")
+    return model.eval(), meta
 
 
 def make_image(size: int) -> np.ndarray:
@@ -132,7 +143,7 @@ def synchronize(device: torch.device) -> None:
 # --- (a) overhead over the raw network ----------------------------------------------------------------
 def time_raw_forward(model, device, tile: int, batch: int, amp: bool, repeats: int) -> float:
     """Seconds per tile of a bare batched forward (same precision and layout as the predictor uses)."""
-    x = torch.rand(batch, 1, tile, tile, device=device)
+    x = torch.rand(batch, _in_channels(model), tile, tile, device=device)
     if uses_channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
     precision = amp_dtype(device) if amp else None
@@ -150,6 +161,12 @@ def time_raw_forward(model, device, tile: int, batch: int, amp: bool, repeats: i
             if i:  # the first call pays for allocation and algorithm choice
                 times.append(clock() - start)
     return min(times) / batch
+
+
+def _in_channels(model) -> int:
+    from segstudio.engine.predict.model_input import infer_in_channels
+
+    return infer_in_channels(model.model if isinstance(model, ForwardClock) else model)
 
 
 class ForwardClock(nn.Module):
@@ -212,7 +229,7 @@ def monai_runner(predictor: Predictor, settings: PredictSettings):
         return torch.softmax(logits.float(), dim=1)
 
     def run(pixels):
-        x = torch.from_numpy(prepare_input(pixels, 1, META.normalisation))[None].to(device)
+        x = torch.from_numpy(prepare_input(pixels, predictor.in_channels, predictor.normalisation))[None].to(device)
         with torch.inference_mode():
             probs = sliding_window_inference(
                 x, roi_size=(settings.tile, settings.tile), sw_batch_size=settings.batch, predictor=probabilities,
@@ -262,9 +279,10 @@ def bench_speed(predictor: Predictor, image: np.ndarray, settings: PredictSettin
     for _ in range(args.rounds):  # alternate, so a busier spell of the machine hits both alike
         ours.append(time_ours(predictor, image, settings))
         if monai is not None:
-            theirs.append(time_monai(predictor, image, settings, keep_memory=False))
+            # The judged run gets the same host-memory handling as ours; the reference run goes without.
+            theirs.append(time_monai(predictor, image, settings, keep_memory=hostmem_supported()))
             if args.monai_kept and hostmem_supported():
-                theirs_kept.append(time_monai(predictor, image, settings, keep_memory=True))
+                theirs_kept.append(time_monai(predictor, image, settings, keep_memory=False))
     with keep_host_memory():
         raw.append(time_raw_forward(predictor.model, device, plan.tile_h, settings.batch, settings.amp,
                                     args.repeats))
@@ -301,9 +319,9 @@ def child(args) -> None:
     settings = PredictSettings(tile=args.tile, overlap=args.overlap, batch=args.batch)
     report = {}
     if args.child in ("forward", "predict"):
-        predictor = Predictor(model, META, device=device)
+        predictor = Predictor(model, product_model()[1] if args.mem_model == "nuclei-unet" else META, device=device)
         if args.child == "forward":
-            x = torch.rand(args.batch, 1, args.tile, args.tile, device=device)
+            x = torch.rand(args.batch, _in_channels(model), args.tile, args.tile, device=device)
             with torch.inference_mode():
                 predictor.model(x)
         else:
@@ -339,10 +357,10 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=4096, help="image side for (a) and (b)")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--overlap", type=float, default=0.25)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1, help="tiles per forward (the product: 1 on a CPU)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--model", default="bench-unet",
-                        help="bench-unet (defined here), tiny, or a segstudio architecture name")
+    parser.add_argument("--model", default="nuclei-unet",
+                        help="nuclei-unet (the bundled model), bench-unet (defined here), tiny, or an architecture")
     parser.add_argument("--repeats", type=int, default=3, help="raw forward timings before and after")
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of ours and MONAI (best is kept)")
     parser.add_argument("--mem-size", type=int, default=8192, help="image side for (c)")
@@ -366,7 +384,8 @@ def main(argv=None) -> int:
     skip = set(filter(None, args.skip.split(",")))
     device = pick_device(args.device)
     model = build(args.model)
-    predictor = Predictor(model, META, device=device)
+    # The product's model predicts with its own metadata (channels, normalisation, classes).
+    predictor = Predictor(model, product_model()[1] if args.model == "nuclei-unet" else META, device=device)
     settings = PredictSettings(tile=args.tile, overlap=args.overlap, batch=args.batch)
     params = sum(p.numel() for p in model.parameters())
     print(f"device: {device_label(device)}; model: {args.model} ({params / 1e6:.2f} M parameters); "
@@ -403,18 +422,26 @@ def main(argv=None) -> int:
             agree = float((monai.labels == ours.result.labels).mean())
             print(f"\n(b) MONAI sliding_window_inference (gaussian, same tile/overlap/batch, same outputs): "
                   f"{monai.seconds:.2f} s (best of {args.rounds}); labels agree on {agree:.2%} of pixels")
-            print(f"    ours / MONAI = {versus:.3f}   target <= 1.0   {verdict(versus <= 1.0)}")
+            print(f"    ours / MONAI (both inside the host-memory reuse) = {versus:.3f}   target <= 0.95   "
+                  f"{verdict(versus <= 0.95)}")
             if ours.forward_seconds and monai.forward_seconds:
                 print(f"    outside the network: ours {ours.seconds - ours.forward_seconds:.2f} s, MONAI "
                       f"{monai.seconds - monai.forward_seconds:.2f} s; inside it: ours {ours.forward_seconds:.2f} s, "
                       f"MONAI {monai.forward_seconds:.2f} s")
+                # The same network runs the same tiles on both sides: on a shared CPU its time mostly
+                # measures the neighbours. With the network's time set to the mean of both runs, what is
+                # left is the work each does outside it.
+                network = (ours.forward_seconds + monai.forward_seconds) / 2
+                steady = ((ours.seconds - ours.forward_seconds + network)
+                          / (monai.seconds - monai.forward_seconds + network))
+                print(f"    with the network's time set equal on both sides: ours / MONAI = {steady:.3f}")
             kept = speed.monai_kept
             if kept is not None:
                 outside = (f"; {kept.seconds - kept.forward_seconds:.2f} s outside the network"
                            if kept.forward_seconds else "")
-                print(f"    for reference, MONAI inside segstudio's host-memory reuse (engine/hostmem.py): "
+                print(f"    for reference, MONAI without the host-memory reuse: "
                       f"{kept.seconds:.2f} s{outside}; ours / that = {ours.seconds / kept.seconds:.3f}")
-            ok &= versus <= 1.0
+            ok &= versus <= 0.95
 
     if "c" not in skip:
         baseline = run_child(args, "baseline")

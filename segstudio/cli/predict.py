@@ -24,9 +24,12 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="predict masks for image files")
-    parser.add_argument("inputs", nargs="+", help="image files or folders")
+    parser.add_argument("inputs", nargs="+", help="image files, whole slides or folders")
     parser.add_argument("--model", required=True, help="model name from `segstudio models list`, or a file")
-    parser.add_argument("--out", required=True, help="output folder for index-mask PNGs")
+    parser.add_argument("--out", required=True,
+                        help="output folder for index-mask PNGs; for one whole slide, a labels .zarr folder")
+    parser.add_argument("--everywhere", action="store_true",
+                        help="whole slides: predict the glass too, not only the tissue")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--tile", type=int, default=512, help="tile size in pixels (default 512)")
     parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
@@ -38,6 +41,28 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Under torchrun each rank takes every WORLD_SIZE-th slide (and image) on its own device; a rerun gives
+    a rank the same ones, so the done-marks of a killed rank's slide let it finish cleanly."""
+    from segstudio.engine.training.distributed import DistContext
+
+    ctx = DistContext.from_env()
+    if not ctx.enabled:
+        return _run(args, ctx)
+    from segstudio.engine.devices import pick_device
+
+    try:
+        args.device = str(ctx.setup(pick_device(args.device)))
+    except (ValueError, RuntimeError) as error:
+        print(f"segstudio predict: rank {ctx.rank}: {error}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    try:
+        return _run(args, ctx)
+    finally:
+        ctx.barrier()
+        ctx.teardown()
+
+
+def _run(args: argparse.Namespace, ctx) -> int:
     import numpy as np
 
     from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
@@ -56,7 +81,16 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_UNUSABLE
 
     files, missing = expand_inputs(args.inputs, SUPPORTED_SUFFIXES)
+    slides, files = _split_slides(files)
+    single = len(slides) == 1
+    slides, files = slides[ctx.rank::ctx.world_size], files[ctx.rank::ctx.world_size]
     out_dir = Path(args.out)
+    slides_status = EXIT_OK
+    if slides:
+        slides_status = _run_slides(args, predictor, meta, settings, slides, [] if files else missing, out_dir,
+                                    err, single)
+        if not files:
+            return slides_status
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -107,6 +141,54 @@ def run(args: argparse.Namespace) -> int:
     requested = total + len(missing)
     print(printable(f"{done} of {count(requested, 'image')} predicted, {failures} failed; masks in {out_dir}"),
           file=err)
+    return EXIT_SOME_FAILED if failures or slides_status else EXIT_OK
+
+
+def _split_slides(files: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(whole slides, ordinary images); a file whose header cannot be read goes with the images, whose
+    reader names the reason."""
+    from segstudio.core.imageio import ImageReadError, is_whole_slide
+
+    slides, images = [], []
+    for path in files:
+        try:
+            (slides if is_whole_slide(path) else images).append(path)
+        except (ImageReadError, OSError):
+            images.append(path)
+    return slides, images
+
+
+def _run_slides(args, predictor, meta, settings, slides, missing, out_dir: Path, err: TextIO,
+                single: bool) -> int:
+    """Whole slides into chunked label stores (cli/predict_slides.py); ordinary images are not mixed in."""
+    from segstudio.cli.predict_slides import output_folder, predict_one_slide
+    from segstudio.core.imageio import ImageReadError
+    from segstudio.engine.predict import PredictionCancelled
+
+    for path in missing:
+        print(f"error: {path}: no such file or folder", file=err)
+    failures = len(missing)
+    if not args.quiet:
+        print(f"Predicting {count(len(slides), 'whole slide')} with {getattr(meta, 'id', args.model)} on "
+              f"{predictor.device_label}", file=err)
+    for path in slides:
+        folder = output_folder(path, out_dir, single=single)
+        try:
+            line = predict_one_slide(predictor, meta, args.model, path, folder, settings,
+                                     tissue_only=not args.everywhere, quiet=args.quiet, err=err)
+        except KeyboardInterrupt:
+            print(f"stopped: {path.name}: finished blocks are saved in {folder}; run the same command to "
+                  "continue", file=err)
+            return EXIT_SOME_FAILED
+        except (ImageReadError, PredictionCancelled) as error:
+            print(f"error: {error}", file=err)
+            failures += 1
+            continue
+        except (ValueError, RuntimeError, MemoryError, OSError) as error:
+            print(f"error: {path}: prediction failed: {error}", file=err)
+            failures += 1
+            continue
+        print(line, file=err)
     return EXIT_SOME_FAILED if failures else EXIT_OK
 
 

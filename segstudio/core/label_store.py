@@ -113,7 +113,7 @@ class LabelStore:
     """Full-resolution labels of one slide in chunks, with a label pyramid; saved to a zarr folder."""
 
     def __init__(self, height: int, width: int, folder: Path | None = None, *, dtype=np.uint8,
-                 chunk: int = CHUNK) -> None:
+                 chunk: int = CHUNK, pyramid: bool = True) -> None:
         self.height, self.width, self.chunk = int(height), int(width), int(chunk)
         self.dtype = np.dtype(dtype)
         self.folder = None if folder is None else Path(folder)
@@ -122,11 +122,12 @@ class LabelStore:
         self._saved = set() if self._array is None else _stored_chunks(self._array)
         self.full = _Grid(self.height, self.width, self.chunk, self.dtype, load=self._load)
         self.levels = [self.full]  # level k shows every PYRAMID_FACTOR**k-th pixel
-        while max(self.levels[-1].height, self.levels[-1].width) > PYRAMID_SMALLEST:
+        # Without a pyramid (a headless prediction writing straight to disk) nothing grows with the slide.
+        while pyramid and max(self.levels[-1].height, self.levels[-1].width) > PYRAMID_SMALLEST:
             ds = PYRAMID_FACTOR ** len(self.levels)
             self.levels.append(_Grid(math.ceil(self.height / ds), math.ceil(self.width / ds), self.chunk, self.dtype))
         self.dirty: set[tuple[int, int]] = set()
-        for cy, cx in sorted(self._saved):  # the pyramid of labels saved earlier
+        for cy, cx in sorted(self._saved) if pyramid else ():  # the pyramid of labels saved earlier
             self._update_pyramid(cy * self.chunk, cx * self.chunk, self.chunk, self.chunk)
 
     @property
@@ -224,6 +225,41 @@ class LabelStore:
             cv2.fillPoly(buffer, [shifted], 1, cv2.LINE_8, 4)
 
         return self.paint((int(y0), int(x0), int(y1 - y0) + 1, int(x1 - x0) + 1), draw, value)
+
+    def put(self, y0: int, x0: int, values: np.ndarray, keep: np.ndarray | None = None) -> bool:
+        """Write a box of labels (a prediction), leaving the pixels where ``keep`` is true as they are.
+
+        No undo step is made: a slide's prediction can be far larger than any undo budget; what the user
+        painted by hand is protected by ``keep`` instead. Returns whether anything changed.
+        """
+        h, w = values.shape
+        c = self.chunk
+        changed = False
+        for cy, cx in self.full.covering(y0, x0, h, w):
+            ya, xa = max(y0, cy * c), max(x0, cx * c)
+            yb, xb = min(y0 + h, (cy + 1) * c), min(x0 + w, (cx + 1) * c)
+            part = values[ya - y0:yb - y0, xa - x0:xb - x0]
+            sl = slice(ya - cy * c, yb - cy * c), slice(xa - cx * c, xb - cx * c)
+            chunk = self.full.get(cy, cx)
+            if chunk is None and not part.any():
+                continue
+            chunk = self.full.get(cy, cx, create=True)
+            new = part if keep is None else np.where(keep[ya - y0:yb - y0, xa - x0:xb - x0], chunk[sl], part)
+            if np.array_equal(chunk[sl], new):
+                continue
+            chunk[sl] = new
+            self._changed(cy, cx, sl)
+            changed = True
+        return changed
+
+    def forget_saved(self) -> int:
+        """Drop saved, unchanged chunks from memory (they are read again when needed); returns how many."""
+        if self._array is None:
+            return 0
+        clean = [key for key in self.full.chunks if key not in self.dirty]
+        for key in clean:
+            del self.full.chunks[key]
+        return len(clean)
 
     # --- undo -----------------------------------------------------------------------------------------
     def apply(self, diff: ChunkDiff) -> Box:

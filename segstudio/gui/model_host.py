@@ -26,7 +26,7 @@ DEVICE_CHOICES = [
     ("Automatic (GPU if present)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps"),
 ]
 
-JOB_KINDS = ("predict", "describe", "inspect")
+JOB_KINDS = ("predict", "describe", "inspect", "predict_slide")
 
 
 @dataclass
@@ -196,6 +196,21 @@ class _ModelWorker(QObject):
             progress=lambda done, total: self.progress.emit(job.job_id, done, total),
             cancel=job.cancel.is_set,
         )
+
+    def _predict_slide(self, job: ModelJob, warm: _WarmModel):
+        """request: slide (core Slide), box (y0, x0, h, w) or None for all tissue, sink (engine LabelSink)."""
+        from segstudio.core.tissue import detect_tissue
+        from segstudio.engine.predict.slide import predict_slide
+
+        predictor = warm.predictor()
+        settings = job.settings
+        if predictor.device.type == "cpu":
+            settings = dataclasses.replace(settings, batch=1)  # as _predict: Cancel stays prompt
+        slide, box = job.request["slide"], job.request.get("box")
+        tissue = detect_tissue(slide)
+        return predict_slide(predictor, slide, job.request["sink"], settings, box=box, tissue=tissue,
+                             progress=lambda done, total: self.progress.emit(job.job_id, done, total),
+                             cancel=job.cancel.is_set)
 
     def _describe(self, job: ModelJob, warm: _WarmModel) -> ModelDescription:
         from segstudio.engine.devices import device_label

@@ -23,7 +23,8 @@ class ModelInput:
     """
 
     def __init__(self, pixels: np.ndarray, in_channels: int, normalisation: Mapping[str, Any] | None,
-                 definition: Mapping[str, Any] | None = None):
+                 definition: Mapping[str, Any] | None = None,
+                 levels: tuple[np.ndarray | None, np.ndarray | None] | None = None):
         pixels = np.asarray(pixels)
         if pixels.ndim == 2:
             pixels = pixels[:, :, None]
@@ -67,7 +68,14 @@ class ModelInput:
         self.in_channels = in_channels
         self.height, self.width = height, width
         self._float_source = pixels.dtype.kind == "f"
-        self._offset, self._scale = self._levels(dict(normalisation or {"kind": "none"}))
+        # `levels` (another ModelInput's .levels) scales a part of a larger image exactly as the whole.
+        self._offset, self._scale = levels if levels is not None else self._levels(
+            dict(normalisation or {"kind": "none"}))
+
+    @property
+    def levels(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(offset, scale) of the normalisation, to give the parts of this image the same levels."""
+        return self._offset, self._scale
 
     def region(self, rows: slice | np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
         """float32 (in_channels, h, w) network input for the given image rows and columns."""

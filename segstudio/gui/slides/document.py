@@ -35,8 +35,11 @@ class SlideDocument(QObject):
         super().__init__(parent)
         self.slide = slide
         self.classes = classes if classes is not None else ClassTable.default()
-        self.model = LabelStore(slide.height, slide.width, labels_folder(slide.path),
-                                dtype=self.classes.mask_dtype)
+        folder = labels_folder(slide.path)
+        self.model = LabelStore(slide.height, slide.width, folder, dtype=self.classes.mask_dtype)
+        # Pixels painted by hand (1), which Predict leaves as they are; saved beside the labels.
+        self.hand = LabelStore(slide.height, slide.width, folder.with_name(folder.stem + ".hand.zarr"),
+                               pyramid=False)
         self.undo_stack = BudgetedUndoStack(undo_budget_bytes(), self)
         self.undo_stack.setUndoLimit(UNDO_LIMIT)
         self._timer = QTimer(self)
@@ -65,7 +68,21 @@ class SlideDocument(QObject):
     def push_diff(self, diff: ChunkDiff, text: str) -> None:
         """One undo step for an edit already painted into the store."""
         self.undo_stack.push(MaskEditCommand(self, diff, text))
+        self.mark_hand(diff)
         self._timer.start()
+
+    def mark_hand(self, diff: ChunkDiff) -> None:
+        """The pixels an edit changed are hand-painted from now on (undo leaves the mark)."""
+        c = self.model.chunk
+        for piece in diff.pieces:
+            changed = piece.new != piece.old
+            self.hand.put(piece.cy * c + piece.y0, piece.cx * c + piece.x0, changed.astype("uint8"), ~changed)
+
+    def put_prediction(self, y0: int, x0: int, labels) -> None:
+        """Predicted labels for a box, keeping the hand-painted pixels; redrawn and saved soon."""
+        keep = self.hand.read(y0, x0, *labels.shape) != 0
+        if self.model.put(y0, x0, labels.astype(self.model.dtype, copy=False), keep):
+            self.notify_region(y0, x0, *labels.shape)
 
     def save_now(self) -> int:
         """Write the changed chunks now; returns how many. A failure is kept and told, never raised."""
@@ -73,6 +90,8 @@ class SlideDocument(QObject):
         start = time.perf_counter()
         try:
             written = self.model.save()
+            if self.hand.unsaved:
+                self.hand.save()
         except OSError as err:
             self.autosave_error = f"{self.title}: the labels could not be saved ({err.strerror or err})"
             self.save_failed.emit(self.autosave_error)
@@ -83,7 +102,8 @@ class SlideDocument(QObject):
         self.saved.emit(written, time.perf_counter() - start)
         return written
 
-    def close(self) -> None:
-        if self.model.unsaved:
+    def close(self, close_slide: bool = True) -> None:
+        if self.model.unsaved or self.hand.unsaved:
             self.save_now()
-        self.slide.close()
+        if close_slide:
+            self.slide.close()

@@ -13,6 +13,7 @@ from segstudio.gui.canvas.navigator import Navigator
 from segstudio.gui.canvas.tiles import label_item, rgb_image, slide_item
 from segstudio.gui.canvas.view import ImageCanvas
 from segstudio.gui.slides.document import SlideDocument
+from segstudio.gui.slides.predict import SlidePrediction
 from segstudio.gui.slides.tools import SlideBrushTool, SlidePolygonTool
 
 MAGNIFICATIONS = ((1, "1"), (5, "5"), (10, "0"), (20, "2"), (40, "4"))
@@ -27,7 +28,7 @@ def scan_magnification(slide) -> float | None:
 
 
 class SlideWindow(QMainWindow):
-    def __init__(self, doc: SlideDocument, parent=None) -> None:
+    def __init__(self, doc: SlideDocument, parent=None, model_host=None) -> None:
         super().__init__(parent)
         self.setObjectName("slideWindow")
         self.doc = doc
@@ -51,6 +52,7 @@ class SlideWindow(QMainWindow):
         self.tools = self._build_tools()
         self.magnification_actions = self._build_magnifications()
         self._build_edit_menu()
+        self.prediction = SlidePrediction(self, model_host)
         self.position = QLabel()
         self.statusBar().addPermanentWidget(self.position)
         self.canvas.cursor_moved.connect(self._show_position)
@@ -157,11 +159,14 @@ class SlideWindow(QMainWindow):
             self.canvas.fit_to_window()
 
     def closeEvent(self, event) -> None:
-        self.doc.close()
+        running = self.prediction.job is not None
+        self.prediction.cancel()
+        # A prediction still reading the slide stops at its next batch; the slide closes when it lets go.
+        self.doc.close(close_slide=not running)
         super().closeEvent(event)
 
 
 def open_slide_window(slide, parent=None, classes=None) -> SlideWindow:
-    window = SlideWindow(SlideDocument(slide, classes), parent)
+    window = SlideWindow(SlideDocument(slide, classes), parent, getattr(parent, "model_host", None))
     window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     return window

@@ -1,0 +1,73 @@
+"""`segstudio predict SLIDE --out labels.zarr`: a whole slide into chunked labels; a rerun resumes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from segstudio.cli import main
+from segstudio.core.label_store import LabelStore
+from segstudio.core.run_marks import MARKS_FILE
+from segstudio.engine.predict import slide as slide_predict
+from segstudio.synth.slides import TissuePatch, write_pyramid_ome
+
+H, W = 1500, 2100
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """A network that calls every pixel class 1, so labels show exactly where tiles ran."""
+    import torch
+
+    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+    from segstudio.models.registry import build_model
+
+    model = build_model("unet", in_channels=1, num_classes=3, depth=2, base_channels=4)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
+    classes = [{"id": i, "name": n, "color": [40 * i, 80, 120]} for i, n in enumerate(["bg", "a", "b"])]
+    meta = ModelMeta(name="cli-test", version=1, arch="unet", config=dict(model.config), classes=classes,
+                     in_channels=1)
+    path = tmp_path / "cli-test.safetensors"
+    save_checkpoint(path, model, meta)
+    return path
+
+
+@pytest.fixture
+def slide_file(tmp_path):
+    return write_pyramid_ome(tmp_path / "case.ome.tif", H, W, levels=3, factor=4, tile=256,
+                             patches=[TissuePatch(600, 700, 300, 400)])
+
+
+def test_a_slide_is_predicted_into_a_chunked_store_and_a_rerun_skips_it(model_file, slide_file,
+                                                                        tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(slide_predict, "STRIP", 1024)
+    monkeypatch.setattr(slide_predict, "BLOCK", 512)
+    out = tmp_path / "labels.ome.zarr"
+    code = main(["predict", str(slide_file), "--model", str(model_file), "--out", str(out), "--tile", "128"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "case.ome.tif -> " in err and "of glass skipped" in err
+    labels = LabelStore(H, W, out).read(0, 0, H, W)
+    assert (labels[450:750, 500:900] == 1).all()  # the tissue got labels
+    assert not labels[1300:, 1800:].any()  # the far corner is glass
+    marks = json.loads((out / MARKS_FILE).read_text())
+    assert marks["complete"] and marks["done"]
+
+    code = main(["predict", str(slide_file), "--model", str(model_file), "--out", str(out), "--tile", "128"])
+    assert code == 0
+    assert "already predicted" in capsys.readouterr().err
+    assert np.array_equal(LabelStore(H, W, out).read(0, 0, H, W), labels)
+
+
+def test_two_slides_go_to_a_folder_each(model_file, slide_file, tmp_path, capsys):
+    other = write_pyramid_ome(tmp_path / "other.ome.tif", 900, 900, levels=2, factor=4, tile=256,
+                              patches=[TissuePatch(450, 450, 200, 200)])
+    out = tmp_path / "out"
+    code = main(["predict", str(slide_file), str(other), "--model", str(model_file), "--out", str(out),
+                 "--tile", "128", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert (out / "case.labels.zarr" / MARKS_FILE).exists() and (out / "other.labels.zarr" / MARKS_FILE).exists()

@@ -1,0 +1,131 @@
+"""Whole-slide prediction: glass skipped, the same labels as an ordinary prediction, resume after a stop."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from segstudio.core.imageio import Slide
+from segstudio.core.label_store import LabelStore
+from segstudio.core.run_marks import RunMarks, StoreSink
+from segstudio.core.tissue import detect_tissue
+from segstudio.engine.predict import PredictionCancelled, Predictor, PredictSettings, plan_tiles
+from segstudio.engine.predict import slide as slide_predict
+from segstudio.synth.slides import TissuePatch, write_pyramid_ome
+from tests.engine.predict.nets import RecordingNet, small_net
+
+H, W = 2600, 3100
+SETTINGS = PredictSettings(tile=256, overlap=0.25, batch=2, device="cpu", amp=False)
+META = SimpleNamespace(in_channels=3, normalisation={"kind": "none"}, classes=[])
+PATCHES = [TissuePatch(700, 800, 300, 420), TissuePatch(1900, 2300, 380, 300)]
+
+
+@pytest.fixture(autouse=True)
+def small_strips(monkeypatch):
+    monkeypatch.setattr(slide_predict, "STRIP", 1024)
+    monkeypatch.setattr(slide_predict, "BLOCK", 1024)
+
+
+@pytest.fixture
+def slide(tmp_path):
+    path = write_pyramid_ome(tmp_path / "s.ome.tif", H, W, levels=3, factor=4, tile=256, patches=PATCHES)
+    with Slide(path) as opened:
+        yield opened
+
+
+def predictor():
+    net = RecordingNet(small_net(in_channels=3, classes=3, seed=1))
+    return Predictor(net, META, device="cpu"), net
+
+
+def tiles_run(net) -> int:
+    return sum(shape[0] for _, shape in net.calls)
+
+
+def test_only_tissue_tiles_run_and_labels_match_an_ordinary_prediction(slide, tmp_path):
+    tissue = detect_tissue(slide, max_side=512)
+    assert 0.05 < tissue.fraction < 0.6
+    pred, net = predictor()
+    store = LabelStore(H, W, tmp_path / "labels.zarr", pyramid=False)
+    result = slide_predict.predict_slide(pred, slide, StoreSink(store), SETTINGS, tissue=tissue)
+
+    plan = plan_tiles(H, W, SETTINGS.tile, SETTINGS.overlap, SETTINGS.align)
+    with_tissue = [o for o in plan.origins if tissue.any_in(o[0], o[1], plan.tile_h, plan.tile_w)]
+    assert result.tiles_skipped > 0 and tiles_run(net) == result.tiles_run
+    # Strips share their border tiles; each tissue tile runs once per strip it touches, glass never.
+    assert len(with_tissue) <= result.tiles_run <= len(with_tissue) * 1.35
+    assert result.tiles_run < 0.8 * plan.count
+
+    reference = Predictor(small_net(in_channels=3, classes=3, seed=1), META, device="cpu")
+    expected = reference.predict(slide.read_region(0, 0, 0, W, H), SETTINGS).labels
+    got = store.read(0, 0, H, W)
+    ys, xs = np.mgrid[0:H, 0:W]
+    inside = tissue.mask[np.minimum(ys // tissue.downsample, tissue.mask.shape[0] - 1).astype(int),
+                         np.minimum(xs // tissue.downsample, tissue.mask.shape[1] - 1).astype(int)]
+    assert inside.sum() > 100_000
+    assert np.array_equal(got[inside], expected[inside])
+    # Far from any tissue nothing was predicted.
+    assert not got[:150, -150:].any()
+
+
+def test_hand_painted_pixels_survive(slide, tmp_path):
+    pred, _ = predictor()
+    store = LabelStore(H, W, None)
+    hand = LabelStore(H, W, None)
+    store.paint_polygon([(700, 600), (900, 600), (900, 800), (700, 800)], 7)
+    hand.paint_polygon([(700, 600), (900, 600), (900, 800), (700, 800)], 1)
+    slide_predict.predict_slide(pred, slide, StoreSink(store, hand=hand), SETTINGS,
+                                tissue=detect_tissue(slide, 512))
+    assert (store.read(610, 710, 180, 180) == 7).all()
+    assert set(np.unique(store.read(300, 500, 200, 200))) - {7}
+
+
+def test_an_interrupted_run_resumes_with_only_the_rest(slide, tmp_path):
+    tissue = detect_tissue(slide, max_side=512)
+    fingerprint = {"model": "small", "tile": 256}
+    pred, net = predictor()
+    full_store = LabelStore(H, W, tmp_path / "full.zarr", pyramid=False)
+    full = slide_predict.predict_slide(pred, slide, StoreSink(full_store), SETTINGS, tissue=tissue)
+    full_tiles = full.tiles_run
+
+    out = tmp_path / "resumed.zarr"
+    pred, net = predictor()
+    batches = []
+
+    def stop_midway() -> bool:
+        batches.append(1)
+        return len(batches) > full_tiles // SETTINGS.batch // 2
+
+    store = LabelStore(H, W, out, pyramid=False)
+    with pytest.raises(PredictionCancelled):
+        slide_predict.predict_slide(pred, slide, StoreSink(store, RunMarks(out, fingerprint)), SETTINGS,
+                                    tissue=tissue, cancel=stop_midway)
+    first = tiles_run(net)
+    marks = RunMarks(out, fingerprint)
+    assert marks.done, "finished blocks are marked as they are saved"
+
+    pred, net = predictor()
+    store = LabelStore(H, W, out, pyramid=False)
+    second = slide_predict.predict_slide(pred, slide, StoreSink(store, RunMarks(out, fingerprint)), SETTINGS,
+                                         tissue=tissue)
+    assert second.blocks_resumed == len(marks.done)
+    assert second.tiles_run < full_tiles - first // 2
+    # Only the tiles bordering the finished blocks run twice.
+    assert first + second.tiles_run - full_tiles < 0.25 * full_tiles
+    assert np.array_equal(LabelStore(H, W, out).read(0, 0, H, W), full_store.read(0, 0, H, W))
+    # Other settings do not trust the marks.
+    assert not RunMarks(out, {"model": "other"}).done
+
+
+def test_normalisation_levels_come_from_the_tissue_not_the_glass(tmp_path):
+    path = write_pyramid_ome(tmp_path / "sparse.ome.tif", 4096, 4096, levels=3, factor=4, tile=256,
+                             patches=[TissuePatch(2000, 2000, 300, 300)])
+    norm = {"kind": "percentile", "low": 1.0, "high": 99.8}
+    with Slide(path) as sparse:
+        everything = slide_predict.SlideSource.for_slide(sparse, 1, norm)
+        tissue = slide_predict.SlideSource.for_slide(sparse, 1, norm, tissue_only=True)
+    top = lambda source: (source.levels[0] + source.levels[1]).item()  # noqa: E731
+    glass_grey = float(np.mean([242, 240, 244]))
+    assert top(everything) >= glass_grey - 1  # the glass sets the top: stained tissue would look dim
+    assert top(tissue) < glass_grey - 15  # the tissue's own range
