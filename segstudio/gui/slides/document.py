@@ -3,17 +3,25 @@
 The labels live in the user data folder (autosave/slides/<key>.zarr) from the first stroke on: two
 seconds after an edit the chunks it changed are written, each atomically, so a crash loses at most the
 last couple of seconds, and reopening the slide shows the labels again.
+
+At overview zoom a brush stroke is painted twice: at once into the label level the screen shows, and on
+a background thread (core.label_jobs) into every full-resolution pixel it covers. Its undo step is made
+there at the stroke's end; undoing it waits for that painting, so undo is exact. Once the queue runs
+dry the displayed levels are refreshed from the full-resolution pixels.
 """
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtGui import QUndoCommand
 
 from segstudio.core import paths
 from segstudio.core.autosave import AutosaveStore
 from segstudio.core.imageio import Slide
+from segstudio.core.label_jobs import LabelJobs
 from segstudio.core.label_store import ChunkDiff, LabelStore
 from segstudio.core.labels import ClassTable
 from segstudio.gui.documents.commands import BudgetedUndoStack, MaskEditCommand
@@ -24,6 +32,41 @@ AUTOSAVE_DELAY_MS = 2000
 
 def labels_folder(slide_path: Path) -> Path:
     return paths.autosave_dir() / "slides" / f"{AutosaveStore.key(slide_path)}.zarr"
+
+
+class _PendingDiff:
+    def __init__(self) -> None:
+        self.diff: ChunkDiff | None = None
+        self.done = threading.Event()
+
+    def set(self, diff: ChunkDiff) -> None:
+        self.diff = diff
+        self.done.set()
+
+
+class SlideStrokeCommand(MaskEditCommand):
+    """A stroke whose full-resolution pixels (and so its diff) are still being painted in the background."""
+
+    def __init__(self, doc, pending: _PendingDiff, text: str) -> None:
+        QUndoCommand.__init__(self, text)
+        self.doc, self._pending = doc, pending
+        self._applied, self.silent = True, False
+
+    @property
+    def diff(self) -> ChunkDiff:
+        if not self._pending.done.is_set():
+            self.doc.wait_painted()
+        return self._pending.diff
+
+    @property
+    def nbytes(self) -> int:
+        return self._pending.diff.nbytes if self._pending.done.is_set() else 0
+
+
+class _Relay(QObject):
+    """Carries what the background thread finished to the GUI thread (queued signals)."""
+
+    region = Signal(int, int, int, int)
 
 
 class SlideDocument(QObject):
@@ -44,6 +87,12 @@ class SlideDocument(QObject):
         self._timer.setInterval(AUTOSAVE_DELAY_MS)
         self._timer.timeout.connect(self.save_now)
         self.autosave_error: str | None = None
+        self._relay = _Relay()
+        self._relay.region.connect(self.labels_changed)
+        self._preview_lock = threading.Lock()
+        self._preview: list | None = None  # [level-0 box, finest previewed level] since the queue was last dry
+        self._painting = 0  # full-resolution jobs queued and not yet done
+        self.jobs = LabelJobs(on_idle=self._painted_all)
 
     @property
     def path(self) -> Path:
@@ -67,9 +116,53 @@ class SlideDocument(QObject):
         self.undo_stack.push(MaskEditCommand(self, diff, text))
         self._timer.start()
 
+    # --- background painting (overview strokes) -----------------------------------------------------------
+    def paint_in_background(self, p0, p1, radius: float, value: int, record: dict, level: int) -> None:
+        """Show a segment at once at ``level`` and up, and queue its full-resolution pixels."""
+        box = self.store.preview_segment(p0, p1, radius, value, level)
+        with self._preview_lock:
+            if self._preview is None:
+                self._preview = [box, level]
+            else:
+                self._preview = [_union(self._preview[0], box), min(self._preview[1], level)]
+            self._painting += 1
+        self.labels_changed.emit(*box)
+
+        def paint() -> None:
+            try:
+                self.store.paint_segment_recorded(p0, p1, radius, value, record, pyramid_below=level)
+            finally:
+                with self._preview_lock:
+                    self._painting -= 1
+
+        self.jobs.submit(paint)
+
+    def push_stroke(self, record: dict, text: str) -> None:
+        """The undo step of a stroke painted in the background, made once its painting is done."""
+        pending = _PendingDiff()
+        self.jobs.submit(lambda: pending.set(self.store.diff_since(record)))
+        self.undo_stack.push(SlideStrokeCommand(self, pending, text))
+        self._timer.start()
+
+    def wait_painted(self) -> None:
+        """Wait for the full-resolution painting queued so far (before undo, or painting at full resolution)."""
+        with self._preview_lock:
+            painting = self._painting
+        if painting:
+            self.jobs.wait()
+
+    def _painted_all(self) -> None:
+        """On the background thread, with the queue dry: the previewed levels from the full-resolution pixels."""
+        with self._preview_lock:
+            preview, self._preview = self._preview, None
+        if preview is not None:
+            self.store.refresh_pyramid(preview[0], from_level=preview[1])
+            self._relay.region.emit(*preview[0])
+
     def save_now(self) -> int:
         """Write the changed chunks now; returns how many. A failure is kept and told, never raised."""
         self._timer.stop()
+        self.jobs.wait()
         start = time.perf_counter()
         try:
             written = self.model.save()
@@ -84,6 +177,13 @@ class SlideDocument(QObject):
         return written
 
     def close(self) -> None:
+        self.jobs.wait()
         if self.model.unsaved:
             self.save_now()
+        self.jobs.close()
         self.slide.close()
+
+
+def _union(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    y0, x0 = min(a[0], b[0]), min(a[1], b[1])
+    return y0, x0, max(a[0] + a[2], b[0] + b[2]) - y0, max(a[1] + a[3], b[1] + b[3]) - x0

@@ -1,5 +1,7 @@
 """A whole slide opens from File > Open in its own window at once, streams only the tiles in view at the
 level that fits the zoom, and takes brush strokes at any zoom into full-resolution label chunks."""
+import threading
+
 import numpy as np
 import pytest
 import shiboken6
@@ -131,6 +133,7 @@ def test_brush_at_overview_and_at_full_resolution_writes_full_resolution_chunks_
     # At overview: a 5-pixel screen brush is 5 / zoom full-resolution pixels across the slide.
     start, end = QPoint(300, 300), QPoint(500, 300)
     _drag(canvas, [start, QPoint(400, 300), end])
+    doc.wait_painted()  # the full-resolution pixels are painted in the background
     a, b = canvas.mapToScene(start), canvas.mapToScene(end)
     row = doc.store.read(int(a.y()), int(a.x()), 1, int(b.x() - a.x()))
     assert np.all(row == 1)  # every full-resolution pixel along the stroke
@@ -151,13 +154,48 @@ def test_brush_at_overview_and_at_full_resolution_writes_full_resolution_chunks_
     assert reopened.read(int(p.y()), int(p.x()), 1, 1)[0, 0] == 0
 
 
+def test_an_overview_stroke_shows_at_once_is_painted_at_full_resolution_behind_and_undoes_exactly(
+        slide_window, qtbot):
+    canvas, doc = slide_window.canvas, slide_window.doc
+    slide_window.tools["brush"].trigger()
+    _paint(slide_window)
+    store = doc.store
+    _drag(canvas, [QPoint(300, 300), QPoint(420, 320)])  # a stroke the eraser then crosses
+    doc.wait_painted()
+    before = [store.read(0, 0, grid.height, grid.width, level=k).copy() for k, grid in enumerate(store.levels)]
+    shown = slide_window.label_tiles.levels.best(1 / canvas.zoom())
+    ds = store.downsample(shown)
+    assert shown > 0
+    gate = threading.Event()
+    doc.jobs.submit(lambda: gate.wait(10))  # hold the background painting back
+    qtbot.keyClick(canvas, Qt.Key.Key_E)
+    start, end = QPoint(360, 260), QPoint(360, 360)
+    _drag(canvas, [start, QPoint(360, 310), end])
+    p = canvas.mapToScene(QPoint(360, 310))
+    try:
+        # What the screen shows has the stroke at once; the full-resolution pixels are still to come.
+        assert store.read(round(p.y() / ds), round(p.x() / ds), 1, 1, level=shown)[0, 0] == 0
+        assert store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 1
+        assert doc.undo_stack.count() == 2
+    finally:
+        gate.set()
+    doc.wait_painted()
+    assert store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 0
+    assert store.read(round(p.y()) + 1, round(p.x()) - 3, 1, 1)[0, 0] == 0
+    slide_window.undo_action.trigger()
+    after = [store.read(0, 0, grid.height, grid.width, level=k) for k, grid in enumerate(store.levels)]
+    assert all(np.array_equal(x, y) for x, y in zip(before, after))  # every level, every pixel
+    slide_window.redo_action.trigger()
+    assert store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 0
+
+
 def test_autosave_runs_by_itself_and_reopening_the_slide_shows_the_labels(window, slide_window, qtbot, pyramid):
     slide_window.tools["brush"].trigger()
     _paint(slide_window)
     _drag(slide_window.canvas, [QPoint(200, 200), QPoint(260, 240)])
     doc = slide_window.doc
-    assert doc.store.unsaved
-    qtbot.waitUntil(lambda: not doc.store.unsaved, timeout=5000)
+    assert slide_window.isWindowModified()
+    qtbot.waitUntil(lambda: not doc.jobs.busy and not doc.store.unsaved, timeout=5000)
     assert not slide_window.isWindowModified()
     p = slide_window.canvas.mapToScene(QPoint(230, 220))
     slide_window.close()
