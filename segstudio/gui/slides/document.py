@@ -67,6 +67,8 @@ class _Relay(QObject):
     """Carries what the background thread finished to the GUI thread (queued signals)."""
 
     region = Signal(int, int, int, int)
+    saved = Signal(int, float, int)  # chunks written, seconds, the undo index saved
+    failed = Signal(str)
 
 
 class SlideDocument(QObject):
@@ -89,6 +91,9 @@ class SlideDocument(QObject):
         self.autosave_error: str | None = None
         self._relay = _Relay()
         self._relay.region.connect(self.labels_changed)
+        self._relay.saved.connect(self._on_saved)
+        self._relay.failed.connect(self._on_save_failed)
+        self.last_written = 0
         self._preview_lock = threading.Lock()
         self._preview: list | None = None  # [level-0 box, finest previewed level] since the queue was last dry
         self._painting = 0  # full-resolution jobs queued and not yet done
@@ -159,27 +164,46 @@ class SlideDocument(QObject):
             self.store.refresh_pyramid(preview[0], from_level=preview[1])
             self._relay.region.emit(*preview[0])
 
-    def save_now(self) -> int:
-        """Write the changed chunks now; returns how many. A failure is kept and told, never raised."""
+    def save_now(self) -> None:
+        """Queue a save of the changed chunks behind the painting queued before it; the GUI thread only queues.
+
+        The background thread takes the chunks as they are when its turn comes (strokes painted meanwhile
+        copy a chunk before changing it) and writes each atomically. ``saved`` or ``save_failed`` tells.
+        """
         self._timer.stop()
+        index, start = self.undo_stack.index(), time.perf_counter()
+
+        def save() -> None:
+            try:
+                self.last_written = self.model.write(self.model.snapshot())
+            except OSError as err:
+                self._relay.failed.emit(f"{self.title}: the labels could not be saved ({err.strerror or err})")
+                return
+            self._relay.saved.emit(self.last_written, time.perf_counter() - start, index)
+
+        self.jobs.submit(save)
+
+    def save_and_wait(self) -> int:
+        """Save now and wait until it is on disk; returns how many chunks were written."""
+        self.last_written = 0
+        self.save_now()
         self.jobs.wait()
-        start = time.perf_counter()
-        try:
-            written = self.model.save()
-        except OSError as err:
-            self.autosave_error = f"{self.title}: the labels could not be saved ({err.strerror or err})"
-            self.save_failed.emit(self.autosave_error)
-            self._timer.start()
-            return 0
+        return self.last_written
+
+    def _on_saved(self, written: int, seconds: float, index: int) -> None:
         self.autosave_error = None
-        self.undo_stack.setClean()
-        self.saved.emit(written, time.perf_counter() - start)
-        return written
+        if self.undo_stack.index() == index:  # nothing was done since the save began
+            self.undo_stack.setClean()
+        self.saved.emit(written, seconds)
+
+    def _on_save_failed(self, text: str) -> None:
+        self.autosave_error = text
+        self.save_failed.emit(text)
+        self._timer.start()
 
     def close(self) -> None:
-        self.jobs.wait()
-        if self.model.unsaved:
-            self.save_now()
+        if self.model.unsaved or self.jobs.busy:
+            self.save_and_wait()
         self.jobs.close()
         self.slide.close()
 

@@ -148,7 +148,7 @@ def test_brush_at_overview_and_at_full_resolution_writes_full_resolution_chunks_
     # Undo takes the last stroke back exactly; autosave writes the first.
     slide_window.undo_action.trigger()
     assert doc.store.read(int(p.y()), int(p.x()), 1, 1)[0, 0] == 0
-    assert doc.save_now() > 0
+    assert doc.save_and_wait() > 0
     reopened = LabelStore(doc.slide.height, doc.slide.width, labels_folder(pyramid))
     assert np.array_equal(reopened.read(int(a.y()), int(a.x()), 1, int(b.x() - a.x())), row)
     assert reopened.read(int(p.y()), int(p.x()), 1, 1)[0, 0] == 0
@@ -195,7 +195,8 @@ def test_autosave_runs_by_itself_and_reopening_the_slide_shows_the_labels(window
     _drag(slide_window.canvas, [QPoint(200, 200), QPoint(260, 240)])
     doc = slide_window.doc
     assert slide_window.isWindowModified()
-    qtbot.waitUntil(lambda: not doc.jobs.busy and not doc.store.unsaved, timeout=5000)
+    qtbot.waitUntil(lambda: not slide_window.isWindowModified(), timeout=5000)
+    assert not doc.jobs.busy and not doc.store.unsaved
     assert not slide_window.isWindowModified()
     p = slide_window.canvas.mapToScene(QPoint(230, 220))
     slide_window.close()
