@@ -189,6 +189,38 @@ def test_an_overview_stroke_shows_at_once_is_painted_at_full_resolution_behind_a
     assert store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 0
 
 
+def test_label_tiles_are_made_off_the_gui_thread_and_the_old_tile_shows_until_the_new_one_arrives(
+        slide_window, qtbot):
+    canvas, tiles = slide_window.canvas, slide_window.label_tiles
+    made_on, real_load = [], tiles.load
+
+    def load(key):
+        made_on.append(threading.current_thread())
+        return real_load(key)
+
+    tiles.load = load
+    slide_window.tools["brush"].trigger()
+    qtbot.keyClick(canvas, Qt.Key.Key_4)  # full resolution
+    canvas.centerOn(QPointF(3000, 3000))
+    _drag(canvas, [QPoint(480, 320), QPoint(520, 320)])
+    canvas.viewport().repaint()
+    qtbot.waitUntil(lambda: tiles.settle(100) and any(image is not None for image in tiles.cache.values()))
+    painted = next(key for key, image in tiles.cache.items() if image is not None)
+    # A second stroke over the same tile: until the new tile arrives the old one is drawn, not a hole.
+    gate = threading.Event()
+    tiles.load = lambda key: (gate.wait(10), load(key))[1]
+    _drag(canvas, [QPoint(480, 340), QPoint(520, 340)])
+    canvas.viewport().repaint()
+    try:
+        assert painted not in tiles.cache and tiles.stale.get(painted) is not None
+    finally:
+        gate.set()
+    canvas.viewport().repaint()
+    qtbot.waitUntil(lambda: tiles.settle(100) and tiles.cache.get(painted) is not None)
+    assert painted not in tiles.stale
+    assert made_on and threading.main_thread() not in made_on
+
+
 def test_autosave_runs_by_itself_and_reopening_the_slide_shows_the_labels(window, slide_window, qtbot, pyramid):
     slide_window.tools["brush"].trigger()
     _paint(slide_window)
