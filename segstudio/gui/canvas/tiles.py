@@ -224,7 +224,9 @@ def rgb_image(pixels: np.ndarray) -> QImage:
     h, w = pixels.shape[:2]
     if pixels.ndim == 2 or pixels.shape[2] == 1:
         return QImage(pixels.data, w, h, pixels.strides[0], QImage.Format.Format_Grayscale8).copy()
-    return QImage(pixels[..., :3].copy().data, w, h, w * 3, QImage.Format.Format_RGB888).copy()
+    # RGB32 is what the raster painter draws without converting: made once here, on the pool, not per frame.
+    return QImage(pixels[..., :3].copy().data, w, h, w * 3, QImage.Format.Format_RGB888).convertToFormat(
+        QImage.Format.Format_RGB32)
 
 
 def slide_item(slide, pool: QThreadPool | None = None) -> TiledItem:
