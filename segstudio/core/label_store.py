@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,8 +209,9 @@ class LabelStore:
             sl = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
             marked = buffer[sl].astype(bool)
             with self.lock:
-                if not self._paint_chunk(cy, cx, sl, marked, value, diff, record, pyramid_below):
-                    continue
+                self._paint_chunk(cy, cx, sl, marked, value, diff, record, pyramid_below)
+            if record is not None:
+                time.sleep(0)  # painting in the background: let the GUI thread have the interpreter
         return diff if diff.pieces or (record is not None and diff.changed) else None
 
     def _paint_chunk(self, cy, cx, sl, marked, value, diff, record, pyramid_below) -> bool:
