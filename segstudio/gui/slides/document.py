@@ -55,7 +55,7 @@ class SlideStrokeCommand(MaskEditCommand):
     @property
     def diff(self) -> ChunkDiff:
         if not self._pending.done.is_set():
-            self.doc.wait_painted()
+            self.doc.jobs.wait()  # its painting, and the step made from it, are still queued
         return self._pending.diff
 
     @property

@@ -221,6 +221,23 @@ def test_label_tiles_are_made_off_the_gui_thread_and_the_old_tile_shows_until_th
     assert made_on and threading.main_thread() not in made_on
 
 
+def test_undo_right_after_an_overview_stroke_waits_for_it_and_takes_it_back(slide_window, qtbot):
+    canvas, doc = slide_window.canvas, slide_window.doc
+    slide_window.tools["brush"].trigger()
+    _paint(slide_window)
+    gate, entered, diff_since = threading.Event(), threading.Event(), doc.store.diff_since
+    # the stroke's pixels are all painted, its undo step comes late
+    doc.store.diff_since = lambda record: (entered.set(), gate.wait(10), diff_since(record))[2]
+    _drag(canvas, [QPoint(300, 300), QPoint(400, 300)])
+    p = canvas.mapToScene(QPoint(350, 300))
+    assert entered.wait(10)
+    threading.Timer(0.3, gate.set).start()  # the background work ends while undo waits for it
+    slide_window.undo_action.trigger()
+    assert doc.store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 0
+    slide_window.redo_action.trigger()
+    assert doc.store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 1
+
+
 def test_autosave_runs_by_itself_and_reopening_the_slide_shows_the_labels(window, slide_window, qtbot, pyramid):
     slide_window.tools["brush"].trigger()
     _paint(slide_window)
