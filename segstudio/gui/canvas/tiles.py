@@ -23,7 +23,7 @@ import numpy as np
 import shiboken6
 from PySide6.QtCore import QObject, QRectF, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPainter
-from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsView, QStyleOptionGraphicsItem, QWidget
 
 from segstudio.gui.canvas.overlay import colour_table
 
@@ -151,7 +151,16 @@ class TiledItem(QGraphicsItem):
                 self.requested.append(key)
                 self._draw(painter, key, self._remember(key, self.load(key)))
         if missing:
-            self._request(missing, keys)
+            self._request(missing, self._in_view(level, widget) or keys)
+
+    def _in_view(self, level: int, widget: QWidget | None) -> list[Key]:
+        """Every tile of ``level`` in the view, not only in the part being repainted: a partial repaint
+        (one tile's update) must not cancel the loads of the other tiles still on their way."""
+        view = widget.parent() if widget is not None else None
+        if not isinstance(view, QGraphicsView):
+            return []
+        rect = view.mapToScene(view.viewport().rect()).boundingRect().intersected(self.boundingRect())
+        return self.levels.visible(level, rect)
 
     def _draw(self, painter: QPainter, key: Key, image: QImage | None) -> None:
         if image is not None:

@@ -152,16 +152,19 @@ class SlideDocument(QObject):
     def wait_painted(self) -> None:
         """Wait for the full-resolution painting queued so far (before undo, or painting at full resolution)."""
         with self._preview_lock:
-            painting = self._painting
+            painting = self._painting or self._preview is not None  # painting, or its levels not yet refreshed
         if painting:
             self.jobs.wait()
 
     def _painted_all(self) -> None:
         """On the background thread, with the queue dry: the previewed levels from the full-resolution pixels."""
         with self._preview_lock:
-            preview, self._preview = self._preview, None
+            preview = self._preview
         if preview is not None:
             self.store.refresh_pyramid(preview[0], from_level=preview[1])
+            with self._preview_lock:
+                if self._preview is preview:  # nothing previewed meanwhile (that is refreshed next time)
+                    self._preview = None
             self._relay.region.emit(*preview[0])
 
     def save_now(self) -> None:
