@@ -7,7 +7,8 @@ patches, opens it in the slide window offscreen and measures, through the real w
     an 8192 x 8192 image held in memory on today's canvas (PictureItem), in the same process;
   - a zoom sweep's frame time (p95);
   - brush segment time (p95) at full resolution and at overview, through real mouse events, repaint included;
-  - autosave of one stroke's chunks; the process's memory (RSS) after all of it.
+  - autosave of one stroke's chunks: the GUI thread's share (the target) and the time until on disk;
+  - the process's memory (RSS) after all of it.
 Targets from the slide work: first paint <= 1 s, frame p95 <= 33 ms, segment p95 <= 16 ms, autosave <= 100 ms,
 RSS < 1.5 GB. Exits non-zero when one is missed.
 
@@ -125,6 +126,15 @@ def brush_segments(window, segments: int) -> list[float]:
     return times
 
 
+def autosave(doc) -> tuple[float, float, int]:
+    """The GUI thread's time to start a save, the time until it is on disk, and the chunks written."""
+    start = time.perf_counter()
+    doc.save_now()
+    gui = time.perf_counter() - start
+    doc.jobs.wait()
+    return gui, time.perf_counter() - start, doc.last_written
+
+
 def in_memory_pan(frames: int) -> list[float]:
     """Today's canvas: an 8192 x 8192 RGB image held whole, panned the same way at the same zoom."""
     from segstudio.core.imageio import DisplayPicture
@@ -164,21 +174,22 @@ def main() -> int:
     window.set_magnification(40)
     full_res = brush_segments(window, 150)
     doc = window.doc
-    start = time.perf_counter()
-    chunks = doc.save_now()
-    autosave_full = time.perf_counter() - start
+    autosave_full, total_full, chunks = autosave(doc)
     canvas.fit_to_window()
     canvas.viewport().repaint()
     overview = brush_segments(window, 60)
     start = time.perf_counter()
-    chunks_overview = doc.save_now()
-    autosave_overview = time.perf_counter() - start
+    doc.wait_painted()
+    catch_up = time.perf_counter() - start
+    autosave_overview, total_overview, chunks_overview = autosave(doc)
     window.image_tiles.settle(10000)
     rss = rss_gb()
     figures = {
         "first_paint_s": first, "frame_p95_s": max(p95(slide_pan), p95(zooms)),
-        "segment_p95_s": max(p95(full_res), p95(overview)), "autosave_s": autosave_full, "rss_gb": rss,
+        "segment_p95_s": max(p95(full_res), p95(overview)), "autosave_s": max(autosave_full, autosave_overview),
+        "rss_gb": rss,
     }
+    print(f"machine load (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"slide: {args.size:,} x {args.size:,} pixels, {len(window.doc.slide.levels)} levels, "
           f"{path.stat().st_size / 2**20:.0f} MB on disk")
     print(f"open -> first paint:                 {first * 1000:7.1f} ms   "
@@ -190,8 +201,11 @@ def main() -> int:
     print(f"brush segment p95, full resolution:  {p95(full_res) * 1000:7.1f} ms")
     print(f"brush segment p95, overview:         {p95(overview) * 1000:7.1f} ms   "
           f"(radius {12 / canvas.zoom():,.0f} full-resolution pixels)")
-    print(f"autosave of a stroke: {chunks} chunk(s) in {autosave_full * 1000:.1f} ms at full resolution; "
-          f"{chunks_overview} chunk(s) in {autosave_overview * 1000:.1f} ms at overview")
+    print(f"overview stroke's full-resolution pixels painted {catch_up * 1000:.0f} ms after the release "
+          f"(in the background)")
+    print(f"autosave of a stroke, GUI thread (on disk after):  {chunks} chunk(s) {autosave_full * 1000:.1f} ms "
+          f"({total_full * 1000:.0f} ms) at full resolution; {chunks_overview} chunk(s) "
+          f"{autosave_overview * 1000:.1f} ms ({total_overview * 1000:.0f} ms) at overview")
     print(f"memory (RSS):                        {rss:7.2f} GB")
     window.close()
     app.processEvents()

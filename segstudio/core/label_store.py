@@ -12,10 +12,18 @@ Painting is per chunk too: a brush, eraser or polygon is drawn with OpenCV into 
 a stroke at overview zoom that covers millions of full-resolution pixels never allocates a box of them.
 Each paint returns a ChunkDiff (the old and new pixels of the part of each chunk that changed): undo
 restores exactly, and costs what changed.
+
+Threads: every change and read takes ``lock`` (per chunk, so a long paint never holds it for long). A
+save can run on another thread: ``snapshot()`` takes the changed chunks as they are and ``write()`` puts
+them on disk; a chunk painted meanwhile is copied first (copy on write), so what is written is exactly
+what was there at the snapshot. A stroke painted on another thread records each chunk's pixels before
+its first change (``record``), and ``diff_since`` makes the stroke's exact undo step from them.
 """
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +55,7 @@ class ChunkDiff:
     """What one edit changed, chunk by chunk; merge() folds a stroke's segments into one undo step."""
 
     pieces: list[ChunkPiece] = field(default_factory=list)
+    changed: bool = False
 
     @property
     def nbytes(self) -> int:
@@ -127,6 +136,8 @@ class LabelStore:
             ds = PYRAMID_FACTOR ** len(self.levels)
             self.levels.append(_Grid(math.ceil(self.height / ds), math.ceil(self.width / ds), self.chunk, self.dtype))
         self.dirty: set[tuple[int, int]] = set()
+        self.lock = threading.RLock()
+        self._frozen: set[tuple[int, int]] = set()  # chunks a save is writing: copied before they change
         for cy, cx in sorted(self._saved) if pyramid else ():  # the pyramid of labels saved earlier
             self._update_pyramid(cy * self.chunk, cx * self.chunk, self.chunk, self.chunk)
 
@@ -148,7 +159,22 @@ class LabelStore:
     # --- reading --------------------------------------------------------------------------------------
     def read(self, y0: int, x0: int, h: int, w: int, level: int = 0) -> np.ndarray:
         """Labels of a box in ``level``'s own pixels (zeros past the edges and where nothing is painted)."""
-        return self.levels[level].read(y0, x0, h, w)
+        with self.lock:
+            return self.levels[level].read(y0, x0, h, w)
+
+    def any_in(self, y0: int, x0: int, h: int, w: int, level: int = 0) -> bool:
+        """Whether any chunk of ``level`` under the box exists (painted or saved); cheap, reads nothing."""
+        grid = self.levels[level]
+        return any((key in grid.chunks or (level == 0 and key in self._saved))
+                   for key in grid.covering(y0, x0, h, w))
+
+    def _mutable(self, cy: int, cx: int, create: bool) -> np.ndarray | None:
+        """The full-resolution chunk to change in place (a copy if a save is writing it); call under lock."""
+        chunk = self.full.get(cy, cx, create=create)
+        if chunk is not None and (cy, cx) in self._frozen:
+            chunk = self.full.chunks[(cy, cx)] = chunk.copy()
+            self._frozen.discard((cy, cx))
+        return chunk
 
     def _load(self, cy: int, cx: int) -> np.ndarray | None:
         if (cy, cx) not in self._saved:
@@ -160,11 +186,14 @@ class LabelStore:
         return chunk
 
     # --- painting -------------------------------------------------------------------------------------
-    def paint(self, box: Box, draw: Shape, value: int) -> ChunkDiff | None:
+    def paint(self, box: Box, draw: Shape, value: int, record: dict | None = None,
+              pyramid_below: int | None = None) -> ChunkDiff | None:
         """Set ``value`` wherever ``draw`` marks inside ``box`` (full-resolution pixels); None if nothing changed.
 
         ``draw(buffer, oy, ox)`` marks 1s into a chunk-sized uint8 buffer whose pixel (0, 0) is full-resolution
-        pixel (oy, ox); it is called once per chunk the box touches.
+        pixel (oy, ox); it is called once per chunk the box touches. With ``record`` (a stroke's dict), each
+        chunk's pixels before its first change go there instead of into a returned diff (see diff_since);
+        ``pyramid_below`` leaves the label levels from that one up alone (a preview is painted there).
         """
         y0, x0, h, w = _clip(box, self.height, self.width)
         if h <= 0 or w <= 0:
@@ -179,38 +208,85 @@ class LabelStore:
             if rows.size == 0:
                 continue
             sl = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-            chunk = self.full.get(cy, cx, create=value != 0)
-            if chunk is None:
-                continue  # erasing where nothing was painted
             marked = buffer[sl].astype(bool)
-            old = chunk[sl].copy()
-            if np.all(old[marked] == value):
-                continue
-            chunk[sl][marked] = value
-            diff.pieces.append(ChunkPiece(cy, cx, int(rows[0]), int(cols[0]), old, chunk[sl].copy()))
-            self._changed(cy, cx, sl)
-        return diff if diff.pieces else None
+            with self.lock:
+                self._paint_chunk(cy, cx, sl, marked, value, diff, record, pyramid_below)
+            if record is not None:
+                time.sleep(0)  # painting in the background: let the GUI thread have the interpreter
+        return diff if diff.pieces or (record is not None and diff.changed) else None
+
+    def _paint_chunk(self, cy, cx, sl, marked, value, diff, record, pyramid_below) -> bool:
+        chunk = self.full.get(cy, cx)
+        if chunk is None and value == 0:
+            return False  # erasing where nothing was painted
+        if chunk is not None and np.all(chunk[sl][marked] == value):
+            return False
+        if record is not None and (cy, cx) not in record:
+            record[(cy, cx)] = None if chunk is None else chunk.copy()
+        chunk = self._mutable(cy, cx, create=True)
+        old = None if record is not None else chunk[sl].copy()
+        chunk[sl][marked] = value
+        if record is None:
+            diff.pieces.append(ChunkPiece(cy, cx, sl[0].start, sl[1].start, old, chunk[sl].copy()))
+        diff.changed = True
+        self._changed(cy, cx, sl, pyramid_below)
+        return True
 
     def paint_segment(self, p0: tuple[float, float], p1: tuple[float, float], radius: float,
                       value: int) -> ChunkDiff | None:
         """A brush (or eraser, value 0) stroke segment from p0 to p1 (x, y in full-resolution pixels)."""
-        r = max(0.5, float(radius))
-        (xa, ya), (xb, yb) = p0, p1
-        box = (math.floor(min(ya, yb) - r), math.floor(min(xa, xb) - r),
-               math.ceil(abs(yb - ya) + 2 * r) + 2, math.ceil(abs(xb - xa) + 2 * r) + 2)
-        shift = 4  # OpenCV's sub-pixel coordinates: 1/16 pixel
-
-        def draw(buffer: np.ndarray, oy: int, ox: int) -> None:
-            a = (round((xa - ox) * 16), round((ya - oy) * 16))
-            b = (round((xb - ox) * 16), round((yb - oy) * 16))
-            if a == b:
-                cv2.circle(buffer, a, round(r * 16), 1, -1, cv2.LINE_8, shift)
-            else:
-                cv2.circle(buffer, a, round(r * 16), 1, -1, cv2.LINE_8, shift)
-                cv2.circle(buffer, b, round(r * 16), 1, -1, cv2.LINE_8, shift)
-                cv2.line(buffer, a, b, 1, max(1, round(2 * r)), cv2.LINE_8, shift)
-
+        box, draw = _segment(p0, p1, radius)
         return self.paint(box, draw, value)
+
+    def paint_segment_recorded(self, p0: tuple[float, float], p1: tuple[float, float], radius: float,
+                               value: int, record: dict, pyramid_below: int | None = None) -> None:
+        """paint_segment for a stroke whose undo step diff_since(record) makes at its end."""
+        box, draw = _segment(p0, p1, radius)
+        self.paint(box, draw, value, record=record, pyramid_below=pyramid_below)
+
+    def preview_segment(self, p0: tuple[float, float], p1: tuple[float, float], radius: float, value: int,
+                        level: int) -> Box:
+        """Paint a segment into label levels ``level`` and coarser only (what the screen shows at that zoom);
+        the full-resolution chunks are painted separately and refresh_pyramid() makes the levels exact."""
+        shown = [_segment(p0, p1, radius)[0]]
+        with self.lock:
+            for k in range(max(1, level), len(self.levels)):
+                ds, grid = self.downsample(k), self.levels[k]
+                (xa, ya), (xb, yb) = p0, p1
+                box, draw = _segment((xa / ds, ya / ds), (xb / ds, yb / ds), radius / ds)
+                y0, x0, h, w = _clip(box, grid.height, grid.width)
+                if h <= 0 or w <= 0:
+                    continue
+                marked = np.zeros((h, w), np.uint8)
+                draw(marked, y0, x0)
+                region = grid.read(y0, x0, h, w)
+                region[marked.astype(bool)] = value
+                grid.write(y0, x0, region)
+                shown.append((y0 * ds, x0 * ds, h * ds, w * ds))
+        y0, x0 = min(b[0] for b in shown), min(b[1] for b in shown)
+        return (y0, x0, max(b[0] + b[2] for b in shown) - y0, max(b[1] + b[3] for b in shown) - x0)
+
+    def refresh_pyramid(self, box: Box, from_level: int = 1) -> None:
+        """Make label levels ``from_level`` and coarser exact over a full-resolution box."""
+        y0, x0, h, w = _clip(box, self.height, self.width)
+        if h > 0 and w > 0:
+            with self.lock:
+                self._update_pyramid(y0, x0, h, w, from_level)
+
+    def diff_since(self, record: dict) -> ChunkDiff:
+        """The undo step of a recorded stroke: per chunk, the box of pixels that differ from before it."""
+        diff = ChunkDiff()
+        with self.lock:
+            for (cy, cx), before in sorted(record.items()):
+                now = self.full.get(cy, cx, create=True)
+                old = np.zeros_like(now) if before is None else before
+                changed = old != now
+                rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+                if rows.size:
+                    sl = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+                    diff.pieces.append(ChunkPiece(cy, cx, int(rows[0]), int(cols[0]), old[sl].copy(),
+                                                  now[sl].copy()))
+        return diff
 
     def paint_polygon(self, points: list[tuple[float, float]], value: int) -> ChunkDiff | None:
         """Fill a polygon (x, y vertices in full-resolution pixels)."""
@@ -269,12 +345,15 @@ class LabelStore:
         return self._put(diff, new=False)
 
     def _put(self, diff: ChunkDiff, new: bool) -> Box:
+        if not diff.pieces:
+            return 0, 0, 0, 0
         for piece in diff.pieces:
-            chunk = self.full.get(piece.cy, piece.cx, create=True)
-            values = piece.new if new else piece.old
-            sl = slice(piece.y0, piece.y0 + values.shape[0]), slice(piece.x0, piece.x0 + values.shape[1])
-            chunk[sl] = values
-            self._changed(piece.cy, piece.cx, sl)
+            with self.lock:
+                chunk = self._mutable(piece.cy, piece.cx, create=True)
+                values = piece.new if new else piece.old
+                sl = slice(piece.y0, piece.y0 + values.shape[0]), slice(piece.x0, piece.x0 + values.shape[1])
+                chunk[sl] = values
+                self._changed(piece.cy, piece.cx, sl)
         return diff.box(self.chunk)
 
     def merge(self, diff: ChunkDiff, later: ChunkDiff) -> None:
@@ -302,15 +381,15 @@ class LabelStore:
             diff.pieces[index] = ChunkPiece(piece.cy, piece.cx, y0, x0, old, new)
 
     # --- pyramid and saving ---------------------------------------------------------------------------
-    def _changed(self, cy: int, cx: int, sl: tuple[slice, slice]) -> None:
+    def _changed(self, cy: int, cx: int, sl: tuple[slice, slice], pyramid_below: int | None = None) -> None:
         self.dirty.add((cy, cx))
         c = self.chunk
         self._update_pyramid(cy * c + sl[0].start, cx * c + sl[1].start, sl[0].stop - sl[0].start,
-                             sl[1].stop - sl[1].start)
+                             sl[1].stop - sl[1].start, 1, pyramid_below)
 
-    def _update_pyramid(self, y0: int, x0: int, h: int, w: int) -> None:
+    def _update_pyramid(self, y0: int, x0: int, h: int, w: int, first: int = 1, below: int | None = None) -> None:
         """Level k pixel (Y, X) is full-resolution pixel (Y * ds, X * ds): refresh those in the box."""
-        for k in range(1, len(self.levels)):
+        for k in range(first, len(self.levels) if below is None else min(below, len(self.levels))):
             ds = PYRAMID_FACTOR ** k
             ya, xa = math.ceil(y0 / ds), math.ceil(x0 / ds)
             yb, xb = math.ceil(min(y0 + h, self.height) / ds), math.ceil(min(x0 + w, self.width) / ds)
@@ -345,23 +424,58 @@ class LabelStore:
 
     def save(self, folder: Path | None = None) -> int:
         """Write the chunks changed since the last save (each atomically); returns how many were written."""
-        if folder is not None and (self.folder is None or Path(folder) != self.folder):
-            self.folder = Path(folder)
-            self._array = _open_array(self.folder, self.height, self.width, self.chunk, self.dtype)
-            self.dirty |= set(self.full.chunks)  # a new folder gets everything painted so far
-        if self._array is None:
-            raise ValueError("the label store has no folder to save into")
+        return self.write(self.snapshot(folder))
+
+    def snapshot(self, folder: Path | None = None) -> list[tuple[int, int, np.ndarray | None]]:
+        """The chunks changed since the last save, as they are now (cheap: no pixels are copied)."""
+        with self.lock:
+            if folder is not None and (self.folder is None or Path(folder) != self.folder):
+                self.folder = Path(folder)
+                self._array = _open_array(self.folder, self.height, self.width, self.chunk, self.dtype)
+                self.dirty |= set(self.full.chunks)  # a new folder gets everything painted so far
+            if self._array is None:
+                raise ValueError("the label store has no folder to save into")
+            taken = [(cy, cx, self.full.chunks.get((cy, cx))) for cy, cx in sorted(self.dirty)]
+            self._frozen = {(cy, cx) for cy, cx, chunk in taken if chunk is not None}
+            self.dirty.clear()
+            return taken
+
+    def write(self, taken: list[tuple[int, int, np.ndarray | None]]) -> int:
+        """Put a snapshot on disk, chunk by chunk (each atomically); any thread. Returns how many were written."""
         c = self.chunk
         written = 0
-        for cy, cx in sorted(self.dirty):
-            chunk = self.full.chunks.get((cy, cx))
-            h, w = min(c, self.height - cy * c), min(c, self.width - cx * c)
-            values = np.zeros((h, w), self.dtype) if chunk is None else chunk[:h, :w]
-            self._array[cy * c:cy * c + h, cx * c:cx * c + w] = values
-            (self._saved.add if values.any() else self._saved.discard)((cy, cx))
-            written += 1
-        self.dirty.clear()
+        try:
+            for cy, cx, chunk in taken:
+                h, w = min(c, self.height - cy * c), min(c, self.width - cx * c)
+                values = np.zeros((h, w), self.dtype) if chunk is None else chunk[:h, :w]
+                self._array[cy * c:cy * c + h, cx * c:cx * c + w] = values
+                with self.lock:
+                    (self._saved.add if values.any() else self._saved.discard)((cy, cx))
+                written += 1
+        finally:
+            with self.lock:
+                self.dirty.update((cy, cx) for cy, cx, _chunk in taken[written:])  # not written: next time
+                self._frozen.clear()
         return written
+
+
+def _segment(p0: tuple[float, float], p1: tuple[float, float], radius: float) -> tuple[Box, Shape]:
+    """The box and the drawing of a round-ended segment of ``radius`` from p0 to p1 (x, y)."""
+    r = max(0.5, float(radius))
+    (xa, ya), (xb, yb) = p0, p1
+    box = (math.floor(min(ya, yb) - r), math.floor(min(xa, xb) - r),
+           math.ceil(abs(yb - ya) + 2 * r) + 2, math.ceil(abs(xb - xa) + 2 * r) + 2)
+    shift = 4  # OpenCV's sub-pixel coordinates: 1/16 pixel
+
+    def draw(buffer: np.ndarray, oy: int, ox: int) -> None:
+        a = (round((xa - ox) * 16), round((ya - oy) * 16))
+        b = (round((xb - ox) * 16), round((yb - oy) * 16))
+        cv2.circle(buffer, a, round(r * 16), 1, -1, cv2.LINE_8, shift)
+        if a != b:
+            cv2.circle(buffer, b, round(r * 16), 1, -1, cv2.LINE_8, shift)
+            cv2.line(buffer, a, b, 1, max(1, round(2 * r)), cv2.LINE_8, shift)
+
+    return box, draw
 
 
 def _clip(box: Box, height: int, width: int) -> Box:

@@ -113,3 +113,33 @@ def test_sixteen_bit_labels_hold_more_than_255_classes(tmp_path):
     store.paint_segment((500.0, 500.0), (500.0, 500.0), 5, 300)
     store.save()
     assert LabelStore(1000, 1000, tmp_path / "wide.zarr", dtype=np.uint16).read(500, 500, 1, 1)[0, 0] == 300
+
+
+def test_a_save_writes_the_chunks_as_they_were_when_it_began_and_what_is_painted_meanwhile_saves_next(
+        store, tmp_path):
+    store.paint_segment((100.0, 100.0), (100.0, 100.0), 10, 1)
+    taken = store.snapshot()  # a save begins (on another thread in the app)
+    store.paint_segment((100.0, 100.0), (100.0, 100.0), 10, 2)  # painted while it writes
+    assert store.write(taken) == 1
+    assert LabelStore(6000, 9000, tmp_path / "labels.zarr").read(100, 100, 1, 1)[0, 0] == 1
+    assert store.read(100, 100, 1, 1)[0, 0] == 2 and store.unsaved
+    assert store.save() == 1
+    assert LabelStore(6000, 9000, tmp_path / "labels.zarr").read(100, 100, 1, 1)[0, 0] == 2
+
+
+def test_a_save_that_fails_keeps_its_chunks_to_save_next_time(store, monkeypatch):
+    store.paint_segment((100.0, 100.0), (100.0, 100.0), 10, 1)
+    store.paint_segment((8000.0, 5000.0), (8000.0, 5000.0), 10, 2)
+    taken = store.snapshot()
+    assert not store.unsaved
+
+    class Full:
+        def __setitem__(self, key, value):
+            raise OSError(28, "No space left on device")
+
+    real, store._array = store._array, Full()
+    with pytest.raises(OSError):
+        store.write(taken)
+    assert store.unsaved
+    store._array = real
+    assert store.save() == 2

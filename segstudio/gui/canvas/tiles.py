@@ -4,7 +4,9 @@ A TiledItem covers level-0 coordinates (one scene unit per full-resolution pixel
 asks its source for tiles of the level whose pixels are nearest the screen's without upscaling. Slide
 tiles are decoded on a thread pool into a bounded LRU cache; until a tile arrives, the best coarser tile
 already cached is drawn stretched in its place, so panning never shows holes, only a brief blur. Label
-tiles come from the label store's in-memory pyramid and are made on the GUI thread when drawn.
+tiles come from the label store's in-memory pyramid and are made on the pool too: when labels change, the
+tiles over them are made again there, and the old ones are drawn until the new ones arrive (a tile made
+from labels older than the last change is thrown away and made again).
 
 Why ordinary images do not use this item: a 512 x 512 or 8192 x 8192 image is already whole in memory,
 and PictureItem draws it from its own buffer with no copy and no cache; tiling it would add tile
@@ -21,7 +23,7 @@ import numpy as np
 import shiboken6
 from PySide6.QtCore import QObject, QRectF, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPainter
-from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+from PySide6.QtWidgets import QGraphicsItem, QGraphicsView, QStyleOptionGraphicsItem, QWidget
 
 from segstudio.gui.canvas.overlay import colour_table
 
@@ -63,7 +65,7 @@ class TileLevels:
 
 
 class _Arrived(QObject):
-    tile = Signal(object, object)  # key, QImage
+    tile = Signal(object, object, int)  # key, QImage, the generation of the key it was made for
 
 
 class _LoadTile(QRunnable):
@@ -77,17 +79,18 @@ class _LoadTile(QRunnable):
             if self.key not in item.wanted:  # the view moved on before this tile's turn came
                 item.pending.discard(self.key)
                 return
+            generation = item.generation.get(self.key, 0)
         try:
             image = item.load(self.key)
         except Exception:  # noqa: BLE001 - a damaged tile draws as a hole, the rest of the slide still shows
             image = None
-        item.arrived.tile.emit(self.key, image)
+        item.arrived.tile.emit(self.key, image, generation)
 
 
 class TiledItem(QGraphicsItem):
     """Draws tiles from ``load(key) -> QImage | None`` at the level that fits the zoom.
 
-    asynchronous: tiles are loaded on ``pool`` (slide pixels); otherwise in paint() (labels from memory).
+    asynchronous: tiles are loaded on ``pool``; otherwise in paint().
     """
 
     def __init__(self, levels: TileLevels, load: Callable[[Key], QImage | None], *, asynchronous: bool,
@@ -100,6 +103,8 @@ class TiledItem(QGraphicsItem):
         self.lock = threading.Lock()
         self.wanted: set[Key] = set()
         self.pending: set[Key] = set()
+        self.stale: dict[Key, QImage | None] = {}  # tiles whose source changed: drawn until remade
+        self.generation: dict[Key, int] = {}  # how many times each tile's source changed
         self.requested: list[Key] = []  # every tile asked of the source, in order (tests and benchmarks read it)
         self.last_level: int | None = None
         self.pool = pool if pool is not None else QThreadPool.globalInstance()
@@ -117,8 +122,11 @@ class TiledItem(QGraphicsItem):
     def invalidate(self, y0: int, x0: int, h: int, w: int) -> None:
         """Forget the tiles over a level-0 box (the labels there changed) and draw it again."""
         box = QRectF(x0, y0, w, h)
-        for key in [k for k in self.cache if self.levels.scene_rect(k).intersects(box)]:
-            del self.cache[key]
+        with self.lock:
+            for key in [k for k in self.cache if self.levels.scene_rect(k).intersects(box)]:
+                self.stale[key] = self.cache.pop(key)
+            for key in [k for k in self.pending if self.levels.scene_rect(k).intersects(box)]:
+                self.generation[key] = self.generation.get(key, 0) + 1
         self.update(box)
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
@@ -135,12 +143,24 @@ class TiledItem(QGraphicsItem):
                 self._draw(painter, key, self.cache[key])
             elif self.asynchronous:
                 missing.append(key)
-                self._draw_stand_in(painter, key)
+                if key in self.stale:
+                    self._draw(painter, key, self.stale[key])
+                else:
+                    self._draw_stand_in(painter, key)
             else:
                 self.requested.append(key)
                 self._draw(painter, key, self._remember(key, self.load(key)))
         if missing:
-            self._request(missing, keys)
+            self._request(missing, self._in_view(level, widget) or keys)
+
+    def _in_view(self, level: int, widget: QWidget | None) -> list[Key]:
+        """Every tile of ``level`` in the view, not only in the part being repainted: a partial repaint
+        (one tile's update) must not cancel the loads of the other tiles still on their way."""
+        view = widget.parent() if widget is not None else None
+        if not isinstance(view, QGraphicsView):
+            return []
+        rect = view.mapToScene(view.viewport().rect()).boundingRect().intersected(self.boundingRect())
+        return self.levels.visible(level, rect)
 
     def _draw(self, painter: QPainter, key: Key, image: QImage | None) -> None:
         if image is not None:
@@ -173,11 +193,16 @@ class TiledItem(QGraphicsItem):
                 self.requested.append(key)
                 self.pool.start(_LoadTile(self, key))
 
-    def _tile_arrived(self, key: Key, image: QImage | None) -> None:
+    def _tile_arrived(self, key: Key, image: QImage | None, generation: int) -> None:
         with self.lock:
             self.pending.discard(key)
+            outdated = generation != self.generation.get(key, 0)
         if not shiboken6.isValid(self):  # the slide's window closed while the tile was on its way
             return
+        if outdated:  # made from labels that changed since: make it again (update() asks for it)
+            self.update(self.levels.scene_rect(key))
+            return
+        self.stale.pop(key, None)
         self._remember(key, image)
         self.update(self.levels.scene_rect(key))
 
@@ -208,7 +233,9 @@ def rgb_image(pixels: np.ndarray) -> QImage:
     h, w = pixels.shape[:2]
     if pixels.ndim == 2 or pixels.shape[2] == 1:
         return QImage(pixels.data, w, h, pixels.strides[0], QImage.Format.Format_Grayscale8).copy()
-    return QImage(pixels[..., :3].copy().data, w, h, w * 3, QImage.Format.Format_RGB888).copy()
+    # RGB32 is what the raster painter draws without converting: made once here, on the pool, not per frame.
+    return QImage(pixels[..., :3].copy().data, w, h, w * 3, QImage.Format.Format_RGB888).convertToFormat(
+        QImage.Format.Format_RGB32)
 
 
 def slide_item(slide, pool: QThreadPool | None = None) -> TiledItem:
@@ -227,8 +254,9 @@ def slide_item(slide, pool: QThreadPool | None = None) -> TiledItem:
     return item
 
 
-def label_item(store, lut_rgba: np.ndarray) -> TiledItem:
-    """The labels of a core.label_store.LabelStore through class colours; empty tiles draw nothing."""
+def label_item(store, lut_rgba: np.ndarray, pool: QThreadPool | None = None) -> TiledItem:
+    """The labels of a core.label_store.LabelStore through class colours, made on the pool; empty tiles draw
+    nothing."""
     tile = 512
     levels = TileLevels([(grid.width, grid.height, float(store.downsample(k)))
                          for k, grid in enumerate(store.levels)], tile)
@@ -238,6 +266,8 @@ def label_item(store, lut_rgba: np.ndarray) -> TiledItem:
         level, row, col = key
         width, height, _ds = levels.levels[level]
         w, h = min(tile, width - col * tile), min(tile, height - row * tile)
+        if not store.any_in(row * tile, col * tile, h, w, level=level):
+            return None
         labels = store.read(row * tile, col * tile, h, w, level=level)
         if not labels.any():
             return None
@@ -246,14 +276,13 @@ def label_item(store, lut_rgba: np.ndarray) -> TiledItem:
         image.setColorTable(table["colours"])
         return image
 
-    item = TiledItem(levels, load, asynchronous=False)
+    item = TiledItem(levels, load, asynchronous=True, pool=pool)
     item.setZValue(1)
     item.colours = table  # set_colours() replaces the table and redraws
 
     def set_colours(lut: np.ndarray) -> None:
         table["colours"] = colour_table(lut)
-        item.cache.clear()
-        item.update()
+        item.invalidate(0, 0, levels.levels[0][1], levels.levels[0][0])
 
     item.set_colours = set_colours
     return item

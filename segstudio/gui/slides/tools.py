@@ -2,7 +2,8 @@
 
 The brush radius is set in screen pixels, as the user sees it: at overview zoom one dab covers many
 full-resolution pixels and writes every one of them (core.label_store paints chunk by chunk). A stroke's
-segments merge into one undo step.
+segments merge into one undo step. Zoomed out past full resolution, the screen's label level is painted at
+once and the full-resolution pixels on a background thread (SlideDocument.paint_in_background).
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class SlideBrushTool:
         self.doc, self.value_of, self.radius_of, self.erase = doc, value_of, radius_of, erase
         self._last: QPointF | None = None
         self._stroke = None
+        self._record: dict | None = None  # a stroke painted in the background: chunks before it
+        self._level = 0
 
     def _value(self) -> int:
         return 0 if self.erase else int(self.value_of())
@@ -25,6 +28,10 @@ class SlideBrushTool:
     def _segment(self, canvas, a: QPointF, b: QPointF) -> None:
         radius = self.radius_of() / max(canvas.zoom(), 1e-9)
         store = self.doc.store
+        if self._record is not None:
+            self.doc.paint_in_background((a.x(), a.y()), (b.x(), b.y()), radius, self._value(), self._record,
+                                         self._level)
+            return
         diff = store.paint_segment((a.x(), a.y()), (b.x(), b.y()), radius, self._value())
         if diff is None:
             return
@@ -38,6 +45,12 @@ class SlideBrushTool:
         if event.button() != Qt.MouseButton.LeftButton:
             return
         self._last, self._stroke = QPointF(pos), None
+        self._level = self.doc.store.best_level(1.0 / max(canvas.zoom(), 1e-9))
+        if self._level > 0:
+            self._record = {}
+        else:
+            self._record = None
+            self.doc.wait_painted()  # strokes queued at overview first: they were made first
         self._segment(canvas, pos, pos)
 
     def mouse_move(self, canvas, pos: QPointF, event) -> None:
@@ -50,8 +63,12 @@ class SlideBrushTool:
         if self._last is None:
             return
         self._last = None
-        if self._stroke is not None:
-            self.doc.push_diff(self._stroke, "Erase" if self.erase else "Brush stroke")
+        text = "Erase" if self.erase else "Brush stroke"
+        if self._record is not None:
+            self.doc.push_stroke(self._record, text)
+            self._record = None
+        elif self._stroke is not None:
+            self.doc.push_diff(self._stroke, text)
         self._stroke = None
 
 
@@ -109,6 +126,7 @@ class SlidePolygonTool:
     def finish(self, canvas) -> None:
         points = [(p.x(), p.y()) for p in self.points]
         self._clear(canvas)
+        self.doc.wait_painted()
         diff = self.doc.store.paint_polygon(points, int(self.value_of()))
         if diff is not None:
             self.doc.labels_changed.emit(*diff.box(self.doc.store.chunk))

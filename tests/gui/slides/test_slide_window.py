@@ -1,5 +1,7 @@
 """A whole slide opens from File > Open in its own window at once, streams only the tiles in view at the
 level that fits the zoom, and takes brush strokes at any zoom into full-resolution label chunks."""
+import threading
+
 import numpy as np
 import pytest
 import shiboken6
@@ -131,6 +133,7 @@ def test_brush_at_overview_and_at_full_resolution_writes_full_resolution_chunks_
     # At overview: a 5-pixel screen brush is 5 / zoom full-resolution pixels across the slide.
     start, end = QPoint(300, 300), QPoint(500, 300)
     _drag(canvas, [start, QPoint(400, 300), end])
+    doc.wait_painted()  # the full-resolution pixels are painted in the background
     a, b = canvas.mapToScene(start), canvas.mapToScene(end)
     row = doc.store.read(int(a.y()), int(a.x()), 1, int(b.x() - a.x()))
     assert np.all(row == 1)  # every full-resolution pixel along the stroke
@@ -145,10 +148,94 @@ def test_brush_at_overview_and_at_full_resolution_writes_full_resolution_chunks_
     # Undo takes the last stroke back exactly; autosave writes the first.
     slide_window.undo_action.trigger()
     assert doc.store.read(int(p.y()), int(p.x()), 1, 1)[0, 0] == 0
-    assert doc.save_now() > 0
+    assert doc.save_and_wait() > 0
     reopened = LabelStore(doc.slide.height, doc.slide.width, labels_folder(pyramid))
     assert np.array_equal(reopened.read(int(a.y()), int(a.x()), 1, int(b.x() - a.x())), row)
     assert reopened.read(int(p.y()), int(p.x()), 1, 1)[0, 0] == 0
+
+
+def test_an_overview_stroke_shows_at_once_is_painted_at_full_resolution_behind_and_undoes_exactly(
+        slide_window, qtbot):
+    canvas, doc = slide_window.canvas, slide_window.doc
+    slide_window.tools["brush"].trigger()
+    _paint(slide_window)
+    store = doc.store
+    _drag(canvas, [QPoint(300, 300), QPoint(420, 320)])  # a stroke the eraser then crosses
+    doc.wait_painted()
+    before = [store.read(0, 0, grid.height, grid.width, level=k).copy() for k, grid in enumerate(store.levels)]
+    shown = slide_window.label_tiles.levels.best(1 / canvas.zoom())
+    ds = store.downsample(shown)
+    assert shown > 0
+    gate = threading.Event()
+    doc.jobs.submit(lambda: gate.wait(10))  # hold the background painting back
+    qtbot.keyClick(canvas, Qt.Key.Key_E)
+    start, end = QPoint(360, 260), QPoint(360, 360)
+    _drag(canvas, [start, QPoint(360, 310), end])
+    p = canvas.mapToScene(QPoint(360, 310))
+    try:
+        # What the screen shows has the stroke at once; the full-resolution pixels are still to come.
+        assert store.read(round(p.y() / ds), round(p.x() / ds), 1, 1, level=shown)[0, 0] == 0
+        assert store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 1
+        assert doc.undo_stack.count() == 2
+    finally:
+        gate.set()
+    doc.wait_painted()
+    assert store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 0
+    assert store.read(round(p.y()) + 1, round(p.x()) - 3, 1, 1)[0, 0] == 0
+    slide_window.undo_action.trigger()
+    after = [store.read(0, 0, grid.height, grid.width, level=k) for k, grid in enumerate(store.levels)]
+    assert all(np.array_equal(x, y) for x, y in zip(before, after))  # every level, every pixel
+    slide_window.redo_action.trigger()
+    assert store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 0
+
+
+def test_label_tiles_are_made_off_the_gui_thread_and_the_old_tile_shows_until_the_new_one_arrives(
+        slide_window, qtbot):
+    canvas, tiles = slide_window.canvas, slide_window.label_tiles
+    made_on, real_load = [], tiles.load
+
+    def load(key):
+        made_on.append(threading.current_thread())
+        return real_load(key)
+
+    tiles.load = load
+    slide_window.tools["brush"].trigger()
+    qtbot.keyClick(canvas, Qt.Key.Key_4)  # full resolution
+    canvas.centerOn(QPointF(3000, 3000))
+    _drag(canvas, [QPoint(480, 320), QPoint(520, 320)])
+    canvas.viewport().repaint()
+    qtbot.waitUntil(lambda: tiles.settle(100) and any(image is not None for image in tiles.cache.values()))
+    painted = next(key for key, image in tiles.cache.items() if image is not None)
+    # A second stroke over the same tile: until the new tile arrives the old one is drawn, not a hole.
+    gate = threading.Event()
+    tiles.load = lambda key: (gate.wait(10), load(key))[1]
+    _drag(canvas, [QPoint(480, 340), QPoint(520, 340)])
+    canvas.viewport().repaint()
+    try:
+        assert painted not in tiles.cache and tiles.stale.get(painted) is not None
+    finally:
+        gate.set()
+    canvas.viewport().repaint()
+    qtbot.waitUntil(lambda: tiles.settle(100) and tiles.cache.get(painted) is not None)
+    assert painted not in tiles.stale
+    assert made_on and threading.main_thread() not in made_on
+
+
+def test_undo_right_after_an_overview_stroke_waits_for_it_and_takes_it_back(slide_window, qtbot):
+    canvas, doc = slide_window.canvas, slide_window.doc
+    slide_window.tools["brush"].trigger()
+    _paint(slide_window)
+    gate, entered, diff_since = threading.Event(), threading.Event(), doc.store.diff_since
+    # the stroke's pixels are all painted, its undo step comes late
+    doc.store.diff_since = lambda record: (entered.set(), gate.wait(10), diff_since(record))[2]
+    _drag(canvas, [QPoint(300, 300), QPoint(400, 300)])
+    p = canvas.mapToScene(QPoint(350, 300))
+    assert entered.wait(10)
+    threading.Timer(0.3, gate.set).start()  # the background work ends while undo waits for it
+    slide_window.undo_action.trigger()
+    assert doc.store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 0
+    slide_window.redo_action.trigger()
+    assert doc.store.read(round(p.y()), round(p.x()), 1, 1)[0, 0] == 1
 
 
 def test_autosave_runs_by_itself_and_reopening_the_slide_shows_the_labels(window, slide_window, qtbot, pyramid):
@@ -156,8 +243,9 @@ def test_autosave_runs_by_itself_and_reopening_the_slide_shows_the_labels(window
     _paint(slide_window)
     _drag(slide_window.canvas, [QPoint(200, 200), QPoint(260, 240)])
     doc = slide_window.doc
-    assert doc.store.unsaved
-    qtbot.waitUntil(lambda: not doc.store.unsaved, timeout=5000)
+    assert slide_window.isWindowModified()
+    qtbot.waitUntil(lambda: not slide_window.isWindowModified(), timeout=5000)
+    assert not doc.jobs.busy and not doc.store.unsaved
     assert not slide_window.isWindowModified()
     p = slide_window.canvas.mapToScene(QPoint(230, 220))
     slide_window.close()
