@@ -59,6 +59,7 @@ PLANTED = {
     "gui/inspector/grid.py": "from planted.gui import model_host\nfrom planted.gui.canvas import overlay\n",
     "gui/training/__init__.py": "",
     "gui/exporting/__init__.py": "",
+    "gui/objects/__init__.py": "",
     "gui/canvas/__init__.py": "",
     "gui/canvas/overlay.py": "",
     "gui/canvas/view.py": "from planted.gui.editing import tools\n",  # gui-canvas-below-features

@@ -19,6 +19,7 @@ from segstudio.gui.editing.controller import EditingController
 from segstudio.gui.exporting.controller import ExportController
 from segstudio.gui.inspector.controller import InspectorController
 from segstudio.gui.model_host import ModelHost
+from segstudio.gui.objects.controller import ObjectsController
 from segstudio.gui.opening import OpeningController
 from segstudio.gui.prediction.controller import PredictionController
 from segstudio.gui.session import SessionController
@@ -63,6 +64,9 @@ class MainWindow(QMainWindow):
         self.inspector = InspectorController(self)
         self.exporting = ExportController(self)
         self.training = TrainingController(self)
+        self.objects = ObjectsController(self)
+        self.objects.class_id = lambda: self.editing.session.active_class
+        self.objects.classes_offered.connect(self.editing.classes.adopt)
         # A model's class names and colours become the session's, so no predicted pixel is invisible.
         self.prediction.classes_offered.connect(self.editing.classes.adopt)
         # Recent files, projects and the last session; restores the size and panels once all are docked.

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from segstudio.core.labels import ClassTable
-from segstudio.core.objects.measure import measure_objects, summarise, table_csv, write_csv
+from segstudio.core.objects.measure import measure_objects, remeasure, summarise, table_csv, write_csv
 
 
 @pytest.fixture
@@ -71,3 +71,17 @@ def test_a_bad_pixel_size_is_refused(scene):
     ids, mask, _, classes, _ = scene
     with pytest.raises(ValueError, match="pixel size"):
         measure_objects(ids, mask, classes, pixel_size_um=0.0)
+
+
+def test_remeasure_after_an_edit_matches_measuring_everything_again(scene):
+    ids, mask, pixels, classes, hand = scene
+    options = {"pixels": pixels, "pixel_size_um": 0.5, "hand": hand}
+    table = measure_objects(ids, mask, classes, **options)
+    ids, mask = ids.copy(), mask.copy()
+    ids[15:25, 15:22] = 1  # object 1 grows
+    mask[15:25, 15:22] = 1
+    ids[80:90, 180:190] = 0  # object 3 is deleted
+    mask[80:90, 180:190] = 0
+    remeasure(table, ids, mask, classes, (15, 15, 25, 22), **options)
+    remeasure(table, ids, mask, classes, (80, 180, 90, 190), **options)
+    assert table.rows == measure_objects(ids, mask, classes, **options).rows
