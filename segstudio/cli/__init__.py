@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 #: Sub-command modules of this package, in the order `--help` lists them after `gui`. Each exposes
 #: `register(subparsers)` (adds its parser and `set_defaults(run=run)`) and `run(args) -> int`.
-SUBCOMMANDS = ("predict", "train", "export", "models")
+SUBCOMMANDS = ("predict", "train", "export", "measure", "models")
 
 
 def _add_gui_arguments(parser: argparse.ArgumentParser) -> None:
