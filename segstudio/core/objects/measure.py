@@ -97,15 +97,24 @@ def remeasure(table: Measurements, ids: np.ndarray, mask: np.ndarray, classes: C
     have pixels there are measured again, on their own bounding box, so a brush stroke on a slide of
     thousands of objects costs a few objects' work. ``options`` are those of :func:`measure_objects`."""
     y0, x0, y1, x1 = box
-    touched = {row["id"] for row in table.rows if _row_in_box(row, box)}
-    touched |= {int(i) for i in np.unique(ids[y0:y1, x0:x1]) if i != 0}
+    before = [row for row in table.rows if _row_in_box(row, box)]
+    touched = {row["id"] for row in before} | {int(i) for i in np.unique(ids[y0:y1, x0:x1]) if i != 0}
     rows = [row for row in table.rows if row["id"] not in touched]
+    # Where the touched objects can be: their boxes before the edit, grown at most into the edited box (an
+    # object new to the table lies inside it), so the search never scans the whole slide.
+    known = [row["_box"] for row in table.rows if row["id"] in touched]
+    wy0 = min([y0] + [b[0] for b in known])
+    wx0 = min([x0] + [b[1] for b in known])
+    wy1 = max([y1] + [b[2] for b in known])
+    wx1 = max([x1] + [b[3] for b in known])
     if touched:
-        hit = np.isin(ids, list(touched))
+        window = slice(wy0, wy1), slice(wx0, wx1)
+        hit = np.isin(ids[window], list(touched))
         rr, cc = np.flatnonzero(hit.any(axis=1)), np.flatnonzero(hit.any(axis=0))
         if rr.size:
-            crop = slice(int(rr[0]), int(rr[-1]) + 1), slice(int(cc[0]), int(cc[-1]) + 1)
-            local = np.where(hit[crop], ids[crop], 0)
+            crop = (slice(wy0 + int(rr[0]), wy0 + int(rr[-1]) + 1), slice(wx0 + int(cc[0]), wx0 + int(cc[-1]) + 1))
+            inner = slice(int(rr[0]), int(rr[-1]) + 1), slice(int(cc[0]), int(cc[-1]) + 1)
+            local = np.where(hit[inner], ids[crop], 0)
             cropped = {k: (v[crop] if isinstance(v, np.ndarray) else v) for k, v in options.items()}
             fresh = measure_objects(local, mask[crop], classes, **cropped)
             for row in fresh.rows:

@@ -35,6 +35,7 @@ class _Snapshot:
     source: str
     undo_index: int
     mask_object: object  # identity check: a replaced mask means the document changed
+    objects: object = None  # the instance map the user found or edited, if any
 
 
 @dataclass
@@ -61,7 +62,7 @@ def snapshot(doc) -> _Snapshot:
         doc=doc, pixels=doc.image.pixels, channels=channels, channel_names=tuple(names) if names else None,
         mask=doc.mask.copy(), hand=doc.hand.copy(), classes=ClassTable.from_list(doc.classes.to_list()),
         model_version=doc.model_version, source=str(doc.path.resolve()), undo_index=doc.undo_stack.index(),
-        mask_object=doc.mask)
+        mask_object=doc.mask, objects=None if doc.model.objects is None else doc.model.objects.copy())
 
 
 class _ExportThread(QThread):
@@ -95,7 +96,7 @@ class _ExportThread(QThread):
                 pixels = snap.pixels[..., list(snap.channels)] if snap.channels else snap.pixels
                 item = ExportItem(pixels=pixels, mask=snap.mask, source=snap.source, hand=snap.hand,
                                   model_version=snap.model_version, channel_names=snap.channel_names,
-                                  classes=snap.classes)
+                                  classes=snap.classes, objects=snap.objects)
                 by_item[id(item)] = snap
                 handed_out.append(snap)
                 yield item

@@ -58,3 +58,26 @@ def test_ids_use_the_smallest_type_and_relabel_closes_gaps():
     out = relabel(ids)
     assert out.dtype == np.uint16
     assert out.tolist() == [[0, 2, 2], [3, 0, 1]]
+
+
+def test_dataset_entries_keep_their_objects_beside_the_class_mask(tmp_path):
+    from segstudio.core.dataset import ExportItem, export_many, load_manifest, load_objects
+    from segstudio.core.labels import ClassTable
+    from segstudio.core.nnunet import export_nnunet
+
+    mask = two_touching_and_one_apart()
+    pixels = (mask * 100).astype(np.uint8)
+    classes = ClassTable.default()
+    classes.add("mitosis")
+    export_many(tmp_path / "ds", [ExportItem(pixels, mask, "synthetic:a")], classes)
+    (entry,) = load_manifest(tmp_path / "ds")["entries"]
+    assert entry["objects"].startswith("objects/")
+    objects = load_objects(tmp_path / "ds", entry)
+    assert objects.max() == 3 and np.array_equal(objects > 0, mask > 0)
+    # Objects the user edited travel as they are, and a re-export replaces them.
+    edited = np.where(mask > 0, 7, 0).astype(np.uint16)
+    export_many(tmp_path / "ds", [ExportItem(pixels, mask, "synthetic:a", objects=edited)], classes)
+    (entry,) = load_manifest(tmp_path / "ds")["entries"]
+    assert np.array_equal(load_objects(tmp_path / "ds", entry), edited)
+    assert len(list((tmp_path / "ds" / "objects").iterdir())) == 1  # the replaced file is gone
+    assert export_nnunet(tmp_path / "ds", tmp_path / "nnunet", dataset_id=7, name="x").is_dir()
