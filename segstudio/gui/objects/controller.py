@@ -72,7 +72,8 @@ class ObjectsController(QObject):
         self.highlight.setVisible(False)
         window.canvas.scene().addItem(self.highlight)
         self.panel = ObjectsPanel()
-        self.dock = window.add_panel(self.panel, "Objects")
+        # Along the bottom: a table wants width, and the right-hand column is full.
+        self.dock = window.add_panel(self.panel, "Objects", Qt.DockWidgetArea.BottomDockWidgetArea)
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.setInterval(REMEASURE_DELAY_MS)
