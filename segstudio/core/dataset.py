@@ -63,7 +63,7 @@ from segstudio.core import dataset_checks, dataset_codecs
 from segstudio.core.dataset_checks import UnsafeDataset
 from segstudio.core.dataset_codecs import tiff_bytes
 from segstudio.core.labels import ClassTable
-from segstudio.core.objects.instances import ids_dtype, split_touching
+from segstudio.core.objects.instances import connected_objects, ids_dtype
 from segstudio.core.storage import (
     atomic_write_bytes,
     atomic_write_json,
@@ -98,7 +98,7 @@ class ExportItem:
     model_version: str | None = None
     channel_names: tuple[str, ...] | None = None
     classes: ClassTable | None = None
-    objects: np.ndarray | None = None  # instance map; None: the mask's patches, touching ones split
+    objects: np.ndarray | None = None  # instance map the user found or edited; None: the mask's patches
 
 
 # --- hashing -----------------------------------------------------------------------------------------------
@@ -312,7 +312,9 @@ def _write_item(root: Path, item: ExportItem, classes: ClassTable, existing: dic
 
 def _objects_of(item: ExportItem, mask: np.ndarray) -> np.ndarray:
     if item.objects is None:
-        return split_touching(mask)
+        # Connected patches, not the watershed: an export must stay quick whatever the mask holds, and
+        # objects the user split or joined arrive in item.objects.
+        return connected_objects(mask)
     objects = np.asarray(item.objects)
     if objects.shape != mask.shape or objects.dtype.kind not in "ui":
         raise DatasetError(f"the instance map ({objects.shape}, {objects.dtype}) does not fit the mask {mask.shape}")

@@ -31,6 +31,9 @@ __all__ = [
 # 0.955 at 1 and 0.81 at 2 (deep necks are rare: touching nuclei mostly meet along a short flat side);
 # 0.5 rather than 0.3 leaves room for the rougher outlines of real slides.
 DEFAULT_SEED_DEPTH = 0.5
+# Patches larger than this (a round object some 250 px across) are regions such as tissue, not touching
+# nuclei: they stay whole. The h-maxima seeds of one such patch of a ragged mask take minutes to find.
+MAX_SPLIT_AREA = 50_000
 
 
 def ids_dtype(max_id: int) -> np.dtype:
@@ -91,6 +94,10 @@ def _split_patches(binary: np.ndarray, relief: np.ndarray, seeds_in) -> tuple[np
         if box is None:
             continue
         inside = patches[box] == patch_id
+        if np.count_nonzero(inside) > MAX_SPLIT_AREA:
+            next_id += 1
+            out[box][inside] = next_id
+            continue
         seed_count, markers = _components(seeds_in(box, inside) & inside)
         if seed_count < 2:
             next_id += 1
