@@ -293,8 +293,9 @@ By bit depth (IoU): 8-bit images: model {by_depth['model_iou_8bit']:.3f}, Otsu {
 ## Limits
 - Trained only on generated images: it has not been scored on real slides in this repository. Expect
   to correct its masks and fine-tune it on your own exported data (Model > Fine-tune).
-- Semantic, not instance, segmentation: touching nuclei are one `nucleus` region; their split lines
-  must be drawn by hand (eraser) when instances matter.
+- Semantic, not instance, segmentation: the network has no interior/boundary output, so touching
+  nuclei come out as one `nucleus` region and objects are split afterwards by the distance-transform
+  watershed (View > Object View, `predict --objects`); `scripts/eval_objects.py` scores that split.
 - Not trained for brightfield/H&E, cytoplasm or membrane stains, 3-D stacks (each page is 2-D), or
   images where nuclei are dark on a bright background.
 """

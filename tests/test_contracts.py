@@ -61,6 +61,7 @@ PLANTED = {
     "gui/exporting/__init__.py": "",
     "gui/slides/__init__.py": "",
     "gui/models/__init__.py": "",
+    "gui/objects/__init__.py": "",
     "gui/canvas/__init__.py": "",
     "gui/canvas/overlay.py": "",
     "gui/canvas/view.py": "from planted.gui.editing import tools\n",  # gui-canvas-below-features

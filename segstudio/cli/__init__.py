@@ -16,7 +16,7 @@ from pathlib import Path
 
 #: Sub-command modules of this package, in the order `--help` lists them after `gui`. Each exposes
 #: `register(subparsers)` (adds its parser and `set_defaults(run=run)`) and `run(args) -> int`.
-SUBCOMMANDS = ("predict", "train", "export", "models", "info")
+SUBCOMMANDS = ("predict", "train", "export", "measure", "models", "info")
 
 
 def _add_gui_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,4 +1,5 @@
-"""`segstudio export`: put labelled images into a dataset folder (and optionally an nnU-Net raw folder).
+"""`segstudio export`: put labelled images into a dataset folder (and optionally an nnU-Net raw folder), or
+write their objects in a format other tools read (``--format geojson|imagej|coco|instances|omezarr``).
 
 Each image's mask comes from one of two places:
 
@@ -7,6 +8,11 @@ Each image's mask comes from one of two places:
   the masks were drawn by a person;
 * ``--from-autosave``: the work saved by the window for that image (mask, class table, hand map, model
   version), i.e. corrections that were never exported from the window.
+
+With an object format, each image's objects are ``DIR/<stem>_objects.tif`` when ``segstudio predict
+--objects`` wrote one, else the mask's patches with touching ones split (``--no-split`` keeps each patch
+whole); the files go into the ``--to`` folder as ``<stem>.geojson``, ``<stem>_rois.zip``,
+``<stem>_coco.json``, ``<stem>_objects.tif`` or ``<stem>.ome.zarr``.
 
 Every image is handled on its own: a file that cannot be read or has no usable mask is reported with the
 reason and skipped, the others are exported, and the exit status is 1 if anything failed.
@@ -36,7 +42,15 @@ def register(subparsers) -> None:
                         help="folder with <stem>_mask.png or <stem>.png index masks")
     source.add_argument("--from-autosave", action="store_true",
                         help="take each image's mask, classes and hand map from the window's autosave")
-    parser.add_argument("--to", required=True, metavar="DATASET_DIR", help="dataset folder (created if missing)")
+    parser.add_argument("--to", required=True, metavar="DIR",
+                        help="dataset folder, or with --format the folder for the files (created if missing)")
+    parser.add_argument("--format", default="dataset",
+                        choices=["dataset", "geojson", "imagej", "coco", "instances", "omezarr"],
+                        help="dataset (default): a training dataset folder; geojson: QuPath; imagej: Fiji ROI "
+                             "set; coco: COCO JSON; instances: instance TIFF; omezarr: OME-Zarr with labels "
+                             "(napari)")
+    parser.add_argument("--no-split", action="store_true",
+                        help="with --format: one object per connected patch (do not split touching objects)")
     parser.add_argument("--classes", metavar="FILE",
                         help="class table JSON: a list of {id, name, color} or a file with a 'classes' list "
                              "(e.g. another dataset.json). Default: the dataset's own table, else "
@@ -94,7 +108,7 @@ def _find_mask(mask_dir: Path, image: Path) -> Path | None:
     return None
 
 
-def _items(files: list[Path], args, report) -> Iterator[ExportItem]:
+def _items(files: list[Path], args, report, metas: dict | None = None) -> Iterator[ExportItem]:
     import numpy as np
 
     from segstudio.core.autosave import AutosaveStore
@@ -142,9 +156,57 @@ def _items(files: list[Path], args, report) -> Iterator[ExportItem]:
                 continue
             if args.hand_painted:
                 hand = np.ones(mask.shape, dtype=bool)
-        yield ExportItem(pixels=image.pixels, mask=mask, source=str(path.resolve()), hand=hand,
-                         model_version=model_version, channel_names=image.meta.channel_names,
-                         classes=classes)
+        item = ExportItem(pixels=image.pixels, mask=mask, source=str(path.resolve()), hand=hand,
+                          model_version=model_version, channel_names=image.meta.channel_names,
+                          classes=classes)
+        if metas is not None:
+            metas[item.source] = image.meta
+        yield item
+
+
+def _find_objects(mask_dir: Path, image: Path) -> Path | None:
+    candidate = mask_dir / f"{image.stem}_objects.tif"
+    return candidate if candidate.is_file() and candidate.resolve() != image.resolve() else None
+
+
+def _export_objects(args, files: list[Path], classes: ClassTable, report) -> int:
+    """Write each image's objects in ``args.format`` into the ``--to`` folder; returns how many were written."""
+    from segstudio.core.objects.formats import (
+        ObjectFileError,
+        layer_from_mask,
+        output_name,
+        read_objects,
+        write_objects,
+    )
+    from segstudio.core.objects.instances import connected_objects, split_touching
+    from segstudio.core.storage import SaveError
+
+    out_dir = Path(args.to)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = 0
+    metas: dict = {}
+    for item in _items(files, args, report, metas):
+        source = Path(item.source)
+        table = item.classes or classes
+        objects_file = _find_objects(Path(args.masks), source) if args.masks else None
+        try:
+            if objects_file is not None:
+                ids = read_objects(objects_file).ids
+                if ids.shape != item.mask.shape:
+                    raise ObjectFileError(objects_file, f"its size {ids.shape} is not the mask's {item.mask.shape}")
+            else:
+                ids = connected_objects(item.mask) if args.no_split else split_touching(item.mask)
+            target = out_dir / output_name(source.stem, args.format)
+            write_objects(args.format, target, layer_from_mask(ids, item.mask, table), table,
+                          pixels=item.pixels, pixel_size_um=metas[item.source].pixel_size_um,
+                          image_name=source.name)
+        except (ObjectFileError, SaveError, OSError, ValueError) as exc:
+            report(source, str(exc))
+            continue
+        written += 1
+        if not args.quiet:
+            print(f"exported {source} -> {target} ({int(ids.max())} objects)")
+    return written
 
 
 def run(args: argparse.Namespace) -> int:
@@ -179,6 +241,15 @@ def run(args: argparse.Namespace) -> int:
     for message in expand_errors:
         failures.append(message)
         print(printable(f"error: {message}"), file=sys.stderr)
+
+    if args.format != "dataset":
+        try:
+            written = _export_objects(args, files, classes, report)
+        except OSError as exc:
+            print(f"error: {args.to}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{written} exported, {len(failures)} failed -> {args.to}", file=out)
+        return 1 if failures else 0
 
     sources = {str(p.resolve()): p for p in files}
 

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     parser.add_argument("--batch", type=int, default=0,
                         help="tiles per forward pass (default: 4 on a GPU, 1 on the CPU)")
     parser.add_argument("--confidence", action="store_true", help="also write the confidence map")
+    parser.add_argument("--objects", action="store_true",
+                        help="also write <name>_objects.tif: one id per object (uint16, or uint32 past 65,535 "
+                             "objects), touching objects split")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -129,6 +132,9 @@ def _run(args: argparse.Namespace, ctx) -> int:
             if args.confidence:
                 confidence = np.rint(result.confidence.astype(np.float32) * 255.0).astype(np.uint8)
                 _write_png(out_dir / f"{stem}_confidence.png", confidence)
+            if args.objects:
+                found = _write_objects(out_dir / f"{stem}_objects.tif", result.labels, meta)
+                bar.report(f"{path.name}: {count(found, 'object')}")
         except (OSError, ValueError) as error:
             bar.report(printable(f"error: {path}: cannot write {mask_path}: {error}"))
             failures += 1
@@ -291,6 +297,21 @@ class ProgressBar:
         if self._drawn:
             self.stream.write("\r" + " " * self._drawn + "\r")
             self._drawn = 0
+
+
+def _write_objects(path: Path, labels: np.ndarray, meta) -> int:
+    """The instance TIFF beside a class mask; returns how many objects it holds."""
+    from segstudio.core.labels import ClassTable
+    from segstudio.core.objects.formats import layer_from_mask, write_objects
+    from segstudio.core.objects.instances import split_touching
+
+    ids = split_touching(labels)
+    try:
+        classes = ClassTable.from_list(meta.classes)
+    except (ValueError, TypeError, KeyError):  # a model without a usable class list: name them by id
+        classes = ClassTable.default()
+    write_objects("instances", path, layer_from_mask(ids, labels, classes), classes)
+    return int(ids.max())
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> None:

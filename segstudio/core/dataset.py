@@ -6,6 +6,8 @@ Layout of a dataset folder::
     <dir>/images/<id>.tif     source pixels, lossless (zlib), original dtype, (H, W) or (H, W, C)
     <dir>/masks/<id>.png      index mask (uint8, or uint16 when a class id exceeds 255)
     <dir>/hand/<id>.png       uint8 0/1: pixels the user painted by hand
+    <dir>/objects/<id>.tif    instance map: one id per object (uint16, uint32 past 65,535 objects), so
+                              training can learn object interiors and boundaries
 
 ``<id>`` is the first 16 hex digits of the content hash (:func:`content_hash`) of the source pixels, so an
 entry is identified by what the image contains, not by where it was found:
@@ -58,10 +60,11 @@ import cv2
 import numpy as np
 import tifffile
 
-from segstudio.core import dataset_checks
+from segstudio.core import dataset_checks, dataset_codecs
 from segstudio.core.dataset_checks import UnsafeDataset
 from segstudio.core.dataset_codecs import tiff_bytes
 from segstudio.core.labels import ClassTable
+from segstudio.core.objects.instances import connected_objects, ids_dtype
 from segstudio.core.storage import (
     atomic_write_bytes,
     atomic_write_json,
@@ -96,6 +99,7 @@ class ExportItem:
     model_version: str | None = None
     channel_names: tuple[str, ...] | None = None
     classes: ClassTable | None = None
+    objects: np.ndarray | None = None  # instance map the user found or edited; None: the mask's patches
 
 
 # --- hashing -----------------------------------------------------------------------------------------------
@@ -266,7 +270,7 @@ def _check_mask(mask: np.ndarray, shape_hw: tuple[int, int], classes: ClassTable
 def _entry_paths(entry_id: str, slot: str = "") -> dict:
     """File names of an entry; `slot` "-b" is the alternate mask/hand pair written on re-export."""
     return {"image": f"images/{entry_id}.tif", "mask": f"masks/{entry_id}{slot}.png",
-            "hand": f"hand/{entry_id}{slot}.png"}
+            "hand": f"hand/{entry_id}{slot}.png", "objects": f"objects/{entry_id}{slot}.tif"}
 
 
 def _all_entry_files(entry_id: str) -> set[str]:
@@ -299,6 +303,8 @@ def _write_item(root: Path, item: ExportItem, classes: ClassTable, existing: dic
         atomic_write_bytes(image_path, tiff_bytes(pixels))
     save_mask_png(root / paths["mask"], mask)
     save_mask_png(root / paths["hand"], hand)
+    objects = _objects_of(item, mask)
+    atomic_write_bytes(root / paths["objects"], dataset_codecs.encode_tif(objects))
     return {
         "id": entry_id, **paths,
         "source": str(item.source),
@@ -310,9 +316,46 @@ def _write_item(root: Path, item: ExportItem, classes: ClassTable, existing: dic
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "mask_sha256": _array_hash(mask),
         "hand_sha256": _array_hash(hand),
+        "objects_sha256": _array_hash(objects),
         "class_pixels": {str(k): v for k, v in sorted(class_pixels.items())},
         **({"channel_names": list(item.channel_names)} if item.channel_names else {}),
     }
+
+
+def _objects_of(item: ExportItem, mask: np.ndarray) -> np.ndarray:
+    if item.objects is None:
+        # Connected patches, not the watershed: an export must stay quick whatever the mask holds, and
+        # objects the user split or joined arrive in item.objects.
+        return connected_objects(mask)
+    objects = np.asarray(item.objects)
+    if objects.shape != mask.shape or objects.dtype.kind not in "ui":
+        raise DatasetError(f"the instance map ({objects.shape}, {objects.dtype}) does not fit the mask {mask.shape}")
+    return objects.astype(ids_dtype(int(objects.max(initial=0))))
+
+
+def load_objects(dataset_dir: str | Path, entry: Mapping) -> np.ndarray | None:
+    """The instance map of an entry (0: background), or None for an entry exported before objects were kept."""
+    root, relative = Path(dataset_dir), entry.get("objects")
+    if relative is None:
+        return None
+    parts = relative.split("/") if isinstance(relative, str) else []
+    try:
+        if len(parts) != 2 or parts[0] != "objects":
+            raise UnsafeDataset(f"entry {entry.get('id')}: objects {printable(repr(relative))[:80]} is not a file "
+                                "inside the dataset's objects/ folder")
+        path = dataset_checks.regular_file(root, relative)
+        objects = tifffile.imread(path)
+    except UnsafeDataset as exc:
+        raise DatasetError(str(exc)) from None
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"Cannot open {printable(root / relative)}: {exc}") from exc
+    if objects.shape != (entry["height"], entry["width"]):
+        raise DatasetError(f"{printable(path)} has shape {objects.shape}, "
+                           f"the image is {entry['height']} x {entry['width']}")
+    stored = entry.get("objects_sha256")
+    if stored and _array_hash(objects) != stored:
+        raise DatasetError(f"{printable(path)} does not match the hash its manifest entry records (objects_sha256)")
+    return objects
 
 
 def export_many(dataset_dir: str | Path, items: Iterable[ExportItem], classes: ClassTable, *,
@@ -372,7 +415,7 @@ def export_many(dataset_dir: str | Path, items: Iterable[ExportItem], classes: C
 def _prepare_folders(root: Path) -> None:
     """Create the entry folders; refuse ones that are links out of the dataset; clear killed writers' temp
     files (only old ones: a writer may be at work)."""
-    for sub in ("images", "masks", "hand"):
+    for sub in ("images", "masks", "hand", "objects"):
         (root / sub).mkdir(parents=True, exist_ok=True)
         try:
             dataset_checks.inside(root, sub)
@@ -386,7 +429,7 @@ def _remove_unreferenced(root: Path, ids: set[str], by_id: dict[str, dict]) -> N
     """After the manifest is written: delete the files of these ids that no entry names any more."""
     for entry_id in ids:
         kept = by_id.get(entry_id)
-        named = {kept["image"], kept["mask"], kept["hand"]} if kept else set()
+        named = {kept["image"], kept["mask"], kept["hand"], kept.get("objects")} if kept else set()
         for rel in _all_entry_files(entry_id) - named:
             (root / rel).unlink(missing_ok=True)
 

@@ -15,6 +15,8 @@ import numpy as np
 from segstudio.core.edits import Diff
 from segstudio.core.imageio import DisplayPicture, ImageData, to_display_picture
 from segstudio.core.labels import ClassTable, new_mask
+from segstudio.core.objects.editing import ObjectDiff, follow_mask
+from segstudio.core.objects.instances import from_interior, split_touching
 from segstudio.core.text import printable
 
 Box = tuple[int, int, int, int]  # y0, x0, height, width
@@ -44,6 +46,9 @@ class Document:
         self.model_channels_chosen = False
         self.model_stain = ""  # "he": Predict feeds the hematoxylin separated from the colours
         self._display: DisplayPicture | None = None
+        # The instance map (object ids, uint32) once objects were found; class edits keep it in step.
+        self.objects: np.ndarray | None = None
+        self.pixel_size_um: float | None = image.meta.pixel_size_um
 
     @property
     def path(self) -> Path:
@@ -80,12 +85,33 @@ class Document:
     def apply(self, diff: Diff) -> Box:
         """Make the change (redo); returns the box that changed."""
         diff.apply(self.mask, self.hand)
+        self._objects_follow(diff, diff.apply_ids if isinstance(diff, ObjectDiff) else None)
         return _box(diff)
 
     def revert(self, diff: Diff) -> Box:
         """Take the change back (undo); returns the box that changed."""
         diff.revert(self.mask, self.hand)
+        self._objects_follow(diff, diff.revert_ids if isinstance(diff, ObjectDiff) else None)
         return _box(diff)
+
+    def follow_objects(self, diff: Diff) -> None:
+        """Bring the instance map in step with ``diff``, already applied to the mask (the edit tools paint
+        first and hand the Diff over afterwards)."""
+        self._objects_follow(diff, diff.apply_ids if isinstance(diff, ObjectDiff) else None)
+
+    def find_objects(self, interior: np.ndarray | None = None) -> np.ndarray:
+        """Find the objects of the mask again (seeded from a model's interior map when given); not an edit."""
+        ids = split_touching(self.mask) if interior is None else from_interior(self.mask, interior)
+        self.objects = np.ascontiguousarray(ids, dtype=np.uint32)
+        return self.objects
+
+    def _objects_follow(self, diff: Diff, write_ids) -> None:
+        if self.objects is None:
+            return
+        if write_ids is not None and diff.ids_old is not None:
+            write_ids(self.objects)
+        else:
+            follow_mask(self.objects, self.mask, diff.y0, diff.x0, diff.y1, diff.x1)
 
     def holds(self, diff: Diff) -> bool:
         """True when the mask (and hand map) already show the diff's new pixels wherever it changes any.
@@ -97,6 +123,9 @@ class Document:
         changed = diff.old != diff.new
         if not np.array_equal(self.mask[region][changed], diff.new[changed]):
             return False
+        if isinstance(diff, ObjectDiff) and self.objects is not None and diff.ids_old is not None:
+            if not diff.holds_ids(self.objects):
+                return False
         if diff.hand_old is None:
             return True
         hand_changed = diff.hand_old != diff.hand_new
@@ -112,6 +141,7 @@ class Document:
         self.mask = np.ascontiguousarray(mask)
         if hand is not None:
             self.hand = hand
+        self.objects = None  # found again from the new mask when asked for
 
     # --- prediction ------------------------------------------------------------------------------------
     def prediction_diff(self, labels: np.ndarray, *, replace_all: bool = False) -> Diff | None:

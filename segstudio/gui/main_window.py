@@ -21,6 +21,7 @@ from segstudio.gui.exporting.controller import ExportController
 from segstudio.gui.inspector.controller import InspectorController
 from segstudio.gui.model_host import ModelHost
 from segstudio.gui.models.controller import ModelsController
+from segstudio.gui.objects.controller import ObjectsController
 from segstudio.gui.opening import OpeningController
 from segstudio.gui.prediction.controller import PredictionController
 from segstudio.gui.session import SessionController
@@ -66,6 +67,9 @@ class MainWindow(QMainWindow):
         self.exporting = ExportController(self)
         self.training = TrainingController(self)
         self.models = ModelsController(self, classes=lambda: self.editing.classes.table.to_list())
+        self.objects = ObjectsController(self)
+        self.objects.class_id = lambda: self.editing.session.active_class
+        self.objects.classes_offered.connect(self.editing.classes.adopt)
         # A model's class names and colours become the session's, so no predicted pixel is invisible.
         self.prediction.classes_offered.connect(self.editing.classes.adopt_from_model)
         # Recent files, projects and the last session; restores the size and panels once all are docked.

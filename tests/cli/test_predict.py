@@ -154,3 +154,15 @@ def test_an_unknown_model_stops_before_any_work(tmp_path, slides, capsys):
     assert code == 2
     assert "no-such-model" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_objects_flag_writes_an_instance_tiff_beside_each_mask(model_file, slides, tmp_path):
+    import tifffile
+
+    out = tmp_path / "out"
+    assert _run(str(slides / "a.png"), "--model", str(model_file), "--out", str(out), "--tile", "32",
+                "--objects") == 0
+    mask = cv2.imread(str(out / "a_mask.png"), cv2.IMREAD_UNCHANGED)
+    ids = tifffile.imread(out / "a_objects.tif")
+    assert ids.dtype == np.uint16 and ids.shape == mask.shape
+    assert np.array_equal(ids > 0, mask > 0)  # every labelled pixel is in an object, background in none

@@ -59,8 +59,8 @@ def test_export_writes_the_layout_and_manifest(tmp_path, rng):
     assert datetime.fromisoformat(entry["updated"]).tzinfo is not None
     assert entry["class_pixels"] == {str(k): int((mask == k).sum()) for k in (0, 1) if (mask == k).any()}
     # No temporary files left behind by the atomic writes.
-    assert sorted(p.name for p in root.iterdir()) == ["dataset.json", "hand", "images", "masks"]
-    assert [len(list((root / d).iterdir())) for d in ("images", "masks", "hand")] == [1, 1, 1]
+    assert sorted(p.name for p in root.iterdir()) == ["dataset.json", "hand", "images", "masks", "objects"]
+    assert [len(list((root / d).iterdir())) for d in ("images", "masks", "hand", "objects")] == [1, 1, 1, 1]
 
 
 @pytest.mark.parametrize("shape,dtype", [

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 GUI = Path(__file__).resolve().parents[2] / "segstudio" / "gui"
-FEATURES = ("prediction", "inspector", "editing", "exporting", "training", "models")
+FEATURES = ("prediction", "inspector", "editing", "exporting", "training", "models", "objects")
 # The window composes the features; a feature importing it would import every other feature.
 COMPOSERS = ("segstudio.gui.main_window",)
 

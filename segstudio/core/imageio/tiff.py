@@ -21,6 +21,7 @@ import numpy as np
 import tifffile
 
 from segstudio.core.imageio.checks import Limits, bit_depth, check_size, checked_channels, checked_page
+from segstudio.core.imageio.pixel_size import tiff_pixel_size_um
 from segstudio.core.imageio.types import (
     RGB_NAMES,
     RGBA_NAMES,
@@ -255,7 +256,8 @@ def _tiff_meta(path: Path, tif: tifffile.TiffFile, layout: _TiffLayout, layouts:
     if not isinstance(bits, int) or bits > bit_depth(dtype):
         bits = bit_depth(dtype)
     return ImageMeta(path, "tiff", dtype.name, int(bits), layout.height, layout.width, channels,
-                     sum(item.pages for item in layouts), page or 0, layout.channel_names)
+                     sum(item.pages for item in layouts), page or 0, layout.channel_names,
+                     tiff_pixel_size_um(tif, tif.series[layout.series].keyframe))
 
 
 def _tiff_output_dtype(dtype: np.dtype) -> np.dtype:

@@ -60,6 +60,7 @@ class ImageMeta:
     pages: int  # pages the user can choose from (TIFF stacks); 1 for everything else
     page: int
     channel_names: tuple[str, ...] | None = None
+    pixel_size_um: float | None = None  # side of one pixel in micrometres, when the file says
 
 
 @dataclass

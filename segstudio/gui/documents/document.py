@@ -151,6 +151,8 @@ class ImageDocument(QObject):
         """Make ``diff`` one undo step named ``text``, applying it first unless the mask already shows it."""
         if not self.model.holds(diff):
             self.model.apply(diff)
+        else:
+            self.model.follow_objects(diff)
         self.undo_stack.push(MaskEditCommand(self, diff, text))
         self.notify_region(diff.y0, diff.x0, *diff.shape)
 

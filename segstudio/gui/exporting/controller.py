@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal
+from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog
 
 from segstudio.core.document import ImageStatus
 from segstudio.core.words import count
 from segstudio.gui.exporting.dialog import ExportDialog, NnunetOptions
+from segstudio.gui.exporting.objects import ObjectsExportThread, ask_target
 from segstudio.gui.progress import JobProgress
 
 
@@ -34,6 +36,7 @@ class _Snapshot:
     source: str
     undo_index: int
     mask_object: object  # identity check: a replaced mask means the document changed
+    objects: object = None  # the instance map the user found or edited, if any
 
 
 @dataclass
@@ -60,7 +63,7 @@ def snapshot(doc) -> _Snapshot:
         doc=doc, pixels=doc.image.pixels, channels=channels, channel_names=tuple(names) if names else None,
         mask=doc.mask.copy(), hand=doc.hand.copy(), classes=ClassTable.from_list(doc.classes.to_list()),
         model_version=doc.model_version, source=str(doc.path.resolve()), undo_index=doc.undo_stack.index(),
-        mask_object=doc.mask)
+        mask_object=doc.mask, objects=None if doc.model.objects is None else doc.model.objects.copy())
 
 
 def _reason(err: Exception) -> str:
@@ -112,7 +115,7 @@ class _ExportThread(QThread):
                     pixels = snap.pixels[..., list(snap.channels)] if snap.channels else snap.pixels
                     item = ExportItem(pixels=pixels, mask=snap.mask, source=snap.source, hand=snap.hand,
                                       model_version=snap.model_version, channel_names=snap.channel_names,
-                                      classes=snap.classes)
+                                      classes=snap.classes, objects=snap.objects)
                 except Exception as err:  # this image cannot be exported; the others still are
                     failed[id(snap)] = _reason(err)
                     continue
@@ -163,6 +166,14 @@ class ExportController(QObject):
         self.progress.cancel_requested.connect(self.cancel)
         window.actions.export_dataset.triggered.connect(self.show_dialog)
         window.actions.export_mask.triggered.connect(lambda: self.export_mask())
+        self.export_objects_action = QAction("Export &Objects...", window)
+        self.export_objects_action.setShortcut(QKeySequence("Ctrl+Alt+E"))
+        self.export_objects_action.setStatusTip("Save the objects for QuPath (GeoJSON), Fiji (ROI set), napari "
+                                                "(OME-Zarr), COCO tools or as an instance TIFF")
+        self.export_objects_action.triggered.connect(lambda: self.export_objects())
+        window.menus["file"].insertAction(window.actions.export_dataset, self.export_objects_action)
+        window.actions.register(self.export_objects_action)
+        self.objects_thread: ObjectsExportThread | None = None
         window.documents_changed.connect(self._update_enabled)
         window.document_changed.connect(lambda _doc: self._update_enabled())
         self._update_enabled()
@@ -271,7 +282,34 @@ class ExportController(QObject):
         window.statusBar().showMessage(f"Mask saved to {target} (pixel values are class ids)", 8000)
         return target
 
+    # --- File > Export Objects -----------------------------------------------------------------
+    def export_objects(self, fmt: str | None = None, path: str | Path | None = None) -> ObjectsExportThread | None:
+        """Write the current image's objects; the save dialog's file type picks the format."""
+        doc = self.window.current
+        if doc is None or self.objects_thread is not None:
+            return None
+        if path is None:
+            chosen = ask_target(self.window, doc)
+            if chosen is None:
+                return None
+            fmt, path = chosen
+        self.objects_thread = ObjectsExportThread(fmt, Path(path), doc, self)
+        self.objects_thread.done.connect(self._objects_written)
+        self.objects_thread.finished.connect(self.objects_thread.deleteLater)
+        self.window.statusBar().showMessage(f"Writing the objects of {doc.title}...")
+        self.objects_thread.start()
+        return self.objects_thread
+
+    def _objects_written(self, target: Path, outcome) -> None:
+        self.objects_thread.wait()
+        self.objects_thread = None
+        if isinstance(outcome, str):
+            self.window.show_error("Objects not exported", outcome)
+        else:
+            self.window.statusBar().showMessage(f"{outcome} objects written to {target}", 10000)
+
     def _update_enabled(self) -> None:
+        self.export_objects_action.setEnabled(self.window.current is not None)
         self.window.actions.export_dataset.setEnabled(bool(self.window.documents) and not self.busy())
 
     def shutdown(self) -> None:

@@ -102,7 +102,7 @@ def test_a_cancelled_export_leaves_only_files_its_manifest_lists(window, qtbot, 
     report = run_export(window, qtbot, folder)
     assert report.cancelled and report.exported == docs[:1]
     entries = dataset.load_manifest(folder)["entries"]
-    listed = {entry[key] for entry in entries for key in ("image", "mask", "hand") if entry.get(key)}
+    listed = {entry[key] for entry in entries for key in ("image", "mask", "hand", "objects") if entry.get(key)}
     on_disk = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} - {"dataset.json"}
     assert on_disk == listed
     assert not window.exporting.progress.isVisible() and window.actions.export_dataset.isEnabled()
