@@ -66,11 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, ctx) -> int:
-    import numpy as np
 
-    from segstudio.core.imageio import SUPPORTED_SUFFIXES, ImageReadError, read_image
+    from segstudio.core.imageio import SUPPORTED_SUFFIXES
     from segstudio.engine.predict import Predictor, PredictSettings
-    from segstudio.engine.predict.predictor import UnusableModelOutput
     from segstudio.models.library import ModelLibrary
 
     err: TextIO = sys.stderr
@@ -102,6 +100,19 @@ def _run(args: argparse.Namespace, ctx) -> int:
     for path in missing:
         print(printable(f"error: {path}: no such file or folder"), file=err)
 
+    failures = _predict_images(args, predictor, meta, settings, files, missing, out_dir, err)
+    if failures is None:
+        return EXIT_UNUSABLE
+    return EXIT_SOME_FAILED if failures or slides_status else EXIT_OK
+
+
+def _predict_images(args, predictor, meta, settings, files: list[Path], missing: list[Path], out_dir: Path,
+                    err: TextIO) -> int | None:
+    """Ordinary images, one after another, into mask PNGs; the number that failed (None: stop, the model
+    itself gives unusable answers)."""
+    from segstudio.core.imageio import ImageReadError, read_image
+    from segstudio.engine.predict.predictor import UnusableModelOutput
+
     total = len(files)
     model_id = getattr(meta, "id", args.model)
     if not args.quiet:
@@ -120,7 +131,7 @@ def _run(args: argparse.Namespace, ctx) -> int:
             continue
         except UnusableModelOutput as error:  # every image would fail the same way: stop at the first
             bar.report(printable(f"segstudio predict: {error}"))
-            return EXIT_UNUSABLE
+            return None
         except (ValueError, RuntimeError, MemoryError) as error:
             bar.report(printable(f"error: {path}: prediction failed: {error}"))
             failures += 1
@@ -128,13 +139,7 @@ def _run(args: argparse.Namespace, ctx) -> int:
         stem = stems.claim(path)
         mask_path = out_dir / f"{stem}_mask.png"
         try:
-            _write_png(mask_path, result.labels)
-            if args.confidence:
-                confidence = np.rint(result.confidence.astype(np.float32) * 255.0).astype(np.uint8)
-                _write_png(out_dir / f"{stem}_confidence.png", confidence)
-            if args.objects:
-                found = _write_objects(out_dir / f"{stem}_objects.tif", result.labels, meta)
-                bar.report(f"{path.name}: {count(found, 'object')}")
+            _write_outputs(args, out_dir, stem, result, meta, bar, path)
         except (OSError, ValueError) as error:
             bar.report(printable(f"error: {path}: cannot write {mask_path}: {error}"))
             failures += 1
@@ -147,7 +152,19 @@ def _run(args: argparse.Namespace, ctx) -> int:
     requested = total + len(missing)
     print(printable(f"{done} of {count(requested, 'image')} predicted, {failures} failed; masks in {out_dir}"),
           file=err)
-    return EXIT_SOME_FAILED if failures or slides_status else EXIT_OK
+    return failures
+
+
+def _write_outputs(args, out_dir: Path, stem: str, result, meta, bar, path: Path) -> None:
+    import numpy as np
+
+    _write_png(out_dir / f"{stem}_mask.png", result.labels)
+    if args.confidence:
+        confidence = np.rint(result.confidence.astype(np.float32) * 255.0).astype(np.uint8)
+        _write_png(out_dir / f"{stem}_confidence.png", confidence)
+    if args.objects:
+        found = _write_objects(out_dir / f"{stem}_objects.tif", result.labels, meta)
+        bar.report(f"{path.name}: {count(found, 'object')}")
 
 
 def _split_slides(files: list[Path]) -> tuple[list[Path], list[Path]]:
