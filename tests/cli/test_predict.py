@@ -71,18 +71,28 @@ def test_progress_bar_in_a_log_writes_one_line_per_image_and_nothing_when_quiet(
 
 
 # --- the command with a real model ---------------------------------------------------------------------
-@pytest.fixture
-def model_file(tmp_path):
-    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+def tiny_unet():
+    """The 3-class test network of the command-line tests (2 levels, 4 base channels)."""
     from segstudio.models.registry import build_model
 
-    model = build_model("unet", in_channels=1, num_classes=3, depth=2, base_channels=4)
+    return build_model("unet", in_channels=1, num_classes=3, depth=2, base_channels=4)
+
+
+def save_cli_model(tmp_path, model):
+    """`model` saved as cli-test v1 with classes bg, a, b; returns the file."""
+    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+
     classes = [{"id": i, "name": n, "color": [40 * i, 80, 120]} for i, n in enumerate(["bg", "a", "b"])]
     meta = ModelMeta(name="cli-test", version=1, arch="unet", config=dict(model.config), classes=classes,
                      in_channels=1)
     path = tmp_path / "cli-test.safetensors"
     save_checkpoint(path, model, meta)
     return path
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    return save_cli_model(tmp_path, tiny_unet())
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from segstudio.core.label_store import LabelStore
 from segstudio.core.run_marks import MARKS_FILE
 from segstudio.engine.predict import slide as slide_predict
 from segstudio.synth.slides import TissuePatch, write_pyramid_ome
+from tests.cli.test_predict import save_cli_model, tiny_unet
 
 H, W = 1500, 2100
 
@@ -20,20 +21,12 @@ def model_file(tmp_path):
     """A network that calls every pixel class 1, so labels show exactly where tiles ran."""
     import torch
 
-    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
-    from segstudio.models.registry import build_model
-
-    model = build_model("unet", in_channels=1, num_classes=3, depth=2, base_channels=4)
+    model = tiny_unet()
     last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
     with torch.no_grad():
         last.weight.zero_()
         last.bias.copy_(torch.tensor([0.0, 5.0, 0.0]))
-    classes = [{"id": i, "name": n, "color": [40 * i, 80, 120]} for i, n in enumerate(["bg", "a", "b"])]
-    meta = ModelMeta(name="cli-test", version=1, arch="unet", config=dict(model.config), classes=classes,
-                     in_channels=1)
-    path = tmp_path / "cli-test.safetensors"
-    save_checkpoint(path, model, meta)
-    return path
+    return save_cli_model(tmp_path, model)
 
 
 @pytest.fixture

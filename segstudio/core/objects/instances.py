@@ -70,15 +70,7 @@ def _components(binary: np.ndarray) -> tuple[int, np.ndarray]:
 
 def connected_objects(mask: np.ndarray) -> np.ndarray:
     """One object per connected patch of each class (no splitting): for masks drawn object by object."""
-    ids = np.zeros(mask.shape, np.int64)
-    offset = 0
-    for class_id in np.unique(mask):
-        if class_id == 0:
-            continue
-        count, labels = _components(mask == class_id)
-        ids[labels > 0] = labels[labels > 0] + offset
-        offset += count
-    return ids.astype(ids_dtype(offset))
+    return _per_class(mask, lambda region: _components(region)[::-1])
 
 
 def _split_patches(binary: np.ndarray, relief: np.ndarray, seeds_in) -> tuple[np.ndarray, int]:
