@@ -48,6 +48,20 @@ def _try_lock(fd: int) -> bool:
     return True
 
 
+def _open_locked(path: Path) -> int | None:
+    """The file at ``path`` (made if missing, with its folder) opened and locked; None when another
+    process holds the lock. A file that cannot be made at all raises SaveError naming it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as exc:
+        raise save_error(path, exc) from exc
+    if not _try_lock(fd):
+        os.close(fd)
+        return None
+    return fd
+
+
 def _unlock(fd: int) -> None:
     try:
         if os.name == "nt":
@@ -136,13 +150,8 @@ class AutosaveStore:
             return self._session_id
         session_id = uuid.uuid4().hex
         marker = self._marker(session_id)
-        try:
-            self._sessions_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(marker, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-        except OSError as exc:
-            raise save_error(marker, exc) from exc
-        if not _try_lock(fd):
-            os.close(fd)
+        fd = _open_locked(marker)
+        if fd is None:
             raise SaveError(marker, "the session marker is locked by another process")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now().isoformat()}
         os.write(fd, json.dumps(info).encode("utf-8"))
@@ -198,13 +207,8 @@ class AutosaveStore:
             return True
         path = self._image_lock_path(key)
         for _attempt in range(3):
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-            except OSError as exc:
-                raise save_error(path, exc) from exc
-            if not _try_lock(fd):
-                os.close(fd)
+            fd = _open_locked(path)
+            if fd is None:
                 return False
             # The holder before us may have removed the file between our open and our lock: then this
             # lock is on a name nobody else sees, and we try again on the file that is there now.

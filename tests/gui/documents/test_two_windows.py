@@ -6,18 +6,13 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from segstudio.core.autosave import AutosaveStore
+from tests.gui.documents.test_autosave import new_window as autosave_window
 
 LEFT = Qt.MouseButton.LeftButton
 
 
 def new_window(qtbot):
-    from segstudio.gui.main_window import MainWindow
-
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.resize(800, 600)
-    win.show()
-    qtbot.waitExposed(win)
+    win = autosave_window(qtbot)
     win.editing.autosave.delay_ms = 20  # tests wait for the condition, not for the user's few seconds
     return win
 
