@@ -15,6 +15,12 @@
     network. Skipped when MONAI is missing (pip install segstudio[bench]).
 (c) memory: peak resident memory of a child process predicting a mem-size x mem-size uint16 image, minus
     that of a child that only imports torch and builds the model. Target well under 2 GiB.
+(d) sizes (--sizes 8192,16384): wall time, megapixels/s and peak GPU memory of Predictor.predict at each
+    image side, with mixed precision on and off. GPU memory must stay flat in image size. The model's
+    throughput is set beside NVIDIA's published U-Net inference figure (A100, FP16: 283 images/s of
+    572 x 572 px, DeepLearningExamples), scaled by work: that figure times the FLOPs of one 572^2 pass of
+    the original U-Net gives the FLOP rate NVIDIA reached; divided by this model's FLOPs per megapixel it
+    gives the megapixels/s the same rate would reach with this model. FLOPs are counted by torch.
 """
 from __future__ import annotations
 
@@ -370,6 +376,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-monai-kept", dest="monai_kept", action="store_false",
                         help="skip the reference run of MONAI inside segstudio's host-memory reuse")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: a, b, c")
+    parser.add_argument("--no-amp", dest="amp", action="store_false", help="full precision for (a), (b), (c)")
+    parser.add_argument("--sizes", default="", help="(d): comma list of image sides, e.g. 8192,16384")
     parser.add_argument("--child", choices=["baseline", "forward", "predict"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.mem_model = args.mem_model or args.model
@@ -386,10 +394,11 @@ def main(argv=None) -> int:
     model = build(args.model)
     # The product's model predicts with its own metadata (channels, normalisation, classes).
     predictor = Predictor(model, product_model()[1] if args.model == "nuclei-unet" else META, device=device)
-    settings = PredictSettings(tile=args.tile, overlap=args.overlap, batch=args.batch)
+    settings = PredictSettings(tile=args.tile, overlap=args.overlap, batch=args.batch, amp=args.amp)
     params = sum(p.numel() for p in model.parameters())
     print(f"device: {device_label(device)}; model: {args.model} ({params / 1e6:.2f} M parameters); "
-          f"tile {args.tile}, overlap {args.overlap}, batch {args.batch}, amp {amp_dtype(device)}; "
+          f"tile {args.tile}, overlap {args.overlap}, batch {args.batch}, "
+          f"amp {amp_dtype(device) if args.amp else 'off'}; "
           f"timing {'process CPU time' if args.clock == 'cpu' else 'wall time'}")
     ok = True
 
@@ -461,7 +470,95 @@ def main(argv=None) -> int:
         if "gpu_peak" in run:
             print(f"    GPU peak allocated: {run['gpu_peak'] / 2**20:.0f} MiB")
         ok &= extra < 2 * GIB
+
+    if args.sizes:
+        ok &= bench_sizes(predictor, settings, [int(v) for v in args.sizes.split(",")], model)
     return 0 if ok else 1
+
+
+# --- (d) image sizes, precision, and NVIDIA's published U-Net figure ----------------------------------------
+NVIDIA_UNET = {"images_per_s": 283.0, "side": 572, "card": "A100", "precision": "FP16"}
+
+
+def forward_flops(model: nn.Module, in_channels: int, side: int) -> float:
+    """FLOPs of one forward pass of a side x side image, counted by torch (a multiply-add is 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = model.to("cpu").eval()
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(torch.zeros(1, in_channels, side, side))
+    return float(counter.get_total_flops())
+
+
+class OriginalUNet(nn.Module):
+    """Ronneberger et al. 2015: unpadded 3x3 convolutions, 64..1024 channels, cropped skips; 572 -> 388 px."""
+
+    def __init__(self):
+        super().__init__()
+
+        def block(cin, cout):
+            return nn.Sequential(nn.Conv2d(cin, cout, 3), nn.ReLU(), nn.Conv2d(cout, cout, 3), nn.ReLU())
+
+        widths = [64, 128, 256, 512, 1024]
+        self.down = nn.ModuleList(block(a, b) for a, b in zip([1] + widths[:3], widths[:4]))
+        self.bottom = block(512, 1024)
+        self.up = nn.ModuleList(nn.ConvTranspose2d(w * 2, w, 2, stride=2) for w in reversed(widths[:4]))
+        self.merge = nn.ModuleList(block(w * 2, w) for w in reversed(widths[:4]))
+        self.head = nn.Conv2d(64, 2, 1)
+
+    def forward(self, x):
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottom(x)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
+            x = up(x)
+            dy, dx = (skip.shape[-2] - x.shape[-2]) // 2, (skip.shape[-1] - x.shape[-1]) // 2
+            x = merge(torch.cat([skip[..., dy:dy + x.shape[-2], dx:dx + x.shape[-1]], x], dim=1))
+        return self.head(x)
+
+
+def bench_sizes(predictor: Predictor, settings: PredictSettings, sides: list[int], model: nn.Module) -> bool:
+    device = predictor.device
+    print(f"\n(d) image sizes on {device_label(device)}: tile {settings.tile}, batch {settings.batch}")
+    gpu_peaks: dict[bool, list[int]] = {True: [], False: []}
+    best_mpx = 0.0
+    for side in sides:
+        image = make_image(side)
+        for amp in (True, False):
+            run = PredictSettings(tile=settings.tile, overlap=settings.overlap, batch=settings.batch, amp=amp)
+            predictor.predict(image[: settings.tile, : settings.tile], run)  # warm this precision
+            timed = time_ours(predictor, image, run)
+            mpx = side * side / 1e6 / timed.seconds
+            best_mpx = max(best_mpx, mpx)
+            peak = f"{timed.gpu_peak / 2**20:.0f} MiB" if timed.gpu_peak is not None else "n/a (not a GPU)"
+            if timed.gpu_peak is not None:
+                gpu_peaks[amp].append(timed.gpu_peak)
+            print(f"    {side:6d}^2  amp {'on ' if amp else 'off'}: {timed.seconds:7.2f} s  {mpx:8.1f} Mpx/s  "
+                  f"{timed.result.tiles} tiles  GPU peak {peak}")
+        del image
+    ok = True
+    for amp, peaks in gpu_peaks.items():
+        if len(peaks) >= 2:
+            growth = peaks[-1] / peaks[0]
+            flat = growth <= 1.5
+            print(f"    GPU peak, amp {'on' if amp else 'off'}: {sides[-1]}^2 / {sides[0]}^2 = {growth:.2f} "
+                  f"(pixels x{(sides[-1] / sides[0]) ** 2:.0f})   flat (<= 1.5)   {verdict(flat)}")
+            ok &= flat
+    ours_flops = forward_flops(model, _in_channels(model), 512) / (512 * 512 / 1e6)
+    theirs = forward_flops(OriginalUNet(), 1, NVIDIA_UNET["side"])
+    rate = NVIDIA_UNET["images_per_s"] * theirs
+    scaled = rate / ours_flops
+    print(f"    work: this model {ours_flops / 1e9:.1f} GFLOP per megapixel; the original U-Net "
+          f"{theirs / 1e9:.0f} GFLOP per {NVIDIA_UNET['side']}^2 pass")
+    print(f"    NVIDIA's U-Net, {NVIDIA_UNET['card']} {NVIDIA_UNET['precision']}: {NVIDIA_UNET['images_per_s']:.0f} "
+          f"images/s = {rate / 1e12:.1f} TFLOP/s; at that rate this model would do {scaled:.0f} Mpx/s")
+    print(f"    ours (best above, whole pipeline incl. reading, blending and outputs): {best_mpx:.0f} Mpx/s = "
+          f"{best_mpx * ours_flops / 1e12:.1f} TFLOP/s of network work; ours / scaled NVIDIA = {best_mpx / scaled:.2f}")
+    return ok
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 `torchrun --nproc_per_node=N -m segstudio train ...` starts N copies of the same command with RANK,
 WORLD_SIZE and LOCAL_RANK in the environment. `fine_tune` asks `DistContext.from_env()` which copy it is:
+launched by torchrun (even with one process, so a one-GPU run takes the same path as a cluster's) or
 with WORLD_SIZE > 1 it joins a process group (NCCL on CUDA, gloo on CPU), wraps the model in
 DistributedDataParallel and shards the crops with a DistributedSampler. Only rank 0 validates, writes the
 new version and reports progress; the other ranks train silently and wait for it.
@@ -27,10 +28,11 @@ class DistContext:
     local_rank: int = 0
     backend: str | None = None
     owns_group: bool = False  # True when this context created the process group and must destroy it
+    launched: bool = False  # started by torchrun (TORCHELASTIC_RUN_ID is set), whatever the world size
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.launched
 
     @property
     def is_main(self) -> bool:
@@ -39,12 +41,14 @@ class DistContext:
     @classmethod
     def from_env(cls) -> DistContext:
         world = int(os.environ.get("WORLD_SIZE", "1") or 1)
-        if world <= 1:
+        launched = bool(os.environ.get("TORCHELASTIC_RUN_ID"))
+        if world <= 1 and not launched:
             return cls()
         return cls(
             rank=int(os.environ.get("RANK", "0")),
-            world_size=world,
+            world_size=max(1, world),
             local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+            launched=launched,
         )
 
     # --- lifecycle ---------------------------------------------------------------------------

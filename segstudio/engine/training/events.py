@@ -46,6 +46,7 @@ class Started(TrainingEvent):
     name: str | None = None                 # family of the new version
     device: str | None = None
     world_size: int = 1
+    backend: str | None = None              # "nccl" or "gloo" under torchrun, None in a single process
     train_images: int | None = None
     val_images: int | None = None
     val_source: str | None = None           # "dataset", "holdout" or "strip" (see data.load_training_data)

@@ -244,7 +244,7 @@ def _planned_steps(s: _Session, run: _Run) -> int:
 def _started_event(s: _Session, run: _Run) -> events.Started:
     return events.Started(
         base=s.parent_meta.id, name=s.name, device=device_label(s.device), world_size=s.ctx.world_size,
-        train_images=len(s.data.train), val_images=len(s.data.val), val_source=s.data.val_source,
+        backend=s.ctx.backend, train_images=len(s.data.train), val_images=len(s.data.val), val_source=s.data.val_source,
         steps=run.total, epochs=s.config.epochs if s.config.steps is None else None,
         batch=s.batch, crop=s.crop, amp=str(s.amp).replace("torch.", "") if s.amp else None,
         frozen_parameters=sum(p.numel() for p in s.model.parameters() if not p.requires_grad),

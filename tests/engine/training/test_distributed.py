@@ -28,6 +28,17 @@ def test_single_process_context_is_inert(monkeypatch):
     assert ctx.replicas_identical(model, device) is None
 
 
+def test_a_torchrun_launch_joins_a_group_even_with_one_process(monkeypatch):
+    """torchrun with one process per node still takes the distributed path (a one-GPU run is then the
+    same program as a cluster's); outside torchrun nothing is joined."""
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert not DistContext.from_env().enabled
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    ctx = DistContext.from_env()
+    assert ctx.enabled and ctx.world_size == 1 and ctx.is_main
+
+
 def test_fingerprint_sees_any_weight_change():
     torch.manual_seed(0)
     model = torch.nn.Conv2d(1, 2, 3)
@@ -57,7 +68,7 @@ def test_torchrun_two_cpu_ranks_write_one_version_with_identical_weights(tmp_pat
     kinds = [e["event"] for e in events]
     assert kinds.count("start") == 1 and kinds.count("done") == 1  # rank 1 is silent
     start, done = events[0], events[-1]
-    assert start["world_size"] == 2
+    assert start["world_size"] == 2 and start["backend"] == "gloo"
     assert done["world_size"] == 2 and done["replicas_identical"] is True
     assert done["version"] == "blobs/v2"
 
