@@ -70,7 +70,7 @@ GPU_TESTS=(tests/gpu)
 [ "$QT_OK" = 1 ] || GPU_TESTS+=(--ignore=tests/gpu/test_cuda_window.py)
 step tests_gpu 240 "${PYTEST[@]}" "${GPU_TESTS[@]}"
 
-step bench_predict 240 "$PY" benchmarks/bench_predict.py --device cuda --batch 4 --size 4096 --rounds 3 \
+step bench_predict 200 "$PY" benchmarks/bench_predict.py --device cuda --batch 4 --size 4096 --rounds 3 \
     --sizes 8192,16384 --mem-size 8192
 
 step bench_train 150 "$PY" benchmarks/bench_train.py --device cuda --base-channels 32 --depth 4 --crop 256 \
@@ -82,9 +82,12 @@ fi
 
 MORE=(tests/engine tests/models tests/cli/test_models.py)
 [ "$QT_OK" = 1 ] && MORE+=(tests/gui/prediction tests/gui/inspector tests/gui/test_model_host.py tests/gui/window/test_one_model.py)
-step tests_more 240 "${PYTEST[@]}" "${MORE[@]}"
+# These run on the CPU side too (tiny models, one thread each): spread them over the machine's cores.
+XDIST=()
+"$PY" -c "import xdist" 2>/dev/null && XDIST=(-n "${TEST_WORKERS:-8}" --dist loadfile)
+step tests_more 240 "${PYTEST[@]}" "${XDIST[@]}" "${MORE[@]}"
 
-step bench_slide 150 "$PY" benchmarks/bench_slide_predict.py --device cuda --sizes 20000 --folder "$SCRATCH/slides"
+step bench_slide 120 "$PY" benchmarks/bench_slide_predict.py --device cuda --sizes 20000 --folder "$SCRATCH/slides"
 
 echo
 echo "=== summary ($(( $(date +%s) - START )) s) ==="
@@ -93,7 +96,7 @@ for name in $STEPS; do
     [ -f "$OUT_DIR/$name.log" ] || continue
     echo "--- $name (last lines) ---"
     case $name in
-        tests_*) grep -E "passed|failed|error|FAILED|ERROR" "$OUT_DIR/$name.log" | tail -25 ;;
+        tests_*) grep -E "passed|failed|skipped|error|FAILED|ERROR" "$OUT_DIR/$name.log" | tail -25 ;;
         env) head -c 1500 "$OUT_DIR/$name.log" ;;
         *) tail -n 30 "$OUT_DIR/$name.log" ;;
     esac
