@@ -66,7 +66,10 @@ def test_predict_fills_the_overlay_from_the_worker(window, qtbot, tiny_model, di
     alpha = window.canvas.overlay.rendered_rgba()[..., 3]
     assert (alpha[expected == 1] > 0).all() and (alpha[expected == 0] == 0).all()
     assert doc.status.value == "predicted" and doc.undo_stack.count() == 1
-    assert "CPU" in window.status.device_label.text()
+    # The status bar names where it ran: "Automatic" picks the GPU when there is one, else the CPU.
+    from segstudio.engine.devices import device_label, pick_device
+
+    assert window.status.device_label.text() == device_label(pick_device("auto"))
     # The confidence view shows a map over the image; switching back hides it.
     panel = window.prediction.panel
     assert panel.overlay_combo.isEnabled()
