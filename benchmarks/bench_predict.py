@@ -273,8 +273,9 @@ def time_monai(predictor: Predictor, image: np.ndarray, settings: PredictSetting
 def bench_speed(predictor: Predictor, image: np.ndarray, settings: PredictSettings, args, with_monai: bool):
     device = predictor.device
     plan = plan_tiles(image.shape[0], image.shape[1], settings.tile, settings.overlap, settings.align)
-    warm = image[: plan.tile_h, : plan.tile_w]
-    predictor.predict(warm, settings)  # allocator and cuDNN algorithm choice at the real tile size
+    # Allocator and cuDNN algorithm choice at the real tile size, for a full batch and a single tile.
+    warm = image[: 2 * plan.tile_h, : 2 * plan.tile_w]
+    predictor.predict(warm, settings)
     monai = monai_runner(predictor, settings) if with_monai else None
     if monai is not None:
         monai(warm)
@@ -530,7 +531,7 @@ def bench_sizes(predictor: Predictor, settings: PredictSettings, sides: list[int
         image = make_image(side)
         for amp in (True, False):
             run = PredictSettings(tile=settings.tile, overlap=settings.overlap, batch=settings.batch, amp=amp)
-            predictor.predict(image[: settings.tile, : settings.tile], run)  # warm this precision
+            predictor.predict(image[: 2 * settings.tile, : 2 * settings.tile], run)  # warm: full batch and one tile
             timed = time_ours(predictor, image, run)
             mpx = side * side / 1e6 / timed.seconds
             best_mpx = max(best_mpx, mpx)

@@ -82,6 +82,7 @@ fi
 
 MORE=(tests/engine tests/models tests/cli/test_models.py)
 [ "$QT_OK" = 1 ] && MORE+=(tests/gui/prediction tests/gui/inspector tests/gui/test_model_host.py tests/gui/window/test_one_model.py)
+[ -n "${MORE_TESTS:-}" ] && read -r -a MORE <<<"$MORE_TESTS"  # a rerun of only some of them
 # These run on the CPU side too (tiny models, one thread each): spread them over the machine's cores.
 XDIST=()
 "$PY" -c "import xdist" 2>/dev/null && XDIST=(-n "${TEST_WORKERS:-8}" --dist loadfile)

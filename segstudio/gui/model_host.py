@@ -26,7 +26,7 @@ DEVICE_CHOICES = [
     ("Automatic (GPU if present)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps"),
 ]
 
-JOB_KINDS = ("predict", "describe", "inspect", "predict_slide")
+JOB_KINDS = ("predict", "describe", "inspect", "predict_slide", "warm")
 
 
 @dataclass
@@ -45,7 +45,9 @@ class ModelDescription:
 class ModelJob:
     """One piece of work for the warm model.
 
-    kind: "predict" (settings: engine PredictSettings; result PredictResult), "describe" (result
+    kind: "predict" (settings: engine PredictSettings; result PredictResult), "warm" (settings: the
+    PredictSettings a Predict would use; places the model and runs it once on blank tiles so the first
+    real Predict does not wait for the GPU's start-up; result None), "describe" (result
     ModelDescription) or "inspect" (request: plan_region keywords view/point/max_side/mode; result
     engine.inspect.Inspection; or {"explain": (x, y)}: result engine.inspect_why.Explanation). model: a
     library id / name / path, or a ready (nn.Module, meta) pair.
@@ -196,6 +198,15 @@ class _ModelWorker(QObject):
             progress=lambda done, total: self.progress.emit(job.job_id, done, total),
             cancel=job.cancel.is_set,
         )
+
+    def _warm(self, job: ModelJob, warm: _WarmModel) -> None:
+        from segstudio.engine.devices import device_label
+
+        fresh = warm._predictor is None
+        predictor = warm.predictor()
+        if fresh:
+            self.model_ready.emit(warm.model_id, device_label(predictor.device))
+        predictor.warm_up(job.settings)
 
     def _predict_slide(self, job: ModelJob, warm: _WarmModel):
         """request: slide (core Slide), box (y0, x0, h, w) or None for all tissue, sink (engine LabelSink)."""

@@ -68,6 +68,7 @@ class ModelInput:
         self.in_channels = in_channels
         self.height, self.width = height, width
         self._float_source = pixels.dtype.kind == "f"
+        self._device_levels = None
         # `levels` (another ModelInput's .levels) scales a part of a larger image exactly as the whole.
         self._offset, self._scale = levels if levels is not None else self._levels(
             dict(normalisation or {"kind": "none"}))
@@ -91,6 +92,35 @@ class ModelInput:
             np.nan_to_num(values, copy=False, nan=0.0)
         if self._mode == "repeat" and self.in_channels > 1:
             values = np.repeat(values, self.in_channels, axis=0)
+        return values
+
+    @property
+    def scales_on_device(self) -> bool:
+        """Whether raw_region() + scale_tensor() give what region() gives (channels picked or repeated,
+        integer pixels): a GPU then receives the pixels as they are stored, half the bytes of float32 for
+        16-bit images, and does the arithmetic itself instead of the host."""
+        return self._mode in ("select", "pick", "repeat") and self.pixels.dtype.kind in "iub"
+
+    def raw_region(self, rows: slice | np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
+        """(source channels, h, w) pixels as stored, for scale_tensor() to finish on the device."""
+        block = self.pixels[rows][:, cols]
+        picked = block[..., self._picked] if self._mode == "pick" else block[..., : self._source_channels]
+        if picked.dtype == np.bool_:
+            picked = picked.astype(np.uint8)
+        return np.ascontiguousarray(np.moveaxis(picked, -1, 0))
+
+    def scale_tensor(self, raw):
+        """raw_region() pixels (a torch tensor (N, C, h, w) on any device) as float32 network input."""
+        import torch
+
+        values = raw.to(torch.float32)
+        if self._offset is not None:
+            if getattr(self, "_device_levels", None) is None or self._device_levels[0].device != values.device:
+                self._device_levels = tuple(torch.from_numpy(v).to(values.device) for v in (self._offset, self._scale))
+            offset, scale = self._device_levels
+            values = ((values - offset) / scale).clamp_(0.0, 1.0)
+        if self._mode == "repeat" and self.in_channels > 1:
+            values = values.repeat(1, self.in_channels, 1, 1)
         return values
 
     def _map_channels(self, block: np.ndarray) -> np.ndarray:

@@ -128,6 +128,27 @@ class Predictor:
             # Out of the except block the failed attempt's tensors are unreachable and can be freed.
             _release_cached_memory(self.device)
 
+    def warm_up(self, settings: PredictSettings | None = None) -> None:
+        """Run the network once on blank tiles of the size and batches a prediction with `settings` uses,
+        so that the device's one-off costs (CUDA context, cuDNN's choice of algorithms for each shape,
+        the memory pool) are paid now rather than at the user's first Predict. Nothing on a CPU."""
+        settings = settings or PredictSettings()
+        self._follow_device_setting(settings)
+        if self.device.type == "cpu":
+            return
+        tile = settings.aligned_tile()
+        precision = amp_dtype(self.device) if settings.amp else None
+        autocast = (torch.autocast(self.device.type, dtype=precision) if precision is not None
+                    else contextlib.nullcontext())
+        for batch in sorted({settings.batch_for(self.device.type), 1}):
+            x = torch.zeros(batch, self.in_channels, tile, tile, device=self.device)
+            if uses_channels_last(self.device):
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode(), autocast:
+                self.model(x)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def iter_probabilities(
         self,
         pixels: np.ndarray,
@@ -235,7 +256,12 @@ class _TiledRun:
             yield from self.blender.release_until(self.plan.padded_h, self.slab_rows)
 
     def _launch(self, batch: list[tuple[int, int]]) -> Callable[[], Any]:
-        tiles = np.stack([self.source.region(*self.plan.source_index(y, x)) for y, x in batch])
+        if self.device.type == "cuda" and self.source.scales_on_device:
+            # The host only cuts tiles out; the GPU converts and scales them, which it does in no time.
+            raw = np.stack([self.source.raw_region(*self.plan.source_index(y, x)) for y, x in batch])
+            tiles = _scaled_on_device(self.source, raw, self.device)
+        else:
+            tiles = np.stack([self.source.region(*self.plan.source_index(y, x)) for y, x in batch])
         return _launch(self.model, tiles, self.device, self.factors.for_batch(batch), self.precision,
                        to_host=bool(self.to_host))
 
@@ -264,12 +290,24 @@ class _TiledRun:
         self.slab_rows = _DEVICE_SLAB_ROWS if on_device else RELEASE_ROWS
 
 
-def _launch(model, tiles: np.ndarray, device, factors, precision, to_host: bool) -> Callable[[], Any]:
-    """Start a batch; the returned callable waits for it and gives each tile's share of the blend.
+def _scaled_on_device(source: ModelInput, raw: np.ndarray, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(raw)
+    # From pinned memory the upload is truly asynchronous (see _upload).
+    x = x.pin_memory().to(device, non_blocking=True)
+    with torch.inference_mode():
+        x = source.scale_tensor(x)
+    if uses_channels_last(device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def _launch(model, tiles, device, factors, precision, to_host: bool) -> Callable[[], Any]:
+    """Start a batch (a numpy array, or a tensor already on the device); the returned callable waits for
+    it and gives each tile's share of the blend.
 
     The shares come as a numpy array when `to_host`, else as a tensor left on the device.
     """
-    x = _upload(tiles, device)
+    x = tiles if isinstance(tiles, torch.Tensor) else _upload(tiles, device)
     autocast = (torch.autocast(device.type, dtype=precision) if precision is not None
                 else contextlib.nullcontext())
     with torch.inference_mode(), autocast:

@@ -142,6 +142,23 @@ class PredictionController(QObject):
 
     def _select_in_host(self) -> None:
         self.host.select(self.panel.model_id(), self.panel.device())
+        self._warm_on_gpu()
+
+    def _warm_on_gpu(self) -> None:
+        """On a GPU, load the chosen model and run it once now: the first Predict then takes a moment
+        instead of waiting for the device to start. A CPU is left alone (nothing to gain, cores to keep)."""
+        from segstudio.engine.devices import DeviceUnavailableError, pick_device
+        from segstudio.engine.predict import PredictSettings
+
+        if not self.ready or self.panel.model_id() is None:
+            return
+        try:
+            if pick_device(self.panel.device()).type == "cpu":
+                return
+        except DeviceUnavailableError:
+            return  # Predict will say why
+        self.host.submit("warm", settings=PredictSettings(tile=self.panel.tile_spin.value(),
+                                                          device=self.panel.device()))
 
     def select_model(self, ref: str) -> bool:
         if self.library is None:

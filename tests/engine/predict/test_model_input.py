@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from segstudio.engine.predict import DEFAULT_NORMALISATION, prepare_input
+from segstudio.engine.predict.model_input import ModelInput
 
 
 # --- input preparation -----------------------------------------------------------------------------
@@ -64,3 +65,35 @@ def test_normalisation_agrees_with_core_images(rng):
     expected = images.percentile_normalize(pixels, 1.0, 99.8, per_channel=True)
     np.testing.assert_allclose(prepare_input(pixels, 2, DEFAULT_NORMALISATION), np.moveaxis(expected, -1, 0),
                                atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])
+@pytest.mark.parametrize("in_channels, channels, definition", [
+    (1, 1, None), (3, 1, None), (2, 4, None), (2, 3, {"kind": "channels", "channels": [2, 0]}),
+])
+def test_pixels_scaled_on_the_device_equal_the_hosts(dtype, in_channels, channels, definition):
+    """A GPU gets the stored pixels and scales them itself: the network input must be the same numbers."""
+    import torch
+
+    from segstudio.engine.predict.tiling import plan_tiles
+
+    info = np.iinfo(dtype)
+    pixels = np.random.default_rng(3).integers(max(info.min, -500), min(info.max, 5000), (70, 90, channels),
+                                               dtype=dtype)
+    source = ModelInput(pixels, in_channels, {"kind": "percentile", "low": 1.0, "high": 99.8}, definition)
+    assert source.scales_on_device
+    plan = plan_tiles(70, 90, 64, 0.25, 32)  # edge tiles mirror past the image
+    for y, x in plan.origins:
+        index = plan.source_index(y, x)
+        on_host = source.region(*index)
+        raw = source.raw_region(*index)
+        assert raw.dtype == dtype and raw.shape[0] == (2 if definition else min(channels, in_channels))
+        scaled = source.scale_tensor(torch.from_numpy(raw[None]))[0].numpy()
+        np.testing.assert_allclose(scaled, on_host, atol=1e-6)
+
+
+def test_colour_to_grey_and_float_pixels_are_scaled_on_the_host():
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    assert not ModelInput(rgb, 1, None).scales_on_device
+    assert not ModelInput(rgb, 1, None, {"kind": "he"}).scales_on_device
+    assert not ModelInput(np.zeros((8, 8, 1), np.float32), 1, None).scales_on_device

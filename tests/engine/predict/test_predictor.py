@@ -204,3 +204,15 @@ def test_device_side_blending_with_more_than_255_classes(rng, monkeypatch):
                            classes=[{"id": 1000 + i, "name": f"c{i}"} for i in range(300)])
     named = Predictor(constant_net(logits), meta, device="cpu").predict(textured_image(20, 30, rng))
     assert named.labels.dtype == np.uint16 and np.all(named.labels == 1280)
+
+
+def test_warm_up_runs_the_shapes_a_prediction_will_use_on_an_accelerator_only():
+    """Warming the model for a GPU runs blank tiles of the tile size in the batch sizes a prediction uses
+    (a full batch and the single tile a remainder may leave), so each shape's one-off cost is paid once,
+    before the user's Predict; on the CPU there is nothing to gain and nothing runs."""
+    on_cpu = RecordingNet(small_net())
+    Predictor(on_cpu, device="cpu").warm_up(PredictSettings(tile=96, batch=3))
+    assert on_cpu.calls == []
+    accelerator = RecordingNet(small_net())
+    Predictor(accelerator, device=torch.device("meta")).warm_up(PredictSettings(tile=100, batch=3, amp=False))
+    assert sorted(accelerator.calls) == [("meta", (1, 1, 96, 96)), ("meta", (3, 1, 96, 96))]
