@@ -413,6 +413,16 @@ def main(argv=None) -> int:
               f"(best of {args.rounds}); raw batched forward {per_tile * 1e3:.1f} ms/tile (best before "
               f"{speed.raw[0] * 1e3:.1f}, after {speed.raw[1] * 1e3:.1f})")
         print(f"    tiled / (tiles x raw per tile) = {ratio:.3f}   target <= 1.10   {verdict(ratio <= 1.10)}")
+        rules = getattr(predictor.meta, "postprocess", None)
+        if rules:
+            from segstudio.core.postprocess import apply_postprocess
+
+            start = clock()
+            apply_postprocess(ours.result.labels.copy(), rules)
+            post = clock() - start
+            named = ", ".join(f"{k} {v}" for k, v in rules.items())
+            print(f"    of which the model's clean-up of the whole mask ({named}) {post:.2f} s; without it the "
+                  f"ratio is {(ours.seconds - post) / (tiles * per_tile):.3f}")
         if ours.forward_seconds:
             inside = ours.seconds / ours.forward_seconds
             print(f"    same run, total / time inside the model's forward = {inside:.3f} "
