@@ -26,7 +26,7 @@ DEVICE_CHOICES = [
     ("Automatic (GPU if present)", "auto"), ("CPU", "cpu"), ("CUDA GPU", "cuda"), ("Apple GPU (MPS)", "mps"),
 ]
 
-JOB_KINDS = ("predict", "describe", "inspect", "predict_slide", "warm")
+JOB_KINDS = ("predict", "describe", "inspect", "predict_slide", "warm_up")
 
 
 @dataclass
@@ -45,7 +45,7 @@ class ModelDescription:
 class ModelJob:
     """One piece of work for the warm model.
 
-    kind: "predict" (settings: engine PredictSettings; result PredictResult), "warm" (settings: the
+    kind: "predict" (settings: engine PredictSettings; result PredictResult), "warm_up" (settings: the
     PredictSettings a Predict would use; places the model and runs it once on blank tiles so the first
     real Predict does not wait for the GPU's start-up; result None), "describe" (result
     ModelDescription) or "inspect" (request: plan_region keywords view/point/max_side/mode; result
@@ -118,9 +118,10 @@ class _ModelWorker(QObject):
     dropped = Signal(int)
     model_ready = Signal(str, str)  # model id, device label
 
-    def __init__(self, latest_inspect: list[int]) -> None:
+    def __init__(self, latest: dict[str, int]) -> None:
         super().__init__()
-        self._latest_inspect = latest_inspect  # [id of the newest inspect job]; written on the GUI thread
+        self._latest = latest  # kind -> id of the newest job of the kinds only the newest of which runs
+
         self._warm: _WarmModel | None = None
         self.loads = 0  # how many times a model was read and placed (tests check it stays at one)
 
@@ -156,8 +157,8 @@ class _ModelWorker(QObject):
     # --- jobs ----------------------------------------------------------------------------------
     @Slot(object)
     def run(self, job: ModelJob) -> None:
-        if job.kind == "inspect" and job.job_id < self._latest_inspect[0]:
-            self.dropped.emit(job.job_id)  # a newer look replaced it before it started
+        if job.job_id < self._latest.get(job.kind, 0):
+            self.dropped.emit(job.job_id)  # a newer look (or warm-up) replaced it before it started
             return
         from segstudio.engine.predict import PredictionCancelled
 
@@ -199,7 +200,7 @@ class _ModelWorker(QObject):
             cancel=job.cancel.is_set,
         )
 
-    def _warm(self, job: ModelJob, warm: _WarmModel) -> None:
+    def _warm_up(self, job: ModelJob, warm: _WarmModel) -> None:
         from segstudio.engine.devices import device_label
 
         fresh = warm._predictor is None
@@ -255,13 +256,14 @@ class ModelHost(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._ids = itertools.count(1)
-        self._latest_inspect = [0]
+        # Only the newest inspect and warm-up jobs run: an older one is dropped when its turn comes.
+        self._latest = {"inspect": 0, "warm_up": 0}
         self.jobs: dict[int, ModelJob] = {}
         self._selected = None
         self._device = "auto"
         self._thread = QThread(self)
         self._thread.setObjectName("model-host")
-        self.worker = _ModelWorker(self._latest_inspect)
+        self.worker = _ModelWorker(self._latest)
         self.worker.moveToThread(self._thread)
         self._submit.connect(self.worker.run)
         self._release.connect(self.worker.release_unless)
@@ -294,7 +296,9 @@ class ModelHost(QObject):
     # --- jobs ----------------------------------------------------------------------------------
     def _relay(self, signal, job_id: int, done: bool, *args) -> None:
         job = self.jobs.pop(job_id, None) if done else self.jobs.get(job_id)
-        if job is not None:
+        # A warm-up is the host's own business: no feature waits for it, and a failed one is retried by the
+        # Predict that follows, which reports the error then.
+        if job is not None and job.kind != "warm_up":
             signal.emit(job, *args)
 
     def submit(self, kind: str, model=None, *, device: str | None = None, pixels=None, settings=None,
@@ -305,8 +309,8 @@ class ModelHost(QObject):
         model = self._selected if model is None else model
         job = ModelJob(next(self._ids), kind, model, device or self._device, pixels, settings, dict(request or {}),
                        tag, extra)
-        if kind == "inspect":
-            self._latest_inspect[0] = job.job_id
+        if kind in self._latest:
+            self._latest[kind] = job.job_id
         if not self._running:
             # A close the user then called off stopped the thread; the window is still in use.
             self._thread.start()
@@ -331,6 +335,8 @@ class ModelHost(QObject):
         self._running = False
         for job in list(self.jobs.values()):
             job.cancel.set()
-        self._latest_inspect[0] = next(self._ids)  # queued looks are dropped rather than run on the way out
+        last = next(self._ids)
+        for kind in self._latest:  # queued looks and warm-ups are dropped rather than run on the way out
+            self._latest[kind] = last
         self._thread.quit()
         self._thread.wait(10000)

@@ -20,7 +20,7 @@ def test_predict_and_inspect_on_cuda_from_the_window(make_window, qtbot, tmp_pat
     # On a GPU the chosen model is placed and run once before the first Predict.
     qtbot.waitUntil(lambda: win.model_host.worker._warm is not None
                     and win.model_host.worker._warm._predictor is not None
-                    and not win.model_host.busy("warm"), timeout=60_000)
+                    and not win.model_host.busy("warm_up"), timeout=60_000)
     (doc,) = win.open_paths([path])
     with qtbot.waitSignal(win.model_host.finished, timeout=120_000):
         qtbot.mouseClick(panel.predict_button, Qt.MouseButton.LeftButton)

@@ -138,3 +138,21 @@ def test_looks_replaced_before_they_started_are_dropped(qtbot, host, counted_lib
     release.set()
     qtbot.waitUntil(lambda: not host.busy(), timeout=WAIT_MS)
     assert finished == [busy, looks[-1]]  # clicking around never builds up a queue of stale passes
+
+
+def test_warm_ups_load_the_model_once_report_nothing_and_only_the_newest_runs(qtbot, host, counted_library, pixels):
+    """A warm-up (queued when a GPU model is chosen) is the host's own business: the features' signals
+    never carry it, a failing one stays quiet, an older one still queued is dropped, and the Predict that
+    follows uses the model it loaded."""
+    from segstudio.engine.predict import PredictSettings
+
+    seen = []
+    for signal in (host.finished, host.failed, host.cancelled):
+        signal.connect(lambda job, *rest: seen.append(job.kind))
+    host.select(counted_library["ids"][0], "cpu")
+    host.submit("warm_up", model="no-such-model", settings=PredictSettings(device="cpu"))  # would fail
+    host.submit("warm_up", settings=PredictSettings(device="cpu"))
+    signal, _ = run(qtbot, host, "predict", pixels=pixels, settings=predict_settings())
+    assert signal == "finished" and seen == ["predict"]
+    assert host.worker.loads == 1 and len(counted_library["loaded"]) == 1
+    assert not host.busy()

@@ -157,7 +157,7 @@ class PredictionController(QObject):
                 return
         except DeviceUnavailableError:
             return  # Predict will say why
-        self.host.submit("warm", settings=PredictSettings(tile=self.panel.tile_spin.value(),
+        self.host.submit("warm_up", settings=PredictSettings(tile=self.panel.tile_spin.value(),
                                                           device=self.panel.device()))
 
     def select_model(self, ref: str) -> bool:
