@@ -34,6 +34,10 @@ class ReviewMarks(QGraphicsItem):
         self.queue = queue
         self.update()
 
+    def set_shape(self, height: int, width: int) -> None:
+        self.prepareGeometryChange()
+        self._bounds = QRectF(0, 0, width, height)
+
     def boundingRect(self) -> QRectF:
         return self._bounds
 
