@@ -104,6 +104,8 @@ def _write_levels(group, labels, levels: int, progress: Progress | None, cancel:
                 written.add((y // CHUNK, x // CHUNK))
         done += 1
         _tell(progress, done, total)
+        if x + CHUNK >= width:
+            _forget(labels)
     for k in range(1, levels):
         below, above = arrays[k - 1], arrays[k]
         now: set[tuple[int, int]] = set()
@@ -122,6 +124,13 @@ def _write_levels(group, labels, levels: int, progress: Progress | None, cancel:
             done += 1
             _tell(progress, done, total)
         written = now
+
+
+def _forget(labels) -> None:
+    """A label store keeps the chunks it read: drop them after each row of the export (they are on disk)."""
+    forget = getattr(labels, "forget_saved", None)
+    if forget is not None:
+        forget()
 
 
 def _check(cancel: Cancel | None) -> None:
@@ -157,6 +166,8 @@ def write_geojson(path: os.PathLike | str, labels, names: dict[int, str | None],
                     out.write(("," if count else "") + json.dumps(item, separators=(",", ":")))
                     count += 1
                 _tell(progress, index + 1, len(tiles))
+                if x + TILE >= labels.width:
+                    _forget(labels)
             out.write("]}")
     except OSError as exc:
         raise ObjectFileError(path, f"cannot write ({exc.strerror or exc})") from exc
