@@ -1,7 +1,8 @@
 """The Review dock: how far the checking has come, the regions most uncertain first, and Next.
 
 Counts read "Checked 3 of 20 regions (1 corrected)"; a region's row says how unsure the model was there
-in percent and whether a person looked at it or painted in it. A click on a row shows that region.
+in percent and where (x, y of its top left corner), marked ✓ once looked at, ✎ once painted in, ▶ while
+shown. A click on a row shows that region.
 """
 from __future__ import annotations
 
@@ -51,10 +52,10 @@ class ReviewPanel(QWidget):
             return
         self.counts.setText(queue.describe())
         for rank, region in enumerate(queue.regions[:LISTED], start=1):
-            state = "corrected" if region.corrected else "checked" if region.checked else ""
-            here = "  ◀ now" if region is queue.current else ""
-            item = QListWidgetItem(f"{rank}. {region.uncertainty:.0%} unsure at x {region.x0:,}, y {region.y0:,}"
-                                   + (f"  ✓ {state}" if state else "") + here)
+            mark = "✎ " if region.corrected else "✓ " if region.checked else "▶ " if region is queue.current else ""
+            item = QListWidgetItem(f"{mark}{rank}. {region.uncertainty:.0%} unsure at ({region.x0:,}, {region.y0:,})")
+            item.setToolTip("corrected: painted by hand" if region.corrected else "checked: looked at"
+                            if region.checked else "shown now" if region is queue.current else "not checked yet")
             item.setData(Qt.ItemDataRole.UserRole, region.key)
             self.regions.addItem(item)
 
