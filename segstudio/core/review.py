@@ -73,18 +73,21 @@ class UncertaintyGrid:
         self.counts = np.zeros(self.sums.shape, np.int64)
 
     def add(self, y0: int, x0: int, values: np.ndarray) -> None:
-        """Uncertainty of a slab at (y0, x0); negative values mark pixels no tile covered (glass)."""
+        """Uncertainty of a slab at (y0, x0); -1 marks pixels no tile covered (glass)."""
         h, w = values.shape
         if not h or not w:
             return
-        covered = values >= 0
-        v = np.where(covered, values, 0).astype(np.float64)
         rows, row_cells = _cuts(y0, h, self.side)
         cols, col_cells = _cuts(x0, w, self.side)
-        sums = np.add.reduceat(np.add.reduceat(v, rows, axis=0), cols, axis=1)
-        counts = np.add.reduceat(np.add.reduceat(covered.astype(np.int64), rows, axis=0), cols, axis=1)
-        self.sums[np.ix_(row_cells, col_cells)] += sums
-        self.counts[np.ix_(row_cells, col_cells)] += counts
+        ends = [*rows[1:], h]
+        for cell, top, bottom in zip(row_cells, rows, ends, strict=True):
+            part = values[top:bottom]
+            # Column sums (fast along rows, unlike reduceat over axis 0); uncovered pixels are -1 each, so
+            # adding their count back leaves the covered pixels' sum.
+            counts = (part >= 0).sum(axis=0)
+            sums = part.sum(axis=0, dtype=np.float64) + (part.shape[0] - counts)
+            self.sums[cell, col_cells] += np.add.reduceat(sums, cols)
+            self.counts[cell, col_cells] += np.add.reduceat(counts, cols)
 
     def add_map(self, uncertainty: np.ndarray, slab: int = 1024) -> None:
         """A whole image's uncertainty map, a slab of rows at a time (float16 maps stay float16)."""
