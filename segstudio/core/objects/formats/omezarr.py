@@ -45,9 +45,11 @@ def _multiscales(name: str, axes: list[dict], scale: list[float], levels: int = 
 def image_label(names: dict[int, str | None], colours: dict[int, tuple[int, int, int]]) -> dict:
     """The "image-label" attributes: each label value's colour and class."""
     present = sorted(names)
-    return {"version": _NGFF, "source": {"image": "../../"},
-            "colors": [{"label-value": i, "rgba": [*colours.get(i, (255, 0, 0)), 255]} for i in present],
-            "properties": [{"label-value": i, "class": names[i]} for i in present]}
+    label: dict = {"version": _NGFF, "source": {"image": "../../"}}
+    if present:  # the schema wants at least one entry when the lists are there
+        label["colors"] = [{"label-value": i, "rgba": [*colours.get(i, (255, 0, 0)), 255]} for i in present]
+        label["properties"] = [{"label-value": i, "class": names[i]} for i in present]
+    return label
 
 
 def _space_axes(pixel_size_um: float | None) -> list[dict]:

@@ -73,8 +73,10 @@ def write_omezarr(path: os.PathLike | str, labels, names: dict[int, str | None],
         group.attrs["labels"] = [name]
         group = group.create_group(name)
         size = float(pixel_size_um or 1.0)
-        group.attrs["multiscales"] = _multiscales(name, _space_axes(pixel_size_um), [size, size], levels,
-                                                  LEVEL_FACTOR)
+        multiscales = _multiscales(name, _space_axes(pixel_size_um), [size, size], levels, LEVEL_FACTOR)
+        multiscales[0]["type"] = "nearest"  # the downscaling method, as NGFF asks
+        multiscales[0]["metadata"] = {"description": "every second pixel of the level above, so ids stay ids"}
+        group.attrs["multiscales"] = multiscales
         group.attrs["image-label"] = image_label(names, colours)
         _write_levels(group, labels, levels, progress, cancel)
 
