@@ -163,3 +163,21 @@ def test_regions_to_check_carry_the_uncertainty_of_the_tissue_only(slide):
     # Pixels next to glass tiles left out have probabilities that do not sum to 1; counted, they read as
     # doubt (a region mean of 0.02 where the ordinary prediction's is 0.0005).
     assert np.allclose(got, want, atol=0.002)
+
+
+def test_slab_summary_is_the_same_from_device_tensors_and_host_arrays():
+    """On a GPU the blended slab is a tensor: labels and the uncertainty (with -1 where a glass tile was
+    left out) come out as from the host's arrays."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet((1.0, 1.0, 1.0), size=(40, 60)).astype(np.float32).transpose(2, 0, 1).copy()
+    probs[:, :, :10] *= 0.5  # next to a left-out tile: weights sum to a half
+    probs[:, :5] = 0  # no tile ran
+    pred, _net = predictor()
+    host = slide_predict._summarise(pred, probs)
+    device = slide_predict._summarise(pred, torch.from_numpy(probs))
+    assert np.array_equal(host[0], device[0])
+    assert np.allclose(host[1], device[1], atol=2e-3)
+    assert (host[1][:5] == -1).all() and (host[1][5:, :10] == -1).all() and (host[1][5:, 10:] >= 0).all()
+    assert (host[0][:5] == 0).all() and host[0][5:, :10].any()  # labels still where a tile ran
