@@ -62,6 +62,7 @@ PLANTED = {
     "gui/slides/__init__.py": "",
     "gui/models/__init__.py": "",
     "gui/objects/__init__.py": "",
+    "gui/review/__init__.py": "",
     "gui/canvas/__init__.py": "",
     "gui/canvas/overlay.py": "",
     "gui/canvas/view.py": "from planted.gui.editing import tools\n",  # gui-canvas-below-features

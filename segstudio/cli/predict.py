@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     parser.add_argument("inputs", nargs="+", help="image files, whole slides or folders")
     parser.add_argument("--model", required=True, help="model name from `segstudio models list`, or a file")
     parser.add_argument("--out", required=True,
-                        help="output folder for index-mask PNGs; for one whole slide, a labels .zarr folder")
+                        help="output folder for index-mask PNGs; for one whole slide, a labels .zarr folder, "
+                             "an OME-Zarr (.ome.zarr, for napari) or a GeoJSON (.geojson, for QuPath)")
     parser.add_argument("--everywhere", action="store_true",
                         help="whole slides: predict the glass too, not only the tissue")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -184,7 +185,7 @@ def _split_slides(files: list[Path]) -> tuple[list[Path], list[Path]]:
 def _run_slides(args, predictor, meta, settings, slides, missing, out_dir: Path, err: TextIO,
                 single: bool) -> int:
     """Whole slides into chunked label stores (cli/predict_slides.py); ordinary images are not mixed in."""
-    from segstudio.cli.predict_slides import output_folder, predict_one_slide
+    from segstudio.cli.predict_slides import export_labels, export_target, output_folder, predict_one_slide
     from segstudio.core.imageio import ImageReadError
     from segstudio.engine.predict import PredictionCancelled
 
@@ -194,11 +195,14 @@ def _run_slides(args, predictor, meta, settings, slides, missing, out_dir: Path,
     if not args.quiet:
         print(f"Predicting {count(len(slides), 'whole slide')} with {getattr(meta, 'id', args.model)} on "
               f"{predictor.device_label}", file=err)
+    export = export_target(out_dir, single)
     for path in slides:
-        folder = output_folder(path, out_dir, single=single)
+        folder = export[0] if export else output_folder(path, out_dir, single=single)
         try:
             line = predict_one_slide(predictor, meta, args.model, path, folder, settings,
                                      tissue_only=not args.everywhere, quiet=args.quiet, err=err)
+            if export:
+                line += "\n" + export_labels(path, folder, export[1], meta)
         except KeyboardInterrupt:
             print(f"stopped: {path.name}: finished blocks are saved in {folder}; run the same command to "
                   "continue", file=err)

@@ -3,6 +3,10 @@
 Each slide's labels go to a zarr folder (the same chunked layout the slide window keeps), written block
 by block with a done-mark per block, so a run that was stopped (Ctrl+C, a killed job) continues where it
 stopped when started again with the same model and settings. Glass is found on a low level and skipped.
+
+For one slide, ``--out labels.ome.zarr`` writes an OME-Zarr label pyramid (napari) and ``--out
+objects.geojson`` the objects for QuPath (core.objects.formats.slide_labels); the resumable store is kept
+beside it as <name>.labels.zarr, so a stopped run continues and the export is written at its end.
 """
 from __future__ import annotations
 
@@ -26,6 +30,42 @@ def output_folder(slide_path: Path, out: Path, single: bool) -> Path:
     else:
         name = slide_path.stem
     return out / f"{name}.labels.zarr"
+
+
+EXPORTS = (".ome.zarr", ".geojson")
+
+
+def export_target(out: Path, single: bool) -> tuple[Path, Path] | None:
+    """(the label store to predict into, the file to export) when ``--out`` names an export for one slide."""
+    name = out.name
+    for suffix in EXPORTS:
+        if single and name.lower().endswith(suffix) and len(name) > len(suffix):
+            return out.with_name(name[: -len(suffix)] + ".labels.zarr"), out
+    return None
+
+
+def export_labels(slide_path: Path, folder: Path, target: Path, meta) -> str:
+    """Write the labels predicted into ``folder`` as ``target`` (OME-Zarr or GeoJSON), chunk by chunk."""
+    from segstudio.core.imageio import Slide
+    from segstudio.core.label_store import LabelStore
+    from segstudio.core.objects.formats import slide_labels
+
+    names, colours = {}, {}
+    for entry in getattr(meta, "classes", None) or []:
+        if int(entry.get("id", 0)):
+            names[int(entry["id"])] = str(entry.get("name", entry["id"]))
+            if entry.get("color") is not None:
+                colours[int(entry["id"])] = tuple(int(c) for c in entry["color"][:3])
+    with Slide(slide_path) as slide:
+        mpp, height, width = slide.mpp, slide.height, slide.width
+    store = LabelStore(height, width, folder, dtype=_label_dtype(meta), pyramid=False)
+    if target.name.lower().endswith(".geojson"):
+        found = slide_labels.write_geojson(target, store, names, colours)
+        return f"{target.name}: {found} objects for QuPath, in slide pixels"
+    levels = slide_labels.write_omezarr(target, store, names, colours, pixel_size_um=mpp,
+                                        name=slide_labels.label_name(slide_path))
+    return f"{target.name}: OME-Zarr labels, {levels} levels (napari: open {target.name}/labels/" \
+           f"{slide_labels.label_name(slide_path)})"
 
 
 def fingerprint(meta, model_name: str, settings, slide) -> dict:

@@ -24,6 +24,7 @@ from segstudio.gui.models.controller import ModelsController
 from segstudio.gui.objects.controller import ObjectsController
 from segstudio.gui.opening import OpeningController
 from segstudio.gui.prediction.controller import PredictionController
+from segstudio.gui.review.controller import ReviewController
 from segstudio.gui.session import SessionController
 from segstudio.gui.status_bar import StatusLabels
 from segstudio.gui.training.controller import TrainingController
@@ -70,6 +71,7 @@ class MainWindow(QMainWindow):
         self.objects = ObjectsController(self)
         self.objects.class_id = lambda: self.editing.session.active_class
         self.objects.classes_offered.connect(self.editing.classes.adopt)
+        self.review = ReviewController(self)  # after prediction: its finished slot has set doc.prediction
         # A model's class names and colours become the session's, so no predicted pixel is invisible.
         self.prediction.classes_offered.connect(self.editing.classes.adopt_from_model)
         # Recent files, projects and the last session; restores the size and panels once all are docked.

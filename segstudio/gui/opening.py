@@ -180,12 +180,16 @@ class OpeningController(QObject):
         return True
 
     def open_slide(self, slide: Slide):
+        from segstudio.gui.review.slide import attach_slide_review
+        from segstudio.gui.slides.export import attach_slide_export
         from segstudio.gui.slides.window import open_slide_window
 
         current = self.window.current
         # A child of the main window (still a window of its own), so quitting closes it too; what it
         # painted since its last autosave is written as the application quits.
         window = open_slide_window(slide, self.window, current.classes if current is not None else None)
+        attach_slide_review(window, self.window.model_host)
+        attach_slide_export(window)
         QCoreApplication.instance().aboutToQuit.connect(window.doc.save_now)
         self.slide_windows.append(window)
         window.destroyed.connect(lambda _=None, w=window: self.slide_windows.remove(w)

@@ -39,7 +39,7 @@ def test_a_slide_is_predicted_into_a_chunked_store_and_a_rerun_skips_it(model_fi
                                                                         tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(slide_predict, "STRIP", 1024)
     monkeypatch.setattr(slide_predict, "BLOCK", 512)
-    out = tmp_path / "labels.ome.zarr"
+    out = tmp_path / "labels.zarr"
     code = main(["predict", str(slide_file), "--model", str(model_file), "--out", str(out), "--tile", "128"])
     err = capsys.readouterr().err
     assert code == 0, err
@@ -64,3 +64,34 @@ def test_two_slides_go_to_a_folder_each(model_file, slide_file, tmp_path, capsys
                  "--tile", "128", "--quiet"])
     assert code == 0, capsys.readouterr().err
     assert (out / "case.labels.zarr" / MARKS_FILE).exists() and (out / "other.labels.zarr" / MARKS_FILE).exists()
+
+
+def test_out_ome_zarr_writes_an_ngff_label_pyramid_beside_the_resumable_store(model_file, slide_file, tmp_path,
+                                                                            capsys):
+    import zarr
+
+    from segstudio.core.objects.formats.slide_labels import read_omezarr
+
+    out = tmp_path / "labels.ome.zarr"
+    code = main(["predict", str(slide_file), "--model", str(model_file), "--out", str(out), "--tile", "128"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "OME-Zarr labels, 3 levels" in err and "labels.ome.zarr/labels/case" in err
+    store = LabelStore(H, W, tmp_path / "labels.labels.zarr").read(0, 0, H, W)  # kept for a rerun
+    group = zarr.open_group(str(out / "labels" / "case"), mode="r")
+    assert group.attrs["multiscales"][0]["version"] == "0.4"
+    assert [d["path"] for d in group.attrs["multiscales"][0]["datasets"]] == ["0", "1", "2"]  # 2100, 1050, 525 px wide
+    pixels = read_omezarr(out, "case")
+    assert np.array_equal(pixels, store) and (pixels[450:750, 500:900] == 1).all()
+    assert np.array_equal(read_omezarr(out, "case", 1), store[::2, ::2])
+
+
+def test_out_geojson_writes_the_objects_in_slide_pixels(model_file, slide_file, tmp_path, capsys):
+    out = tmp_path / "objects.geojson"
+    code = main(["predict", str(slide_file), "--model", str(model_file), "--out", str(out), "--tile", "128"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    features = json.loads(out.read_text())["features"]
+    assert "objects.geojson: " in err and len(features) >= 1
+    xs = [x for f in features for ring in f["geometry"]["coordinates"] for x, _y in ring]
+    assert min(xs) < 700 and max(xs) > 1100  # the tissue patch, 700-1100 px across, in level-0 pixels

@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from segstudio.core.review import SLIDE_REGION, UncertaintyGrid
 from segstudio.core.tissue import TissueMap, tissue_mask
 from segstudio.core.tissue import overview as tissue_overview
 from segstudio.engine.hostmem import keep_host_memory
@@ -66,6 +67,8 @@ class SlideRunResult:
     notes: list[str] = field(default_factory=list)
     # Mean uncertainty (0-1) of the tissue in each finished block, for choosing where to look first.
     uncertainty: dict[str, float] = field(default_factory=dict)
+    # Uncertainty summed per review region (core.review): the queue of regions to check after the run.
+    regions: UncertaintyGrid | None = None
 
 
 class SlideSource:
@@ -214,7 +217,7 @@ def predict_slide(predictor: Predictor, slide, sink: LabelSink, settings: Predic
     settings.validate()
     predictor._follow_device_setting(settings)
     start = time.perf_counter()
-    result = SlideRunResult()
+    result = SlideRunResult(regions=UncertaintyGrid(slide.height, slide.width, SLIDE_REGION))
     box = box or (0, 0, slide.height, slide.width)
     tissue = tissue or TissueMap.everywhere(slide.height, slide.width)
     source = source or SlideSource.for_slide(slide, predictor.in_channels, predictor.normalisation,
@@ -278,6 +281,8 @@ def _run_strip(predictor, source, strip: _Strip, settings, sink, pool, writer, w
             sums = pending.setdefault(key, [0.0, 0.0])
             sums[0] += float(uncertainty[covered].sum())
             sums[1] += int(covered.sum())
+        if result.regions is not None:
+            result.regions.add(gy, strip.box[1], uncertainty)
         writes.append(writer.submit(sink.write, gy, strip.box[1], labels))
         finished(gy + labels.shape[0])
     finished(strip.box[0] + strip.box[2])
@@ -304,14 +309,23 @@ def _strip_rows(predictor, source, strip: _Strip, settings, pool, counter, cance
             run.close()
 
 
+# Blending weights sum to 1 where every tile over a pixel ran; less next to glass tiles that were left out.
+_FULL_WEIGHT = 0.99
+
+
 def _summarise(predictor: Predictor, probs) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (0 where no tile ran) and uncertainty (-1 there) of a slab of blended probabilities."""
+    """Labels (0 where no tile ran) and uncertainty of a slab of blended probabilities; the uncertainty is
+    -1 where some tile over the pixel was left out (glass), since its probabilities there do not sum to 1
+    and their entropy would read as doubt."""
     out = Outputs(probs.shape[1], probs.shape[2], predictor._label_lut(probs.shape[0], []))
     out.add(0, probs)
     out.finish()
     total = probs.sum(0)
-    covered = (total > 0).cpu().numpy() if isinstance(total, torch.Tensor) else total > 0
+    if isinstance(total, torch.Tensor):
+        covered, full = (total > 0).cpu().numpy(), (total >= _FULL_WEIGHT).cpu().numpy()
+    else:
+        covered, full = total > 0, total >= _FULL_WEIGHT
     labels = np.where(covered, out.labels, 0).astype(out.labels.dtype, copy=False)
-    uncertainty = np.where(covered, out.uncertainty.astype(np.float32), -1.0)
+    uncertainty = np.where(full, out.uncertainty.astype(np.float32), -1.0)
     return labels, uncertainty
 

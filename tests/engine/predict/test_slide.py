@@ -129,3 +129,55 @@ def test_normalisation_levels_come_from_the_tissue_not_the_glass(tmp_path):
     glass_grey = float(np.mean([242, 240, 244]))
     assert top(everything) >= glass_grey - 1  # the glass sets the top: stained tissue would look dim
     assert top(tissue) < glass_grey - 15  # the tissue's own range
+
+
+def test_regions_to_check_carry_the_uncertainty_of_the_tissue_only(slide):
+    """The review grid of a slide run holds, per region, the mean uncertainty of the pixels whose tiles all
+    ran, and those pixels' uncertainty is an ordinary prediction's; glass next to them is left out."""
+    from segstudio.core.review import UncertaintyGrid
+
+    tissue = detect_tissue(slide, max_side=512)
+    pred, _net = predictor()
+    result = slide_predict.predict_slide(pred, slide, StoreSink(LabelStore(H, W, pyramid=False)), SETTINGS,
+                                         tissue=tissue)
+    grid = result.regions
+    reference = Predictor(small_net(in_channels=3, classes=3, seed=1), META, device="cpu")
+    expected = reference.predict(slide.read_region(0, 0, 0, W, H), SETTINGS).uncertainty.astype(np.float32)
+    # Which pixels had every tile over them run: the blend weights of the tissue tiles sum to 1 there.
+    plan = plan_tiles(H, W, SETTINGS.tile, SETTINGS.overlap, SETTINGS.align)
+    ran = [o for o in plan.origins if tissue.any_in(o[0], o[1], plan.tile_h, plan.tile_w)]
+    everywhere = np.zeros((H, W), int)
+    for y, x in plan.origins:
+        everywhere[y:y + plan.tile_h, x:x + plan.tile_w] += 1
+    ran_count = np.zeros((H, W), int)
+    for y, x in ran:
+        ran_count[y:y + plan.tile_h, x:x + plan.tile_w] += 1
+    full = (ran_count == everywhere) & (ran_count > 0)
+    check = UncertaintyGrid(H, W, grid.side)
+    check.add(0, 0, np.where(full, expected, -1))
+    # Pixels whose missing tiles weigh under 1% (their far border) count too: a few percent more.
+    assert (grid.counts >= check.counts).all() and grid.counts.sum() <= 1.1 * check.counts.sum()
+    assert 0 < grid.counts.sum() < H * W // 2
+    seen = check.counts > 0
+    got, want = grid.sums[seen] / grid.counts[seen], check.sums[seen] / check.counts[seen]
+    # Pixels next to glass tiles left out have probabilities that do not sum to 1; counted, they read as
+    # doubt (a region mean of 0.02 where the ordinary prediction's is 0.0005).
+    assert np.allclose(got, want, atol=0.002)
+
+
+def test_slab_summary_is_the_same_from_device_tensors_and_host_arrays():
+    """On a GPU the blended slab is a tensor: labels and the uncertainty (with -1 where a glass tile was
+    left out) come out as from the host's arrays."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet((1.0, 1.0, 1.0), size=(40, 60)).astype(np.float32).transpose(2, 0, 1).copy()
+    probs[:, :, :10] *= 0.5  # next to a left-out tile: weights sum to a half
+    probs[:, :5] = 0  # no tile ran
+    pred, _net = predictor()
+    host = slide_predict._summarise(pred, probs)
+    device = slide_predict._summarise(pred, torch.from_numpy(probs))
+    assert np.array_equal(host[0], device[0])
+    assert np.allclose(host[1], device[1], atol=2e-3)
+    assert (host[1][:5] == -1).all() and (host[1][5:, :10] == -1).all() and (host[1][5:, 10:] >= 0).all()
+    assert (host[0][:5] == 0).all() and host[0][5:, :10].any()  # labels still where a tile ran

@@ -103,7 +103,7 @@ def test_folder_opens_every_image_and_next_previous(window, tmp_path):
 
 def test_menus_exist_and_items_needing_an_image_are_greyed_out_until_one_is_open(window, dim16_tiff):
     titles = [a.text().replace("&", "") for a in window.menuBar().actions()]
-    assert titles == ["File", "Edit", "View", "Model", "Objects", "Help"]
+    assert titles == ["File", "Edit", "View", "Model", "Objects", "Review", "Help"]
     a = window.actions
     needs_image = [a.predict, a.export_mask, a.export_dataset, a.close_image, a.zoom_fit, a.toggle_mask,
                    window.objects.object_view, window.exporting.export_objects_action]

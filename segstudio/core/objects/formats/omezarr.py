@@ -33,9 +33,23 @@ def _zarr():
     return zarr
 
 
-def _multiscales(name: str, axes: list[dict], scale: list[float]) -> list[dict]:
-    return [{"version": _NGFF, "name": name, "axes": axes,
-             "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}]}]
+def _multiscales(name: str, axes: list[dict], scale: list[float], levels: int = 1, factor: int = 2) -> list[dict]:
+    """NGFF 0.4 multiscales: level k at path "k", its spatial scale (the last two) ``factor**k`` times level 0's."""
+    datasets = []
+    for k in range(levels):
+        level_scale = [*scale[:-2], *(value * factor ** k for value in scale[-2:])]
+        datasets.append({"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": level_scale}]})
+    return [{"version": _NGFF, "name": name, "axes": axes, "datasets": datasets}]
+
+
+def image_label(names: dict[int, str | None], colours: dict[int, tuple[int, int, int]]) -> dict:
+    """The "image-label" attributes: each label value's colour and class."""
+    present = sorted(names)
+    label: dict = {"version": _NGFF, "source": {"image": "../../"}}
+    if present:  # the schema wants at least one entry when the lists are there
+        label["colors"] = [{"label-value": i, "rgba": [*colours.get(i, (255, 0, 0)), 255]} for i in present]
+        label["properties"] = [{"label-value": i, "class": names[i]} for i in present]
+    return label
 
 
 def _space_axes(pixel_size_um: float | None) -> list[dict]:
@@ -63,21 +77,23 @@ def _write_tree(folder: Path, layer: ObjectLayer, colours: dict, pixels: np.ndar
                                chunk_key_encoding=_SLASH)
     array[...] = ids
     group.attrs["multiscales"] = _multiscales("objects", _space_axes(pixel_size_um), [size, size])
-    present = sorted(layer.names)
-    group.attrs["image-label"] = {
-        "version": _NGFF,
-        "source": {"image": "../../"},
-        "colors": [{"label-value": i, "rgba": [*colours.get(layer.names[i], (255, 0, 0)), 255]} for i in present],
-        "properties": [{"label-value": i, "class": layer.names[i]} for i in present],
-    }
+    group.attrs["image-label"] = image_label(layer.names, {i: colours.get(n) for i, n in layer.names.items()
+                                                          if colours.get(n) is not None})
 
 
 def write(path: os.PathLike | str, layer: ObjectLayer, colours: dict, *, pixels: np.ndarray | None = None,
           pixel_size_um: float | None = None, name: str = "") -> None:
+    build_in_place(path, lambda building: _write_tree(building, layer, colours, pixels, pixel_size_um,
+                                                      name or Path(path).stem))
+
+
+def build_in_place(path: os.PathLike | str, build) -> None:
+    """Run ``build(folder)`` on a folder beside ``path`` and rename it into place once it is complete, so a
+    failed or cancelled export never leaves half a folder under the target's name."""
     target = Path(path)
     building = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        _write_tree(building, layer, colours, pixels, pixel_size_um, name or target.stem)
+        build(building)
         if target.exists():
             old = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
             os.replace(target, old)
