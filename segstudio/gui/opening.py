@@ -186,7 +186,7 @@ class OpeningController(QObject):
         # A child of the main window (still a window of its own), so quitting closes it too; what it
         # painted since its last autosave is written as the application quits.
         window = open_slide_window(slide, self.window, current.classes if current is not None else None)
-        QCoreApplication.instance().aboutToQuit.connect(window.doc.save_now)
+        QCoreApplication.instance().aboutToQuit.connect(window.doc.save_and_wait)
         self.slide_windows.append(window)
         window.destroyed.connect(lambda _=None, w=window: self.slide_windows.remove(w)
                                  if w in self.slide_windows else None)

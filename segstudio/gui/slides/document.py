@@ -1,13 +1,17 @@
 """The Qt face of one open slide: its labels (a core.label_store.LabelStore), an undo stack and autosave.
 
-The labels live in the user data folder (autosave/slides/<key>.zarr) from the first stroke on: two
-seconds after an edit the chunks it changed are written, each atomically, so a crash loses at most the
-last couple of seconds, and reopening the slide shows the labels again.
+The labels live in the user data folder (autosave/slides/<key>.zarr) from the first stroke on: at most
+two seconds after the first unsaved edit the changed chunks are written, each atomically, so a crash
+loses at most the last couple of seconds, and reopening the slide shows the labels again.
 
-At overview zoom a brush stroke is painted twice: at once into the label level the screen shows, and on
-a background thread (core.label_jobs) into every full-resolution pixel it covers. Its undo step is made
-there at the stroke's end; undoing it waits for that painting, so undo is exact. Once the queue runs
-dry the displayed levels are refreshed from the full-resolution pixels.
+At overview zoom a brush stroke or a polygon is painted twice: at once into the label level the screen
+shows, and on a background thread (``jobs``, core.label_jobs) into every full-resolution pixel it covers.
+Its undo step is made there at the stroke's end; undoing it waits for that painting, so undo is exact.
+Once the queue runs dry the displayed levels are refreshed from the full-resolution pixels.
+
+Saving has a thread of its own (``saver``) and does not wait for that painting: while a large stroke is
+still being painted, the chunks painted so far are written every FLUSH_MS, and the last of them within
+FLUSH_MS of the painting's end, so what reaches disk keeps up with the painting.
 """
 from __future__ import annotations
 
@@ -28,6 +32,9 @@ from segstudio.gui.documents.commands import BudgetedUndoStack, MaskEditCommand
 from segstudio.gui.documents.document import UNDO_LIMIT, undo_budget_bytes
 
 AUTOSAVE_DELAY_MS = 2000
+# While full-resolution pixels are painted in the background (and once they are done), the chunks painted
+# so far are written this often: a large stroke at overview takes seconds to paint.
+FLUSH_MS = 500
 
 
 def labels_folder(slide_path: Path) -> Path:
@@ -67,7 +74,8 @@ class _Relay(QObject):
     """Carries what the background thread finished to the GUI thread (queued signals)."""
 
     region = Signal(int, int, int, int)
-    saved = Signal(int, float, int)  # chunks written, seconds, the undo index saved
+    painted = Signal()  # the background painting queue ran dry
+    saved = Signal(int, float, int, bool)  # chunks written, seconds, the undo index saved, all painting in it
     failed = Signal(str)
 
 
@@ -87,20 +95,22 @@ class SlideDocument(QObject):
                                pyramid=False)
         self.undo_stack = BudgetedUndoStack(undo_budget_bytes(), self)
         self.undo_stack.setUndoLimit(UNDO_LIMIT)
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.setInterval(AUTOSAVE_DELAY_MS)
-        self._timer.timeout.connect(self.save_now)
+        self.autosave_timer = QTimer(self)  # the autosave cycle: armed by a change, fires save_now
+        self.autosave_timer.setSingleShot(True)
+        self.autosave_timer.timeout.connect(self.save_now)
         self.autosave_error: str | None = None
         self._relay = _Relay()
         self._relay.region.connect(self.labels_changed)
+        self._relay.painted.connect(lambda: self._arm(FLUSH_MS))
         self._relay.saved.connect(self._on_saved)
         self._relay.failed.connect(self._on_save_failed)
         self.last_written = 0
         self._preview_lock = threading.Lock()
         self._preview: list | None = None  # [level-0 box, finest previewed level] since the queue was last dry
         self._painting = 0  # full-resolution jobs queued and not yet done
-        self.jobs = LabelJobs(on_idle=self._painted_all)
+        self.jobs = LabelJobs(on_idle=self._painted_all)  # full-resolution painting, in order
+        self.saver = LabelJobs(name="label-save")  # writing changed chunks, beside the painting
+        self._closed = False
 
     @property
     def path(self) -> Path:
@@ -117,13 +127,19 @@ class SlideDocument(QObject):
     def notify_region(self, y0: int, x0: int, h: int, w: int) -> None:
         """Labels changed in a box (painting, undo, redo): redraw it and save it soon."""
         self.labels_changed.emit(y0, x0, h, w)
-        self._timer.start()
+        self._arm()
+
+    def _arm(self, ms: int = AUTOSAVE_DELAY_MS) -> None:
+        """Make sure a save comes within ``ms``; a save already due sooner stays (edits never postpone it)."""
+        timer = self.autosave_timer
+        if not timer.isActive() or timer.remainingTime() > ms:
+            timer.start(ms)
 
     def push_diff(self, diff: ChunkDiff, text: str) -> None:
         """One undo step for an edit already painted into the store."""
         self.undo_stack.push(MaskEditCommand(self, diff, text))
         self.mark_hand(diff)
-        self._timer.start()
+        self._arm()
 
     def mark_hand(self, diff: ChunkDiff) -> None:
         """The pixels an edit changed are hand-painted from now on (undo leaves the mark)."""
@@ -142,6 +158,22 @@ class SlideDocument(QObject):
     def paint_in_background(self, p0, p1, radius: float, value: int, record: dict, level: int) -> None:
         """Show a segment at once at ``level`` and up, and queue its full-resolution pixels."""
         box = self.store.preview_segment(p0, p1, radius, value, level)
+        self._queue_painting(box, level, lambda: self.store.paint_segment_recorded(
+            p0, p1, radius, value, record, pyramid_below=level))
+
+    def fill_polygon_in_background(self, points: list[tuple[float, float]], value: int, level: int,
+                                   text: str = "Polygon") -> None:
+        """Show a filled polygon at once at ``level`` and up; its full-resolution pixels and its undo step
+        are made in the background, as for a brush stroke at overview."""
+        if len(points) < 3:
+            return
+        record: dict = {}
+        box = self.store.preview_polygon(points, value, level)
+        self._queue_painting(box, level, lambda: self.store.paint_polygon_recorded(
+            points, value, record, pyramid_below=level))
+        self.push_stroke(record, text)
+
+    def _queue_painting(self, box, level: int, paint_full) -> None:
         with self._preview_lock:
             if self._preview is None:
                 self._preview = [box, level]
@@ -152,7 +184,7 @@ class SlideDocument(QObject):
 
         def paint() -> None:
             try:
-                self.store.paint_segment_recorded(p0, p1, radius, value, record, pyramid_below=level)
+                paint_full()
             finally:
                 with self._preview_lock:
                     self._painting -= 1
@@ -170,7 +202,7 @@ class SlideDocument(QObject):
 
         self.jobs.submit(make_step)
         self.undo_stack.push(SlideStrokeCommand(self, pending, text))
-        self._timer.start()
+        self._arm()
 
     def wait_painted(self) -> None:
         """Wait for the full-resolution painting queued so far (before undo, or painting at full resolution)."""
@@ -189,50 +221,66 @@ class SlideDocument(QObject):
                 if self._preview is preview:  # nothing previewed meanwhile (that is refreshed next time)
                     self._preview = None
             self._relay.region.emit(*preview[0])
+        self._relay.painted.emit()  # what was painted reaches disk soon, not a full autosave delay later
 
     def save_now(self) -> None:
-        """Queue a save of the changed chunks behind the painting queued before it; the GUI thread only queues.
+        """Queue a save of the changed chunks on the saving thread; the GUI thread only queues.
 
-        The background thread takes the chunks as they are when its turn comes (strokes painted meanwhile
-        copy a chunk before changing it) and writes each atomically. ``saved`` or ``save_failed`` tells.
+        It does not wait for painting under way in the background: it takes the chunks as they are when it
+        begins (painting meanwhile copies a chunk before changing it) and writes each atomically; while
+        that painting goes on, the next save comes FLUSH_MS later. ``saved`` or ``save_failed`` tells.
         """
-        self._timer.stop()
+        self.autosave_timer.stop()
+        if self._closed:
+            return
         index, start = self.undo_stack.index(), time.perf_counter()
 
         def save() -> None:
+            complete = not self.jobs.busy  # no stroke is still being painted: this save holds them all
             try:
-                self.last_written = self.model.write(self.model.snapshot())
+                written = self.model.write(self.model.snapshot())
                 if self.hand.unsaved:
                     self.hand.write(self.hand.snapshot())
             except OSError as err:
                 self._relay.failed.emit(f"{self.title}: the labels could not be saved ({err.strerror or err})")
                 return
-            self._relay.saved.emit(self.last_written, time.perf_counter() - start, index)
+            self.last_written = written
+            self._relay.saved.emit(written, time.perf_counter() - start, index, complete)
 
-        self.jobs.submit(save)
+        self.saver.submit(save)
 
     def save_and_wait(self) -> int:
-        """Save now and wait until it is on disk; returns how many chunks were written."""
+        """Wait for the painting under way, save, and wait until it is on disk; returns the chunks written."""
+        if self._closed:
+            return 0
+        self.jobs.wait()  # every stroke made so far is in this save
         self.last_written = 0
         self.save_now()
-        self.jobs.wait()
+        self.saver.wait()
         return self.last_written
 
-    def _on_saved(self, written: int, seconds: float, index: int) -> None:
+    def _on_saved(self, written: int, seconds: float, index: int, complete: bool) -> None:
         self.autosave_error = None
-        if self.undo_stack.index() == index:  # nothing was done since the save began
+        if not complete:
+            self._arm(FLUSH_MS)  # painting went on meanwhile: its chunks follow soon
+        elif self.undo_stack.index() == index:  # nothing was done since the save began
             self.undo_stack.setClean()
         self.saved.emit(written, seconds)
 
     def _on_save_failed(self, text: str) -> None:
         self.autosave_error = text
         self.save_failed.emit(text)
-        self._timer.start()
+        self._arm()
 
     def close(self, close_slide: bool = True) -> None:
+        if self._closed:
+            return
         if self.model.unsaved or self.hand.unsaved or self.jobs.busy:
             self.save_and_wait()
+        self._closed = True
+        self.autosave_timer.stop()
         self.jobs.close()
+        self.saver.close()
         if close_slide:
             self.slide.close()
 

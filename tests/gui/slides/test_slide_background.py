@@ -1,0 +1,114 @@
+"""Work done off the GUI thread on a slide: what an overview stroke paints reaches disk while it is still
+being painted, and a polygon drawn zoomed out is painted in the background like a brush stroke."""
+import threading
+
+import numpy as np
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
+
+from segstudio.core.label_store import LabelStore
+from segstudio.gui.slides.document import FLUSH_MS, labels_folder
+from tests.gui.slides.test_slide_window import _drag, _paint, pyramid, slide_window  # noqa: F401
+
+
+def _on_disk(doc):
+    folder = labels_folder(doc.slide.path)
+    return (LabelStore(doc.slide.height, doc.slide.width, folder, pyramid=False),
+            LabelStore(doc.slide.height, doc.slide.width, folder.with_name(folder.stem + ".hand.zarr"), pyramid=False))
+
+
+def _at(store, point):
+    return store.read(round(point.y()), round(point.x()), 1, 1)[0, 0]
+
+
+def _hold_painting(doc):
+    gate = threading.Event()
+    doc.jobs.submit(lambda: gate.wait(10))
+    return gate
+
+
+def test_an_overview_strokes_chunks_reach_disk_while_it_still_paints_and_the_rest_in_the_cycle_after(
+        slide_window, qtbot):  # noqa: F811
+    canvas, doc = slide_window.canvas, slide_window.doc
+    slide_window.tools["brush"].trigger()
+    _paint(slide_window)
+    _drag(canvas, [QPoint(200, 200), QPoint(300, 220)])  # painted in full at once
+    doc.jobs.wait()
+    first = canvas.mapToScene(QPoint(250, 210))
+    gate = _hold_painting(doc)  # the next stroke's full-resolution pixels take their time
+    try:
+        _drag(canvas, [QPoint(400, 400), QPoint(500, 420)])
+        second = canvas.mapToScene(QPoint(450, 410))
+        assert doc.autosave_timer.isActive()  # the edits armed the autosave cycle
+        doc.autosave_timer.timeout.emit()  # the cycle comes round while the second stroke still paints
+        assert doc.saver.wait(10), "the save waited for the painting"
+        labels, hand = _on_disk(doc)
+        assert _at(labels, first) == 1 and _at(hand, first) == 1
+        assert _at(doc.store, second) == 0  # not painted yet
+        QApplication.processEvents()
+        assert slide_window.isWindowModified()  # the disk does not hold the second stroke yet
+    finally:
+        gate.set()
+    doc.jobs.wait()
+    QApplication.processEvents()  # the painting's end arms the next cycle, sooner than an edit does
+    assert doc.autosave_timer.isActive() and doc.autosave_timer.interval() <= FLUSH_MS
+    doc.autosave_timer.timeout.emit()
+    assert doc.saver.wait(10)
+    QApplication.processEvents()
+    labels, hand = _on_disk(doc)
+    assert _at(labels, second) == 1 and _at(hand, second) == 1
+    for cy, cx in list(doc.store.full.chunks):  # every chunk as it is in memory
+        box = (cy * labels.chunk, cx * labels.chunk, labels.chunk, labels.chunk)
+        assert np.array_equal(labels.read(*box), doc.store.read(*box))
+    assert not slide_window.isWindowModified() and not doc.store.unsaved
+
+
+def _polygon(canvas, corners):
+    viewport = canvas.viewport()
+    for corner in corners + corners[:1]:  # a click on the first corner closes it
+        QTest.mouseClick(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, corner)
+
+
+def test_a_polygon_at_overview_shows_at_once_is_painted_in_the_background_and_undoes_exactly(
+        slide_window, qtbot):  # noqa: F811
+    canvas, doc, store = slide_window.canvas, slide_window.doc, slide_window.doc.store
+    _paint(slide_window)
+    shown = store.best_level(1 / canvas.zoom())
+    ds = store.downsample(shown)
+    assert shown > 0
+    before = [store.read(0, 0, grid.height, grid.width, level=k).copy() for k, grid in enumerate(store.levels)]
+    painted_on, paint = [], store.paint
+    store.paint = lambda *a, **k: (painted_on.append(threading.current_thread()), paint(*a, **k))[1]
+    qtbot.keyClick(canvas, Qt.Key.Key_P)
+    inside = canvas.mapToScene(QPoint(400, 350))
+    gate = _hold_painting(doc)
+    try:
+        _polygon(canvas, [QPoint(300, 300), QPoint(500, 300), QPoint(500, 400), QPoint(300, 400)])
+        # The window did not wait: the screen's level shows it, the full-resolution pixels are to come.
+        assert store.read(round(inside.y() / ds), round(inside.x() / ds), 1, 1, level=shown)[0, 0] == 1
+        assert _at(store, inside) == 0
+        assert doc.undo_stack.count() == 1
+    finally:
+        gate.set()
+    doc.wait_painted()
+    assert _at(store, inside) == 1
+    corner = canvas.mapToScene(QPoint(300, 300))
+    assert _at(store, corner.__class__(corner.x() + 40, corner.y() + 40)) == 1
+    assert painted_on and threading.main_thread() not in painted_on
+    slide_window.undo_action.trigger()
+    after = [store.read(0, 0, grid.height, grid.width, level=k) for k, grid in enumerate(store.levels)]
+    assert all(np.array_equal(x, y) for x, y in zip(before, after))  # every level, every pixel
+    slide_window.redo_action.trigger()
+    assert _at(store, inside) == 1
+
+
+def test_a_polygon_at_full_resolution_is_still_one_undo_step_painted_at_once(slide_window, qtbot):  # noqa: F811
+    canvas, doc = slide_window.canvas, slide_window.doc
+    qtbot.keyClick(canvas, Qt.Key.Key_4)
+    qtbot.keyClick(canvas, Qt.Key.Key_P)
+    _polygon(canvas, [QPoint(300, 300), QPoint(340, 300), QPoint(340, 340)])
+    inside = canvas.mapToScene(QPoint(330, 310))
+    assert _at(doc.store, inside) == 1 and doc.undo_stack.count() == 1
+    slide_window.undo_action.trigger()
+    assert _at(doc.store, inside) == 0
