@@ -384,6 +384,24 @@ class LabelStore:
                 del self.full.chunks[key]
         return len(clean)
 
+    def diff_to(self, other: LabelStore) -> ChunkDiff:
+        """The edit that turns these labels into ``other``'s (a store of the same size): per chunk either
+        holds, the box of pixels that differ. Applied, it makes them equal; reverted, it takes them back."""
+        c = self.chunk
+        with self.lock:
+            keys = set(self.full.chunks) | self._saved
+        keys |= set(other.full.chunks) | other._saved
+        diff = ChunkDiff()
+        for cy, cx in sorted(keys):
+            old = self.read(cy * c, cx * c, c, c)
+            new = other.read(cy * c, cx * c, c, c).astype(self.dtype, copy=False)
+            changed = old != new
+            rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+            if rows.size:
+                sl = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+                diff.pieces.append(ChunkPiece(cy, cx, int(rows[0]), int(cols[0]), old[sl].copy(), new[sl].copy()))
+        return diff
+
     # --- undo -----------------------------------------------------------------------------------------
     def apply(self, diff: ChunkDiff) -> Box:
         return self._put(diff, new=True)

@@ -72,6 +72,8 @@ class _ReadJob(QRunnable):
 
 
 class OpeningController(QObject):
+    slide_opened = Signal(object)  # the SlideWindow of a whole slide just opened
+
     def __init__(self, window) -> None:
         super().__init__(window)
         self.window = window
@@ -173,6 +175,11 @@ class OpeningController(QObject):
                 return False
         except ImageReadError:
             return False  # the ordinary reader names what is wrong with the file
+        opened = self.find_slide_window(path)
+        if opened is not None:  # one window per slide: two would save over each other's labels
+            opened.raise_()
+            opened.activateWindow()
+            return True
         try:
             self.open_slide(Slide(path))
         except ImageReadError as err:
@@ -191,7 +198,12 @@ class OpeningController(QObject):
         window.destroyed.connect(lambda _=None, w=window: self.slide_windows.remove(w)
                                  if w in self.slide_windows else None)
         window.show()
+        self.slide_opened.emit(window)
         return window
+
+    def find_slide_window(self, path: str | Path):
+        target = Path(path).resolve()
+        return next((w for w in self.slide_windows if Path(w.doc.path).resolve() == target), None)
 
     def _progress_dialog(self, total: int) -> QProgressDialog:
         dialog = QProgressDialog("Opening...", "Cancel", 0, total if total > 1 else 0, self.window)

@@ -121,6 +121,10 @@ class SlideDocument(QObject):
         return self.slide.path.name
 
     @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
     def store(self) -> LabelStore:
         return self.model
 
@@ -153,6 +157,24 @@ class SlideDocument(QObject):
         keep = self.hand.read(y0, x0, *labels.shape) != 0
         if self.model.put(y0, x0, labels.astype(self.model.dtype, copy=False), keep):
             self.notify_region(y0, x0, *labels.shape)
+
+    def label_folders(self) -> tuple[Path, Path]:
+        """Where the labels and the hand map are saved (call save_and_wait first for all of them)."""
+        return self.model.folder, self.hand.folder
+
+    def bring_in(self, labels: Path, hand: Path, text: str) -> bool:
+        """Make the labels those saved in ``labels`` (a project's) as one undo step, so the work held
+        before is one Undo away; the hand map becomes ``hand``'s. False when nothing differed."""
+        self.wait_painted()
+        height, width = self.slide.height, self.slide.width
+        diff = self.model.diff_to(LabelStore(height, width, labels, dtype=self.model.dtype, pyramid=False))
+        self.hand.apply(self.hand.diff_to(LabelStore(height, width, hand, pyramid=False)))
+        self._arm()
+        if not diff.pieces:
+            return False
+        self.notify_region(*self.model.apply(diff))
+        self.undo_stack.push(MaskEditCommand(self, diff, text))
+        return True
 
     # --- background painting (overview strokes) -----------------------------------------------------------
     def paint_in_background(self, p0, p1, radius: float, value: int, record: dict, level: int) -> None:

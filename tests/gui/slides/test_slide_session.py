@@ -1,0 +1,108 @@
+"""Whole slides come back like images: from File > Open Recent, the offer to reopen the last session (with
+their view) and File > Open Project (with the labels the project saved, one Undo away from the work before)."""
+import pytest
+import shiboken6
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtWidgets import QApplication
+
+from segstudio.gui import session as session_module
+from tests.gui.slides.test_slide_window import _drag, pyramid  # noqa: F401
+
+
+def _open_slide(window, path, monkeypatch):
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(path)], ""))
+    window.actions.open.trigger()  # File > Open
+    slide_window = window.opening.slide_windows[-1]
+    slide_window.resize(1000, 700)
+    slide_window.canvas.fit_to_window()
+    return slide_window
+
+
+def _stroke(slide_window, start, end):
+    """A brush stroke at overview; returns the slide point in its middle."""
+    slide_window.tools["brush"].trigger()
+    _drag(slide_window.canvas, [start, (start + end) / 2, end])
+    slide_window.doc.wait_painted()
+    return slide_window.canvas.mapToScene((start + end) / 2)
+
+
+def _label(slide_window, point):
+    return slide_window.doc.store.read(round(point.y()), round(point.x()), 1, 1)[0, 0]
+
+
+def _close_slides(window):
+    for slide_window in list(window.opening.slide_windows):
+        if shiboken6.isValid(slide_window):
+            slide_window.close()
+    QApplication.processEvents()
+
+
+def test_open_recent_reopens_a_slide_with_its_labels(make_window, pyramid, monkeypatch):  # noqa: F811
+    window = make_window()
+    slide_window = _open_slide(window, pyramid, monkeypatch)
+    painted = _stroke(slide_window, QPoint(300, 300), QPoint(400, 300))
+    slide_window.close()  # saves its labels
+    QApplication.processEvents()
+    assert not window.opening.slide_windows
+
+    entry = window.session.recent.actions()[0]  # File > Open Recent, newest first
+    assert entry.text().replace("&", "") == f"1 {pyramid.name}"
+    entry.trigger()
+    again = window.opening.find_slide_window(pyramid)
+    assert again is not None and _label(again, painted) == 1
+    window.session.recent.actions()[0].trigger()  # chosen again while open: the same window, not a second
+    assert window.opening.slide_windows == [again]
+    _close_slides(window)
+
+
+def test_the_last_session_reopens_the_slide_with_its_labels_and_view(
+        make_window, pyramid, monkeypatch, qtbot):  # noqa: F811
+    window = make_window()
+    slide_window = _open_slide(window, pyramid, monkeypatch)
+    painted = _stroke(slide_window, QPoint(300, 300), QPoint(400, 320))
+    slide_window.magnification_actions[10].trigger()
+    slide_window.canvas.centerOn(QPointF(5000, 2500))
+    zoom, centre = slide_window.view_state()
+    window.close()  # quitting: the session is written
+    _close_slides(window)
+
+    again = make_window()
+    box = again.session.offer_last_session()
+    assert box is not None and "1 image(s)" in box.text() and pyramid.name in box.text()
+    (reopen,) = [b for b in box.buttons() if b.text() == "Reopen"]
+    qtbot.mouseClick(reopen, Qt.MouseButton.LeftButton)
+    reopened = again.opening.find_slide_window(pyramid)
+    assert reopened is not None and _label(reopened, painted) == 1
+    QApplication.processEvents()
+    new_zoom, new_centre = reopened.view_state()
+    assert new_zoom == pytest.approx(zoom)
+    assert abs(new_centre[0] - centre[0]) < 20 and abs(new_centre[1] - centre[1]) < 20
+    _close_slides(again)
+
+
+def test_a_project_keeps_the_slides_labels_and_opening_it_is_one_undo_step(
+        make_window, pyramid, tmp_path, monkeypatch):  # noqa: F811
+    window = make_window()
+    slide_window = _open_slide(window, pyramid, monkeypatch)
+    kept = _stroke(slide_window, QPoint(300, 300), QPoint(400, 300))
+    folder = tmp_path / "project"
+    monkeypatch.setattr(session_module.QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    window.actions.save_project.trigger()  # File > Save Project
+    assert window.last_error is None
+    assert sorted(p.parent.name for p in (folder / "slides").glob("*/zarr.json")) == [
+        "tissue.ome.hand.zarr", "tissue.ome.zarr"]
+    later = _stroke(slide_window, QPoint(300, 500), QPoint(400, 500))  # after the save: in the autosave only
+    window.close()
+    _close_slides(window)
+
+    again = make_window()
+    again.actions.open_project.trigger()  # File > Open Project
+    assert again.last_error is None
+    reopened = again.opening.find_slide_window(pyramid)
+    assert reopened is not None
+    assert _label(reopened, kept) == 1 and _label(reopened, later) == 0  # as the project saved it
+    reopened.undo_action.trigger()  # the work the slide held before is one Undo away
+    assert _label(reopened, kept) == 1 and _label(reopened, later) == 1
+    reopened.redo_action.trigger()
+    assert _label(reopened, later) == 0
+    _close_slides(again)
