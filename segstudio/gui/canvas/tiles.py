@@ -84,7 +84,10 @@ class _LoadTile(QRunnable):
             image = item.load(self.key)
         except Exception:  # noqa: BLE001 - a damaged tile draws as a hole, the rest of the slide still shows
             image = None
-        item.arrived.tile.emit(self.key, image, generation)
+        try:
+            item.arrived.tile.emit(self.key, image, generation)
+        except RuntimeError:  # the window closed while this tile was being made: nobody waits for it
+            pass
 
 
 class TiledItem(QGraphicsItem):
