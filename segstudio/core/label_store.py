@@ -4,7 +4,8 @@ A 100,000 x 100,000 slide's mask would take 10 GB as one array; most of it is ne
 full-resolution labels are chunks of CHUNK x CHUNK pixels: a chunk is read from disk the first time it
 is needed, painted in memory, and written back by save() only if it changed (each chunk file is written
 atomically by zarr's local store: a new file renamed over the old one). Chunks nobody painted exist
-nowhere, not even in memory. The label pyramid (every PYRAMID_FACTOR-th pixel of the level below,
+nowhere, not even in memory, and saved chunks beyond KEEP_CLEAN_BYTES leave it again, least recently
+used first, so looking over a whole labelled slide keeps memory bounded. The label pyramid (every PYRAMID_FACTOR-th pixel of the level below,
 sparse in the same way) is kept up to date by every write, so the canvas shows labels at overview zoom
 without reading full-resolution chunks.
 
@@ -29,10 +30,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from segstudio.core.label_disk import open_array, runs, stored_chunks
+from segstudio.core.label_shapes import Box, Shape, clip, polygon, segment
 
 CHUNK = 512
 PYRAMID_FACTOR = 4
@@ -42,8 +43,7 @@ PYRAMID_SMALLEST = 1024
 # and read again from disk when needed): 1,024 chunks of 8-bit labels, a few screens at several zooms.
 KEEP_CLEAN_BYTES = 256 * 2**20
 
-Box = tuple[int, int, int, int]  # y0, x0, height, width in full-resolution pixels
-Shape = Callable[[np.ndarray, int, int], None]  # draws 1s into a chunk-sized uint8 buffer at an offset
+Mark = Callable[[int, int, np.ndarray], None]  # told a box's changed pixels: y0, x0, boolean array
 
 
 @dataclass
@@ -171,6 +171,7 @@ class LabelStore:
             ds = PYRAMID_FACTOR ** len(self.levels)
             self.levels.append(_Grid(math.ceil(self.height / ds), math.ceil(self.width / ds), self.chunk, self.dtype))
         self.dirty: set[tuple[int, int]] = set()
+        self._touched: dict[tuple[int, int], tuple[float, float]] = {}  # dirty chunks: first and last change
         self.lock = threading.RLock()
         self._frozen: set[tuple[int, int]] = set()  # chunks a save is writing: copied before they change
         for cy, cx in sorted(self._saved) if pyramid else ():  # the pyramid of labels saved earlier
@@ -226,15 +227,16 @@ class LabelStore:
 
     # --- painting -------------------------------------------------------------------------------------
     def paint(self, box: Box, draw: Shape, value: int, record: dict | None = None,
-              pyramid_below: int | None = None) -> ChunkDiff | None:
+              pyramid_below: int | None = None, mark: Mark | None = None) -> ChunkDiff | None:
         """Set ``value`` wherever ``draw`` marks inside ``box`` (full-resolution pixels); None if nothing changed.
 
         ``draw(buffer, oy, ox)`` marks 1s into a chunk-sized uint8 buffer whose pixel (0, 0) is full-resolution
         pixel (oy, ox); it is called once per chunk the box touches. With ``record`` (a stroke's dict), each
         chunk's pixels before its first change go there instead of into a returned diff (see diff_since);
-        ``pyramid_below`` leaves the label levels from that one up alone (a preview is painted there).
+        ``pyramid_below`` leaves the label levels from that one up alone (a preview is painted there);
+        ``mark(y0, x0, changed)`` is told the pixels each chunk's paint changed (the hand map follows them).
         """
-        y0, x0, h, w = _clip(box, self.height, self.width)
+        y0, x0, h, w = clip(box, self.height, self.width)
         if h <= 0 or w <= 0:
             return None
         diff = ChunkDiff()
@@ -249,12 +251,13 @@ class LabelStore:
             sl = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
             marked = buffer[sl].astype(bool)
             with self.lock:
-                self._paint_chunk(cy, cx, sl, marked, value, diff, record, pyramid_below)
+                self._paint_chunk(cy, cx, sl, marked, value, diff, (record, pyramid_below, mark))
             if record is not None:
                 time.sleep(0)  # painting in the background: let the GUI thread have the interpreter
         return diff if diff.pieces or (record is not None and diff.changed) else None
 
-    def _paint_chunk(self, cy, cx, sl, marked, value, diff, record, pyramid_below) -> bool:
+    def _paint_chunk(self, cy, cx, sl, marked, value, diff, how) -> bool:
+        record, pyramid_below, mark = how
         chunk = self.full.get(cy, cx)
         if chunk is None and value == 0:
             return False  # erasing where nothing was painted
@@ -264,6 +267,8 @@ class LabelStore:
             record[(cy, cx)] = None if chunk is None else chunk.copy()
         chunk = self._mutable(cy, cx, create=True)
         old = None if record is not None else chunk[sl].copy()
+        if mark is not None:
+            mark(cy * self.chunk + sl[0].start, cx * self.chunk + sl[1].start, marked & (chunk[sl] != value))
         chunk[sl][marked] = value
         if record is None:
             diff.pieces.append(ChunkPiece(cy, cx, sl[0].start, sl[1].start, old, chunk[sl].copy()))
@@ -274,25 +279,26 @@ class LabelStore:
     def paint_segment(self, p0: tuple[float, float], p1: tuple[float, float], radius: float,
                       value: int) -> ChunkDiff | None:
         """A brush (or eraser, value 0) stroke segment from p0 to p1 (x, y in full-resolution pixels)."""
-        box, draw = _segment(p0, p1, radius)
+        box, draw = segment(p0, p1, radius)
         return self.paint(box, draw, value)
 
     def paint_segment_recorded(self, p0: tuple[float, float], p1: tuple[float, float], radius: float,
-                               value: int, record: dict, pyramid_below: int | None = None) -> None:
+                               value: int, record: dict, pyramid_below: int | None = None,
+                               mark: Mark | None = None) -> None:
         """paint_segment for a stroke whose undo step diff_since(record) makes at its end."""
-        box, draw = _segment(p0, p1, radius)
-        self.paint(box, draw, value, record=record, pyramid_below=pyramid_below)
+        box, draw = segment(p0, p1, radius)
+        self.paint(box, draw, value, record=record, pyramid_below=pyramid_below, mark=mark)
 
     def preview_segment(self, p0: tuple[float, float], p1: tuple[float, float], radius: float, value: int,
                         level: int) -> Box:
         """Paint a segment into label levels ``level`` and coarser only (what the screen shows at that zoom);
         the full-resolution chunks are painted separately and refresh_pyramid() makes the levels exact."""
         (xa, ya), (xb, yb) = p0, p1
-        return self._preview(lambda ds: _segment((xa / ds, ya / ds), (xb / ds, yb / ds), radius / ds), value, level)
+        return self._preview(lambda ds: segment((xa / ds, ya / ds), (xb / ds, yb / ds), radius / ds), value, level)
 
     def preview_polygon(self, points: list[tuple[float, float]], value: int, level: int) -> Box:
         """preview_segment for a filled polygon (x, y vertices in full-resolution pixels)."""
-        return self._preview(lambda ds: _polygon([(x / ds, y / ds) for x, y in points]), value, level)
+        return self._preview(lambda ds: polygon([(x / ds, y / ds) for x, y in points]), value, level)
 
     def _preview(self, shape_at: Callable[[int], tuple[Box, Shape]], value: int, level: int) -> Box:
         """Paint ``shape_at(downsample)`` into label levels ``level`` and up; returns the level-0 box shown."""
@@ -301,7 +307,7 @@ class LabelStore:
             for k in range(max(1, level), len(self.levels)):
                 ds, grid = self.downsample(k), self.levels[k]
                 box, draw = shape_at(ds)
-                y0, x0, h, w = _clip(box, grid.height, grid.width)
+                y0, x0, h, w = clip(box, grid.height, grid.width)
                 if h <= 0 or w <= 0:
                     continue
                 marked = np.zeros((h, w), np.uint8)
@@ -315,7 +321,7 @@ class LabelStore:
 
     def refresh_pyramid(self, box: Box, from_level: int = 1) -> None:
         """Make label levels ``from_level`` and coarser exact over a full-resolution box."""
-        y0, x0, h, w = _clip(box, self.height, self.width)
+        y0, x0, h, w = clip(box, self.height, self.width)
         if h > 0 and w > 0:
             with self.lock:
                 self._update_pyramid(y0, x0, h, w, from_level)
@@ -339,13 +345,13 @@ class LabelStore:
         """Fill a polygon (x, y vertices in full-resolution pixels)."""
         if len(points) < 3:
             return None
-        return self.paint(*_polygon(points), value)
+        return self.paint(*polygon(points), value)
 
     def paint_polygon_recorded(self, points: list[tuple[float, float]], value: int, record: dict,
-                               pyramid_below: int | None = None) -> None:
+                               pyramid_below: int | None = None, mark: Mark | None = None) -> None:
         """paint_polygon for a shape whose undo step diff_since(record) makes (painted on another thread)."""
         if len(points) >= 3:
-            self.paint(*_polygon(points), value, record=record, pyramid_below=pyramid_below)
+            self.paint(*polygon(points), value, record=record, pyramid_below=pyramid_below, mark=mark)
 
     def put(self, y0: int, x0: int, values: np.ndarray, keep: np.ndarray | None = None) -> bool:
         """Write a box of labels (a prediction), leaving the pixels where ``keep`` is true as they are.
@@ -449,6 +455,8 @@ class LabelStore:
     # --- pyramid and saving ---------------------------------------------------------------------------
     def _changed(self, cy: int, cx: int, sl: tuple[slice, slice], pyramid_below: int | None = None) -> None:
         self.dirty.add((cy, cx))
+        now = time.monotonic()
+        self._touched[(cy, cx)] = (self._touched.get((cy, cx), (now, now))[0], now)
         c = self.chunk
         self._update_pyramid(cy * c + sl[0].start, cx * c + sl[1].start, sl[0].stop - sl[0].start,
                              sl[1].stop - sl[1].start, 1, pyramid_below)
@@ -492,8 +500,14 @@ class LabelStore:
         """Write the chunks changed since the last save (each atomically); returns how many were written."""
         return self.write(self.snapshot(folder))
 
-    def snapshot(self, folder: Path | None = None) -> list[tuple[int, int, np.ndarray | None]]:
-        """The chunks changed since the last save, as they are now (cheap: no pixels are copied)."""
+    def snapshot(self, folder: Path | None = None, quiet: float | None = None, at_most: float = 2.0
+                 ) -> list[tuple[int, int, np.ndarray | None]]:
+        """The chunks changed since the last save, as they are now (cheap: no pixels are copied).
+
+        With ``quiet`` (seconds), only the chunks unchanged for that long, or changing for over ``at_most``:
+        while a stroke is still being painted, those behind it are done, and the ones under it would only be
+        written again (unless it stays there).
+        """
         with self.lock:
             if folder is not None and (self.folder is None or Path(folder) != self.folder):
                 self.folder = Path(folder)
@@ -501,9 +515,16 @@ class LabelStore:
                 self.dirty |= set(self.full.chunks)  # a new folder gets everything painted so far
             if self._array is None:
                 raise ValueError("the label store has no folder to save into")
-            taken = [(cy, cx, self.full.chunks.get((cy, cx))) for cy, cx in sorted(self.dirty)]
+            keys = set(self.dirty)
+            if quiet is not None:
+                now = time.monotonic()
+                keys = {key for key in keys if key not in self._touched or self._touched[key][1] <= now - quiet
+                        or self._touched[key][0] <= now - at_most}
+            taken = [(cy, cx, self.full.chunks.get((cy, cx))) for cy, cx in sorted(keys)]
             self._frozen = {(cy, cx) for cy, cx, chunk in taken if chunk is not None}
-            self.dirty.clear()
+            self.dirty -= keys
+            for key in keys:
+                self._touched.pop(key, None)
             return taken
 
     def write(self, taken: list[tuple[int, int, np.ndarray | None]]) -> int:
@@ -535,41 +556,3 @@ class LabelStore:
                 self._frozen.clear()
                 self.full.trim()  # what was written may leave memory now
         return written
-
-
-def _segment(p0: tuple[float, float], p1: tuple[float, float], radius: float) -> tuple[Box, Shape]:
-    """The box and the drawing of a round-ended segment of ``radius`` from p0 to p1 (x, y)."""
-    r = max(0.5, float(radius))
-    (xa, ya), (xb, yb) = p0, p1
-    box = (math.floor(min(ya, yb) - r), math.floor(min(xa, xb) - r),
-           math.ceil(abs(yb - ya) + 2 * r) + 2, math.ceil(abs(xb - xa) + 2 * r) + 2)
-    shift = 4  # OpenCV's sub-pixel coordinates: 1/16 pixel
-
-    def draw(buffer: np.ndarray, oy: int, ox: int) -> None:
-        a = (round((xa - ox) * 16), round((ya - oy) * 16))
-        b = (round((xb - ox) * 16), round((yb - oy) * 16))
-        cv2.circle(buffer, a, round(r * 16), 1, -1, cv2.LINE_8, shift)
-        if a != b:
-            cv2.circle(buffer, b, round(r * 16), 1, -1, cv2.LINE_8, shift)
-            cv2.line(buffer, a, b, 1, max(1, round(2 * r)), cv2.LINE_8, shift)
-
-    return box, draw
-
-
-def _polygon(points: list[tuple[float, float]]) -> tuple[Box, Shape]:
-    """The box and the drawing of a filled polygon (x, y vertices)."""
-    pts = np.asarray(points, np.float64)
-    x0, y0 = np.floor(pts.min(axis=0)).astype(int)
-    x1, y1 = np.ceil(pts.max(axis=0)).astype(int)
-
-    def draw(buffer: np.ndarray, oy: int, ox: int) -> None:
-        shifted = np.round((pts - (ox, oy)) * 16).astype(np.int32)
-        cv2.fillPoly(buffer, [shifted], 1, cv2.LINE_8, 4)
-
-    return (int(y0), int(x0), int(y1 - y0) + 1, int(x1 - x0) + 1), draw
-
-
-def _clip(box: Box, height: int, width: int) -> Box:
-    y0, x0, h, w = box
-    ya, xa = max(0, y0), max(0, x0)
-    return ya, xa, min(height, y0 + h) - ya, min(width, x0 + w) - xa

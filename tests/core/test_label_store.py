@@ -167,3 +167,19 @@ def test_saved_chunks_beyond_the_memory_budget_leave_memory_and_come_back_from_d
     assert store.save() == 1
     again = LabelStore(4 * CHUNK, 4 * CHUNK, folder)
     assert again.read(int(y), int(x), 1, 1)[0, 0] == 99 and again.read(int(y), int(x) + 15, 1, 1)[0, 0] == 1
+
+
+def test_a_save_while_painting_goes_on_leaves_the_chunks_still_changing_for_the_next(store, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("segstudio.core.label_store.time.monotonic", lambda: clock[0])
+    store.paint_segment((100.0, 100.0), (100.0, 100.0), 10, 1)  # behind the brush by now
+    clock[0] += 1.0
+    store.paint_segment((2000.0, 100.0), (2000.0, 100.0), 10, 1)  # under the brush
+    taken = store.snapshot(quiet=0.25)
+    assert [(cy, cx) for cy, cx, _chunk in taken] == [(0, 0)]
+    store.write(taken)
+    assert store.unsaved  # the other follows
+    for _ in range(12):  # a brush that stays in one place is written all the same, after a while
+        clock[0] += 0.2
+        store.paint_segment((2000.0, 100.0), (2000.0, 100.0), 10 + _, 1)
+    assert [(cy, cx) for cy, cx, _chunk in store.snapshot(quiet=0.25, at_most=2.0)] == [(0, 2000 // CHUNK)]

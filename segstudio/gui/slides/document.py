@@ -35,6 +35,9 @@ AUTOSAVE_DELAY_MS = 2000
 # While full-resolution pixels are painted in the background (and once they are done), the chunks painted
 # so far are written this often: a large stroke at overview takes seconds to paint.
 FLUSH_MS = 500
+# ...and of those, the chunks the painting has left alone this long (it has moved on: they are done), so
+# that a chunk under the brush is not written again and again.
+QUIET_S = 0.25
 
 
 def labels_folder(slide_path: Path) -> Path:
@@ -152,6 +155,12 @@ class SlideDocument(QObject):
             changed = piece.new != piece.old
             self.hand.put(piece.cy * c + piece.y0, piece.cx * c + piece.x0, changed.astype("uint8"), ~changed)
 
+    def _mark_pixels(self, y0: int, x0: int, changed) -> None:
+        """Pixels a stroke painted in the background just changed: hand-painted from now on, so they survive
+        the next Predict and reach disk with the chunks that hold them."""
+        if changed.any():
+            self.hand.put(y0, x0, changed.astype("uint8"), ~changed)
+
     def put_prediction(self, y0: int, x0: int, labels) -> None:
         """Predicted labels for a box, keeping the hand-painted pixels; redrawn and saved soon."""
         keep = self.hand.read(y0, x0, *labels.shape) != 0
@@ -181,7 +190,7 @@ class SlideDocument(QObject):
         """Show a segment at once at ``level`` and up, and queue its full-resolution pixels."""
         box = self.store.preview_segment(p0, p1, radius, value, level)
         self._queue_painting(box, level, lambda: self.store.paint_segment_recorded(
-            p0, p1, radius, value, record, pyramid_below=level))
+            p0, p1, radius, value, record, pyramid_below=level, mark=self._mark_pixels))
 
     def fill_polygon_in_background(self, points: list[tuple[float, float]], value: int, level: int,
                                    text: str = "Polygon") -> None:
@@ -192,7 +201,7 @@ class SlideDocument(QObject):
         record: dict = {}
         box = self.store.preview_polygon(points, value, level)
         self._queue_painting(box, level, lambda: self.store.paint_polygon_recorded(
-            points, value, record, pyramid_below=level))
+            points, value, record, pyramid_below=level, mark=self._mark_pixels))
         self.push_stroke(record, text)
 
     def _queue_painting(self, box, level: int, paint_full) -> None:
@@ -218,9 +227,7 @@ class SlideDocument(QObject):
         pending = _PendingDiff()
 
         def make_step() -> None:  # on the background thread, once the stroke's pixels are all painted
-            diff = self.store.diff_since(record)
-            self.mark_hand(diff)  # what a person painted survives the next Predict
-            pending.set(diff)
+            pending.set(self.store.diff_since(record))  # (its hand pixels were marked as it was painted)
 
         self.jobs.submit(make_step)
         self.undo_stack.push(SlideStrokeCommand(self, pending, text))
@@ -259,10 +266,11 @@ class SlideDocument(QObject):
 
         def save() -> None:
             complete = not self.jobs.busy  # no stroke is still being painted: this save holds them all
+            quiet = None if complete else QUIET_S
             try:
-                written = self.model.write(self.model.snapshot())
+                written = self.model.write(self.model.snapshot(quiet=quiet))
                 if self.hand.unsaved:
-                    self.hand.write(self.hand.snapshot())
+                    self.hand.write(self.hand.snapshot(quiet=quiet))
             except OSError as err:
                 self._relay.failed.emit(f"{self.title}: the labels could not be saved ({err.strerror or err})")
                 return
