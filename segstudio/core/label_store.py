@@ -5,9 +5,9 @@ full-resolution labels are chunks of CHUNK x CHUNK pixels: a chunk is read from 
 is needed, painted in memory, and written back by save() only if it changed (each chunk file is written
 atomically by zarr's local store: a new file renamed over the old one). Chunks nobody painted exist
 nowhere, not even in memory, and saved chunks beyond KEEP_CLEAN_BYTES leave it again, least recently
-used first, so looking over a whole labelled slide keeps memory bounded. The label pyramid (every PYRAMID_FACTOR-th pixel of the level below,
-sparse in the same way) is kept up to date by every write, so the canvas shows labels at overview zoom
-without reading full-resolution chunks.
+used first, so looking over a whole labelled slide keeps memory bounded. The label pyramid (every
+PYRAMID_FACTOR-th pixel of the level below, sparse in the same way) is kept up to date by every write, so
+the canvas shows labels at overview zoom without reading full-resolution chunks.
 
 Painting is per chunk too: a brush, eraser or polygon is drawn with OpenCV into each chunk it touches, so
 a stroke at overview zoom that covers millions of full-resolution pixels never allocates a box of them.

@@ -189,10 +189,10 @@ class OpeningController(QObject):
     def open_slide(self, slide: Slide):
         from segstudio.gui.slides.window import open_slide_window
 
-        current = self.window.current
         # A child of the main window (still a window of its own), so quitting closes it too; what it
-        # painted since its last autosave is written as the application quits.
-        window = open_slide_window(slide, self.window, current.classes if current is not None else None)
+        # painted since its last autosave is written as the application quits. Its classes are the
+        # session's (those of the open images, a project's or the last session's).
+        window = open_slide_window(slide, self.window, self.window.editing.classes.table)
         QCoreApplication.instance().aboutToQuit.connect(window.doc.save_and_wait)
         self.slide_windows.append(window)
         window.destroyed.connect(lambda _=None, w=window: self.slide_windows.remove(w)

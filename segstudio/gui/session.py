@@ -18,7 +18,6 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
 from segstudio.core import paths
 from segstudio.core.document import ImageStatus
-from segstudio.core.labels import ClassTable
 from segstudio.core.project import (
     Project,
     ProjectError,
@@ -151,7 +150,7 @@ class SessionController(QObject):
             centre = canvas.mapToScene(canvas.viewport().rect().center())
             view = ViewState(canvas.zoom(), (centre.x(), centre.y()))
         slides = [ProjectSlide(w.doc.path, ViewState(*w.view_state())) for w in self._slide_windows()]
-        return Project(images=images, classes=docs[0].classes if docs else ClassTable.default(),
+        return Project(images=images, classes=docs[0].classes if docs else window.editing.classes.table,
                        model=window.prediction.model_id(),
                        current=docs.index(window.current) if window.current in docs else None, view=view,
                        slides=slides)

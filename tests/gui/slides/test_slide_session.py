@@ -85,6 +85,7 @@ def test_a_project_keeps_the_slides_labels_and_opening_it_is_one_undo_step(
     window = make_window()
     slide_window = _open_slide(window, pyramid, monkeypatch)
     kept = _stroke(slide_window, QPoint(300, 300), QPoint(400, 300))
+    window.editing.classes.add("stroma", (0, 200, 100))  # in the Classes panel
     folder = tmp_path / "project"
     monkeypatch.setattr(session_module.QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     window.actions.save_project.trigger()  # File > Save Project
@@ -100,6 +101,7 @@ def test_a_project_keeps_the_slides_labels_and_opening_it_is_one_undo_step(
     assert again.last_error is None
     reopened = again.opening.find_slide_window(pyramid)
     assert reopened is not None
+    assert "stroma" in [reopened.class_box.itemText(i) for i in range(reopened.class_box.count())]
     assert _label(reopened, kept) == 1 and _label(reopened, later) == 0  # as the project saved it
     reopened.undo_action.trigger()  # the work the slide held before is one Undo away
     assert _label(reopened, kept) == 1 and _label(reopened, later) == 1
