@@ -390,15 +390,24 @@ class LabelStore:
                 del self.full.chunks[key]
         return len(clean)
 
+    def chunk_keys(self) -> set[tuple[int, int]]:
+        """Every chunk that holds labels, in memory or on disk."""
+        with self.lock:
+            return set(self.full.chunks) | self._saved
+
+    def take_from(self, other: LabelStore) -> None:
+        """Make these labels ``other``'s (a store of the same size), chunk by chunk, keeping no undo step."""
+        c = self.chunk
+        for cy, cx in sorted(self.chunk_keys() | other.chunk_keys()):
+            h, w = min(c, self.height - cy * c), min(c, self.width - cx * c)
+            self.put(cy * c, cx * c, other.read(cy * c, cx * c, h, w).astype(self.dtype, copy=False))
+
     def diff_to(self, other: LabelStore) -> ChunkDiff:
         """The edit that turns these labels into ``other``'s (a store of the same size): per chunk either
         holds, the box of pixels that differ. Applied, it makes them equal; reverted, it takes them back."""
         c = self.chunk
-        with self.lock:
-            keys = set(self.full.chunks) | self._saved
-        keys |= set(other.full.chunks) | other._saved
         diff = ChunkDiff()
-        for cy, cx in sorted(keys):
+        for cy, cx in sorted(self.chunk_keys() | other.chunk_keys()):
             old = self.read(cy * c, cx * c, c, c)
             new = other.read(cy * c, cx * c, c, c).astype(self.dtype, copy=False)
             changed = old != new

@@ -225,9 +225,12 @@ class SessionController(QObject):
             opened.show_view(slide.view.zoom, slide.view.centre)
         if folder is not None and slide.labels and slide.hand:
             try:
-                opened.doc.bring_in(folder / slide.labels, folder / slide.hand, "Open Project")
+                kept = opened.doc.bring_in(folder / slide.labels, folder / slide.hand, "Open Project")
             except (OSError, ValueError) as err:
                 return [f"{located.name}: the project's labels cannot be read ({err})"]
+            if kept is not None:
+                opened.statusBar().showMessage(f"The project's labels are shown; the labels this slide held "
+                                               f"before are kept in {kept}.", 30000)
         return []
 
     # --- the last session ----------------------------------------------------------------------

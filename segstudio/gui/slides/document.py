@@ -15,6 +15,7 @@ FLUSH_MS of the painting's end, so what reaches disk keeps up with the painting.
 """
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -171,19 +172,29 @@ class SlideDocument(QObject):
         """Where the labels and the hand map are saved (call save_and_wait first for all of them)."""
         return self.model.folder, self.hand.folder
 
-    def bring_in(self, labels: Path, hand: Path, text: str) -> bool:
-        """Make the labels those saved in ``labels`` (a project's) as one undo step, so the work held
-        before is one Undo away; the hand map becomes ``hand``'s. False when nothing differed."""
+    def bring_in(self, labels: Path, hand: Path, text: str) -> str | None:
+        """Make the labels those saved in ``labels`` (a project's) as one undo step, so the work held before
+        is one Undo away; the hand map becomes ``hand``'s. When that step would not fit the undo budget (a
+        whole predicted slide), the labels held before are copied aside first; returns where, else None."""
         self.wait_painted()
         height, width = self.slide.height, self.slide.width
-        diff = self.model.diff_to(LabelStore(height, width, labels, dtype=self.model.dtype, pyramid=False))
-        self.hand.apply(self.hand.diff_to(LabelStore(height, width, hand, pyramid=False)))
+        other = LabelStore(height, width, labels, dtype=self.model.dtype, pyramid=False)
+        self.hand.take_from(LabelStore(height, width, hand, pyramid=False))
         self._arm()
-        if not diff.pieces:
-            return False
-        self.notify_region(*self.model.apply(diff))
-        self.undo_stack.push(MaskEditCommand(self, diff, text))
-        return True
+        keys = self.model.chunk_keys() | other.chunk_keys()
+        if 2 * len(keys) * self.model.chunk ** 2 * self.model.dtype.itemsize <= self.undo_stack.budget_bytes:
+            diff = self.model.diff_to(other)
+            if diff.pieces:
+                self.notify_region(*self.model.apply(diff))
+                self.undo_stack.push(MaskEditCommand(self, diff, text))
+            return None
+        self.save_and_wait()
+        kept = self.model.folder.with_name(f"{self.model.folder.stem}.before-{time.strftime('%Y%m%d-%H%M%S')}.zarr")
+        shutil.copytree(self.model.folder, kept)
+        self.model.take_from(other)
+        self.undo_stack.clear()  # its steps were made on labels that are gone
+        self.notify_region(0, 0, height, width)
+        return str(kept)
 
     # --- background painting (overview strokes) -----------------------------------------------------------
     def paint_in_background(self, p0, p1, radius: float, value: int, record: dict, level: int) -> None:

@@ -1,10 +1,13 @@
 """Whole slides come back like images: from File > Open Recent, the offer to reopen the last session (with
 their view) and File > Open Project (with the labels the project saved, one Undo away from the work before)."""
+from pathlib import Path
+
 import pytest
 import shiboken6
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
+from segstudio.core.label_store import LabelStore
 from segstudio.gui import session as session_module
 from tests.gui.slides.test_slide_window import _drag, pyramid  # noqa: F401
 
@@ -80,13 +83,12 @@ def test_the_last_session_reopens_the_slide_with_its_labels_and_view(
     _close_slides(again)
 
 
-def test_a_project_keeps_the_slides_labels_and_opening_it_is_one_undo_step(
-        make_window, pyramid, tmp_path, monkeypatch):  # noqa: F811
+def _project_then_more_work(make_window, slide, folder, monkeypatch):
+    """A slide painted, saved in a project (with a class added), then painted again: (kept, later) points."""
     window = make_window()
-    slide_window = _open_slide(window, pyramid, monkeypatch)
+    slide_window = _open_slide(window, slide, monkeypatch)
     kept = _stroke(slide_window, QPoint(300, 300), QPoint(400, 300))
     window.editing.classes.add("stroma", (0, 200, 100))  # in the Classes panel
-    folder = tmp_path / "project"
     monkeypatch.setattr(session_module.QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     window.actions.save_project.trigger()  # File > Save Project
     assert window.last_error is None
@@ -95,7 +97,12 @@ def test_a_project_keeps_the_slides_labels_and_opening_it_is_one_undo_step(
     later = _stroke(slide_window, QPoint(300, 500), QPoint(400, 500))  # after the save: in the autosave only
     window.close()
     _close_slides(window)
+    return kept, later
 
+
+def test_a_project_keeps_the_slides_labels_and_opening_it_is_one_undo_step(
+        make_window, pyramid, tmp_path, monkeypatch):  # noqa: F811
+    kept, later = _project_then_more_work(make_window, pyramid, tmp_path / "project", monkeypatch)
     again = make_window()
     again.actions.open_project.trigger()  # File > Open Project
     assert again.last_error is None
@@ -107,4 +114,20 @@ def test_a_project_keeps_the_slides_labels_and_opening_it_is_one_undo_step(
     assert _label(reopened, kept) == 1 and _label(reopened, later) == 1
     reopened.redo_action.trigger()
     assert _label(reopened, later) == 0
+    _close_slides(again)
+
+
+def test_labels_too_large_to_undo_are_copied_aside_before_a_project_replaces_them(
+        make_window, pyramid, tmp_path, monkeypatch):  # noqa: F811
+    kept, later = _project_then_more_work(make_window, pyramid, tmp_path / "project", monkeypatch)
+    monkeypatch.setattr("segstudio.gui.slides.document.undo_budget_bytes", lambda: 2**20)  # four chunks
+    again = make_window()
+    again.actions.open_project.trigger()  # File > Open Project
+    reopened = again.opening.find_slide_window(pyramid)
+    assert _label(reopened, kept) == 1 and _label(reopened, later) == 0
+    message = reopened.statusBar().currentMessage()
+    assert "kept in" in message
+    aside = LabelStore(reopened.doc.slide.height, reopened.doc.slide.width, Path(message.split("kept in ")[1][:-1]))
+    assert aside.read(round(later.y()), round(later.x()), 1, 1)[0, 0] == 1  # nothing the user made is lost
+    assert reopened.doc.undo_stack.count() == 0
     _close_slides(again)
