@@ -10,8 +10,8 @@ Its undo step is made there at the stroke's end; undoing it waits for that paint
 Once the queue runs dry the displayed levels are refreshed from the full-resolution pixels.
 
 Saving has a thread of its own (``saver``) and does not wait for that painting: while a large stroke is
-still being painted, the chunks painted so far are written every FLUSH_MS, and the last of them within
-FLUSH_MS of the painting's end, so what reaches disk keeps up with the painting.
+still being painted, the chunks it has moved on from (left alone for QUIET_S) are written every FLUSH_MS,
+and the rest within FLUSH_MS of the painting's end, so what reaches disk keeps up with the painting.
 """
 from __future__ import annotations
 
