@@ -11,7 +11,7 @@ Once the queue runs dry the displayed levels are refreshed from the full-resolut
 
 Saving has a thread of its own (``saver``) and does not wait for that painting: while a large stroke is
 still being painted, the chunks it has moved on from (left alone for QUIET_S) are written every FLUSH_MS,
-and the rest within FLUSH_MS of the painting's end, so what reaches disk keeps up with the painting.
+and the rest as soon as its painting ends, so what reaches disk keeps up with the painting.
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class _Relay(QObject):
     """Carries what the background thread finished to the GUI thread (queued signals)."""
 
     region = Signal(int, int, int, int)
-    painted = Signal()  # the background painting queue ran dry
+    painted = Signal(bool)  # the background painting queue ran dry; whether a stroke's last pixels were in it
     saved = Signal(int, float, int, bool)  # chunks written, seconds, the undo index saved, all painting in it
     failed = Signal(str)
 
@@ -105,7 +105,8 @@ class SlideDocument(QObject):
         self.autosave_error: str | None = None
         self._relay = _Relay()
         self._relay.region.connect(self.labels_changed)
-        self._relay.painted.connect(lambda: self._arm(FLUSH_MS))
+        # A stroke painted to its end is saved at once; a queue that ran dry mid-stroke, FLUSH_MS later.
+        self._relay.painted.connect(lambda ended: self.save_now() if ended else self._arm(FLUSH_MS))
         self._relay.saved.connect(self._on_saved)
         self._relay.failed.connect(self._on_save_failed)
         self.last_written = 0
@@ -115,6 +116,7 @@ class SlideDocument(QObject):
         self.jobs = LabelJobs(on_idle=self._painted_all)  # full-resolution painting, in order
         self.saver = LabelJobs(name="label-save")  # writing changed chunks, beside the painting
         self._closed = False
+        self._strokes_ended = threading.Event()  # set by a stroke's undo step, taken by _painted_all
 
     @property
     def path(self) -> Path:
@@ -239,6 +241,7 @@ class SlideDocument(QObject):
 
         def make_step() -> None:  # on the background thread, once the stroke's pixels are all painted
             pending.set(self.store.diff_since(record))  # (its hand pixels were marked as it was painted)
+            self._strokes_ended.set()
 
         self.jobs.submit(make_step)
         self.undo_stack.push(SlideStrokeCommand(self, pending, text))
@@ -261,7 +264,9 @@ class SlideDocument(QObject):
                 if self._preview is preview:  # nothing previewed meanwhile (that is refreshed next time)
                     self._preview = None
             self._relay.region.emit(*preview[0])
-        self._relay.painted.emit()  # what was painted reaches disk soon, not a full autosave delay later
+        ended = self._strokes_ended.is_set()
+        self._strokes_ended.clear()
+        self._relay.painted.emit(ended)  # what was painted reaches disk soon, not a full autosave delay later
 
     def save_now(self) -> None:
         """Queue a save of the changed chunks on the saving thread; the GUI thread only queues.

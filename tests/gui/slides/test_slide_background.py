@@ -9,7 +9,7 @@ from PySide6.QtWidgets import QApplication
 
 from segstudio.core.label_store import LabelStore
 from segstudio.gui.slides.document import FLUSH_MS, labels_folder
-from tests.gui.slides.test_slide_window import _drag, _paint, pyramid, slide_window  # noqa: F401
+from tests.gui.slides.test_slide_window import _paint, pyramid, slide_window  # noqa: F401
 
 
 def _on_disk(doc):
@@ -28,42 +28,47 @@ def _hold_painting(doc):
     return gate
 
 
-def test_an_overview_strokes_chunks_reach_disk_while_it_still_paints_and_the_rest_in_the_cycle_after(
+def test_an_overview_strokes_chunks_reach_disk_while_it_still_paints_and_the_rest_as_its_painting_ends(
         slide_window, qtbot, monkeypatch):  # noqa: F811
     # While painting goes on, a save takes the chunks it left alone for QUIET_S; no clock here: all of them.
     monkeypatch.setattr("segstudio.gui.slides.document.QUIET_S", 0.0)
     canvas, doc = slide_window.canvas, slide_window.doc
+    viewport = canvas.viewport()
     slide_window.tools["brush"].trigger()
     _paint(slide_window)
-    _drag(canvas, [QPoint(200, 200), QPoint(300, 220)])  # painted in full at once
-    doc.jobs.wait()
-    first = canvas.mapToScene(QPoint(250, 210))
-    gate = _hold_painting(doc)  # the next stroke's full-resolution pixels take their time
+    left = Qt.MouseButton.LeftButton
+    QTest.mousePress(viewport, left, Qt.KeyboardModifier.NoModifier, QPoint(200, 300))
+    QTest.mouseMove(viewport, QPoint(260, 300))
+    doc.jobs.wait()  # the stroke's first part is painted at full resolution...
+    first = canvas.mapToScene(QPoint(230, 300))
+    gate = _hold_painting(doc)  # ...and the rest takes its time
     try:
-        _drag(canvas, [QPoint(400, 400), QPoint(500, 420)])
-        second = canvas.mapToScene(QPoint(450, 410))
+        for x in (320, 380, 440):
+            QTest.mouseMove(viewport, QPoint(x, 300))
+        QTest.mouseRelease(viewport, left, Qt.KeyboardModifier.NoModifier, QPoint(440, 300))
+        last = canvas.mapToScene(QPoint(410, 300))
         assert doc.autosave_timer.isActive()  # the edits armed the autosave cycle
-        doc.autosave_timer.timeout.emit()  # the cycle comes round while the second stroke still paints
+        doc.autosave_timer.timeout.emit()  # the cycle comes round while the stroke still paints
         assert doc.saver.wait(10), "the save waited for the painting"
         labels, hand = _on_disk(doc)
-        assert _at(labels, first) == 1 and _at(hand, first) == 1
-        assert _at(doc.store, second) == 0  # not painted yet
+        assert _at(labels, first) == 1 and _at(hand, first) == 1  # what is painted is on disk
+        assert _at(doc.store, last) == 0  # the rest is not painted yet
         QApplication.processEvents()
-        assert slide_window.isWindowModified()  # the disk does not hold the second stroke yet
+        assert slide_window.isWindowModified()  # the disk does not hold the whole stroke yet
+        assert doc.autosave_timer.isActive() and doc.autosave_timer.interval() <= FLUSH_MS  # keeping up
+        doc.autosave_timer.stop()  # from here only the painting's end may start a save
     finally:
         gate.set()
     doc.jobs.wait()
-    QApplication.processEvents()  # the painting's end arms the next cycle, sooner than an edit does
-    assert doc.autosave_timer.isActive() and doc.autosave_timer.interval() <= FLUSH_MS
-    doc.autosave_timer.timeout.emit()
+    QApplication.processEvents()  # the painting's end is told: the stroke's last chunks are saved at once
     assert doc.saver.wait(10)
     QApplication.processEvents()
     labels, hand = _on_disk(doc)
-    assert _at(labels, second) == 1 and _at(hand, second) == 1
+    assert _at(labels, last) == 1 and _at(hand, last) == 1
     for cy, cx in list(doc.store.full.chunks):  # every chunk as it is in memory
         box = (cy * labels.chunk, cx * labels.chunk, labels.chunk, labels.chunk)
         assert np.array_equal(labels.read(*box), doc.store.read(*box))
-    assert not slide_window.isWindowModified() and not doc.store.unsaved
+    assert not slide_window.isWindowModified() and not doc.store.unsaved and not doc.hand.unsaved
 
 
 def _polygon(canvas, corners):
