@@ -171,7 +171,7 @@ def test_saved_chunks_beyond_the_memory_budget_leave_memory_and_come_back_from_d
 
 def test_a_save_while_painting_goes_on_leaves_the_chunks_still_changing_for_the_next(store, monkeypatch):
     clock = [100.0]
-    monkeypatch.setattr("segstudio.core.label_store.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("segstudio.core.label_store._clock", lambda: clock[0])
     store.paint_segment((100.0, 100.0), (100.0, 100.0), 10, 1)  # behind the brush by now
     clock[0] += 1.0
     store.paint_segment((2000.0, 100.0), (2000.0, 100.0), 10, 1)  # under the brush
