@@ -224,7 +224,7 @@ class SlideDocument(QObject):
             else:
                 self._preview = [_union(self._preview[0], box), min(self._preview[1], level)]
             self._painting += 1
-        self.labels_changed.emit(*box)
+        self.notify_region(*box)
 
         def paint() -> None:
             try:

@@ -40,7 +40,7 @@ class SlideBrushTool:
             self._stroke = diff
         else:
             store.merge(self._stroke, diff)
-        self.doc.labels_changed.emit(*diff.box(store.chunk))
+        self.doc.notify_region(*diff.box(store.chunk))  # redrawn, and saved within the autosave delay
 
     def mouse_press(self, canvas, pos: QPointF, event) -> None:
         if event.button() != Qt.MouseButton.LeftButton:

@@ -119,3 +119,18 @@ def test_a_polygon_at_full_resolution_is_still_one_undo_step_painted_at_once(sli
     assert _at(doc.store, inside) == 1 and doc.undo_stack.count() == 1
     slide_window.undo_action.trigger()
     assert _at(doc.store, inside) == 0
+
+
+def test_painting_on_does_not_put_off_a_save_that_is_due(slide_window, qtbot):  # noqa: F811
+    canvas, doc = slide_window.canvas, slide_window.doc
+    slide_window.magnification_actions[40].trigger()
+    slide_window.tools["brush"].trigger()
+    left, none = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    QTest.mousePress(canvas.viewport(), left, none, QPoint(300, 300))
+    assert doc.autosave_timer.isActive()
+    doc.autosave_timer.start(1000)  # the save is due in a second...
+    for x in range(310, 600, 10):  # ...and the user keeps painting: it stays due, not two seconds on
+        QTest.mouseMove(canvas.viewport(), QPoint(x, 300))
+    QTest.mouseRelease(canvas.viewport(), left, none, QPoint(600, 300))
+    # (a stroke slower than a second has had its save already)
+    assert not doc.autosave_timer.isActive() or doc.autosave_timer.remainingTime() <= 1000
