@@ -1,10 +1,11 @@
 """A project: the images a user works on, their masks, the class table, the model and the view, in one folder.
 
-The folder holds ``segstudio-project.json`` (the manifest) and the masks the project saved (``masks/``,
-``hand/``). Images are listed by a path relative to the folder where one exists, so a folder moved to
-another machine together with its images opens there, and by the absolute path as a fallback for images
-that stayed where they were. The same manifest, without mask files, records the last session: the images
-that were open when segstudio quit (their masks are in the autosave).
+The folder holds ``segstudio-project.json`` (the manifest), the masks the project saved (``masks/``,
+``hand/``) and each whole slide's chunked labels (``slides/<name>.zarr``, ``slides/<name>.hand.zarr``).
+Images are listed by a path relative to the folder where one exists, so a folder moved to another machine
+together with its images opens there, and by the absolute path as a fallback for images that stayed where
+they were. The same manifest, without mask files, records the last session: the images and slides that
+were open when segstudio quit (their masks and labels are in the autosave).
 
 Writing is atomic (the manifest is replaced whole, after the masks it names are written); reading
 validates every field and raises one ProjectError naming the file and what is wrong with it.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -29,6 +31,7 @@ VERSION = 1
 MANIFEST_NAME = "segstudio-project.json"
 MASKS_FOLDER = "masks"
 HAND_FOLDER = "hand"
+SLIDES_FOLDER = "slides"
 
 
 class ProjectError(ValueError):
@@ -64,6 +67,17 @@ class ViewState:
 
 
 @dataclass
+class ProjectSlide:
+    """A whole slide open in its own window, its view, and where the project keeps its labels."""
+
+    path: Path
+    view: ViewState | None = None
+    labels: str | None = None  # e.g. "slides/tissue.zarr"; None: the labels are in the autosave
+    hand: str | None = None
+    absolute: Path | None = None
+
+
+@dataclass
 class Project:
     images: list[ProjectImage] = field(default_factory=list)
     classes: ClassTable = field(default_factory=ClassTable.default)
@@ -71,8 +85,9 @@ class Project:
     current: int | None = None  # index into images of the image shown
     view: ViewState | None = None
     saved_at: datetime | None = None
+    slides: list[ProjectSlide] = field(default_factory=list)
 
-    def locate(self, image: ProjectImage) -> Path:
+    def locate(self, image: ProjectImage | ProjectSlide) -> Path:
         """Where the image is now: beside the project as it was, else where it was; the first if neither."""
         if image.path.exists() or image.absolute is None:
             return image.path
@@ -103,22 +118,35 @@ def write_manifest(path: os.PathLike | str, project: Project, *, relative: bool 
         "current": project.current,
         "view": None if project.view is None else {"zoom": project.view.zoom, "centre": list(project.view.centre)},
         "images": [_image_record(image, folder if relative else None) for image in project.images],
+        "slides": [_slide_record(slide, folder if relative else None) for slide in project.slides],
     }
     atomic_write_json(path, record)
     return path
 
 
-def _image_record(image: ProjectImage, folder: Path | None) -> dict[str, Any]:
-    absolute = Path(image.path).resolve()
+def _where(path: Path, folder: Path | None) -> tuple[str, str]:
+    """The path written (relative to ``folder`` where one exists) and the absolute path."""
+    absolute = Path(path).resolve()
     shown_path = str(absolute)
     if folder is not None:
         try:
             shown_path = PurePosixPath(*Path(os.path.relpath(absolute, folder)).parts).as_posix()
         except ValueError:  # another drive on Windows: no relative path exists
             pass
+    return shown_path, str(absolute)
+
+
+def _slide_record(slide: ProjectSlide, folder: Path | None) -> dict[str, Any]:
+    shown_path, absolute = _where(slide.path, folder)
+    view = None if slide.view is None else {"zoom": slide.view.zoom, "centre": list(slide.view.centre)}
+    return {"path": shown_path, "absolute": absolute, "view": view, "labels": slide.labels, "hand": slide.hand}
+
+
+def _image_record(image: ProjectImage, folder: Path | None) -> dict[str, Any]:
+    shown_path, absolute = _where(image.path, folder)
     return {
         "path": shown_path,
-        "absolute": str(absolute),
+        "absolute": absolute,
         "page": int(image.page),
         "channels": None if image.channels is None else [int(c) for c in image.channels],
         "shown": bool(image.shown),
@@ -142,13 +170,21 @@ def mask_file_names(images: list[tuple[Path, int]]) -> list[str]:
     return names
 
 
-def save_project(folder: os.PathLike | str, project: Project, work: list[tuple[np.ndarray, np.ndarray]]) -> Path:
-    """Write each image's (mask, hand map) from ``work`` into the folder, then the manifest naming them.
+def save_project(folder: os.PathLike | str, project: Project, work: list[tuple[np.ndarray, np.ndarray]],
+                 slide_labels: list[tuple[Path, Path]] = ()) -> Path:
+    """Write each image's (mask, hand map) from ``work`` and each slide's label folders from ``slide_labels``
+    (its labels and hand map as saved, copied) into the folder, then the manifest naming them.
 
     The manifest goes last, so a save that fails part-way leaves the previous manifest, which names only
     masks that exist. Raises SaveError (an OSError naming the file) when a file cannot be written.
     """
     folder = Path(folder)
+    names = mask_file_names([(slide.path, 0) for slide in project.slides])
+    for slide, name, sources in zip(project.slides, names, slide_labels):
+        stem = name.removesuffix(".png")
+        slide.labels, slide.hand = f"{SLIDES_FOLDER}/{stem}.zarr", f"{SLIDES_FOLDER}/{stem}.hand.zarr"
+        for source, target in zip(sources, (slide.labels, slide.hand)):
+            _copy_folder(Path(source), folder / target)
     if len(work) != len(project.images):
         raise ValueError(f"{len(work)} masks for {len(project.images)} images")
     names = mask_file_names([(image.path, image.page) for image in project.images])
@@ -162,6 +198,24 @@ def save_project(folder: os.PathLike | str, project: Project, work: list[tuple[n
         save_mask_png(folder / image.mask, mask)
         save_mask_png(folder / image.hand, np.asarray(hand, dtype=bool))
     return write_manifest(folder, project)
+
+
+def _copy_folder(source: Path, target: Path) -> None:
+    """Copy a folder of chunks over ``target`` whole: beside it first, then swapped in by renames."""
+    partial, old = target.with_name(target.name + ".partial"), target.with_name(target.name + ".old")
+    try:
+        for leftover in (partial, old):
+            shutil.rmtree(leftover, ignore_errors=True)
+        if source.is_dir():
+            shutil.copytree(source, partial)
+        else:
+            partial.mkdir(parents=True)  # nothing painted yet: an empty store
+        if target.exists():
+            target.rename(old)
+        partial.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        raise save_error(target, exc) from exc
 
 
 def load_saved_mask(folder: os.PathLike | str, image: ProjectImage) -> tuple[np.ndarray, np.ndarray] | None:
@@ -222,7 +276,8 @@ def _project_from(record: dict, folder: Path) -> Project:
         saved = datetime.fromisoformat(saved_at) if isinstance(saved_at, str) else None
     except ValueError:
         saved = None
-    return Project(images, classes, model, current, _view_from(record.get("view")), saved)
+    slides = [_slide_from(entry, position, folder) for position, entry in enumerate(record.get("slides") or [])]
+    return Project(images, classes, model, current, _view_from(record.get("view")), saved, slides)
 
 
 def _list(record: dict, key: str) -> list:
@@ -253,6 +308,20 @@ def _image_from(entry: Any, position: int, folder: Path) -> ProjectImage:
         shown=bool(entry.get("shown", True)),
         status=entry.get("status") if isinstance(entry.get("status"), str) else None,
         mask=_inside(entry.get("mask"), f"{where}'s mask"),
+        hand=_inside(entry.get("hand"), f"{where}'s hand-painted map"),
+        absolute=Path(absolute) if isinstance(absolute, str) and absolute else None,
+    )
+
+
+def _slide_from(entry: Any, position: int, folder: Path) -> ProjectSlide:
+    where = f"slide {position + 1}"
+    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not entry["path"]:
+        raise ValueError(f"{where} has no path")
+    absolute = entry.get("absolute")
+    return ProjectSlide(
+        path=(folder / entry["path"]).resolve(),
+        view=_view_from(entry.get("view")),
+        labels=_inside(entry.get("labels"), f"{where}'s labels"),
         hand=_inside(entry.get("hand"), f"{where}'s hand-painted map"),
         absolute=Path(absolute) if isinstance(absolute, str) and absolute else None,
     )

@@ -93,6 +93,7 @@ class MainWindow(QMainWindow):
         a.previous_image.triggered.connect(lambda: self.step_document(-1))
         a.shortcuts.triggered.connect(lambda: show_shortcuts(self))
         self.documents_changed.connect(self._update_enabled)  # Next/Previous Image as images open
+        self.opening.slide_opened.connect(self._update_enabled)  # Save Project with a slide open
         a.about.triggered.connect(lambda: show_about(self))
 
     def add_panel(self, widget: QWidget, title: str, area=Qt.DockWidgetArea.RightDockWidgetArea) -> QDockWidget:
@@ -181,6 +182,7 @@ class MainWindow(QMainWindow):
         for action in (a.close_image, a.save_project, a.export_mask, a.zoom_in, a.zoom_out, a.zoom_fit,
                        a.zoom_actual, a.toggle_mask, a.outline_mask):
             action.setEnabled(has)
+        a.save_project.setEnabled(has or bool(self.opening.slide_windows))  # a project may hold slides only
         a.channels.setEnabled(has and (self.current.image.meta.channels > 1 or self.current.image.meta.pages > 1))
         many = len(self.documents) > 1
         a.next_image.setEnabled(many)

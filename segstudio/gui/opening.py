@@ -72,6 +72,8 @@ class _ReadJob(QRunnable):
 
 
 class OpeningController(QObject):
+    slide_opened = Signal(object)  # the SlideWindow of a whole slide just opened
+
     def __init__(self, window) -> None:
         super().__init__(window)
         self.window = window
@@ -173,6 +175,11 @@ class OpeningController(QObject):
                 return False
         except ImageReadError:
             return False  # the ordinary reader names what is wrong with the file
+        opened = self.find_slide_window(path)
+        if opened is not None:  # one window per slide: two would save over each other's labels
+            opened.raise_()
+            opened.activateWindow()
+            return True
         try:
             self.open_slide(Slide(path))
         except ImageReadError as err:
@@ -184,18 +191,23 @@ class OpeningController(QObject):
         from segstudio.gui.slides.export import attach_slide_export
         from segstudio.gui.slides.window import open_slide_window
 
-        current = self.window.current
         # A child of the main window (still a window of its own), so quitting closes it too; what it
-        # painted since its last autosave is written as the application quits.
-        window = open_slide_window(slide, self.window, current.classes if current is not None else None)
+        # painted since its last autosave is written as the application quits. Its classes are the
+        # session's (those of the open images, a project's or the last session's).
+        window = open_slide_window(slide, self.window, self.window.editing.classes.table)
         attach_slide_review(window, self.window.model_host)
         attach_slide_export(window)
-        QCoreApplication.instance().aboutToQuit.connect(window.doc.save_now)
+        QCoreApplication.instance().aboutToQuit.connect(window.doc.save_and_wait)
         self.slide_windows.append(window)
         window.destroyed.connect(lambda _=None, w=window: self.slide_windows.remove(w)
                                  if w in self.slide_windows else None)
         window.show()
+        self.slide_opened.emit(window)
         return window
+
+    def find_slide_window(self, path: str | Path):
+        target = Path(path).resolve()
+        return next((w for w in self.slide_windows if Path(w.doc.path).resolve() == target), None)
 
     def _progress_dialog(self, total: int) -> QProgressDialog:
         dialog = QProgressDialog("Opening...", "Cancel", 0, total if total > 1 else 0, self.window)

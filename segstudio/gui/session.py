@@ -3,24 +3,26 @@ reopen what was open last time, and File > Save Project / Open Project.
 
 The project format and its checks live in core.project (Qt-free); this module gathers the window's state
 into a Project and puts a Project back into the window. Masks of the last session come back through the
-autosave, which restores each image's work when it opens; a project folder carries its own masks.
+autosave, which restores each image's work when it opens; a project folder carries its own masks. Whole
+slides (each in its slide window) are listed too, with their view; their labels come back the same ways.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QObject, QPointF, QSettings, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
 from segstudio.core import paths
 from segstudio.core.document import ImageStatus
-from segstudio.core.labels import ClassTable
 from segstudio.core.project import (
     Project,
     ProjectError,
     ProjectImage,
+    ProjectSlide,
     ViewState,
     load_saved_mask,
     manifest_path,
@@ -103,6 +105,7 @@ class SessionController(QObject):
         self.recent = RecentFiles(window.menus["recent"], window.open_paths, self)
         self._seen: set[Path] = set()
         window.documents_changed.connect(self._remember_opened)
+        window.opening.slide_opened.connect(lambda slide_window: self.recent.add(slide_window.doc.path))
         window.actions.save_project.triggered.connect(self.choose_project_to_save)
         window.actions.open_project.triggered.connect(self.choose_project_to_open)
         self.restore_layout()
@@ -146,9 +149,14 @@ class SessionController(QObject):
             canvas = window.canvas
             centre = canvas.mapToScene(canvas.viewport().rect().center())
             view = ViewState(canvas.zoom(), (centre.x(), centre.y()))
-        return Project(images=images, classes=docs[0].classes if docs else ClassTable.default(),
+        slides = [ProjectSlide(w.doc.path, ViewState(*w.view_state())) for w in self._slide_windows()]
+        return Project(images=images, classes=docs[0].classes if docs else window.editing.classes.table,
                        model=window.prediction.model_id(),
-                       current=docs.index(window.current) if window.current in docs else None, view=view)
+                       current=docs.index(window.current) if window.current in docs else None, view=view,
+                       slides=slides)
+
+    def _slide_windows(self) -> list:
+        return [w for w in self.window.opening.slide_windows if shiboken6.isValid(w) and not w.doc.closed]
 
     def apply(self, project: Project, folder: Path | None = None) -> list[str]:
         """Open the project's images with their pages, channels and (from ``folder``) masks; show its view.
@@ -172,6 +180,8 @@ class SessionController(QObject):
                     break
                 opened[index] = doc
                 problems += self._bring_back(doc, image, folder)
+        for slide in project.slides:
+            problems += self._bring_back_slide(project, slide, folder)
         if project.model:
             window.prediction.select_model(project.model)
         current = opened.get(project.current) if project.current is not None else None
@@ -201,6 +211,28 @@ class SessionController(QObject):
                            else ImageStatus.EDITED)
         return []
 
+    def _bring_back_slide(self, project: Project, slide: ProjectSlide, folder: Path | None) -> list[str]:
+        """Open a slide in its window (its labels come from the autosave), show its view and, from a
+        project ``folder``, the labels the project saved, as one undo step."""
+        located = project.locate(slide)
+        if not located.exists():
+            return [f"{located.name}: not found at {located.parent}"]
+        self.window.open_paths([located])
+        opened = self.window.opening.find_slide_window(located)
+        if opened is None:
+            return []  # open_paths has said why
+        if slide.view is not None:
+            opened.show_view(slide.view.zoom, slide.view.centre)
+        if folder is not None and slide.labels and slide.hand:
+            try:
+                kept = opened.doc.bring_in(folder / slide.labels, folder / slide.hand, "Open Project")
+            except (OSError, ValueError) as err:
+                return [f"{located.name}: the project's labels cannot be read ({err})"]
+            if kept is not None:
+                opened.statusBar().showMessage(f"The project's labels are shown; the labels this slide held "
+                                               f"before are kept in {kept}.", 30000)
+        return []
+
     # --- the last session ----------------------------------------------------------------------
     def offer_last_session(self) -> QMessageBox | None:
         """At start: offer to reopen the images that were open when segstudio last quit."""
@@ -209,6 +241,7 @@ class SessionController(QObject):
         except ProjectError:
             return None  # no session yet, or one that cannot be used: nothing to offer
         present = [image for image in project.images if image.shown and project.locate(image).exists()]
+        present += [slide for slide in project.slides if project.locate(slide).exists()]
         if not present:
             return None
         names = "".join(f"<li>{image.path.name}</li>" for image in present[:10])
@@ -244,12 +277,16 @@ class SessionController(QObject):
     def save_project(self, folder: Path) -> bool:
         window = self.window
         project = self.snapshot()
-        if not project.images:
+        if not project.images and not project.slides:
             window.show_error("Nothing to save", "Open an image first; a project lists the images you work on.")
             return False
         work = [(doc.mask, doc.hand) for doc in window.all_documents()]
+        slide_labels = []
+        for slide_window in self._slide_windows():  # the same windows, in the same order, as the snapshot's
+            slide_window.doc.save_and_wait()
+            slide_labels.append(slide_window.doc.label_folders())
         try:
-            manifest = save_project(folder, project, work)
+            manifest = save_project(folder, project, work, slide_labels)
         except OSError as err:
             window.show_error("Cannot save the project", str(err))
             return False

@@ -143,3 +143,43 @@ def test_a_save_that_fails_keeps_its_chunks_to_save_next_time(store, monkeypatch
     assert store.unsaved
     store._array = real
     assert store.save() == 2
+
+
+def test_saved_chunks_beyond_the_memory_budget_leave_memory_and_come_back_from_disk(tmp_path):
+    folder = tmp_path / "labels.zarr"
+    store = LabelStore(4 * CHUNK, 4 * CHUNK, folder, keep_clean_bytes=4 * CHUNK * CHUNK)
+    centres = [((cx + 0.5) * CHUNK, (cy + 0.5) * CHUNK) for cy in range(4) for cx in range(4)]
+    for value, (x, y) in enumerate(centres, start=1):
+        store.paint_segment((x, y), (x, y), 20, value)
+    assert len(store.full.chunks) == 16  # nothing unsaved ever leaves memory
+    taken = store.snapshot()  # a save begins; what it writes stays until it is on disk
+    assert [store.read(int(y), int(x), 1, 1)[0, 0] for x, y in centres] == list(range(1, 17))
+    assert len(store.full.chunks) == 16
+    assert store.write(taken) == 16
+    assert len(store.full.chunks) <= 4  # saved: only the most recently used stay
+    for _ in range(2):  # looking over the whole slide reads each chunk back, and memory stays bounded
+        assert [store.read(int(y), int(x), 1, 1)[0, 0] for x, y in centres] == list(range(1, 17))
+        assert len(store.full.chunks) <= 4
+    level = store.levels[1]
+    assert level.read(0, 0, level.height, level.width).max() == 16  # the overview keeps every chunk
+    x, y = centres[0]  # long gone from memory: painting there again saves and reopens
+    store.paint_segment((x, y), (x, y), 5, 99)
+    assert store.save() == 1
+    again = LabelStore(4 * CHUNK, 4 * CHUNK, folder)
+    assert again.read(int(y), int(x), 1, 1)[0, 0] == 99 and again.read(int(y), int(x) + 15, 1, 1)[0, 0] == 1
+
+
+def test_a_save_while_painting_goes_on_leaves_the_chunks_still_changing_for_the_next(store, monkeypatch):
+    clock = [100.0]
+    monkeypatch.setattr("segstudio.core.label_store._clock", lambda: clock[0])
+    store.paint_segment((100.0, 100.0), (100.0, 100.0), 10, 1)  # behind the brush by now
+    clock[0] += 1.0
+    store.paint_segment((2000.0, 100.0), (2000.0, 100.0), 10, 1)  # under the brush
+    taken = store.snapshot(quiet=0.25)
+    assert [(cy, cx) for cy, cx, _chunk in taken] == [(0, 0)]
+    store.write(taken)
+    assert store.unsaved  # the other follows
+    for _ in range(12):  # a brush that stays in one place is written all the same, after a while
+        clock[0] += 0.2
+        store.paint_segment((2000.0, 100.0), (2000.0, 100.0), 10 + _, 1)
+    assert [(cy, cx) for cy, cx, _chunk in store.snapshot(quiet=0.25, at_most=2.0)] == [(0, 2000 // CHUNK)]

@@ -12,6 +12,7 @@ from segstudio.core.project import (
     Project,
     ProjectError,
     ProjectImage,
+    ProjectSlide,
     ViewState,
     load_saved_mask,
     mask_change,
@@ -92,6 +93,8 @@ def test_mask_file_names_are_distinct_per_page_and_per_stem():
     ({"format": "segstudio-project", "version": 1, "classes": [], "images": [{"path": "a.tif", "mask": "../x.png"}]},
      "must lie inside the project folder"),
     ({"format": "segstudio-project", "version": 1, "classes": [], "images": [], "current": 3}, "'current' is 3"),
+    ({"format": "segstudio-project", "version": 1, "classes": ClassTable.default().to_list(), "images": [],
+      "slides": [{"path": "a.svs", "labels": "/etc/x.zarr"}]}, "slide 1's labels .* inside the project folder"),
     ({"format": "segstudio-project", "version": 1, "classes": [{"id": 0}], "images": []}, "class table is invalid"),
     ({"format": "segstudio-project", "version": 1, "classes": ClassTable.default().to_list(), "images": [],
       "view": {"zoom": 0, "centre": [1, 2]}}, "impossible zoom"),
@@ -123,3 +126,24 @@ def test_mask_change_covers_only_what_differs_and_refuses_another_size():
     assert mask_change(mask, hand, new_mask, new_hand) is None
     with pytest.raises(ValueError, match="3 x 3 pixels, the image 12 x 10"):
         mask_change(mask, hand, np.zeros((3, 3), np.uint8), np.zeros((3, 3), bool))
+
+
+def test_a_project_keeps_its_slides_labels_and_opens_them_after_the_folder_moves(tmp_path):
+    (slide, _other) = _images(tmp_path / "work")
+    labels, hand = tmp_path / "autosave" / "s.zarr", tmp_path / "autosave" / "s.hand.zarr"
+    for folder, name in ((labels, "c/0/0"), (hand, "zarr.json")):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"chunk")
+    project = Project(slides=[ProjectSlide(slide, ViewState(0.25, (1000.0, 2000.0)))])
+    save_project(tmp_path / "work" / "project", project, [], [(labels, hand)])
+    (labels / "c" / "0" / "0").write_bytes(b"changed later")
+    save_project(tmp_path / "work" / "project", project, [], [(labels, hand)])  # saved over: replaced whole
+    shutil.move(tmp_path / "work", tmp_path / "moved")
+    read = read_manifest(tmp_path / "moved" / "project")
+    (got,) = read.slides
+    assert read.locate(got) == (tmp_path / "moved" / "images" / "slide.tif").resolve()
+    assert got.view == ViewState(0.25, (1000.0, 2000.0))
+    folder = tmp_path / "moved" / "project"
+    assert (folder / got.labels / "c" / "0" / "0").read_bytes() == b"changed later"
+    assert (folder / got.hand / "zarr.json").read_bytes() == b"chunk"
+    assert sorted(p.name for p in (folder / "slides").iterdir()) == ["slide.hand.zarr", "slide.zarr"]

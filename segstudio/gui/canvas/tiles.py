@@ -84,7 +84,10 @@ class _LoadTile(QRunnable):
             image = item.load(self.key)
         except Exception:  # noqa: BLE001 - a damaged tile draws as a hole, the rest of the slide still shows
             image = None
-        item.arrived.tile.emit(self.key, image, generation)
+        try:
+            item.arrived.tile.emit(self.key, image, generation)
+        except RuntimeError:  # the window closed while this tile was being made: nobody waits for it
+            pass
 
 
 class TiledItem(QGraphicsItem):
@@ -256,11 +259,12 @@ def slide_item(slide, pool: QThreadPool | None = None) -> TiledItem:
 
 def label_item(store, lut_rgba: np.ndarray, pool: QThreadPool | None = None) -> TiledItem:
     """The labels of a core.label_store.LabelStore through class colours, made on the pool; empty tiles draw
-    nothing."""
+    nothing. A tile whose ids all fit in a byte is an indexed image (the class colours its colour table);
+    one holding ids over 255 (16-bit labels) is coloured pixel by pixel through the whole table."""
     tile = 512
     levels = TileLevels([(grid.width, grid.height, float(store.downsample(k)))
                          for k, grid in enumerate(store.levels)], tile)
-    table = {"colours": colour_table(lut_rgba)}
+    table = {"colours": colour_table(lut_rgba), "lut": _wide_lut(lut_rgba)}
 
     def load(key: Key) -> QImage | None:
         level, row, col = key
@@ -271,6 +275,8 @@ def label_item(store, lut_rgba: np.ndarray, pool: QThreadPool | None = None) -> 
         labels = store.read(row * tile, col * tile, h, w, level=level)
         if not labels.any():
             return None
+        if labels.dtype != np.uint8 and labels.max() > 255:
+            return _coloured(labels, table["lut"])
         labels = np.ascontiguousarray(labels.astype(np.uint8) if labels.dtype != np.uint8 else labels)
         image = QImage(labels.data, w, h, labels.strides[0], QImage.Format.Format_Indexed8).copy()
         image.setColorTable(table["colours"])
@@ -281,8 +287,22 @@ def label_item(store, lut_rgba: np.ndarray, pool: QThreadPool | None = None) -> 
     item.colours = table  # set_colours() replaces the table and redraws
 
     def set_colours(lut: np.ndarray) -> None:
-        table["colours"] = colour_table(lut)
+        table["colours"], table["lut"] = colour_table(lut), _wide_lut(lut)
         item.invalidate(0, 0, levels.levels[0][1], levels.levels[0][0])
 
     item.set_colours = set_colours
     return item
+
+
+def _wide_lut(lut_rgba: np.ndarray) -> np.ndarray:
+    """The RGBA table with one transparent row after it, where ids past its end are sent."""
+    lut = np.asarray(lut_rgba, np.uint8)
+    return np.concatenate([lut, np.zeros((1, 4), np.uint8)])
+
+
+def _coloured(labels: np.ndarray, lut: np.ndarray) -> QImage:
+    """Labels of any width through an RGBA table, as a premultiplied ARGB32 image (what the painter draws)."""
+    rgba = np.ascontiguousarray(lut[np.minimum(labels, len(lut) - 1)])
+    h, w = labels.shape
+    return QImage(rgba.data, w, h, w * 4, QImage.Format.Format_RGBA8888).convertToFormat(
+        QImage.Format.Format_ARGB32_Premultiplied)

@@ -3,7 +3,8 @@
 The brush radius is set in screen pixels, as the user sees it: at overview zoom one dab covers many
 full-resolution pixels and writes every one of them (core.label_store paints chunk by chunk). A stroke's
 segments merge into one undo step. Zoomed out past full resolution, the screen's label level is painted at
-once and the full-resolution pixels on a background thread (SlideDocument.paint_in_background).
+once and the full-resolution pixels on a background thread (SlideDocument.paint_in_background, and
+fill_polygon_in_background for a polygon), so the window never waits for millions of pixels.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class SlideBrushTool:
             self._stroke = diff
         else:
             store.merge(self._stroke, diff)
-        self.doc.labels_changed.emit(*diff.box(store.chunk))
+        self.doc.notify_region(*diff.box(store.chunk))  # redrawn, and saved within the autosave delay
 
     def mouse_press(self, canvas, pos: QPointF, event) -> None:
         if event.button() != Qt.MouseButton.LeftButton:
@@ -126,7 +127,11 @@ class SlidePolygonTool:
     def finish(self, canvas) -> None:
         points = [(p.x(), p.y()) for p in self.points]
         self._clear(canvas)
-        self.doc.wait_painted()
+        level = self.doc.store.best_level(1.0 / max(canvas.zoom(), 1e-9))
+        if level > 0:  # zoomed out: shown at once, its full-resolution pixels painted in the background
+            self.doc.fill_polygon_in_background(points, int(self.value_of()), level)
+            return
+        self.doc.wait_painted()  # strokes queued at overview first: they were made first
         diff = self.doc.store.paint_polygon(points, int(self.value_of()))
         if diff is not None:
             self.doc.labels_changed.emit(*diff.box(self.doc.store.chunk))

@@ -130,6 +130,16 @@ class SlideWindow(QMainWindow):
             self.canvas.set_zoom(power / scanned)
             self.canvas.centerOn(QPointF(centre))
 
+    def view_state(self) -> tuple[float, tuple[float, float]]:
+        """The zoom and the slide point (x, y) at the centre of the view."""
+        centre = self.canvas.mapToScene(self.canvas.viewport().rect().center())
+        return self.canvas.zoom(), (centre.x(), centre.y())
+
+    def show_view(self, zoom: float, centre: tuple[float, float]) -> None:
+        self._fitted = True  # a view asked for is not replaced by the whole slide when the window shows
+        self.canvas.set_zoom(zoom)
+        self.canvas.centerOn(QPointF(*centre))
+
     def show_associated(self, name: str) -> None:
         box = QMessageBox(self)
         box.setWindowTitle(f"{self.doc.title}: {name}")
