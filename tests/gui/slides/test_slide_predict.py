@@ -68,6 +68,7 @@ def test_predict_view_fills_the_tissue_keeps_the_hand_strokes_and_leaves_the_gla
     start, end = QPoint(300, 330), QPoint(340, 330)
     _drag(canvas, [start, end])
     a = canvas.mapToScene(QPoint(320, 330))
+    doc.wait_painted()  # at overview zoom the stroke's full-resolution pixels are painted in the background
     assert doc.store.read(int(a.y()), int(a.x()), 1, 1)[0, 0] == 1
     updates = []
     doc.labels_changed.connect(lambda *box: updates.append(box))
