@@ -197,11 +197,17 @@ def pushes_by_level(result: Explanation) -> dict[int, float]:
     return dict(sorted(best.items()))
 
 
-def run_request(inspector, pixels: np.ndarray, request: dict):
+def run_request(inspector, pixels: np.ndarray | None, request: dict, cancel=None):
     """What an inspect job asks for: {"explain": (x, y)} (optionally "class_index") explains one pixel and
-    returns an Explanation; otherwise the keywords plan a region (view, point, max_side, mode) and one
-    pass with taps over it returns an Inspection."""
+    returns an Explanation; {"slide": Slide, "centre": (x, y), "side": n, "preview_side": m} looks at a
+    whole slide's tile (engine.inspect_slide); otherwise the keywords plan a region (view, point, max_side,
+    mode) and one pass with taps over it returns an Inspection."""
     request = dict(request)
+    if "slide" in request:
+        from segstudio.engine.inspect_slide import inspect_slide
+
+        return inspect_slide(inspector, request.pop("slide"), request.pop("centre"), request.pop("side"),
+                             cancel=cancel, **request)
     if "explain" in request:
         x, y = request.pop("explain")
         return explain_pixel(inspector, pixels, x, y, **request)

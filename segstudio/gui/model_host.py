@@ -59,6 +59,8 @@ class ModelJob:
     settings: object = None
     request: dict = field(default_factory=dict)
     tag: object = None  # whatever the caller needs back (the document, the source it asked about)
+    # Inspect jobs in one lane replace each other (each window's inspector has its own), never another's.
+    lane: str = ""
     extra: dict = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -116,9 +118,10 @@ class _ModelWorker(QObject):
     dropped = Signal(int)
     model_ready = Signal(str, str)  # model id, device label
 
-    def __init__(self, latest_inspect: list[int]) -> None:
+    def __init__(self, latest_inspect: dict[str, int]) -> None:
         super().__init__()
-        self._latest_inspect = latest_inspect  # [id of the newest inspect job]; written on the GUI thread
+        # lane -> id of its newest inspect job ("*": drop every look below it); written on the GUI thread
+        self._latest_inspect = latest_inspect
         self._warm: _WarmModel | None = None
         self.loads = 0  # how many times a model was read and placed (tests check it stays at one)
 
@@ -154,7 +157,8 @@ class _ModelWorker(QObject):
     # --- jobs ----------------------------------------------------------------------------------
     @Slot(object)
     def run(self, job: ModelJob) -> None:
-        if job.kind == "inspect" and job.job_id < self._latest_inspect[0]:
+        newest = max(self._latest_inspect.get(job.lane, 0), self._latest_inspect.get("*", 0))
+        if job.kind == "inspect" and job.job_id < newest:
             self.dropped.emit(job.job_id)  # a newer look replaced it before it started
             return
         from segstudio.engine.predict import PredictionCancelled
@@ -222,7 +226,7 @@ class _ModelWorker(QObject):
     def _inspect(self, job: ModelJob, warm: _WarmModel):
         from segstudio.engine.inspect_why import run_request
 
-        return run_request(warm.inspector(), job.pixels, job.request)
+        return run_request(warm.inspector(), job.pixels, job.request, cancel=job.cancel.is_set)
 
 
 class ModelHost(QObject):
@@ -244,7 +248,7 @@ class ModelHost(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._ids = itertools.count(1)
-        self._latest_inspect = [0]
+        self._latest_inspect: dict[str, int] = {}
         self.jobs: dict[int, ModelJob] = {}
         self._selected = None
         self._device = "auto"
@@ -287,15 +291,17 @@ class ModelHost(QObject):
             signal.emit(job, *args)
 
     def submit(self, kind: str, model=None, *, device: str | None = None, pixels=None, settings=None,
-               request: dict | None = None, tag=None, **extra) -> ModelJob:
-        """Queue a job for `model` (default: the selection) on `device` (default: the selection's)."""
+               request: dict | None = None, tag=None, lane: str = "", **extra) -> ModelJob:
+        """Queue a job for `model` (default: the selection) on `device` (default: the selection's).
+
+        A queued inspect job is dropped when a newer one of the same `lane` arrives before it starts."""
         if kind not in JOB_KINDS:
             raise ValueError(f"kind must be one of {', '.join(JOB_KINDS)}, got {kind!r}")
         model = self._selected if model is None else model
         job = ModelJob(next(self._ids), kind, model, device or self._device, pixels, settings, dict(request or {}),
-                       tag, extra)
+                       tag, lane, extra)
         if kind == "inspect":
-            self._latest_inspect[0] = job.job_id
+            self._latest_inspect[lane] = job.job_id
         if not self._running:
             # A close the user then called off stopped the thread; the window is still in use.
             self._thread.start()
@@ -304,9 +310,10 @@ class ModelHost(QObject):
         self._submit.emit(job)
         return job
 
-    def busy(self, *kinds: str) -> bool:
-        """Whether jobs (of these kinds, default any) are queued or running."""
-        return any(not kinds or job.kind in kinds for job in self.jobs.values())
+    def busy(self, *kinds: str, lane: str | None = None) -> bool:
+        """Whether jobs (of these kinds, default any; of this lane, default any) are queued or running."""
+        return any((not kinds or job.kind in kinds) and (lane is None or job.lane == lane)
+                   for job in self.jobs.values())
 
     def cancel(self, kind: str = "predict") -> None:
         """Stop the running and queued jobs of this kind; their `cancelled` signal follows."""
@@ -320,6 +327,6 @@ class ModelHost(QObject):
         self._running = False
         for job in list(self.jobs.values()):
             job.cancel.set()
-        self._latest_inspect[0] = next(self._ids)  # queued looks are dropped rather than run on the way out
+        self._latest_inspect["*"] = next(self._ids)  # queued looks are dropped rather than run on the way out
         self._thread.quit()
         self._thread.wait(10000)

@@ -138,3 +138,26 @@ def test_looks_replaced_before_they_started_are_dropped(qtbot, host, counted_lib
     release.set()
     qtbot.waitUntil(lambda: not host.busy(), timeout=WAIT_MS)
     assert finished == [busy, looks[-1]]  # clicking around never builds up a queue of stale passes
+
+
+def test_a_look_from_another_window_never_drops_this_windows_look(qtbot, host, counted_library, pixels, monkeypatch):
+    """The main window's inspector and a slide window's each keep their newest look (their own lanes)."""
+    import threading
+
+    from segstudio.engine import predict as predict_module
+
+    release = threading.Event()
+    real_predict = predict_module.Predictor.predict
+    monkeypatch.setattr(predict_module.Predictor, "predict",
+                        lambda self, *a, **k: release.wait(30) and real_predict(self, *a, **k))
+    host.select(counted_library["ids"][0], "cpu")
+    finished = []
+    host.finished.connect(lambda job, _result: finished.append(job))
+    busy = host.submit("predict", pixels=pixels, settings=predict_settings())
+    request = {"point": (10, 10), "max_side": 32}
+    main = [host.submit("inspect", pixels=pixels, request=request) for _ in range(2)]
+    slide = [host.submit("inspect", pixels=pixels, request=request, lane="slide") for _ in range(2)]
+    assert host.busy("inspect", lane="slide") and host.busy("inspect", lane="")
+    release.set()
+    qtbot.waitUntil(lambda: not host.busy(), timeout=WAIT_MS)
+    assert finished == [busy, main[-1], slide[-1]]

@@ -21,6 +21,8 @@ from segstudio.gui.model_host import ModelDescription
 # A view larger than this gets a quick pass at this size first (about 0.1 s for the bundled U-Net on a
 # two-core CPU, against 2-3 s for 512 x 512), so the diagram's maps show while the full pass runs.
 PREVIEW_SIDE = 192
+# The model host's lane of this window's looks (each slide window's inspector has its own).
+LANE = ""
 
 
 class InspectorController(QObject):
@@ -141,6 +143,12 @@ class InspectorController(QObject):
             # After the dock has been laid out once, or Qt keeps its minimum height.
             QTimer.singleShot(0, lambda: self.window.resizeDocks(
                 [self.dock], [max(300, int(self.window.height() * 0.6))], Qt.Orientation.Vertical))
+    def attach_slide(self, slide_window) -> None:
+        """Give a whole-slide window its own inspector, which follows that window's view."""
+        from segstudio.gui.inspector.slide import SlideInspector
+
+        slide_window.inspector = SlideInspector(slide_window, self.host)
+
     def _device(self) -> str:
         return self.host.device()
 
@@ -166,6 +174,8 @@ class InspectorController(QObject):
         self.host.submit("describe", self._source, device=self._device(), tag=self._source)
 
     def _on_host_finished(self, job, result) -> None:
+        if job.lane != LANE:
+            return  # a slide window's inspector
         if job.kind == "describe":
             self._on_described(job, result)
         elif job.kind == "inspect" and len(job.tag) == 3:
@@ -235,9 +245,9 @@ class InspectorController(QObject):
         if what == "preview":
             self.panel.set_inspection(result, preview=True)
             pixels, request = self._pixels(), self._after_preview
-            if pixels is not None and request is not None and not self.host.busy("inspect"):
+            if pixels is not None and request is not None and not self.host.busy("inspect", lane=LANE):
                 self._submit_full(pixels, request)
-        elif what == "explain" and not self.host.busy("inspect"):
+        elif what == "explain" and not self.host.busy("inspect", lane=LANE):
             self.explanation = result
             self.panel.why.set_explanation(result)
         self._update_enabled()
@@ -257,7 +267,7 @@ class InspectorController(QObject):
     def _on_finished(self, job, inspection: Inspection) -> None:
         self._update_enabled()
         doc, source = job.tag
-        if doc is not self.window.current or source is not self._source or self.host.busy("inspect"):
+        if doc is not self.window.current or source is not self._source or self.host.busy("inspect", lane=LANE):
             return  # a newer request is on its way, or the user moved on
         self.inspection = inspection
         self.panel.set_inspection(inspection)
@@ -272,7 +282,7 @@ class InspectorController(QObject):
                 self.probe_at(px, py)
 
     def _on_failed(self, job, message: str) -> None:
-        if job.kind not in ("describe", "inspect"):
+        if job.kind not in ("describe", "inspect") or job.lane != LANE:
             return
         self._update_enabled()
         self.last_error = message
@@ -463,7 +473,7 @@ class InspectorController(QObject):
         self._update_enabled()
 
     def _update_enabled(self) -> None:
-        busy = self.host.busy("inspect")
+        busy = self.host.busy("inspect", lane=LANE)
         self.panel.set_busy(busy)
         ready = self.window.current is not None and self.description is not None
         self.panel.compute_button.setEnabled(ready and not busy)

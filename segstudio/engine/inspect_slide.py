@@ -1,0 +1,64 @@
+"""Looking inside the network on a whole slide: the model-input-sized tile at the centre of the view.
+
+A slide is never whole in memory, so the tile is read from the file, at level 0: Predict on a slide runs the
+model on level-0 pixels (a model records no pixel size of its own to pick another level by), and the
+inspector shows what Predict computes. The tile is normalised with the slide-wide levels Predict uses
+(engine.predict.slide.SlideSource), so a tile of glass is not stretched into noise and the maps of
+neighbouring tiles compare.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import weakref
+from collections.abc import Callable
+
+from segstudio.engine.inspect import Inspection, Region, plan_region, region_input
+
+# Each open slide's normalisation levels per model input (measured on a low level: a few hundred ms).
+_SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def view_centre_region(slide_shape: tuple[int, int], centre: tuple[float, float], side: int, *,
+                       preview_side: int | None = None, align: int = 1) -> Region:
+    """The `side` x `side` tile (level-0 pixels) centred on `centre` (x, y), moved inside the slide.
+
+    With `preview_side`, the same tile averaged over pixel blocks down to at most that side: a first look
+    that costs a fraction of the full pass.
+    """
+    height, width = int(slide_shape[0]), int(slide_shape[1])
+    side = max(1, int(side))
+    w, h = min(side, width), min(side, height)
+    x = max(0, min(int(math.floor(centre[0] - w / 2)), width - w))
+    y = max(0, min(int(math.floor(centre[1] - h / 2)), height - h))
+    if preview_side is not None and preview_side < side:
+        region = plan_region(slide_shape, (x, y, w, h), max_side=preview_side, mode="downsample", align=align)
+    else:
+        region = plan_region(slide_shape, (x, y, w, h), max_side=side, align=align)
+    return dataclasses.replace(region, how="view centre")
+
+
+def slide_source(inspector, slide):
+    """The slide as the network sees it, normalised as Predict normalises it (kept per slide and model input)."""
+    from segstudio.engine.predict.slide import SlideSource
+
+    key = (inspector.in_channels, repr(sorted(inspector.normalisation.items())))
+    per_slide = _SOURCES.setdefault(slide, {})
+    if key not in per_slide:
+        # tissue_only as Predict on a slide does it (it always finds the tissue first).
+        per_slide[key] = SlideSource.for_slide(slide, inspector.in_channels, inspector.normalisation,
+                                               tissue_only=True)
+    return per_slide[key]
+
+
+def inspect_slide(inspector, slide, centre: tuple[float, float], side: int, *, preview_side: int | None = None,
+                  cancel: Callable[[], bool] | None = None) -> Inspection:
+    """One pass with taps over the tile at `centre`; PredictionCancelled when `cancel()` turns true before
+    the pass (reading the tile is the other half of the time)."""
+    from segstudio.engine.predict import PredictionCancelled
+
+    region = view_centre_region(slide.shape, centre, side, preview_side=preview_side, align=inspector.stride)
+    network_input = region_input(slide_source(inspector, slide), region)
+    if cancel is not None and cancel():
+        raise PredictionCancelled()
+    return inspector.inspect_input(network_input, region)
