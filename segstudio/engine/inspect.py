@@ -352,6 +352,12 @@ class TapInspector:
 
     def inspect_input(self, network_input: np.ndarray, region: Region, names: Sequence[str] | None = None
                       ) -> Inspection:
+        from segstudio.engine.devices import threads_for_input
+
+        with threads_for_input(self.device, network_input.shape[-2] * network_input.shape[-1]):
+            return self._inspect_input(network_input, region, names)
+
+    def _inspect_input(self, network_input: np.ndarray, region: Region, names: Sequence[str] | None) -> Inspection:
         import torch
         import torch.nn.functional as F
 
