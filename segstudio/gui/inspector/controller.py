@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QObject, QRectF, Qt, QTimer
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QPen
-from PySide6.QtWidgets import QFileDialog, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
 
 from segstudio.core.model_fit import model_pixels
 from segstudio.engine.inspect import Inspection, probe_pixel
@@ -136,10 +136,12 @@ class InspectorController(QObject):
     def show_dock(self) -> None:
         """Show the inspector along the bottom with room for the maps."""
         first_time = not self.dock.isVisible()
+        along = (Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea)
+        if first_time and not self.dock.isFloating() and self.window.dockWidgetArea(self.dock) in along:
+            self._share_row_as_tab()
         self.dock.show()
         self.dock.raise_()
-        if first_time and not self.dock.isFloating() and self.window.dockWidgetArea(self.dock) in (
-                Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea):
+        if first_time and not self.dock.isFloating() and self.window.dockWidgetArea(self.dock) in along:
             # After the dock has been laid out once, or Qt keeps its minimum height.
             QTimer.singleShot(0, lambda: self.window.resizeDocks(
                 [self.dock], [max(300, int(self.window.height() * 0.6))], Qt.Orientation.Vertical))
@@ -148,6 +150,17 @@ class InspectorController(QObject):
         from segstudio.gui.inspector.slide import SlideInspector
 
         slide_window.inspector = SlideInspector(slide_window, self.host)
+
+    def _share_row_as_tab(self) -> None:
+        """Another panel open along the same edge (Objects, Training) becomes a tab beside the inspector
+        rather than taking half its width: the diagram and the maps need the whole row."""
+        window = self.window
+        area, tabs = window.dockWidgetArea(self.dock), window.tabifiedDockWidgets(self.dock)
+        for other in window.findChildren(QDockWidget):
+            if other is not self.dock and other.isVisible() and not other.isFloating() \
+                    and window.dockWidgetArea(other) == area and other not in tabs:
+                window.tabifyDockWidget(other, self.dock)
+                return
 
     def _device(self) -> str:
         return self.host.device()

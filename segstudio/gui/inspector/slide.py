@@ -78,6 +78,7 @@ class SlideInspector(QObject):
         panel.tabs.setTabEnabled(panel.WHY_TAB, False)
         panel.save_png_button.hide()
         panel.save_tap_button.hide()
+        panel.layout().itemAt(0).layout().addStretch(1)  # the buttons keep their size without the choice
         panel.compute_button.setToolTip("The maps follow the view on their own; this computes them now")
         panel.compute_requested.connect(self.compute_for_view)
         panel.channels.overlay_changed.connect(self._show_overlay)
