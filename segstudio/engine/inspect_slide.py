@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable
 
 from segstudio.engine.inspect import Inspection, Region, plan_region, region_input
+from segstudio.engine.inspect_why import EXPLAIN_SIDE, Explanation, explain_in_region
 
 # Each open slide's normalisation levels per model input (measured on a low level: a few hundred ms).
 _SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -62,3 +63,15 @@ def inspect_slide(inspector, slide, centre: tuple[float, float], side: int, *, p
     if cancel is not None and cancel():
         raise PredictionCancelled()
     return inspector.inspect_input(network_input, region)
+
+
+def explain_slide_pixel(inspector, slide, x: float, y: float, *, class_index: int | None = None,
+                        side: int = EXPLAIN_SIDE, cancel: Callable[[], bool] | None = None) -> Explanation:
+    """Why level-0 pixel (x, y) of the slide got its class, on a `side` window around it read from the file."""
+    from segstudio.engine.predict import PredictionCancelled
+
+    region = plan_region(slide.shape, point=(x, y), max_side=side, align=inspector.stride)
+    network_input = region_input(slide_source(inspector, slide), region)
+    if cancel is not None and cancel():
+        raise PredictionCancelled()
+    return explain_in_region(inspector, network_input, region, x, y, class_index=class_index)

@@ -46,6 +46,8 @@ class SlideInspector(QObject):
         self.canvas = slide_window.canvas
         self.slide = slide_window.doc.slide
         self.lane = f"slide-{id(self)}"
+        self.why_lane = self.lane + "/why"  # "why this pixel" is never dropped for a newer look at the view
+        self.explanation = None
         self.description = None
         self.inspection = None
         self.preview = None  # the last quick pass shown in the diagram
@@ -56,6 +58,7 @@ class SlideInspector(QObject):
         self._generation = 0  # bumped per view: answers for an older view are ignored
         self._jobs: list = []  # ours, not finished yet
         self._probe_press = False
+        self._why_job = None
         self._build_dock()
         self.region_item = region_box_item(self.canvas.scene())
         self._timer = QTimer(self)
@@ -73,9 +76,8 @@ class SlideInspector(QObject):
     def _build_dock(self) -> None:
         panel = self.panel = InspectorPanel()
         panel.set_wide(True)
-        # The region is always the tile at the view's centre, and "why" reads whole images only.
+        # The region is always the tile at the view's centre: no choice of how to fit a larger view.
         panel.large_combo.hide()
-        panel.tabs.setTabEnabled(panel.WHY_TAB, False)
         panel.save_png_button.hide()
         panel.save_tap_button.hide()
         panel.layout().itemAt(0).layout().addStretch(1)  # the buttons keep their size without the choice
@@ -162,7 +164,7 @@ class SlideInspector(QObject):
 
     # --- answers ------------------------------------------------------------------------------------
     def _ours(self, job) -> bool:
-        if job.lane != self.lane:
+        if job.lane not in (self.lane, self.why_lane):
             return False
         if job in self._jobs:
             self._jobs.remove(job)
@@ -176,6 +178,11 @@ class SlideInspector(QObject):
                 self._described(result)
             return
         generation, what, full = job.tag
+        if what == "explain":
+            if job is self._why_job:
+                self.explanation = result
+                self.panel.why.set_explanation(result)
+            return
         if generation != self._generation:
             return  # the view moved on since
         self.passes.append((what, result.region.rect))
@@ -206,6 +213,9 @@ class SlideInspector(QObject):
         self.panel.set_busy(bool(self._jobs))
         if job.kind == "describe":
             self.panel.set_model_text(f"This model's taps cannot be listed: {message}")
+        elif job.lane == self.why_lane:
+            self.panel.why.answer.setText(f"Why this pixel could not be worked out on {self.slide.path.name}: "
+                                          f"{message}")
         else:
             self.panel.set_region_text(f"The maps could not be computed for {self.slide.path.name}: {message}",
                                        True)
@@ -239,8 +249,16 @@ class SlideInspector(QObject):
         self._probe_press = True
         self.probe = probe_pixel(self.inspection, point.x(), point.y())
         self.panel.probe_chart.set_probe(self.probe)
-        self.panel.tabs.setCurrentIndex(self.panel.PROBE_TAB)
+        self.explain_at(int(point.x()), int(point.y()))
         return True
+
+    def explain_at(self, x: int, y: int) -> None:
+        """Why level-0 pixel (x, y) got its class (the Why tab; the Probe tab has its activations)."""
+        self.explanation = None
+        self.panel.why.set_waiting(x, y)
+        self.panel.tabs.setCurrentIndex(self.panel.WHY_TAB)
+        self._why_job = self.host.submit("inspect", self._source, request={"slide": self.slide, "explain": (x, y)},
+                                         tag=(self._generation, "explain", None), lane=self.why_lane)
 
     def _show_overlay(self, overlay) -> None:
         if overlay is None or self.dock.isHidden():

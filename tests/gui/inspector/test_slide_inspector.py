@@ -176,3 +176,24 @@ def test_a_closed_inspector_asks_nothing_of_the_model(window, slide_window, qtbo
     drag_with_middle_button(slide_window.canvas, QPoint(600, 400), QPoint(400, 250))
     qtbot.wait(2 * 300 + 200)
     assert submitted == [] and slide_window.inspector.inspection is None
+
+
+def test_ctrl_click_in_the_box_follows_the_pixel_and_says_why_it_got_its_class(window, slide_window, qtbot):
+    model, meta = tiny_rgb_unet()
+    window.model_host.select((model, meta), "cpu")
+    inspector = open_inspector(qtbot, slide_window)
+    canvas = slide_window.canvas
+    x0, y0, w, h = inspector.inspection.region.rect
+    where = canvas.mapFromScene(QPointF(x0 + w * 0.3, y0 + h * 0.6))
+    pixel = canvas.mapToScene(where)
+    slide_window.tools["brush"].trigger()  # the click goes to the inspector, not to the brush
+    QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ControlModifier, where)
+    assert inspector.probe is not None  # the Probe tab follows the pixel through every tap
+    assert inspector.panel.tabs.currentIndex() == inspector.panel.WHY_TAB
+    qtbot.waitUntil(lambda: inspector.explanation is not None, timeout=WAIT_MS)
+    why = inspector.explanation
+    assert (why.x, why.y) == (int(pixel.x()), int(pixel.y()))
+    wx, wy, ww, wh = why.window  # read from the slide around the pixel, in level-0 pixels
+    assert wx <= why.x < wx + ww and wy <= why.y < wy + wh
+    assert why.sentences and f"Pixel ({why.x}, {why.y})" in inspector.panel.why.answer.text()
+    assert slide_window.doc.undo_stack.count() == 0  # nothing painted
