@@ -5,19 +5,39 @@ model on level-0 pixels (a model records no pixel size of its own to pick anothe
 inspector shows what Predict computes. The tile is normalised with the slide-wide levels Predict uses
 (engine.predict.slide.SlideSource), so a tile of glass is not stretched into noise and the maps of
 neighbouring tiles compare.
+
+The window's inspector names the slide by its path, and the looks read it through a handle of their own
+(slide_for_inspection), opened and closed on the one thread that runs them: the window's handle closes with
+the window, possibly while a look is still reading from it.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 
+from segstudio.core.imageio import Slide
 from segstudio.engine.inspect import Inspection, Region, plan_region, region_input
 from segstudio.engine.inspect_why import EXPLAIN_SIDE, Explanation, explain_in_region
 
 # Each open slide's normalisation levels per model input (measured on a low level: a few hundred ms).
 _SOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# The inspector's own handles, newest last; used by the model host's one thread only.
+_HANDLES: OrderedDict = OrderedDict()
+KEEP_OPEN = 2
+
+
+def slide_for_inspection(path) -> Slide:
+    """An open handle on the slide at `path` for the looks at it, kept for the next look; the oldest of more
+    than KEEP_OPEN is closed. Call from one thread only (the model host's)."""
+    key = str(path)
+    slide = _HANDLES.pop(key, None) or Slide(path)
+    _HANDLES[key] = slide
+    while len(_HANDLES) > KEEP_OPEN:
+        _HANDLES.popitem(last=False)[1].close()
+    return slide
 
 
 def view_centre_region(slide_shape: tuple[int, int], centre: tuple[float, float], side: int, *,

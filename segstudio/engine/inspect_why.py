@@ -209,13 +209,13 @@ def run_request(inspector, pixels: np.ndarray | None, request: dict, cancel=None
     """What an inspect job asks for: {"explain": (x, y)} (optionally "class_index") explains one pixel and
     returns an Explanation; {"slide": Slide, "centre": (x, y), "side": n, "preview_side": m} looks at a
     whole slide's tile (engine.inspect_slide), and {"slide": Slide, "explain": (x, y)} explains a pixel of
-    it; otherwise the keywords plan a region (view, point, max_side,
-    mode) and one pass with taps over it returns an Inspection."""
+    it ("slide_path": the file instead, read through engine.inspect_slide's own handle); otherwise the
+    keywords plan a region (view, point, max_side, mode) and one pass with taps over it returns an Inspection."""
     request = dict(request)
-    if "slide" in request:
-        from segstudio.engine.inspect_slide import explain_slide_pixel, inspect_slide
+    if "slide" in request or "slide_path" in request:
+        from segstudio.engine.inspect_slide import explain_slide_pixel, inspect_slide, slide_for_inspection
 
-        slide = request.pop("slide")
+        slide = request.pop("slide", None) or slide_for_inspection(request.pop("slide_path"))
         if "explain" in request:
             x, y = request.pop("explain")
             return explain_slide_pixel(inspector, slide, x, y, cancel=cancel, **request)

@@ -67,6 +67,7 @@ class SlideInspector(QObject):
         self._timer.timeout.connect(self.compute_for_view)
         self.canvas.view_changed.connect(self._view_moved)
         self.canvas.viewport().installEventFilter(self)
+        slide_window.installEventFilter(self)  # its Close: the looks still queued are called off
         host.finished.connect(self._on_finished)
         host.failed.connect(self._on_failed)
         host.cancelled.connect(self._on_cancelled)
@@ -144,7 +145,8 @@ class SlideInspector(QObject):
         self._cancel_jobs()
         self._generation += 1
         side = self.panel.region_cap()
-        request = {"slide": self.slide, "centre": self.view_centre(), "side": side}
+        # By path: the looks read through a handle of their own, which the window's closing cannot pull away.
+        request = {"slide_path": str(self.slide.path), "centre": self.view_centre(), "side": side}
         if side > PREVIEW_SIDE:
             self._submit(dict(request, preview_side=PREVIEW_SIDE), "preview", full=request)
         else:
@@ -232,6 +234,10 @@ class SlideInspector(QObject):
 
     # --- probe and overlay --------------------------------------------------------------------------
     def eventFilter(self, obj, event) -> bool:
+        if event.type() == QEvent.Type.Close and obj is self.window:
+            self._timer.stop()
+            self._cancel_jobs()
+            return False
         # Ctrl+click inside the box follows that pixel through the network (the Probe tab).
         if event.type() not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonRelease) \
                 or event.button() != Qt.MouseButton.LeftButton:
@@ -257,7 +263,8 @@ class SlideInspector(QObject):
         self.explanation = None
         self.panel.why.set_waiting(x, y)
         self.panel.tabs.setCurrentIndex(self.panel.WHY_TAB)
-        self._why_job = self.host.submit("inspect", self._source, request={"slide": self.slide, "explain": (x, y)},
+        request = {"slide_path": str(self.slide.path), "explain": (x, y)}
+        self._why_job = self.host.submit("inspect", self._source, request=request,
                                          tag=(self._generation, "explain", None), lane=self.why_lane)
 
     def _show_overlay(self, overlay) -> None:

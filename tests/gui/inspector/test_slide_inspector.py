@@ -197,3 +197,32 @@ def test_ctrl_click_in_the_box_follows_the_pixel_and_says_why_it_got_its_class(w
     assert wx <= why.x < wx + ww and wy <= why.y < wy + wh
     assert why.sentences and f"Pixel ({why.x}, {why.y})" in inspector.panel.why.answer.text()
     assert slide_window.doc.undo_stack.count() == 0  # nothing painted
+
+
+def test_closing_the_slide_window_during_a_look_calls_off_the_rest_and_the_app_keeps_working(
+        window, slide_window, qtbot):
+    model, meta = tiny_rgb_unet()
+    ran = []
+
+    def slow(_module, _inputs):
+        ran.append(1)
+        time.sleep(0.3)
+
+    model.register_forward_pre_hook(slow)
+    window.model_host.select((model, meta), "cpu")
+    inspector = open_inspector(qtbot, slide_window)
+    failures = []
+    window.model_host.failed.connect(lambda job, message: failures.append(message))
+    drag_with_middle_button(slide_window.canvas, QPoint(600, 400), QPoint(450, 300))
+    qtbot.waitUntil(lambda: bool(inspector._jobs), timeout=WAIT_MS)
+    out = list(inspector._jobs)
+    slide_window.close()
+    assert all(job.cancel.is_set() for job in out)
+    qtbot.waitUntil(lambda: not window.model_host.busy(), timeout=WAIT_MS)
+    passes = len(ran)
+    qtbot.wait(500)
+    assert failures == [] and len(ran) == passes  # nothing ran on for the closed window
+    # The model host serves the main window as before.
+    job = window.model_host.submit("describe", (model, meta), device="cpu")
+    qtbot.waitUntil(lambda: job.job_id not in window.model_host.jobs, timeout=WAIT_MS)
+    assert failures == []
