@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QObject, QRectF, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QPen
-from PySide6.QtWidgets import QDockWidget, QFileDialog, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
+from PySide6.QtWidgets import QDockWidget, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
 
 from segstudio.core.model_fit import model_pixels
 from segstudio.engine.inspect import Inspection, probe_pixel
 from segstudio.gui.inspector.panel import InspectorPanel
+from segstudio.gui.inspector.saving import InspectorSaving
 from segstudio.gui.model_host import ModelDescription
 
 # A view larger than this gets a quick pass at this size first (about 0.1 s for the bundled U-Net on a
@@ -56,7 +57,6 @@ class InspectorController(QObject):
         self.inspection: Inspection | None = None
         self.probe = None
         self.last_error: str | None = None
-        self.last_saved: Path | None = None
         self._source = None  # library id, or a (model, meta) pair given to use_model()
         self._asked_about = None  # the source whose taps were last asked for
         self._requested_view = None
@@ -87,8 +87,7 @@ class InspectorController(QObject):
         self.panel.compute_requested.connect(self.compute_for_view)
         self.panel.probe_mode_toggled.connect(self._on_probe_mode)
         self.panel.channels.overlay_changed.connect(self._show_overlay)
-        self.panel.save_png_requested.connect(lambda: self.save_view_png())
-        self.panel.save_tap_requested.connect(lambda: self.save_tap())
+        self.saving = InspectorSaving(window, self.panel, lambda: self.inspection, self._report_save_error)
         self.dock.visibilityChanged.connect(self._on_dock_visibility)
         self.host.finished.connect(self._on_host_finished)
         self.host.failed.connect(self._on_failed)
@@ -415,56 +414,15 @@ class InspectorController(QObject):
     # --- export --------------------------------------------------------------------------------
     def save_view_png(self, path: str | Path | None = None) -> Path | None:
         """The dock as it looks now, as a PNG (asks where when no path is given)."""
-        from segstudio.core.storage import atomic_write_bytes
-
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self.window, "Save Inspector View", "inspector.png",
-                                                  "PNG image (*.png)")
-            if not path:
-                return None
-        path = Path(path)
-        if path.suffix.lower() != ".png":
-            path = path.with_suffix(path.suffix + ".png") if path.suffix else path.with_suffix(".png")
-        data = QByteArray()
-        buffer = QBuffer(data)
-        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        if not self.panel.grab().save(buffer, "PNG"):
-            self._report_save_error(path, "the picture could not be encoded")
-            return None
-        buffer.close()
-        try:
-            atomic_write_bytes(path, bytes(data))
-        except OSError as err:
-            self._report_save_error(path, str(err))
-            return None
-        return self._saved(path)
+        return self.saving.save_view_png(path)
 
     def save_tap(self, path: str | Path | None = None, name: str | None = None) -> Path | None:
         """The chosen tap's tensor as .npy or TIFF (asks where when no path is given)."""
-        from segstudio.engine.inspect import save_tap
+        return self.saving.save_tap(path, name)
 
-        name = name or self.panel.selected_tap()
-        if self.inspection is None or name is None or name not in self.inspection.taps:
-            return None
-        if path is None:
-            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name.split(" (")[0])
-            path, chosen = QFileDialog.getSaveFileName(self.window, f"Save Tap {name}", f"{safe}.npy",
-                                                       "NumPy array (*.npy);;TIFF image (*.tif *.tiff)")
-            if not path:
-                return None
-            if not Path(path).suffix:
-                path += ".tif" if chosen.startswith("TIFF") else ".npy"
-        try:
-            written = save_tap(path, self.inspection, name)
-        except (OSError, ValueError) as err:
-            self._report_save_error(Path(path), str(err))
-            return None
-        return self._saved(written)
-
-    def _saved(self, path: Path) -> Path:
-        self.last_saved = path
-        self.window.statusBar().showMessage(f"Saved {path}", 6000)
-        return path
+    @property
+    def last_saved(self) -> Path | None:
+        return self.saving.last_saved
 
     def _report_save_error(self, path: Path, reason: str) -> None:
         self.last_error = reason

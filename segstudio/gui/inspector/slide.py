@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
 from PySide6.QtGui import QColor, QKeySequence, QPen
-from PySide6.QtWidgets import QDockWidget, QFrame, QGraphicsRectItem, QScrollArea
+from PySide6.QtWidgets import QDockWidget, QFrame, QGraphicsRectItem, QMessageBox, QScrollArea
 
 from segstudio.engine.inspect import probe_pixel
 from segstudio.gui.inspector.panel import InspectorPanel
+from segstudio.gui.inspector.saving import InspectorSaving
 
 # The view must rest this long before the maps follow it: a drag or a spin of the wheel asks once.
 FOLLOW_DELAY_MS = 300
@@ -79,9 +80,8 @@ class SlideInspector(QObject):
         panel.set_wide(True)
         # The region is always the tile at the view's centre: no choice of how to fit a larger view.
         panel.large_combo.hide()
-        panel.save_png_button.hide()
-        panel.save_tap_button.hide()
-        panel.layout().itemAt(0).layout().addStretch(1)  # the buttons keep their size without the choice
+        panel.layout().itemAt(0).layout().insertStretch(3, 1)  # the buttons keep their size without the choice
+        self.saving = InspectorSaving(self.window, panel, lambda: self.inspection, self._report_save_error)
         panel.compute_button.setToolTip("The maps follow the view on their own; this computes them now")
         panel.compute_requested.connect(self.compute_for_view)
         panel.channels.overlay_changed.connect(self._show_overlay)
@@ -221,6 +221,12 @@ class SlideInspector(QObject):
         else:
             self.panel.set_region_text(f"The maps could not be computed for {self.slide.path.name}: {message}",
                                        True)
+
+    def _report_save_error(self, path, reason: str) -> None:
+        box = QMessageBox(QMessageBox.Icon.Warning, "Cannot save", f"Cannot save {path}: {reason}",
+                          QMessageBox.StandardButton.Ok, self.window)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()  # says why without blocking: the maps keep following the view
 
     def _on_cancelled(self, job) -> None:
         if self._ours(job):

@@ -226,3 +226,19 @@ def test_closing_the_slide_window_during_a_look_calls_off_the_rest_and_the_app_k
     job = window.model_host.submit("describe", (model, meta), device="cpu")
     qtbot.waitUntil(lambda: job.job_id not in window.model_host.jobs, timeout=WAIT_MS)
     assert failures == []
+
+
+def test_the_slide_inspectors_tap_and_view_are_saved_from_its_buttons(window, slide_window, qtbot, tmp_path,
+                                                                       monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    model, meta = tiny_rgb_unet()
+    window.model_host.select((model, meta), "cpu")
+    inspector = open_inspector(qtbot, slide_window)
+    inspector.panel.select_tap("enc2")
+    answers = iter([(str(tmp_path / "enc2"), "NumPy array (*.npy)"), (str(tmp_path / "view"), "PNG image (*.png)")])
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: next(answers))
+    inspector.panel.save_tap_button.click()
+    np.testing.assert_array_equal(np.load(tmp_path / "enc2.npy"), inspector.inspection.tap("enc2").tensor)
+    inspector.panel.save_png_button.click()
+    assert inspector.saving.last_saved == tmp_path / "view.png" and (tmp_path / "view.png").stat().st_size > 1000
