@@ -84,6 +84,7 @@ class SlideInspector(QObject):
         self.saving = InspectorSaving(self.window, panel, lambda: self.inspection, self._report_save_error)
         panel.compute_button.setToolTip("The maps follow the view on their own; this computes them now")
         panel.compute_requested.connect(self.compute_for_view)
+        panel.size_combo.currentIndexChanged.connect(lambda _i: self._view_moved())  # a new size: new maps
         panel.channels.overlay_changed.connect(self._show_overlay)
         holder = QScrollArea()
         holder.setWidgetResizable(True)

@@ -118,6 +118,14 @@ def test_the_slide_inspector_follows_the_view_through_pan_wheel_and_keys(window,
     assert_region_at_view_centre(inspector)
     assert [what for what, _ in inspector.passes] == ["preview", "full"]  # a quick look first
     assert inspector.region_item.isVisible() and inspector.region_item.rect().width() == 512
+    # A channel laid over the slide covers the tile, in the slide's own pixels.
+    inspector.panel.channels.overlay_check.setChecked(True)
+    heatmap = canvas.heatmap_item
+    assert heatmap.isVisible()
+    drawn = heatmap.sceneBoundingRect()
+    x, y, w, h = inspector.inspection.region.rect
+    assert (round(drawn.x()), round(drawn.y()), round(drawn.width()), round(drawn.height())) == (x, y, w, h)
+    inspector.panel.channels.overlay_check.setChecked(False)
 
     # Pan: drag with the middle button; once the view rests the maps are those of the new centre.
     before = inspector.inspection.region.rect
@@ -136,6 +144,14 @@ def test_the_slide_inspector_follows_the_view_through_pan_wheel_and_keys(window,
     assert [what for what, _ in inspector.passes[passes:]] == ["preview", "full"]
     assert_region_at_view_centre(inspector)
     assert_maps_are_the_tiles(inspector, model)
+
+    # A smaller region asked for: the maps follow at once, for the same centre.
+    size_combo = inspector.panel.size_combo
+    size_combo.setCurrentIndex(size_combo.findData(256))
+    wait_settled(qtbot, inspector)
+    assert_region_at_view_centre(inspector, side=256)
+    size_combo.setCurrentIndex(size_combo.findData(512))
+    wait_settled(qtbot, inspector)
 
     # Keys: the arrow keys scroll the view, and the maps follow.
     before = inspector.inspection.region.rect
