@@ -11,11 +11,12 @@ from pathlib import Path
 
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QPen
-from PySide6.QtWidgets import QDockWidget, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
+from PySide6.QtWidgets import QDockWidget, QFrame, QGraphicsPathItem, QScrollArea
 
 from segstudio.core.model_fit import model_pixels
 from segstudio.engine.inspect import Inspection, probe_pixel
 from segstudio.gui.inspector.panel import InspectorPanel
+from segstudio.gui.inspector.render import region_box_item
 from segstudio.gui.inspector.saving import InspectorSaving
 from segstudio.gui.model_host import ModelDescription
 
@@ -67,14 +68,7 @@ class InspectorController(QObject):
         self._withdrawn = True  # the dock starts closed, so nothing of it is on the image
         self._heatmap_key: int | None = None  # the canvas pixmap of the channel overlay this inspector shows
 
-        self.region_item = QGraphicsRectItem()
-        pen = QPen(QColor(255, 210, 0), 0, Qt.PenStyle.DashLine)
-        pen.setCosmetic(True)
-        pen.setWidthF(1.5)
-        self.region_item.setPen(pen)
-        self.region_item.setZValue(5)
-        self.region_item.setVisible(False)
-        self.canvas.scene().addItem(self.region_item)
+        self.region_item = region_box_item(self.canvas.scene())
         self.probe_item = QGraphicsPathItem()
         marker = QPen(QColor(255, 60, 200), 0)
         marker.setCosmetic(True)

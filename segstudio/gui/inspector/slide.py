@@ -12,30 +12,17 @@ the dock is closed.
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
-from PySide6.QtGui import QColor, QKeySequence, QPen
-from PySide6.QtWidgets import QDockWidget, QFrame, QGraphicsRectItem, QMessageBox, QScrollArea
+from PySide6.QtGui import QKeySequence
+from PySide6.QtWidgets import QDockWidget, QFrame, QMessageBox, QScrollArea
 
 from segstudio.engine.inspect import probe_pixel
+from segstudio.gui.inspector.controller import PREVIEW_SIDE
 from segstudio.gui.inspector.panel import InspectorPanel
+from segstudio.gui.inspector.render import region_box_item
 from segstudio.gui.inspector.saving import InspectorSaving
 
 # The view must rest this long before the maps follow it: a drag or a spin of the wheel asks once.
 FOLLOW_DELAY_MS = 300
-# The first look: the tile averaged down to this side (a fraction of the full pass), then the full pass.
-PREVIEW_SIDE = 192
-
-
-def region_box_item(scene) -> QGraphicsRectItem:
-    """The dashed box that marks the inspected region on the image."""
-    item = QGraphicsRectItem()
-    pen = QPen(QColor(255, 210, 0), 0, Qt.PenStyle.DashLine)
-    pen.setCosmetic(True)
-    pen.setWidthF(1.5)
-    item.setPen(pen)
-    item.setZValue(5)
-    item.setVisible(False)
-    scene.addItem(item)
-    return item
 
 
 class SlideInspector(QObject):

@@ -429,4 +429,3 @@ def test_menu_opens_the_inspector_under_the_image_side_by_side(make_window, qtbo
     win.inspector.dock.setFloating(True)
     win.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, win.inspector.dock)
     assert win.inspector.panel.splitter.orientation() == Qt.Orientation.Vertical
-
