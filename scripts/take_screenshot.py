@@ -2,6 +2,9 @@
 
     xvfb-run -s "-screen 0 1440x900x24" python scripts/take_screenshot.py docs/screenshot.png
     xvfb-run -s "-screen 0 1366x768x24" python scripts/take_screenshot.py out.png "" full   # whole screen
+    xvfb-run -s "-screen 0 1366x768x24" python scripts/take_screenshot.py docs/inspector-1366x768.png "" inspector
+
+"inspector" fills the screen too and opens the Network Inspector, computed for the view, before the grab.
 
 It grabs the X screen (what a user sees), not an offscreen rendering.
 """
@@ -23,7 +26,8 @@ from segstudio.gui.main_window import MainWindow  # noqa: E402
 def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshot.png")
     sample = sys.argv[2] if len(sys.argv) > 2 else None
-    full_screen = len(sys.argv) > 3 and sys.argv[3] == "full"  # as a maximised window on a laptop screen
+    mode = sys.argv[3] if len(sys.argv) > 3 else ""
+    full_screen = mode in ("full", "inspector")  # as a maximised window on a laptop screen
     app = create_application()
     window = MainWindow()
     window.resize(1400, 860)
@@ -37,12 +41,22 @@ def main() -> int:
         if not window.prediction.ready:
             QTimer.singleShot(200, predict_when_ready)
             return
-        window.model_host.finished.connect(lambda *_: QTimer.singleShot(800, grab))
+        window.model_host.finished.connect(after_job)
         window.model_host.failed.connect(lambda _job, message: (print(message), app.exit(1)))
         window.prediction.predict(False)
 
+    def after_job(job, _result) -> None:
+        if mode == "inspector" and job.kind == "predict":
+            window.canvas.fit_to_window()
+            window.inspector.show_dock()  # lists the taps, then Compute for view once they are in
+        elif mode == "inspector" and job.kind == "describe":
+            QTimer.singleShot(300, window.inspector.compute_for_view)
+        elif mode != "inspector" or (job.kind == "inspect" and len(job.tag) == 2):  # the full pass is in
+            QTimer.singleShot(800, grab)
+
     def grab() -> None:
-        window.canvas.fit_to_window()
+        if mode != "inspector":
+            window.canvas.fit_to_window()
         app.processEvents()
         screen = QApplication.primaryScreen()
         image = screen.grabWindow(0, 0, 0, window.frameGeometry().width(), window.frameGeometry().height())

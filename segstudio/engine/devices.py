@@ -6,11 +6,19 @@ machine does not have is an error that says what it does have, rather than a sil
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(?::(\d+))?)$")
+
+# A CPU pass over fewer input pixels than this runs on one thread. Split over several it gains little even
+# on an idle machine, and on a busy one each thread waits for a core in turn: the inspector's 160 x 160
+# first look with the bundled U-Net took 2.3 s on torch's two threads of a two-core machine at load 8, and
+# 0.18 s on one (benchmarks/bench_inspect.py).
+ONE_THREAD_BELOW_PIXELS = 200 * 200
 
 
 class DeviceUnavailableError(ValueError):
@@ -121,3 +129,19 @@ def place_model(model: nn.Module, device: torch.device | str) -> nn.Module:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
+
+
+@contextmanager
+def threads_for_input(device: torch.device | str, pixels: int) -> Iterator[None]:
+    """torch on one thread for a small CPU pass (see ONE_THREAD_BELOW_PIXELS), as it was set otherwise.
+
+    torch's thread count is the process's: only for work on the one thread that runs the model's jobs."""
+    previous = torch.get_num_threads()
+    if torch.device(device).type != "cpu" or pixels >= ONE_THREAD_BELOW_PIXELS or previous == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -45,7 +45,8 @@ class Region:
     """The image rectangle a set of taps was computed for.
 
     x, y, w, h: image pixels covered; step: block size the pixels were averaged over (1 = full resolution);
-    how: "view" (the whole view), "centre crop", "downsampled" or "around point"; view: the rectangle asked for.
+    how: "view" (the whole view), "centre crop", "downsampled", "around point" or "view centre" (a whole slide's
+    tile at the centre of the view); view: the rectangle asked for.
     """
 
     x: int
@@ -78,6 +79,9 @@ class Region:
         if self.how == "centre crop":
             vw, vh = self.view[2], self.view[3]
             return f"{span}: centre {self.w} x {self.h} px of the {vw} x {vh} view, full resolution"
+        if self.how == "view centre":  # a whole slide: the tile at the centre of the view
+            how = f"averaged over {self.step} x {self.step} px blocks" if self.step > 1 else "full resolution"
+            return f"{span}: {self.w} x {self.h} px at the centre of the view, {how}"
         if self.how == "around point":
             return f"{span}: {self.w} x {self.h} px window around the clicked point, full resolution"
         return f"{span}: the whole view, {self.w} x {self.h} px at full resolution"
@@ -348,6 +352,12 @@ class TapInspector:
 
     def inspect_input(self, network_input: np.ndarray, region: Region, names: Sequence[str] | None = None
                       ) -> Inspection:
+        from segstudio.engine.devices import threads_for_input
+
+        with threads_for_input(self.device, network_input.shape[-2] * network_input.shape[-1]):
+            return self._inspect_input(network_input, region, names)
+
+    def _inspect_input(self, network_input: np.ndarray, region: Region, names: Sequence[str] | None) -> Inspection:
         import torch
         import torch.nn.functional as F
 

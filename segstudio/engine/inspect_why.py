@@ -150,12 +150,20 @@ def explain_input(model: nn.Module, x: torch.Tensor, row: int, col: int, *, clas
 def explain_pixel(inspector, pixels: np.ndarray, x: float, y: float, *, class_index: int | None = None,
                   side: int = EXPLAIN_SIDE) -> Explanation:
     """Explain image pixel (x, y) with a TapInspector: a `side` window around it, scaled as Predict scales it."""
-    import torch
-
-    from segstudio.engine.inspect import _class_names, plan_region, region_input
+    from segstudio.engine.inspect import plan_region, region_input
 
     region = plan_region(pixels.shape[:2], point=(x, y), max_side=side, align=inspector.stride)
     network_input = region_input(inspector.source(pixels), region)
+    return explain_in_region(inspector, network_input, region, x, y, class_index=class_index)
+
+
+def explain_in_region(inspector, network_input: np.ndarray, region, x: float, y: float, *,
+                      class_index: int | None = None) -> Explanation:
+    """Explain image pixel (x, y) inside `region` (full resolution), given as the network sees it."""
+    import torch
+
+    from segstudio.engine.inspect import _class_names
+
     tensor = torch.from_numpy(np.ascontiguousarray(network_input))[None].to(inspector.device)
     row, col = int(y) - region.y, int(x) - region.x
     result = explain_input(inspector.model, tensor, row, col, class_index=class_index)
@@ -197,11 +205,21 @@ def pushes_by_level(result: Explanation) -> dict[int, float]:
     return dict(sorted(best.items()))
 
 
-def run_request(inspector, pixels: np.ndarray, request: dict):
+def run_request(inspector, pixels: np.ndarray | None, request: dict, cancel=None):
     """What an inspect job asks for: {"explain": (x, y)} (optionally "class_index") explains one pixel and
-    returns an Explanation; otherwise the keywords plan a region (view, point, max_side, mode) and one
-    pass with taps over it returns an Inspection."""
+    returns an Explanation; {"slide": Slide, "centre": (x, y), "side": n, "preview_side": m} looks at a
+    whole slide's tile (engine.inspect_slide), and {"slide": Slide, "explain": (x, y)} explains a pixel of
+    it ("slide_path": the file instead, read through engine.inspect_slide's own handle); otherwise the
+    keywords plan a region (view, point, max_side, mode) and one pass with taps over it returns an Inspection."""
     request = dict(request)
+    if "slide" in request or "slide_path" in request:
+        from segstudio.engine.inspect_slide import explain_slide_pixel, inspect_slide, slide_for_inspection
+
+        slide = request.pop("slide", None) or slide_for_inspection(request.pop("slide_path"))
+        if "explain" in request:
+            x, y = request.pop("explain")
+            return explain_slide_pixel(inspector, slide, x, y, cancel=cancel, **request)
+        return inspect_slide(inspector, slide, request.pop("centre"), request.pop("side"), cancel=cancel, **request)
     if "explain" in request:
         x, y = request.pop("explain")
         return explain_pixel(inspector, pixels, x, y, **request)

@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self.prediction = PredictionController(self)
         self.editing = EditingController(self)
         self.inspector = InspectorController(self)
+        self.opening.slide_window_opened.connect(self.inspector.attach_slide)
         self.exporting = ExportController(self)
         self.training = TrainingController(self)
         self.models = ModelsController(self, classes=lambda: self.editing.classes.table.to_list())

@@ -27,6 +27,8 @@ DEVICE_CHOICES = [
 ]
 
 JOB_KINDS = ("predict", "describe", "inspect", "predict_slide", "warm_up")
+# Kinds of which only the newest queued job (per lane) is worth running.
+_NEWEST_ONLY = ("inspect", "warm_up")
 
 
 @dataclass
@@ -61,6 +63,8 @@ class ModelJob:
     settings: object = None
     request: dict = field(default_factory=dict)
     tag: object = None  # whatever the caller needs back (the document, the source it asked about)
+    # Inspect jobs in one lane replace each other (each window's inspector has its own), never another's.
+    lane: str = ""
     extra: dict = field(default_factory=dict)
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
@@ -118,10 +122,11 @@ class _ModelWorker(QObject):
     dropped = Signal(int)
     model_ready = Signal(str, str)  # model id, device label
 
-    def __init__(self, latest: dict[str, int]) -> None:
+    def __init__(self, latest: dict) -> None:
         super().__init__()
-        self._latest = latest  # kind -> id of the newest job of the kinds only the newest of which runs
-
+        # (kind, lane) -> id of the newest inspect or warm-up job of that lane ("*": drop every such job
+        # below it); written on the GUI thread
+        self._latest = latest
         self._warm: _WarmModel | None = None
         self.loads = 0  # how many times a model was read and placed (tests check it stays at one)
 
@@ -157,9 +162,11 @@ class _ModelWorker(QObject):
     # --- jobs ----------------------------------------------------------------------------------
     @Slot(object)
     def run(self, job: ModelJob) -> None:
-        if job.job_id < self._latest.get(job.kind, 0):
-            self.dropped.emit(job.job_id)  # a newer look (or warm-up) replaced it before it started
-            return
+        if job.kind in _NEWEST_ONLY:
+            newest = max(self._latest.get((job.kind, job.lane), 0), self._latest.get("*", 0))
+            if job.job_id < newest:
+                self.dropped.emit(job.job_id)  # a newer look (or warm-up) replaced it before it started
+                return
         from segstudio.engine.predict import PredictionCancelled
 
         try:
@@ -234,7 +241,7 @@ class _ModelWorker(QObject):
     def _inspect(self, job: ModelJob, warm: _WarmModel):
         from segstudio.engine.inspect_why import run_request
 
-        return run_request(warm.inspector(), job.pixels, job.request)
+        return run_request(warm.inspector(), job.pixels, job.request, cancel=job.cancel.is_set)
 
 
 class ModelHost(QObject):
@@ -256,8 +263,8 @@ class ModelHost(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._ids = itertools.count(1)
-        # Only the newest inspect and warm-up jobs run: an older one is dropped when its turn comes.
-        self._latest = {"inspect": 0, "warm_up": 0}
+        # Only the newest inspect job of each lane, and the newest warm-up, run: older ones are dropped.
+        self._latest: dict = {}
         self.jobs: dict[int, ModelJob] = {}
         self._selected = None
         self._device = "auto"
@@ -302,15 +309,17 @@ class ModelHost(QObject):
             signal.emit(job, *args)
 
     def submit(self, kind: str, model=None, *, device: str | None = None, pixels=None, settings=None,
-               request: dict | None = None, tag=None, **extra) -> ModelJob:
-        """Queue a job for `model` (default: the selection) on `device` (default: the selection's)."""
+               request: dict | None = None, tag=None, lane: str = "", **extra) -> ModelJob:
+        """Queue a job for `model` (default: the selection) on `device` (default: the selection's).
+
+        A queued inspect job is dropped when a newer one of the same `lane` arrives before it starts."""
         if kind not in JOB_KINDS:
             raise ValueError(f"kind must be one of {', '.join(JOB_KINDS)}, got {kind!r}")
         model = self._selected if model is None else model
         job = ModelJob(next(self._ids), kind, model, device or self._device, pixels, settings, dict(request or {}),
-                       tag, extra)
-        if kind in self._latest:
-            self._latest[kind] = job.job_id
+                       tag, lane, extra)
+        if kind in _NEWEST_ONLY:
+            self._latest[(kind, lane)] = job.job_id
         if not self._running:
             # A close the user then called off stopped the thread; the window is still in use.
             self._thread.start()
@@ -319,9 +328,10 @@ class ModelHost(QObject):
         self._submit.emit(job)
         return job
 
-    def busy(self, *kinds: str) -> bool:
-        """Whether jobs (of these kinds, default any) are queued or running."""
-        return any(not kinds or job.kind in kinds for job in self.jobs.values())
+    def busy(self, *kinds: str, lane: str | None = None) -> bool:
+        """Whether jobs (of these kinds, default any; of this lane, default any) are queued or running."""
+        return any((not kinds or job.kind in kinds) and (lane is None or job.lane == lane)
+                   for job in self.jobs.values())
 
     def cancel(self, kind: str = "predict") -> None:
         """Stop the running and queued jobs of this kind; their `cancelled` signal follows."""
@@ -335,8 +345,6 @@ class ModelHost(QObject):
         self._running = False
         for job in list(self.jobs.values()):
             job.cancel.set()
-        last = next(self._ids)
-        for kind in self._latest:  # queued looks and warm-ups are dropped rather than run on the way out
-            self._latest[kind] = last
+        self._latest["*"] = next(self._ids)  # queued looks and warm-ups are dropped rather than run on the way out
         self._thread.quit()
         self._thread.wait(10000)

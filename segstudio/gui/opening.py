@@ -73,6 +73,7 @@ class _ReadJob(QRunnable):
 
 class OpeningController(QObject):
     slide_opened = Signal(object)  # the SlideWindow of a whole slide just opened
+    slide_window_opened = Signal(object)  # a new slide window, before it shows (features add their docks)
 
     def __init__(self, window) -> None:
         super().__init__(window)
@@ -201,6 +202,7 @@ class OpeningController(QObject):
         self.slide_windows.append(window)
         window.destroyed.connect(lambda _=None, w=window: self.slide_windows.remove(w)
                                  if w in self.slide_windows else None)
+        self.slide_window_opened.emit(window)
         window.show()
         self.slide_opened.emit(window)
         return window

@@ -156,3 +156,26 @@ def test_warm_ups_load_the_model_once_report_nothing_and_only_the_newest_runs(qt
     assert signal == "finished" and seen == ["predict"]
     assert host.worker.loads == 1 and len(counted_library["loaded"]) == 1
     assert not host.busy()
+
+
+def test_a_look_from_another_window_never_drops_this_windows_look(qtbot, host, counted_library, pixels, monkeypatch):
+    """The main window's inspector and a slide window's each keep their newest look (their own lanes)."""
+    import threading
+
+    from segstudio.engine import predict as predict_module
+
+    release = threading.Event()
+    real_predict = predict_module.Predictor.predict
+    monkeypatch.setattr(predict_module.Predictor, "predict",
+                        lambda self, *a, **k: release.wait(30) and real_predict(self, *a, **k))
+    host.select(counted_library["ids"][0], "cpu")
+    finished = []
+    host.finished.connect(lambda job, _result: finished.append(job))
+    busy = host.submit("predict", pixels=pixels, settings=predict_settings())
+    request = {"point": (10, 10), "max_side": 32}
+    main = [host.submit("inspect", pixels=pixels, request=request) for _ in range(2)]
+    slide = [host.submit("inspect", pixels=pixels, request=request, lane="slide") for _ in range(2)]
+    assert host.busy("inspect", lane="slide") and host.busy("inspect", lane="")
+    release.set()
+    qtbot.waitUntil(lambda: not host.busy(), timeout=WAIT_MS)
+    assert finished == [busy, main[-1], slide[-1]]

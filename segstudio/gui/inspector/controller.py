@@ -9,18 +9,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QByteArray, QEvent, QIODevice, QObject, QRectF, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QPen
-from PySide6.QtWidgets import QFileDialog, QFrame, QGraphicsPathItem, QGraphicsRectItem, QScrollArea
+from PySide6.QtWidgets import QDockWidget, QFrame, QGraphicsPathItem, QScrollArea
 
 from segstudio.core.model_fit import model_pixels
 from segstudio.engine.inspect import Inspection, probe_pixel
 from segstudio.gui.inspector.panel import InspectorPanel
+from segstudio.gui.inspector.render import region_box_item
+from segstudio.gui.inspector.saving import InspectorSaving
 from segstudio.gui.model_host import ModelDescription
 
 # A view larger than this gets a quick pass at this size first (about 0.1 s for the bundled U-Net on a
 # two-core CPU, against 2-3 s for 512 x 512), so the diagram's maps show while the full pass runs.
 PREVIEW_SIDE = 192
+# The model host's lane of this window's looks (each slide window's inspector has its own).
+LANE = ""
 
 
 class InspectorController(QObject):
@@ -54,7 +58,6 @@ class InspectorController(QObject):
         self.inspection: Inspection | None = None
         self.probe = None
         self.last_error: str | None = None
-        self.last_saved: Path | None = None
         self._source = None  # library id, or a (model, meta) pair given to use_model()
         self._asked_about = None  # the source whose taps were last asked for
         self._requested_view = None
@@ -65,14 +68,7 @@ class InspectorController(QObject):
         self._withdrawn = True  # the dock starts closed, so nothing of it is on the image
         self._heatmap_key: int | None = None  # the canvas pixmap of the channel overlay this inspector shows
 
-        self.region_item = QGraphicsRectItem()
-        pen = QPen(QColor(255, 210, 0), 0, Qt.PenStyle.DashLine)
-        pen.setCosmetic(True)
-        pen.setWidthF(1.5)
-        self.region_item.setPen(pen)
-        self.region_item.setZValue(5)
-        self.region_item.setVisible(False)
-        self.canvas.scene().addItem(self.region_item)
+        self.region_item = region_box_item(self.canvas.scene())
         self.probe_item = QGraphicsPathItem()
         marker = QPen(QColor(255, 60, 200), 0)
         marker.setCosmetic(True)
@@ -85,8 +81,7 @@ class InspectorController(QObject):
         self.panel.compute_requested.connect(self.compute_for_view)
         self.panel.probe_mode_toggled.connect(self._on_probe_mode)
         self.panel.channels.overlay_changed.connect(self._show_overlay)
-        self.panel.save_png_requested.connect(lambda: self.save_view_png())
-        self.panel.save_tap_requested.connect(lambda: self.save_tap())
+        self.saving = InspectorSaving(window, self.panel, lambda: self.inspection, self._report_save_error)
         self.dock.visibilityChanged.connect(self._on_dock_visibility)
         self.host.finished.connect(self._on_host_finished)
         self.host.failed.connect(self._on_failed)
@@ -134,13 +129,32 @@ class InspectorController(QObject):
     def show_dock(self) -> None:
         """Show the inspector along the bottom with room for the maps."""
         first_time = not self.dock.isVisible()
+        along = (Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea)
+        if first_time and not self.dock.isFloating() and self.window.dockWidgetArea(self.dock) in along:
+            self._share_row_as_tab()
         self.dock.show()
         self.dock.raise_()
-        if first_time and not self.dock.isFloating() and self.window.dockWidgetArea(self.dock) in (
-                Qt.DockWidgetArea.BottomDockWidgetArea, Qt.DockWidgetArea.TopDockWidgetArea):
+        if first_time and not self.dock.isFloating() and self.window.dockWidgetArea(self.dock) in along:
             # After the dock has been laid out once, or Qt keeps its minimum height.
             QTimer.singleShot(0, lambda: self.window.resizeDocks(
                 [self.dock], [max(300, int(self.window.height() * 0.6))], Qt.Orientation.Vertical))
+    def attach_slide(self, slide_window) -> None:
+        """Give a whole-slide window its own inspector, which follows that window's view."""
+        from segstudio.gui.inspector.slide import SlideInspector
+
+        slide_window.inspector = SlideInspector(slide_window, self.host)
+
+    def _share_row_as_tab(self) -> None:
+        """Another panel open along the same edge (Objects, Training) becomes a tab beside the inspector
+        rather than taking half its width: the diagram and the maps need the whole row."""
+        window = self.window
+        area, tabs = window.dockWidgetArea(self.dock), window.tabifiedDockWidgets(self.dock)
+        for other in window.findChildren(QDockWidget):
+            if other is not self.dock and other.isVisible() and not other.isFloating() \
+                    and window.dockWidgetArea(other) == area and other not in tabs:
+                window.tabifyDockWidget(other, self.dock)
+                return
+
     def _device(self) -> str:
         return self.host.device()
 
@@ -166,6 +180,8 @@ class InspectorController(QObject):
         self.host.submit("describe", self._source, device=self._device(), tag=self._source)
 
     def _on_host_finished(self, job, result) -> None:
+        if job.lane != LANE:
+            return  # a slide window's inspector
         if job.kind == "describe":
             self._on_described(job, result)
         elif job.kind == "inspect" and len(job.tag) == 3:
@@ -235,9 +251,9 @@ class InspectorController(QObject):
         if what == "preview":
             self.panel.set_inspection(result, preview=True)
             pixels, request = self._pixels(), self._after_preview
-            if pixels is not None and request is not None and not self.host.busy("inspect"):
+            if pixels is not None and request is not None and not self.host.busy("inspect", lane=LANE):
                 self._submit_full(pixels, request)
-        elif what == "explain" and not self.host.busy("inspect"):
+        elif what == "explain" and not self.host.busy("inspect", lane=LANE):
             self.explanation = result
             self.panel.why.set_explanation(result)
         self._update_enabled()
@@ -257,7 +273,7 @@ class InspectorController(QObject):
     def _on_finished(self, job, inspection: Inspection) -> None:
         self._update_enabled()
         doc, source = job.tag
-        if doc is not self.window.current or source is not self._source or self.host.busy("inspect"):
+        if doc is not self.window.current or source is not self._source or self.host.busy("inspect", lane=LANE):
             return  # a newer request is on its way, or the user moved on
         self.inspection = inspection
         self.panel.set_inspection(inspection)
@@ -272,7 +288,7 @@ class InspectorController(QObject):
                 self.probe_at(px, py)
 
     def _on_failed(self, job, message: str) -> None:
-        if job.kind not in ("describe", "inspect"):
+        if job.kind not in ("describe", "inspect") or job.lane != LANE:
             return
         self._update_enabled()
         self.last_error = message
@@ -392,56 +408,15 @@ class InspectorController(QObject):
     # --- export --------------------------------------------------------------------------------
     def save_view_png(self, path: str | Path | None = None) -> Path | None:
         """The dock as it looks now, as a PNG (asks where when no path is given)."""
-        from segstudio.core.storage import atomic_write_bytes
-
-        if path is None:
-            path, _ = QFileDialog.getSaveFileName(self.window, "Save Inspector View", "inspector.png",
-                                                  "PNG image (*.png)")
-            if not path:
-                return None
-        path = Path(path)
-        if path.suffix.lower() != ".png":
-            path = path.with_suffix(path.suffix + ".png") if path.suffix else path.with_suffix(".png")
-        data = QByteArray()
-        buffer = QBuffer(data)
-        buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-        if not self.panel.grab().save(buffer, "PNG"):
-            self._report_save_error(path, "the picture could not be encoded")
-            return None
-        buffer.close()
-        try:
-            atomic_write_bytes(path, bytes(data))
-        except OSError as err:
-            self._report_save_error(path, str(err))
-            return None
-        return self._saved(path)
+        return self.saving.save_view_png(path)
 
     def save_tap(self, path: str | Path | None = None, name: str | None = None) -> Path | None:
         """The chosen tap's tensor as .npy or TIFF (asks where when no path is given)."""
-        from segstudio.engine.inspect import save_tap
+        return self.saving.save_tap(path, name)
 
-        name = name or self.panel.selected_tap()
-        if self.inspection is None or name is None or name not in self.inspection.taps:
-            return None
-        if path is None:
-            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name.split(" (")[0])
-            path, chosen = QFileDialog.getSaveFileName(self.window, f"Save Tap {name}", f"{safe}.npy",
-                                                       "NumPy array (*.npy);;TIFF image (*.tif *.tiff)")
-            if not path:
-                return None
-            if not Path(path).suffix:
-                path += ".tif" if chosen.startswith("TIFF") else ".npy"
-        try:
-            written = save_tap(path, self.inspection, name)
-        except (OSError, ValueError) as err:
-            self._report_save_error(Path(path), str(err))
-            return None
-        return self._saved(written)
-
-    def _saved(self, path: Path) -> Path:
-        self.last_saved = path
-        self.window.statusBar().showMessage(f"Saved {path}", 6000)
-        return path
+    @property
+    def last_saved(self) -> Path | None:
+        return self.saving.last_saved
 
     def _report_save_error(self, path: Path, reason: str) -> None:
         self.last_error = reason
@@ -463,7 +438,7 @@ class InspectorController(QObject):
         self._update_enabled()
 
     def _update_enabled(self) -> None:
-        busy = self.host.busy("inspect")
+        busy = self.host.busy("inspect", lane=LANE)
         self.panel.set_busy(busy)
         ready = self.window.current is not None and self.description is not None
         self.panel.compute_button.setEnabled(ready and not busy)

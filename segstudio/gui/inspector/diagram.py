@@ -3,8 +3,14 @@ and skip pairs, each showing its maps on the current region, its size and its sc
 
 Clicking a node asks for that tap's maps; clicking a skip arc asks for that skip's pair side by side.
 Before a region is computed the nodes are placeholders, so the shape is there at once.
+
+The levels are fitted to the height of the view; where that would shrink the captions below reading size
+(a 1366 x 768 screen gives the dock about 270 px for the five levels of the bundled U-Net), the nodes turn
+compact (the thumbnail beside the caption, half the height) and the network scrolls sideways instead.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QPointF, Qt, Signal
@@ -23,11 +29,24 @@ from segstudio.engine.inspect_layout import DiagramEdge, DiagramLayout, layout_t
 from segstudio.gui.inspector.probe import KIND_COLOURS
 from segstudio.gui.inspector.render import colourise, label_colours, normalise, rgb_pixmap, value_range
 
-CELL_W, CELL_H = 112, 104  # scene units per layout cell
-NODE_W, NODE_H = 100, 96
-THUMB = 64
+
+@dataclass(frozen=True)
+class NodeLook:
+    """Scene units of a layout cell and of the node drawn in it."""
+
+    cell_w: int
+    cell_h: int
+    node_w: int
+    node_h: int
+    thumb: int
+    beside: bool  # the caption beside the thumbnail rather than under it
+
+
+TALL = NodeLook(112, 104, 100, 96, 64, False)
+COMPACT = NodeLook(160, 54, 150, 48, 42, True)
 EDGE_COLOURS = {"flow": QColor(150, 150, 160), "branch": QColor(120, 170, 120), "skip": QColor(240, 150, 40)}
-MIN_SCALE = 0.5  # below this the captions are unreadable: scroll instead
+READABLE_SCALE = 0.85  # 9 pt captions drawn smaller than this are hard to read: compact nodes instead
+MIN_SCALE = 0.5  # below this even compact captions are unreadable: scroll instead
 
 
 def level_scale(level: int | None) -> str:
@@ -43,9 +62,9 @@ def short_scale(level: int | None) -> str:
 class TapNode(QGraphicsRectItem):
     """A tap: its thumbnail (or a placeholder), its name, shape and scale."""
 
-    def __init__(self, spec, x: float, y: float) -> None:
-        super().__init__(0, 0, NODE_W, NODE_H)
-        self.spec = spec
+    def __init__(self, spec, x: float, y: float, look: NodeLook = TALL) -> None:
+        super().__init__(0, 0, look.node_w, look.node_h)
+        self.spec, self.look = spec, look
         self.setPos(x, y)
         colour = KIND_COLOURS.get(spec.kind, QColor(160, 160, 160))
         self.setPen(QPen(colour, 2))
@@ -54,8 +73,9 @@ class TapNode(QGraphicsRectItem):
         self.setAcceptHoverEvents(True)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self.thumb = QGraphicsPixmapItem(self)
-        self.thumb.setPos((NODE_W - THUMB) / 2, 4)
-        self.placeholder = QGraphicsRectItem((NODE_W - THUMB) / 2, 4, THUMB, THUMB, self)
+        tx, ty = self.thumb_origin()
+        self.thumb.setPos(tx, ty)
+        self.placeholder = QGraphicsRectItem(tx, ty, look.thumb, look.thumb, self)
         self.placeholder.setBrush(QBrush(QColor(70, 70, 78)))
         self.placeholder.setPen(QPen(Qt.PenStyle.NoPen))
         self.name_text = QGraphicsSimpleTextItem(self)
@@ -70,20 +90,32 @@ class TapNode(QGraphicsRectItem):
         self.setToolTip(f"<b>{spec.name}</b> ({spec.kind}, {level_scale(spec.level)})<br>{spec.description}"
                         "<br><i>Click to see its maps.</i>")
 
+    def thumb_origin(self) -> tuple[float, float]:
+        look = self.look
+        return (3.0, (look.node_h - look.thumb) / 2) if look.beside else ((look.node_w - look.thumb) / 2, 4.0)
+
+    def thumb_centre(self) -> QPointF:
+        tx, ty = self.thumb_origin()
+        return QPointF(tx + self.look.thumb / 2, ty + self.look.thumb / 2)
+
     def set_info(self, text: str) -> None:
         self.info_text.setText(text)
+        look = self.look
         for line, item in enumerate((self.name_text, self.info_text)):
-            width = item.boundingRect().width()
-            item.setPos(max(2.0, (NODE_W - width) / 2), THUMB + 5 + 13 * line)
+            if look.beside:
+                item.setPos(look.thumb + 8, look.node_h / 2 - 15 + 15 * line)
+            else:
+                item.setPos(max(2.0, (look.node_w - item.boundingRect().width()) / 2), look.thumb + 5 + 13 * line)
 
     def set_picture(self, rgb: np.ndarray | None, info: str) -> None:
         if rgb is None:
             self.thumb.setPixmap(rgb_pixmap(np.zeros((1, 1, 3), np.uint8), 1))
             self.placeholder.setVisible(True)
         else:
-            pixmap = rgb_pixmap(rgb, THUMB)
+            pixmap = rgb_pixmap(rgb, self.look.thumb)
             self.thumb.setPixmap(pixmap)
-            self.thumb.setPos((NODE_W - pixmap.width()) / 2, 4 + (THUMB - pixmap.height()) / 2)
+            tx, ty = self.thumb_origin()
+            self.thumb.setPos(tx + (self.look.thumb - pixmap.width()) / 2, ty + (self.look.thumb - pixmap.height()) / 2)
             self.placeholder.setVisible(False)
         self.set_info(info)
 
@@ -127,20 +159,29 @@ class NetworkDiagram(QGraphicsView):
         self.nodes: dict[str, TapNode] = {}
         self.edges: list[EdgeItem] = []
         self.selected: str | None = None
+        self.look = TALL
+        self._specs: list = []
+        self._shown: tuple[Inspection | None, bool] = (None, False)
         self._press = None
 
     # --- building ------------------------------------------------------------------------------
     def set_specs(self, specs) -> None:
+        self._specs, self._shown, self.selected = list(specs), (None, False), None
+        self.layout = layout_taps(self._specs) if self._specs else None
+        self._build()
+        self._fit()
+
+    def _build(self) -> None:
         scene = self.scene()
         scene.clear()
-        self.nodes, self.edges, self.selected = {}, [], None
-        specs = list(specs)
-        self.layout = layout_taps(specs) if specs else None
+        self.nodes, self.edges = {}, []
         if self.layout is None:
             return
-        for spec in specs:
+        look = self.look
+        for spec in self._specs:
             node = self.layout.nodes[spec.name]
-            item = TapNode(spec, node.column * CELL_W + (CELL_W - NODE_W) / 2, node.row * CELL_H)
+            item = TapNode(spec, node.column * look.cell_w + (look.cell_w - look.node_w) / 2, node.row * look.cell_h,
+                           look)
             scene.addItem(item)
             self.nodes[spec.name] = item
         for edge in self.layout.edges:
@@ -148,7 +189,6 @@ class NetworkDiagram(QGraphicsView):
             scene.addItem(item)
             self.edges.append(item)
         scene.setSceneRect(scene.itemsBoundingRect().adjusted(-8, -8, 8, 8))
-        self._fit()
 
     def _centre(self, name: str) -> QPointF:
         return self.nodes[name].sceneBoundingRect().center()
@@ -158,7 +198,7 @@ class NetworkDiagram(QGraphicsView):
         path = QPainterPath(start)
         if edge.kind == "skip" and abs(start.y() - end.y()) < 1:
             # An arc over the top of the row, so a skip reads as a bridge and never hides under a node.
-            lift = NODE_H / 2 + 4
+            lift = self.look.node_h / 2 + 4
             path.cubicTo(QPointF(start.x(), start.y() - lift), QPointF(end.x(), end.y() - lift), end)
         else:
             middle = (start.x() + end.x()) / 2
@@ -170,6 +210,7 @@ class NetworkDiagram(QGraphicsView):
 
     # --- showing a region ----------------------------------------------------------------------
     def set_inspection(self, inspection: Inspection | None, preview: bool = False) -> None:
+        self._shown = (inspection, preview)
         for name, node in self.nodes.items():
             if inspection is None or name not in inspection.taps:
                 node.set_picture(None, "…")
@@ -192,15 +233,31 @@ class NetworkDiagram(QGraphicsView):
 
     # --- fitting and clicking ------------------------------------------------------------------
     def _fit(self) -> None:
-        rect = self.sceneRect()
-        if rect.isEmpty():
+        if self.layout is None:
             return
-        viewport = self.viewport().size()
-        # Fit the height (the levels); a network wider than the view scrolls sideways.
-        scale = min(1.2, viewport.height() / rect.height())
-        scale = max(MIN_SCALE, scale)
+        rows = 1 + max(node.row for node in self.layout.nodes.values())
+        # Fit the height (the levels); a network wider than the view scrolls sideways. The horizontal
+        # scroll bar is counted as shown: the network is wider than the view whenever the height is tight.
+        height = self.height() - 2 * self.frameWidth() - self.horizontalScrollBar().sizeHint().height()
+        look = TALL if height / (rows * TALL.cell_h + 16) >= READABLE_SCALE else COMPACT
+        if look != self.look:
+            self.look = look
+            self._build()
+            inspection, preview = self._shown
+            self.set_inspection(inspection, preview)
+            self.select(self.selected)
+        scale = max(MIN_SCALE, min(1.2, height / self.sceneRect().height()))
         self.resetTransform()
         self.scale(scale, scale)
+
+    def wheelEvent(self, event) -> None:
+        # A network wider than the view and as tall as it: the wheel scrolls along it.
+        bar = self.horizontalScrollBar()
+        if self.verticalScrollBar().maximum() == 0 and bar.maximum() > 0 and event.angleDelta().x() == 0:
+            bar.setValue(bar.value() - event.angleDelta().y())
+            event.accept()
+            return
+        super().wheelEvent(event)
 
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
@@ -233,16 +290,20 @@ class NetworkDiagram(QGraphicsView):
     def node_view_point(self, name: str):
         """Where tap `name`'s thumbnail is in viewport coordinates (for a click)."""
         node = self.nodes[name]
-        return self.mapFromScene(node.mapToScene(QPointF(NODE_W / 2, 4 + THUMB / 2)))
+        return self.mapFromScene(node.mapToScene(node.thumb_centre()))
 
     def skip_view_point(self, skip: str):
         """A point on skip `skip`'s arc, away from any node, in viewport coordinates."""
+        # In sight first: an arc longer than the view (compact nodes, scrolled sideways) shows only a part.
+        found = None
         for edge in (e for e in self.edges if e.edge.skip == skip):
-            for t in (0.5, 0.4, 0.6, 0.3, 0.7):
+            for t in (0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8, 0.1, 0.9):
                 point = edge.path().pointAtPercent(t)
                 if not any(isinstance(i, TapNode) for i in self.scene().items(point)):
-                    return self.mapFromScene(point)
-        return None
+                    found = found or self.mapFromScene(point)
+                    if self.viewport().rect().contains(self.mapFromScene(point)):
+                        return self.mapFromScene(point)
+        return found
 
 
 def thumbnail(inspection: Inspection, name: str) -> np.ndarray:

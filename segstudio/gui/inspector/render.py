@@ -4,7 +4,9 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QImage, QPen, QPixmap
+from PySide6.QtWidgets import QGraphicsRectItem
 
 COLORMAPS = ("viridis", "magma", "grey", "signed")  # signed: blue below zero, white at zero, red above
 SCALES = ("per channel", "shared")
@@ -92,3 +94,16 @@ def rgb_pixmap(rgb: np.ndarray, size: int | None = None) -> QPixmap:
 def map_pixmap(values: np.ndarray, colormap: str, value_range_: tuple[float, float], size: int | None = None
                ) -> QPixmap:
     return rgb_pixmap(colourise(normalise(values, *value_range_), colormap), size)
+
+
+def region_box_item(scene) -> QGraphicsRectItem:
+    """The dashed box that marks the inspected region on the image (hidden until a region is computed)."""
+    item = QGraphicsRectItem()
+    pen = QPen(QColor(255, 210, 0), 0, Qt.PenStyle.DashLine)
+    pen.setCosmetic(True)
+    pen.setWidthF(1.5)
+    item.setPen(pen)
+    item.setZValue(5)
+    item.setVisible(False)
+    scene.addItem(item)
+    return item

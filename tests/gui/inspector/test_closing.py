@@ -109,3 +109,13 @@ def test_a_result_arriving_after_the_close_stays_off_the_image(make_window, qtbo
     assert drawn(win) == NOTHING
     win.inspector.show_action.trigger()
     assert drawn(win)["region"]
+
+
+def test_the_inspector_opens_as_a_tab_beside_the_objects_panel_with_the_whole_row(window, qtbot):
+    objects = window.objects.dock
+    assert objects.isVisible() and window.dockWidgetArea(objects) == Qt.DockWidgetArea.BottomDockWidgetArea
+    qtbot.keyClick(window.canvas, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    dock = window.inspector.dock
+    qtbot.waitUntil(window.inspector.dock_in_sight)
+    assert objects in window.tabifiedDockWidgets(dock)  # a tab away, not half the row
+    qtbot.waitUntil(lambda: dock.width() > 0.9 * window.centralWidget().width())

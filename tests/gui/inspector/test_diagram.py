@@ -3,10 +3,12 @@ tap's maps or the skip's pair, the quick preview before the full pass, and why a
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QPointF, Qt
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication
 
 from segstudio.engine.inspect import TapInspector
-from segstudio.gui.inspector.diagram import EdgeItem, TapNode
+from segstudio.gui.inspector.diagram import COMPACT, READABLE_SCALE, TALL, EdgeItem, TapNode
 from segstudio.gui.inspector.panel import InspectorPanel
 from segstudio.models.registry import build_model
 from segstudio.models.taps import list_taps
@@ -149,3 +151,46 @@ def test_ctrl_click_on_the_image_says_why_the_pixel_got_its_class(make_window, q
     skips = rows["Skip connections switched off one at a time"]
     assert sorted(name for name, _ in skips) == sorted(s.name for s in panel.specs if s.kind == "skip")
     assert all(change.startswith(("+", "-")) for _, change in skips)
+
+
+def deep_unet_panel(qtbot, size):
+    """The panel with a U-Net of the bundled model's depth (five levels) on a 64 x 80 image."""
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=1, num_classes=2, depth=4, base_channels=4)
+    inspector = TapInspector(model, _Meta(), device="cpu")
+    pixels = np.random.default_rng(0).random((64, 80)).astype(np.float32)
+    panel = InspectorPanel()
+    qtbot.addWidget(panel)
+    panel.set_wide(True)
+    panel.resize(*size)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.set_specs(list_taps(model))
+    panel.set_inspection(inspector.inspect(pixels, inspector.plan(pixels.shape)))
+    return panel
+
+
+@pytest.mark.parametrize(("size", "look"), [((1010, 430), COMPACT), ((1560, 640), TALL)])
+def test_on_a_laptop_screen_the_diagram_stays_readable_and_scrolls_sideways(qtbot, size, look):
+    # the inspector dock's size on a 1366 x 768 screen (beside the right-hand panels), and on 1920 x 1080
+    panel = deep_unet_panel(qtbot, size)
+    diagram = panel.diagram
+    assert diagram.look == look
+    assert diagram.transform().m11() >= READABLE_SCALE  # 9 pt captions drawn at a readable size
+    rows = {round(node.pos().y()) for node in diagram.nodes.values()}
+    assert len(rows) == 5 and diagram.verticalScrollBar().maximum() == 0  # every level in sight at once
+    assert all(not node.placeholder.isVisible() for node in diagram.nodes.values())
+    if look is COMPACT:
+        bar = diagram.horizontalScrollBar()
+        assert bar.maximum() > 0
+        before = bar.value()
+        wheel_at = QPointF(diagram.viewport().rect().center())
+        event = QWheelEvent(wheel_at, diagram.viewport().mapToGlobal(wheel_at), QPoint(), QPoint(0, -120),
+                            Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase,
+                            False)
+        QApplication.sendEvent(diagram.viewport(), event)
+        assert bar.value() > before  # the wheel walks along the network
+    # The far end of the network is reached and opens its maps as before.
+    diagram.ensureVisible(diagram.nodes["dec1"], 10, 10)
+    click(qtbot, diagram, diagram.node_view_point("dec1"))
+    assert panel.selected_tap() == "dec1" and panel.channels.tap_name == "dec1"
