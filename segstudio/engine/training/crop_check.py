@@ -61,6 +61,9 @@ def _meta_copy(model: nn.Module) -> nn.Module:
     for b in model.buffers():
         memo[id(b)] = torch.empty_like(b, device="meta")
     probe = copy.deepcopy(model, memo)
+    for module in probe.modules():  # hooks (a caller's probes, a test's fault injection) watch the real model
+        module._forward_pre_hooks.clear()
+        module._forward_hooks.clear()
     probe.train()
     return probe
 
