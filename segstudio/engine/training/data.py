@@ -330,8 +330,11 @@ def resolve_workers(requested: int, device: torch.device) -> int:
 def make_loader(dataset: CropDataset, batch: int, workers: int, ctx: DistContext, seed: int,
                 device: torch.device):
     if ctx.enabled:
+        # Each rank its own share of the crops, none twice in an epoch: the few left over when the count
+        # does not divide are dropped (a different few each epoch) rather than repeated on another rank.
         inner = torch.utils.data.DistributedSampler(
-            range(len(dataset)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
+            range(len(dataset)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed,
+            drop_last=len(dataset) >= ctx.world_size)
     else:
         g = torch.Generator()
         g.manual_seed(seed)
