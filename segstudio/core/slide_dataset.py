@@ -27,6 +27,29 @@ PATCH = 1024
 Box = tuple[int, int, int, int]  # y, x, height, width in level-0 pixels
 
 
+def autosaved_labels_folder(slide_path: Path) -> Path:
+    """Where the slide window keeps a slide's labels (the hand map is beside it, ``<key>.hand.zarr``)."""
+    from segstudio.core import paths
+    from segstudio.core.autosave import AutosaveStore
+
+    return paths.autosave_dir() / "slides" / f"{AutosaveStore.key(slide_path)}.zarr"
+
+
+def open_autosaved_labels(slide) -> tuple[LabelStore, LabelStore] | None:
+    """The labels and hand map the slide window saved for ``slide`` (headless: no pyramid), or None."""
+    import zarr
+
+    folder = autosaved_labels_folder(slide.path)
+    hand_folder = folder.with_name(folder.stem + ".hand.zarr")
+    if not (folder / "zarr.json").is_file():
+        return None
+    dtype = zarr.open_array(folder, mode="r").dtype  # uint16 when a class id exceeds 255
+    labels = LabelStore(slide.height, slide.width, folder, dtype=dtype, pyramid=False)
+    hand = LabelStore(slide.height, slide.width, hand_folder if (hand_folder / "zarr.json").is_file() else None,
+                      pyramid=False)
+    return labels, hand
+
+
 def reviewed_regions(hand: LabelStore, patch: int = PATCH) -> list[Box]:
     """The grid cells of ``patch`` x ``patch`` level-0 pixels that hold a hand-painted pixel, row by row.
 
@@ -49,7 +72,7 @@ def region_source(slide_path: Path, box: Box) -> str:
     return f"{Path(slide_path).resolve()}#x={x},y={y},w={w},h={h}"
 
 
-def slide_items(slide, labels: LabelStore, hand: LabelStore, classes: ClassTable, regions: list[Box], *,
+def slide_items(slide, labels: LabelStore, hand: LabelStore, classes: ClassTable | None, regions: list[Box], *,
                 model_version: str | None = None,
                 cancelled: Callable[[], bool] = lambda: False) -> Iterator[ExportItem]:
     """One ExportItem per region, read when it is asked for (so an export holds one patch at a time)."""

@@ -34,7 +34,8 @@ def test_chunked_crops_equal_the_crops_of_images_held_in_memory(tmp_path):
 
 
 def test_the_loader_reads_only_the_windows_of_its_crops(tmp_path, monkeypatch):
-    """However large the dataset, an epoch reads three crop-sized windows per crop and no whole image."""
+    """However large the dataset, an epoch reads two crop-sized windows per crop (the pixels; the class ids
+    with the hand map) and no whole image."""
     data = write_dataset(tmp_path / "data", n=5, size=300)
     chunked = _load(data, tmp_path, in_memory_max_pixels=0)
     reads: list[tuple[int, int]] = []
@@ -56,8 +57,8 @@ def test_the_loader_reads_only_the_windows_of_its_crops(tmp_path, monkeypatch):
     seen = 0
     for x, _y, _w in loader:
         seen += x.shape[0]
-        # Everything read since the last batch: this batch's crops (image, labels and hand map each), no more.
-        assert len(reads) == 3 * x.shape[0]
+        # Everything read since the last batch: this batch's crops, no more.
+        assert len(reads) == 2 * x.shape[0]
         assert all(h <= crop and w <= crop for h, w in reads)
         reads.clear()
     assert seen == len(dataset) > 4 * batch
@@ -83,7 +84,7 @@ def test_a_copy_is_made_once_and_again_when_the_mask_changes(tmp_path, monkeypat
     cv2.imwrite(str(data / entry["mask"]), mask)
     again = chunks.ensure_copy(data, entry, tmp_path / "chunks")
     assert again != first and len(made) == 2
-    assert np.array_equal(np.asarray(zarr.open_group(again, mode="r")["labels"][...]), mask)
+    assert np.array_equal(np.asarray(zarr.open_group(again, mode="r")["targets"][..., 0]), mask)
     assert not list((tmp_path / "chunks").glob("*.part-*"))  # no unfinished copy left behind
 
 
