@@ -184,10 +184,11 @@ def _slide_items(path: Path, args, report) -> Iterator[ExportItem]:
             return
         labels, hand = stores
         regions = reviewed_regions(hand)
+        hand.forget_saved()  # opened for this export only: what was read to find the regions is let go
         if not regions:
             report(path, "no part of this slide was painted or corrected by hand, so there is nothing to train on")
             return
-        yield from slide_items(slide, labels, hand, None, regions, model_version=args.model_version)
+        yield from slide_items(slide, labels, hand, None, regions, model_version=args.model_version, forget=True)
 
 
 def _find_objects(mask_dir: Path, image: Path) -> Path | None:

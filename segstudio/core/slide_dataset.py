@@ -73,15 +73,23 @@ def region_source(slide_path: Path, box: Box) -> str:
 
 
 def slide_items(slide, labels: LabelStore, hand: LabelStore, classes: ClassTable | None, regions: list[Box], *,
-                model_version: str | None = None,
-                cancelled: Callable[[], bool] = lambda: False) -> Iterator[ExportItem]:
-    """One ExportItem per region, read when it is asked for (so an export holds one patch at a time)."""
+                model_version: str | None = None, cancelled: Callable[[], bool] = lambda: False,
+                forget: bool = False) -> Iterator[ExportItem]:
+    """One ExportItem per region, read when it is asked for (so an export holds one patch at a time).
+
+    ``forget``: drop the chunks read from disk after each patch (LabelStore.forget_saved), for stores
+    opened just for the export; a window's stores keep theirs.
+    """
     path = Path(slide.path).resolve()
     for box in regions:
         if cancelled():
             return
         y, x, h, w = box
+        mask, hand_map = labels.read(y, x, h, w), hand.read(y, x, h, w) != 0
+        if forget:
+            labels.forget_saved()
+            hand.forget_saved()
         yield ExportItem(
-            pixels=slide.read_region(0, x, y, w, h), mask=labels.read(y, x, h, w), hand=hand.read(y, x, h, w) != 0,
-            source=region_source(path, box), model_version=model_version, classes=classes,
-            pixel_size_um=slide.mpp, region={"slide": str(path), "x": x, "y": y, "width": w, "height": h})
+            pixels=slide.read_region(0, x, y, w, h), mask=mask, hand=hand_map, source=region_source(path, box),
+            model_version=model_version, classes=classes, pixel_size_um=slide.mpp,
+            region={"slide": str(path), "x": x, "y": y, "width": w, "height": h})

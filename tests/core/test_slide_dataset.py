@@ -82,3 +82,23 @@ def test_a_cancelled_export_stops_between_patches(slide_file, tmp_path):
         items = slide_items(slide, labels, hand, classes, reviewed_regions(hand),
                             cancelled=lambda: len(asked) > 0 or asked.append(1))
         assert len(list(items)) == 1
+
+
+def test_an_export_from_saved_labels_holds_one_patch_of_chunks_at_a_time(slide_file, tmp_path):
+    classes = ClassTable.default()
+    with Slide(slide_file) as slide:
+        labels = LabelStore(slide.height, slide.width, tmp_path / "labels.zarr")
+        hand = LabelStore(slide.height, slide.width, tmp_path / "hand.zarr", pyramid=False)
+        for y, x in ((100, 100), (100, 1500), (1500, 1500), (2100, 2500)):
+            _label(labels, hand, y, x, 30, 30)
+        labels.save()
+        hand.save()
+        labels = LabelStore(slide.height, slide.width, tmp_path / "labels.zarr", pyramid=False)
+        hand = LabelStore(slide.height, slide.width, tmp_path / "hand.zarr", pyramid=False)
+        regions = reviewed_regions(hand)
+        hand.forget_saved()
+        held = []
+        for item in slide_items(slide, labels, hand, classes, regions, forget=True):
+            held.append(len(labels.full.chunks) + len(hand.full.chunks))
+            assert item.mask.sum() == 900
+        assert len(held) == 4 and max(held) == 0  # each patch's chunks let go once read
