@@ -66,7 +66,7 @@ class SlideDatasetExport(QObject):
         menu = _file_menu(window)
         self.action = menu.addAction("Export Reviewed Regions to &Dataset...")
         self.action.setObjectName("exportSlideRegions")
-        self.action.setShortcut(QKeySequence("Ctrl+E"))
+        self.action.setShortcut(QKeySequence("Ctrl+Shift+E"))  # as Export to Dataset in the main window
         self.action.setStatusTip("Write the parts of this slide painted or corrected by hand into a dataset "
                                  "folder, as patches with their labels, for fine-tuning")
         self.action.triggered.connect(lambda: self.export())
