@@ -79,3 +79,39 @@ def test_a_slide_nobody_painted_exports_nothing_and_says_why(slide_window, tmp_p
     _export_action(slide_window).trigger()
     assert told and "painted or corrected by hand" in told[0]
     assert asked == [] and slide_window.dataset_export.thread is None
+
+
+def test_cancel_stops_after_the_patch_being_written_and_keeps_those_done(slide_window, qtbot, tmp_path, monkeypatch):
+    import threading
+
+    import segstudio.core.slide_dataset as slide_dataset
+
+    doc = slide_window.doc
+    for y, x in ((100, 100), (100, 1500), (1500, 100)):  # three cells corrected
+        doc.model.put(y, x, np.ones((20, 20), np.uint8))
+        doc.hand.put(y, x, np.ones((20, 20), np.uint8))
+    first_read, go_on = threading.Event(), threading.Event()
+    real = slide_dataset.slide_items
+
+    def slow_items(*args, **kwargs):
+        for n, item in enumerate(real(*args, **kwargs)):
+            if n == 1:  # the first patch is written; the user clicks Cancel while the second is read
+                first_read.set()
+                go_on.wait(10)
+            yield item
+
+    monkeypatch.setattr(slide_dataset, "slide_items", slow_items)
+    target = tmp_path / "dataset"
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getExistingDirectory", lambda *a, **k: str(target))
+    _export_action(slide_window).trigger()
+    progress = slide_window.dataset_export.progress
+    assert progress.isVisible() and not _export_action(slide_window).isEnabled()
+    qtbot.waitUntil(first_read.is_set, timeout=10000)
+    with qtbot.waitSignal(slide_window.dataset_export.finished, timeout=30000) as done:
+        qtbot.mouseClick(progress.cancel_button, Qt.MouseButton.LeftButton)
+        go_on.set()
+    written, _size, cancelled = done.args[0]
+    assert cancelled and len(written) == 2  # the patch in hand when Cancel came is finished, no more
+    assert len(load_manifest(target)["entries"]) == 2
+    assert slide_window.statusBar().currentMessage().startswith("Export cancelled")
+    assert not progress.isVisible() and _export_action(slide_window).isEnabled()
