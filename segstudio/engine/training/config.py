@@ -94,7 +94,8 @@ class TrainConfig:
     val_whole_max_pixels: int = 1024 * 1024
     # A dataset with more pixels than this is not loaded whole: each image is copied once into chunked
     # storage (chunks.py) and training reads crop by crop, so memory stays flat whatever the dataset's size.
-    # 2**27 pixels is about 1.6 GB as one-channel network input with its labels.
+    # 2**27 pixels held as network input (float32) with labels and hand map: about 0.9 GB for one channel,
+    # 1.9 GB for three.
     in_memory_max_pixels: int = field(default=1 << 27, metadata=_cli(
         "--in-memory-pixels", "datasets with more pixels than this train from chunked copies read crop by "
         "crop (default {default}; 0: always)", metavar="N"))
