@@ -7,7 +7,8 @@ Each image's mask comes from one of two places:
   masks carry no record of what was painted by hand, so the hand map is empty unless ``--hand-painted`` says
   the masks were drawn by a person;
 * ``--from-autosave``: the work saved by the window for that image (mask, class table, hand map, model
-  version), i.e. corrections that were never exported from the window.
+  version), i.e. corrections that were never exported from the window. A whole slide is exported as the
+  patches a person painted or corrected (core.slide_dataset), never whole.
 
 With an object format, each image's objects are ``DIR/<stem>_objects.tif`` when ``segstudio predict
 --objects`` wrote one, else the mask's patches with touching ones split (``--no-split`` keeps each patch
@@ -113,13 +114,16 @@ def _items(files: list[Path], args, report, metas: dict | None = None) -> Iterat
 
     from segstudio.core.autosave import AutosaveStore
     from segstudio.core.dataset import ExportItem
-    from segstudio.core.imageio import ImageReadError, read_image
+    from segstudio.core.imageio import ImageReadError, is_whole_slide, read_image
     from segstudio.core.storage import load_mask_png
 
     store = AutosaveStore() if args.from_autosave else None
     mask_dir = Path(args.masks) if args.masks else None
     for path in files:
         try:
+            if is_whole_slide(path):
+                yield from _slide_items(path, args, report)
+                continue
             image = read_image(path)
         except ImageReadError as exc:
             report(path, str(exc))
@@ -162,6 +166,29 @@ def _items(files: list[Path], args, report, metas: dict | None = None) -> Iterat
         if metas is not None:
             metas[item.source] = image.meta
         yield item
+
+
+def _slide_items(path: Path, args, report) -> Iterator[ExportItem]:
+    """A whole slide's reviewed regions as patches (core.slide_dataset), from the labels its window saved."""
+    from segstudio.core.imageio import Slide
+    from segstudio.core.slide_dataset import open_autosaved_labels, reviewed_regions, slide_items
+
+    if args.format != "dataset" or not args.from_autosave:
+        report(path, "a whole slide goes into a dataset as the regions a person corrected in its window: "
+                     "export it with --from-autosave (and no --format)")
+        return
+    with Slide(path) as slide:
+        stores = open_autosaved_labels(slide)
+        if stores is None:
+            report(path, "no autosaved labels for this slide (open it in segstudio, correct it, then export)")
+            return
+        labels, hand = stores
+        regions = reviewed_regions(hand)
+        hand.forget_saved()  # opened for this export only: what was read to find the regions is let go
+        if not regions:
+            report(path, "no part of this slide was painted or corrected by hand, so there is nothing to train on")
+            return
+        yield from slide_items(slide, labels, hand, None, regions, model_version=args.model_version, forget=True)
 
 
 def _find_objects(mask_dir: Path, image: Path) -> Path | None:

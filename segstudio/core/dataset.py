@@ -25,7 +25,8 @@ Manifest (``dataset.json``)::
      "classes": [{"id": 0, "name": "background", "color": [0, 0, 0]}, ...],
      "entries": [{"id", "image", "mask", "hand", "source", "sha256", "model_version", "hand_fraction", "split",
                   "height", "width", "channels", "dtype", "updated",
-                  "mask_sha256", "hand_sha256", "class_pixels", "channel_names" (when known)}]}
+                  "mask_sha256", "hand_sha256", "class_pixels", "channel_names" (when known),
+                  "pixel_size_um" (when known), "region" (a patch of a whole slide, see slide_dataset.py)}]}
 
 The last entry fields are additions: content hashes of the mask and hand map (so :func:`manifest_hash`
 changes exactly when the training data changes, without reading the files) and per-class pixel counts
@@ -100,6 +101,8 @@ class ExportItem:
     channel_names: tuple[str, ...] | None = None
     classes: ClassTable | None = None
     objects: np.ndarray | None = None  # instance map the user found or edited; None: the mask's patches
+    pixel_size_um: float | None = None  # micrometres per pixel, when the source records it
+    region: Mapping[str, Any] | None = None  # a patch of a larger image: {"slide", "x", "y", "width", "height"}
 
 
 # --- hashing -----------------------------------------------------------------------------------------------
@@ -319,6 +322,8 @@ def _write_item(root: Path, item: ExportItem, classes: ClassTable, existing: dic
         "objects_sha256": _array_hash(objects),
         "class_pixels": {str(k): v for k, v in sorted(class_pixels.items())},
         **({"channel_names": list(item.channel_names)} if item.channel_names else {}),
+        **({"pixel_size_um": float(item.pixel_size_um)} if item.pixel_size_um else {}),
+        **({"region": dict(item.region)} if item.region else {}),
     }
 
 

@@ -238,3 +238,22 @@ def test_a_models_folder_that_cannot_be_made_is_refused_before_training_starts(b
     monkeypatch.setenv("SEGSTUDIO_DATA_DIR", str(tmp_path / "a-file" / "data"))
     line = _fails_before_training(capsys, ["train", *_common_args(str(model_file), data), "--steps", "2"])
     assert "cannot be created" in line and "a-file" in line
+
+
+def test_a_crop_too_small_for_the_bundled_model_is_refused_naming_the_smallest_that_works(tmp_path, capsys):
+    # Four halvings turn a 16 px crop into one value per channel, which batch normalisation cannot learn from.
+    data = write_dataset(tmp_path / "data")
+    before = library_snapshot()
+    line = _fails_before_training(capsys, ["train", "--model", "nuclei-unet", "--data", str(data), "--crop", "16",
+                                           "--batch", "1", "--steps", "2", "--device", "cpu", "--workers", "0"])
+    assert "16 px is too small for nuclei-unet" in line and "--crop 32" in line
+    assert_library_unchanged(before)
+
+
+def test_the_smallest_crop_named_trains_the_bundled_model(tmp_path, capsys):
+    from segstudio.cli import main
+
+    data = write_dataset(tmp_path / "data")
+    code = main(["train", "--model", "nuclei-unet", "--data", str(data), "--crop", "32", "--batch", "1",
+                 "--steps", "2", "--device", "cpu", "--workers", "0", "--progress", "jsonl"])
+    assert code == 0, capsys.readouterr().err[-2000:]

@@ -92,6 +92,18 @@ class TrainConfig:
     progress_interval_s: float = 0.5
     # Larger validation images go through the tiled Predictor, whose memory use is bounded.
     val_whole_max_pixels: int = 1024 * 1024
+    # A dataset with more pixels than this is not loaded whole: each image is copied once into chunked
+    # storage (chunks.py) and training reads crop by crop, so memory stays flat whatever the dataset's size.
+    # 2**27 pixels held as network input (float32) with labels and hand map: about 0.9 GB for one channel,
+    # 1.9 GB for three.
+    in_memory_max_pixels: int = field(default=1 << 27, metadata=_cli(
+        "--in-memory-pixels", "datasets with more pixels than this train from chunked copies read crop by "
+        "crop (default {default}; 0: always)", metavar="N"))
+    # Where the chunked copies live (None: the user data folder's training-chunks); one copy per image and
+    # mask, reused by later runs and by every rank of a torchrun job.
+    chunk_dir: str | None = field(default=None, metadata=_cli(
+        "--chunk-dir", "folder for the chunked copies (default: training-chunks in the user data folder)",
+        metavar="DIR"))
 
     # --- checks and records ------------------------------------------------------------------------
     def normalised(self) -> TrainConfig:

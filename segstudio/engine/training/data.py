@@ -46,6 +46,14 @@ class LabelledImage:
     def hw(self) -> tuple[int, int]:
         return int(self.labels.shape[0]), int(self.labels.shape[1])
 
+    def window(self, y: int, x: int, h: int, w: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+        """Network input, class ids and hand map of a window (views, no copies)."""
+        return self.image[:, y:y + h, x:x + w], self.labels[y:y + h, x:x + w], self.hand[y:y + h, x:x + w]
+
+    def loaded(self, keep_raw_above: int) -> LabelledImage:
+        """Already whole in memory (a ChunkedImage reads itself here)."""
+        return self
+
 
 def _class_table(manifests: list[tuple[Path, dict]]) -> list[dict]:
     first_dir, first = manifests[0]
@@ -80,8 +88,14 @@ def load_training_data(
     val_whole_max_pixels: int,
     cancel: CancelFn | None = None,
     model_input: dict | None = None,
+    in_memory_max_pixels: int | None = None,
+    chunk_dir: str | Path | None = None,
 ):
-    """Read every entry of every dataset folder, normalised for a model with this input description."""
+    """Read every entry of every dataset folder, normalised for a model with this input description.
+
+    A dataset of more than ``in_memory_max_pixels`` pixels (None: no limit) is not read into memory: each
+    entry is copied once into chunked storage under ``chunk_dir`` (chunks.py) and its items read crop by crop.
+    """
     from segstudio.core.dataset import load_manifest, manifest_hash
 
     if not folders:
@@ -106,16 +120,22 @@ def load_training_data(
         notes.append(f"{plan.describe()} (The datasets mark no usable set of images for checking; these were "
                      "chosen by a hash of their id.)")
 
-    train: list[LabelledImage] = []
-    val: list[LabelledImage] = []
+    total_pixels = sum(int(e["height"]) * int(e["width"]) for _, e in all_entries)
+    chunked = in_memory_max_pixels is not None and total_pixels > in_memory_max_pixels
+    if chunked:
+        notes.append(f"The images hold {total_pixels:,} pixels, more than the {in_memory_max_pixels:,} kept in "
+                     "memory: training reads them crop by crop from chunked copies")
+    reader = _chunked_reader(chunk_dir) if chunked else _read_entry
+    train: list = []
+    val: list = []
     sources: dict[int, np.ndarray] = {}  # raw pixels by id(item), in case a strip of each image must be held out
     for folder, entry in all_entries:
         if cancel is not None and cancel():
             raise TrainingCancelled
         is_val = str(entry["id"]) in plan.check_ids
-        item, pixels = _read_entry(folder, entry, in_channels=in_channels, normalisation=normalisation,
-                                   model_input=model_input, num_classes=num_classes, keep_raw=is_val,
-                                   val_whole_max_pixels=val_whole_max_pixels)
+        item, pixels = reader(folder, entry, in_channels=in_channels, normalisation=normalisation,
+                              model_input=model_input, num_classes=num_classes, keep_raw=is_val,
+                              val_whole_max_pixels=val_whole_max_pixels)
         (val if is_val else train).append(item)
         sources[id(item)] = pixels
     val_source = plan.source
@@ -164,13 +184,34 @@ def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: d
     return LabelledImage(key, image, mask, hand_map, raw), pixels
 
 
-def split_into_strips(items: Sequence[LabelledImage], sources: dict[int, np.ndarray], val_whole_max_pixels: int):
+def _chunked_reader(chunk_dir: str | Path | None):
+    """Reads an entry as a ChunkedImage (its chunked copy made first if needed); no pixels stay in memory."""
+    from segstudio.engine.training.chunks import ChunkedImage, default_chunk_dir, ensure_copy
+
+    root = Path(chunk_dir) if chunk_dir else default_chunk_dir()
+
+    def read(folder: Path, entry: dict, *, in_channels: int, normalisation: dict, num_classes: int,
+             model_input: dict | None, **_unused) -> tuple[ChunkedImage, None]:
+        key = entry_name(folder, entry)
+        try:
+            path = ensure_copy(folder, entry, root)
+        except OSError as e:
+            raise TrainingError(f"Cannot make the chunked copy of {key} in {root}: {e.strerror or e}") from e
+        except Exception as e:  # noqa: BLE001 - the entry's files are unreadable: the same message as whole
+            raise TrainingError(f"Cannot read {key}: {e}") from e
+        return ChunkedImage.open(key, path, in_channels=in_channels, normalisation=normalisation,
+                                 model_input=model_input, num_classes=num_classes), None
+
+    return read
+
+
+def split_into_strips(items: Sequence, sources: dict[int, np.ndarray | None], val_whole_max_pixels: int):
     """Cut each image across its longer side: the first 80% trains, the last 20% validates.
 
     The strips never overlap, so the validation score is measured on pixels the model was not trained on.
     """
-    train: list[LabelledImage] = []
-    val: list[LabelledImage] = []
+    train: list = []
+    val: list = []
     for item in items:
         h, w = item.hw
         along_width = w >= h
@@ -179,6 +220,11 @@ def split_into_strips(items: Sequence[LabelledImage], sources: dict[int, np.ndar
         if length - held < 1:
             raise TrainingError(f"Image {item.key} is too small to hold out a part of it for validation")
         cut = length - held
+        if not isinstance(item, LabelledImage):  # a ChunkedImage: its parts are boxes of the same copy
+            train.append(item.part(item.key + " (training part)", 0, 0, *((h, cut) if along_width else (cut, w))))
+            val.append(item.part(item.key + " (held-out strip)", *((0, cut, h, held) if along_width
+                                                                    else (cut, 0, held, w))))
+            continue
         first = (slice(None), slice(0, cut)) if along_width else (slice(0, cut), slice(None))
         last = (slice(None), slice(cut, None)) if along_width else (slice(cut, None), slice(None))
         train.append(LabelledImage(item.key + " (training part)", item.image[(slice(None), *first)].contiguous(),
@@ -230,16 +276,14 @@ class CropDataset(torch.utils.data.Dataset):
     def _crop(self, item: LabelledImage, rng: np.random.Generator):
         c = self.crop
         h, w = item.hw
-        channels = item.image.shape[0]
-        image = torch.zeros((channels, c, c), dtype=torch.float32)
-        targets = torch.zeros((3, c, c), dtype=torch.int64)
         # Source window and destination offset per axis: crop inside big images, pad around small ones.
         (sy, dy, n_y), (sx, dx, n_x) = (_window(h, c, rng), _window(w, c, rng))
-        image[:, dy:dy + n_y, dx:dx + n_x] = item.image[:, sy:sy + n_y, sx:sx + n_x]
-        targets[LABEL, dy:dy + n_y, dx:dx + n_x] = torch.from_numpy(
-            item.labels[sy:sy + n_y, sx:sx + n_x].astype(np.int64))
-        targets[HAND, dy:dy + n_y, dx:dx + n_x] = torch.from_numpy(
-            item.hand[sy:sy + n_y, sx:sx + n_x].astype(np.int64))
+        pixels, labels, hand = item.window(sy, sx, n_y, n_x)
+        image = torch.zeros((pixels.shape[0], c, c), dtype=torch.float32)
+        targets = torch.zeros((3, c, c), dtype=torch.int64)
+        image[:, dy:dy + n_y, dx:dx + n_x] = pixels
+        targets[LABEL, dy:dy + n_y, dx:dx + n_x] = torch.from_numpy(labels.astype(np.int64))
+        targets[HAND, dy:dy + n_y, dx:dx + n_x] = torch.from_numpy(hand.astype(np.int64))
         targets[VALID, dy:dy + n_y, dx:dx + n_x] = 1
         return image, targets
 
@@ -286,8 +330,11 @@ def resolve_workers(requested: int, device: torch.device) -> int:
 def make_loader(dataset: CropDataset, batch: int, workers: int, ctx: DistContext, seed: int,
                 device: torch.device):
     if ctx.enabled:
+        # Each rank its own share of the crops, none twice in an epoch: the few left over when the count
+        # does not divide are dropped (a different few each epoch) rather than repeated on another rank.
         inner = torch.utils.data.DistributedSampler(
-            range(len(dataset)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed)
+            range(len(dataset)), num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=seed,
+            drop_last=len(dataset) >= ctx.world_size)
     else:
         g = torch.Generator()
         g.manual_seed(seed)

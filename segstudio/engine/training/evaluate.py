@@ -82,6 +82,7 @@ class Evaluator:
         for item in items:
             if cancel is not None and cancel():
                 raise TrainingCancelled
+            item = item.loaded(self.whole_max_pixels)  # a chunked image is read now, and let go after
             target = torch.from_numpy(item.labels.astype(np.int64)).to(self.device)
             if item.raw is not None:
                 labels = self._predictor_for(model).predict(item.raw, self._predict_settings()).labels

@@ -30,6 +30,7 @@ from segstudio.engine.devices import device_label, pick_device
 from segstudio.engine.hostmem import keep_host_memory
 from segstudio.engine.training import events
 from segstudio.engine.training.config import TrainConfig
+from segstudio.engine.training.crop_check import check_crop, crop_works, smallest_crop
 from segstudio.engine.training.data import (
     CropDataset,
     TrainingData,
@@ -191,6 +192,8 @@ def _set_up(config: TrainConfig, ctx: DistContext, library, cancelled: CancelFn)
         raise TrainingError(f"Cannot load base model {config.base!r}: {e}") from e
     if ctx.is_main:  # the one rank that writes: a result that cannot be saved is not trained at all
         check_room_to_save(library.user_dir, model)
+    in_channels = int(parent_meta.in_channels)
+    check_crop(model, in_channels, int(config.crop), parent_meta.id)
     num_classes = int(getattr(model, "config", {}).get("num_classes") or len(parent_meta.classes))
     device = ctx.setup(pick_device(config.device))
     amp = device_amp_dtype(device) if config.amp and device.type in ("cuda", "mps") else None
@@ -198,15 +201,13 @@ def _set_up(config: TrainConfig, ctx: DistContext, library, cancelled: CancelFn)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    # Under torchrun a rank must not leave alone before the first step (the others would wait for it);
-    # a cancel there is agreed on at the first step instead.
-    data = load_training_data(
-        config.data, in_channels=int(parent_meta.in_channels), normalisation=dict(parent_meta.normalisation),
-        num_classes=num_classes, val_whole_max_pixels=config.val_whole_max_pixels,
-        cancel=None if ctx.enabled else cancelled, model_input=dict(parent_meta.input))
-    # Images smaller than the crop would be mostly padding: shrink the crop to the largest image.
+    data = _load_data(config, ctx, parent_meta, num_classes, cancelled)
+    # Images smaller than the crop would be mostly padding: shrink the crop to the largest image, but not
+    # below what the network can train on.
     largest = max(max(it.hw) for it in data.train)
     crop = min(int(config.crop), round_up(largest, 16))
+    if crop < config.crop and not crop_works(model, in_channels, crop):
+        crop = smallest_crop(model, in_channels) or int(config.crop)
     if crop < config.crop:
         data.notes.append(f"crop reduced from {config.crop} to {crop} px: no training image is larger")
 
@@ -226,6 +227,25 @@ def _set_up(config: TrainConfig, ctx: DistContext, library, cancelled: CancelFn)
         cancelled=cancelled)
     _build_loader(session)
     return session
+
+
+def _load_data(config: TrainConfig, ctx: DistContext, parent_meta, num_classes: int,
+               cancelled: CancelFn) -> TrainingData:
+    """The datasets, read for this model. Under torchrun rank 0 makes any chunked copies first and the
+    other ranks then find them made (a rank that races ahead would only make the same copy twice)."""
+    if ctx.enabled and not ctx.is_main:
+        ctx.barrier()
+    try:
+        # Under torchrun a rank must not leave alone before the first step (the others would wait for
+        # it); a cancel there is agreed on at the first step instead.
+        return load_training_data(
+            config.data, in_channels=int(parent_meta.in_channels), normalisation=dict(parent_meta.normalisation),
+            num_classes=num_classes, val_whole_max_pixels=config.val_whole_max_pixels,
+            cancel=None if ctx.enabled else cancelled, model_input=dict(parent_meta.input),
+            in_memory_max_pixels=config.in_memory_max_pixels, chunk_dir=config.chunk_dir)
+    finally:
+        if ctx.enabled and ctx.is_main:
+            ctx.barrier()
 
 
 def _build_loader(s: _Session) -> None:
@@ -378,6 +398,9 @@ def is_oom(e: BaseException) -> bool:
 def _recover_from_oom(s: _Session, run: _Run, emit) -> None:
     """Halve the batch (then the crop) and rebuild the loader, or give up with a clear message."""
     s.batch, s.crop, action = shrink_after_oom(s.batch, s.crop, s.ctx, s.device)
+    if not crop_works(s.model, int(s.parent_meta.in_channels), s.crop):
+        raise TrainingError(f"Out of memory on {s.device} even with batch {s.batch}, and crops of {s.crop} px "
+                            f"are too small for {s.parent_meta.id}; nothing was saved")
     s.loader = s.sampler = None
     _free_memory(s.optimizer, s.device)
     emit(events.OutOfMemory(action=action, batch=s.batch, crop=s.crop))

@@ -23,12 +23,11 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtGui import QUndoCommand
 
-from segstudio.core import paths
-from segstudio.core.autosave import AutosaveStore
 from segstudio.core.imageio import Slide
 from segstudio.core.label_jobs import LabelJobs
 from segstudio.core.label_store import ChunkDiff, LabelStore
 from segstudio.core.labels import ClassTable
+from segstudio.core.slide_dataset import autosaved_labels_folder
 from segstudio.gui.documents.commands import BudgetedUndoStack, MaskEditCommand
 from segstudio.gui.documents.document import UNDO_LIMIT, undo_budget_bytes
 
@@ -42,7 +41,7 @@ QUIET_S = 0.25
 
 
 def labels_folder(slide_path: Path) -> Path:
-    return paths.autosave_dir() / "slides" / f"{AutosaveStore.key(slide_path)}.zarr"
+    return autosaved_labels_folder(slide_path)
 
 
 class _PendingDiff:

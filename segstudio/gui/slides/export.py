@@ -14,8 +14,8 @@ from PySide6.QtWidgets import QFileDialog, QProgressDialog
 
 from segstudio.core.objects.formats import slide_labels
 
-KINDS = {"omezarr": ("Labels as &OME-Zarr (napari)...", "OME-Zarr (*.ome.zarr)", ".ome.zarr", "Ctrl+Shift+E"),
-         "geojson": ("Objects as &GeoJSON (QuPath)...", "GeoJSON (*.geojson)", ".geojson", "Ctrl+Shift+G")}
+KINDS = {"omezarr": ("Labels as &OME-Zarr (napari)...", "OME-Zarr (*.ome.zarr)", ".ome.zarr", "Ctrl+Alt+E"),
+         "geojson": ("Objects as &GeoJSON (QuPath)...", "GeoJSON (*.geojson)", ".geojson", "Ctrl+Alt+G")}
 
 
 def class_names(classes) -> tuple[dict, dict]:

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QMessageBox, QSpin
 from segstudio.gui.canvas.navigator import Navigator
 from segstudio.gui.canvas.tiles import label_item, rgb_image, slide_item
 from segstudio.gui.canvas.view import ImageCanvas
+from segstudio.gui.slides.dataset_export import SlideDatasetExport
 from segstudio.gui.slides.document import SlideDocument
 from segstudio.gui.slides.predict import SlidePrediction
 from segstudio.gui.slides.tools import SlideBrushTool, SlidePolygonTool
@@ -53,6 +54,7 @@ class SlideWindow(QMainWindow):
         self.magnification_actions = self._build_magnifications()
         self._build_edit_menu()
         self.prediction = SlidePrediction(self, model_host)
+        self.dataset_export = SlideDatasetExport(self)
         self.position = QLabel()
         self.statusBar().addPermanentWidget(self.position)
         self.canvas.cursor_moved.connect(self._show_position)
@@ -171,6 +173,7 @@ class SlideWindow(QMainWindow):
     def closeEvent(self, event) -> None:
         running = self.prediction.job is not None
         self.prediction.cancel()
+        self.dataset_export.shutdown()
         # A prediction still reading the slide stops at its next batch; the slide closes when it lets go.
         self.doc.close(close_slide=not running)
         super().closeEvent(event)

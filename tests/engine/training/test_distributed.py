@@ -81,3 +81,35 @@ def test_torchrun_two_cpu_ranks_write_one_version_with_identical_weights(tmp_pat
     parent, _ = ModelLibrary().load(base)
     child, _ = ModelLibrary().load("blobs/v2")
     assert parameter_fingerprint(parent) != parameter_fingerprint(child)
+
+
+@pytest.mark.slow
+def test_torchrun_on_a_chunked_dataset_gives_each_rank_its_own_crops_and_writes_one_version(tmp_path):
+    from segstudio.core.paths import user_models_dir
+
+    data = write_dataset(tmp_path / "data", n=16)
+    base = save_base_model()
+    chunk_dir, out = tmp_path / "chunks", tmp_path / "drawn"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(REPO / "tests" / "engine" / "training" / "ddp_chunked_run.py"), base, str(data), str(chunk_dir),
+               str(out)]
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["status"] == "done" and r["replicas_identical"] is True for r in ranks)
+    assert ranks[0]["version"] == "blobs/v2" and ranks[1]["version"] is None  # only rank 0 writes
+    drawn = [r["drawn"] for r in ranks]
+    assert all(d["kind"] == "ChunkedImage" for rank in drawn for d in rank)  # read crop by crop, not whole
+    assert len(drawn[0]) == len(drawn[1]) == 8 * 2  # eight steps of two crops each
+    for epoch in {d["epoch"] for rank in drawn for d in rank}:
+        mine, theirs = ({d["i"] for d in rank if d["epoch"] == epoch} for rank in drawn)
+        assert mine and theirs and not mine & theirs  # the ranks share the epoch's crops, none twice
+    assert len({d["key"] for d in drawn[0]} | {d["key"] for d in drawn[1]}) > 8
+    # The chunked copies were made once (rank 0 first, the other rank found them) and nothing is half-made.
+    copies = sorted(p.name for p in chunk_dir.iterdir())
+    assert len(copies) == 16 and all(name.endswith(".zarr") for name in copies)
+    files = sorted(str(p.relative_to(user_models_dir())) for p in user_models_dir().rglob("*") if p.is_file())
+    assert files == ["blobs/v1.safetensors", "blobs/v2.safetensors"]
