@@ -63,12 +63,13 @@ def slide_source(inspector, slide):
     """The slide as the network sees it, normalised as Predict normalises it (kept per slide and model input)."""
     from segstudio.engine.predict.slide import SlideSource
 
-    key = (inspector.in_channels, repr(sorted(inspector.normalisation.items())))
+    definition = getattr(inspector.meta, "input", None)
+    key = (inspector.in_channels, repr(sorted(inspector.normalisation.items())), repr(definition))
     per_slide = _SOURCES.setdefault(slide, {})
     if key not in per_slide:
         # tissue_only as Predict on a slide does it (it always finds the tissue first).
         per_slide[key] = SlideSource.for_slide(slide, inspector.in_channels, inspector.normalisation,
-                                               tissue_only=True)
+                                               tissue_only=True, definition=definition)
     return per_slide[key]
 
 

@@ -256,7 +256,7 @@ class _TiledRun:
             yield from self.blender.release_until(self.plan.padded_h, self.slab_rows)
 
     def _launch(self, batch: list[tuple[int, int]]) -> Callable[[], Any]:
-        if self.device.type == "cuda" and self.source.scales_on_device:
+        if self.device.type == "cuda" and getattr(self.source, "scales_on_device", False):
             # The host only cuts tiles out; the GPU converts and scales them, which it does in no time.
             raw = np.stack([self.source.raw_region(*self.plan.source_index(y, x)) for y, x in batch])
             tiles = _scaled_on_device(self.source, raw, self.device)

@@ -74,12 +74,15 @@ class SlideRunResult:
 class SlideSource:
     """Level-0 pixels of a slide as network input, read region by region, normalised with fixed levels."""
 
-    def __init__(self, slide, in_channels: int, normalisation, levels) -> None:
+    def __init__(self, slide, in_channels: int, normalisation, levels, definition=None) -> None:
         self.slide, self.in_channels, self.normalisation, self.levels = slide, in_channels, normalisation, levels
+        # The model's input definition (H&E's hematoxylin, picked channels), as for an ordinary image.
+        self.definition = definition
         self.height, self.width = slide.height, slide.width
 
     @classmethod
-    def for_slide(cls, slide, in_channels: int, normalisation, tissue_only: bool = False) -> SlideSource:
+    def for_slide(cls, slide, in_channels: int, normalisation, tissue_only: bool = False,
+                  definition=None) -> SlideSource:
         """Normalisation levels measured once on a low level, over the tissue alone when asked (on a slide
         that is mostly glass, percentiles of every pixel would be the glass's): every tile is scaled alike."""
         overview = tissue_overview(slide, _LEVELS_SIDE)
@@ -87,13 +90,14 @@ class SlideSource:
             inside = tissue_mask(overview, dilate=0)
             if inside.any():
                 overview = overview[inside][:, None, :]
-        return cls(slide, in_channels, normalisation, ModelInput(overview, in_channels, normalisation).levels)
+        levels = ModelInput(overview, in_channels, normalisation, definition).levels
+        return cls(slide, in_channels, normalisation, levels, definition)
 
     def region(self, rows, cols) -> np.ndarray:
         r0, r1 = _span(rows)
         c0, c1 = _span(cols)
         block = self.slide.read_region(0, c0, r0, c1 - c0, r1 - r0)
-        source = ModelInput(block, self.in_channels, self.normalisation, levels=self.levels)
+        source = ModelInput(block, self.in_channels, self.normalisation, self.definition, levels=self.levels)
         return source.region(_shift(rows, -r0), _shift(cols, -c0))
 
 
@@ -220,8 +224,9 @@ def predict_slide(predictor: Predictor, slide, sink: LabelSink, settings: Predic
     result = SlideRunResult(regions=UncertaintyGrid(slide.height, slide.width, SLIDE_REGION))
     box = box or (0, 0, slide.height, slide.width)
     tissue = tissue or TissueMap.everywhere(slide.height, slide.width)
+    definition = settings.model_input if settings.model_input is not None else getattr(predictor.meta, "input", None)
     source = source or SlideSource.for_slide(slide, predictor.in_channels, predictor.normalisation,
-                                             tissue_only=tissue.mask.size > 1)
+                                             tissue_only=tissue.mask.size > 1, definition=definition)
     plan = plan_tiles(slide.height, slide.width, settings.tile, settings.overlap, settings.align)
     strips = plan_strips(plan, box, tissue, sink, result)
     total = sum(len(s.origins) for s in strips)

@@ -181,3 +181,23 @@ def test_slab_summary_is_the_same_from_device_tensors_and_host_arrays():
     assert np.allclose(host[1], device[1], atol=2e-3)
     assert (host[1][:5] == -1).all() and (host[1][5:, :10] == -1).all() and (host[1][5:, 10:] >= 0).all()
     assert (host[0][:5] == 0).all() and host[0][5:, :10].any()  # labels still where a tile ran
+
+
+def test_a_slide_reaches_an_h_and_e_model_as_its_hematoxylin_as_an_image_would(tmp_path):
+    """A model whose input is H&E's hematoxylin gets that channel from a slide too, scaled with the slide's
+    levels of that channel, not a grey average of the colours."""
+    from segstudio.core.model_fit import HE_STAIN_VECTORS
+    from segstudio.engine.predict.model_input import ModelInput
+
+    path = write_pyramid_ome(tmp_path / "he.ome.tif", 1024, 1024, levels=2, factor=4, tile=256,
+                             patches=[TissuePatch(300, 300, 400, 400)])
+    he = {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}
+    norm = {"kind": "percentile", "low": 1.0, "high": 99.8}
+    with Slide(path) as rgb:
+        source = slide_predict.SlideSource.for_slide(rgb, 1, norm, tissue_only=True, definition=he)
+        grey = slide_predict.SlideSource.for_slide(rgb, 1, norm, tissue_only=True)
+        rows, cols = slice(250, 506), slice(250, 506)
+        block = rgb.read_region(0, 250, 250, 256, 256)
+        expected = ModelInput(block, 1, norm, he, levels=source.levels).region(slice(None), slice(None))
+        np.testing.assert_allclose(source.region(rows, cols), expected, atol=1e-6)
+        assert not np.allclose(source.region(rows, cols), grey.region(rows, cols), atol=0.05)
