@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import shiboken6
-from PySide6.QtCore import QObject, QPointF, QSettings, Signal
+from PySide6.QtCore import QObject, QPointF, QSettings, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
 
@@ -120,6 +120,12 @@ class SessionController(QObject):
             self.window.restoreGeometry(geometry)
         if state is not None:
             self.window.restoreState(state)
+            return
+        # First start: the Model panel gets its whole height (Predict and its result in sight), the short
+        # list of classes what is left of the column.
+        window = self.window
+        window.resizeDocks([window.prediction.dock, window.editing.classes_dock],
+                           [window.prediction.panel.sizeHint().height(), 1], Qt.Orientation.Vertical)
 
     def save_on_quit(self) -> None:
         settings = QSettings()

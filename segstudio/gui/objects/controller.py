@@ -74,6 +74,9 @@ class ObjectsController(QObject):
         self.panel = ObjectsPanel()
         # Along the bottom: a table wants width, and the right-hand column is full.
         self.dock = window.add_panel(self.panel, "Objects", Qt.DockWidgetArea.BottomDockWidgetArea)
+        # Closed until objects are used: on a laptop screen an empty table would take a third of the image's
+        # height from the first start.
+        self.dock.hide()
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
         self.timer.setInterval(REMEASURE_DELAY_MS)
@@ -164,6 +167,7 @@ class ObjectsController(QObject):
 
     def find_objects(self) -> None:
         if self.doc is not None:
+            self.dock.show()
             self.start_job(find=True)
 
     def start_job(self, *, find: bool) -> None:
@@ -225,6 +229,8 @@ class ObjectsController(QObject):
 
     # --- view and tools ------------------------------------------------------------------------
     def set_object_view(self, on: bool) -> None:
+        if on:
+            self.dock.show()
         self.overlay.setVisible(on)
         self.window.canvas.set_mask_visible(not on and self.window.actions.toggle_mask.isChecked())
         if on and self.doc is not None and self.doc.model.objects is None:

@@ -35,8 +35,11 @@ def _scrolling(panel: QWidget) -> QScrollArea:
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    # As tall as the panel without its warning and legend, so the dock keeps its usual share of the window.
-    area.setMinimumHeight(panel.minimumSizeHint().height())
+    # As tall as the panel without its warning and legend, so the dock keeps its usual share of the window,
+    # up to a limit that leaves room for the other panels of the column on a 768-pixel screen.
+    area.setMinimumHeight(min(panel.minimumSizeHint().height(), 240))
+    # Never narrower than the panel (its rows would be cut at the right), room for a scroll bar included.
+    area.setMinimumWidth(panel.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
     return area
 
 

@@ -47,6 +47,9 @@ class ReviewController(QObject):
         self.panel = ReviewPanel(self.next_region, self.next_image)
         self.panel.region_chosen.connect(self.go_to)
         self.dock = window.add_panel(self.panel, "Review")
+        # A tab beside Classes: the right-hand column has no height to spare on a laptop screen.
+        window.tabifyDockWidget(window.editing.classes_dock, self.dock)
+        window.editing.classes_dock.raise_()
         window.document_changed.connect(self._on_document)
         window.documents_changed.connect(self._on_documents)
         window.model_host.finished.connect(self._on_finished)
@@ -102,6 +105,8 @@ class ReviewController(QObject):
         if session is None or session.queue is None:
             self._say("Predict first: then Next Region shows where the model was least sure")
             return
+        self.dock.show()
+        self.dock.raise_()  # its counts say how far the checking has got
         region = session.next()
         if region is None:
             self._say(f"Every region of {doc.title} is checked: {session.queue.describe()}")

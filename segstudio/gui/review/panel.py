@@ -32,6 +32,8 @@ class ReviewPanel(QWidget):
         self.regions.setObjectName("reviewRegions")
         self.regions.itemActivated.connect(self._chosen)
         self.regions.itemClicked.connect(self._chosen)
+        # Three rows at least; the list grows with the dock (the right-hand column is short on a laptop).
+        self.regions.setMinimumHeight(3 * self.regions.fontMetrics().height() + 8)
         layout.addWidget(self.regions, 1)
         self.images = QLabel()
         self.images.setObjectName("reviewImages")

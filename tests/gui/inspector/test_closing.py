@@ -113,6 +113,7 @@ def test_a_result_arriving_after_the_close_stays_off_the_image(make_window, qtbo
 
 def test_the_inspector_opens_as_a_tab_beside_the_objects_panel_with_the_whole_row(window, qtbot):
     objects = window.objects.dock
+    objects.toggleViewAction().trigger()  # View > Panels > Objects (it starts closed)
     assert objects.isVisible() and window.dockWidgetArea(objects) == Qt.DockWidgetArea.BottomDockWidgetArea
     qtbot.keyClick(window.canvas, Qt.Key.Key_I, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
     dock = window.inspector.dock

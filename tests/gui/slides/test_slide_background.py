@@ -129,8 +129,10 @@ def test_painting_on_does_not_put_off_a_save_that_is_due(slide_window, qtbot):  
     QTest.mousePress(canvas.viewport(), left, none, QPoint(300, 300))
     assert doc.autosave_timer.isActive()
     doc.autosave_timer.start(1000)  # the save is due in a second...
+    saved = []
+    doc.autosave_timer.timeout.connect(lambda: saved.append(True))
     for x in range(310, 600, 10):  # ...and the user keeps painting: it stays due, not two seconds on
         QTest.mouseMove(canvas.viewport(), QPoint(x, 300))
     QTest.mouseRelease(canvas.viewport(), left, none, QPoint(600, 300))
-    # (a stroke slower than a second has had its save already)
-    assert not doc.autosave_timer.isActive() or doc.autosave_timer.remainingTime() <= 1000
+    # On a busy machine the stroke may outlast the second: then the save has run during it, as it should.
+    assert saved or not doc.autosave_timer.isActive() or doc.autosave_timer.remainingTime() <= 1000

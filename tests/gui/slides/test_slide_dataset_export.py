@@ -2,7 +2,7 @@
 of the dataset, with their labels, hand map and the slide's pixel size; an unreviewed slide exports nothing."""
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, Qt
+from PySide6.QtCore import QPointF, Qt
 
 from segstudio.core.dataset import load_entry, load_manifest
 from segstudio.core.slide_dataset import PATCH
@@ -41,10 +41,11 @@ def test_painted_cells_are_exported_as_patches_with_labels_hand_map_and_pixel_si
     slide_window.tools["brush"].trigger()
     slide_window.radius.setValue(4)
     qtbot.keyClick(canvas, Qt.Key.Key_4)  # full resolution
-    canvas.centerOn(PATCH, 1200)  # the stroke crosses from one cell into the next
-    _drag(canvas, [QPoint(450, 350), QPoint(550, 350)])
+    canvas.centerOn(PATCH, 1200)  # the stroke crosses from one cell into the next, wherever the docks are
+    start, end = canvas.mapFromScene(QPointF(PATCH - 50, 1200)), canvas.mapFromScene(QPointF(PATCH + 50, 1200))
+    _drag(canvas, [start, end])
     doc.wait_painted()
-    a, b = canvas.mapToScene(QPoint(450, 350)), canvas.mapToScene(QPoint(550, 350))
+    a, b = canvas.mapToScene(start), canvas.mapToScene(end)
     expected_cells = {(int(a.y()) // PATCH * PATCH, x // PATCH * PATCH) for x in (int(a.x()), int(b.x()))}
     assert len(expected_cells) == 2
 

@@ -153,3 +153,22 @@ def test_a_class_added_with_the_add_button_does_not_look_like_the_nucleus(window
     added = table.classes[-1]
     assert added.id == 2
     assert color_difference(added.color, table.get(1).color) > 100
+
+
+def test_on_a_laptop_screen_the_window_fits_and_the_extra_panels_wait_until_used(make_window, dim16_tiff, qtbot):
+    """At 1366 x 768 after a Predict nothing pushes the window past the screen (the status bar stays in
+    sight); the Objects table opens with Object View and the Review panel, a tab beside Classes, comes to
+    the front with Next Region."""
+    window = make_window((1366, 740))
+    window.open_paths([dim16_tiff])
+    with qtbot.waitSignal(window.model_host.finished, timeout=120_000):
+        window.actions.predict.trigger()
+    QApplication.processEvents()
+    assert window.minimumSizeHint().height() <= 720 and window.height() <= 740
+    assert window.objects.dock.isHidden()
+    assert window.review.dock.isVisible() is False or window.tabifiedDockWidgets(window.review.dock)
+    window.review.next_region.trigger()
+    assert window.review.dock.isVisible() and window.editing.classes_dock.visibleRegion().isEmpty()
+    window.objects.object_view.trigger()
+    assert window.objects.dock.isVisible()
+    assert window.minimumSizeHint().height() <= 720
