@@ -87,7 +87,10 @@ class ChannelBrowser(QWidget):
         self.scale_combo.setToolTip("Per channel: each thumbnail uses its own range, so weak channels still show "
                                     "their pattern. Shared: one range for the whole tap, so brightness compares.")
         row = QHBoxLayout()
-        for combo in (self.sort_combo, self.colormap_combo, self.scale_combo):
+        # The order's words are never cut (they say what the thumbnails are sorted by); the others may shrink.
+        self.sort_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        row.addWidget(self.sort_combo)
+        for combo in (self.colormap_combo, self.scale_combo):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(6)
             row.addWidget(combo, 1)

@@ -194,3 +194,18 @@ def test_on_a_laptop_screen_the_diagram_stays_readable_and_scrolls_sideways(qtbo
     diagram.ensureVisible(diagram.nodes["dec1"], 10, 10)
     click(qtbot, diagram, diagram.node_view_point("dec1"))
     assert panel.selected_tap() == "dec1" and panel.channels.tap_name == "dec1"
+
+
+def test_the_maps_controls_keep_their_words_in_the_width_a_laptop_gives_them(qtbot):
+    """Beside the diagram on a 1366-pixel screen the Maps tab is under 500 px wide: what the thumbnails are
+    ordered by is still read in full (the colour map and range combos may shrink)."""
+    from segstudio.gui.inspector.grid import ChannelBrowser
+
+    browser = ChannelBrowser()
+    qtbot.addWidget(browser)
+    browser.resize(400, 300)
+    browser.show()
+    qtbot.waitExposed(browser)
+    sort = browser.sort_combo
+    longest = max(sort.fontMetrics().horizontalAdvance(sort.itemText(i)) for i in range(sort.count()))
+    assert sort.width() > longest + 16  # the text and the arrow
