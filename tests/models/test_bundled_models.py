@@ -43,3 +43,15 @@ def test_nuclei_unet_stays_the_default_beside_the_others():
     library = ModelLibrary()
     assert {e.meta.name for e in library.entries() if e.bundled} >= set(BUNDLED)
     assert library.active_id() == "nuclei-unet/v1"
+
+
+def test_models_list_names_every_bundled_model(capsys):
+    import json
+
+    from segstudio.cli import main
+
+    assert main(["models", "list", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    for name in BUNDLED:
+        assert rows[name]["bundled"] and rows[name]["metrics"]["mean_iou"] > IOU_FLOOR
+    assert rows["nuclei-unet"]["active"] and not rows["nuclei-fcn8s"]["active"]

@@ -164,3 +164,28 @@ def test_compare_with_the_same_model_twice_says_so(window, qtbot, predicted):
     qtbot.mouseClick(compare.panel.compare_button, LEFT)
     assert not window.model_host.busy()
     assert "other than the one chosen above" in compare.panel.result.text()
+
+
+def test_the_bundled_models_are_listed_and_compare_on_a_generated_image(window, qtbot, tmp_path):
+    import tifffile
+
+    from segstudio import synth
+
+    image, _, _ = synth.generate_nuclei_image(9_000_303, height=96, width=96, bit_depth=16)
+    path = tmp_path / "nuclei.tif"
+    tifffile.imwrite(path, image)
+    window.prediction.reload_models()
+    panel = window.prediction.panel
+    listed = [panel.model_combo.itemData(i) for i in range(panel.model_combo.count())]
+    assert {"nuclei-unet/v1", "nuclei-fcn8s/v1", "nuclei-deeplabv3plus/v1"} <= set(listed)
+    assert panel.model_id() == "nuclei-unet/v1"
+    (doc,) = window.open_paths([path])
+    compare = window.prediction.compare
+    compare.panel.second_combo.setCurrentIndex(compare.panel.second_combo.findData("nuclei-fcn8s/v1"))
+    qtbot.mouseClick(compare.panel.compare_button, LEFT)
+    settle(qtbot, window)
+    assert not doc.mask.any()  # nothing predicted into the mask
+    text = compare.panel.result.text()
+    assert "nuclei-unet v1: your mask differs" in text and "nuclei-fcn8s v1: your mask differs" in text
+    compare.switch_action.trigger()
+    assert shown_labels(window).mean() > 0.05  # the U-Net's nuclei are shown
