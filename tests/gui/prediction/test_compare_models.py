@@ -133,6 +133,10 @@ def test_switching_views_shows_each_prediction_and_your_mask_again(window, qtbot
     assert shown_labels(window).all()
     qtbot.mouseClick(compare.panel.view_buttons["mask"], LEFT)
     np.testing.assert_array_equal(shown_labels(window), doc.mask)
+    window.canvas.setFocus()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)  # the key itself
+    assert compare.view == "a"
+    np.testing.assert_array_equal(shown_labels(window), square)
 
 
 def test_nothing_is_painted_under_a_shown_prediction_and_an_undo_shows_the_mask(window, qtbot, predicted):
