@@ -117,6 +117,8 @@ def train(recipe: Recipe, args) -> tuple[torch.nn.Module, dict]:
     print(f"  done in {time.time() - started:.0f} s", flush=True)
     model = build_model(recipe.arch, in_channels=1, num_classes=2, **recipe.config)
     zero_skip_scores(model)
+    device = torch.device(args.device)
+    model.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
     warmup = max(1, args.steps // 30)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -126,7 +128,7 @@ def train(recipe: Recipe, args) -> tuple[torch.nn.Module, dict]:
     model.train()
     t0, running = time.time(), None
     for step in range(1, args.steps + 1):
-        x, y, w = next(stream)
+        x, y, w = (t.to(device) for t in next(stream))
         loss = segmentation_loss(model(x), y, w)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
@@ -137,13 +139,14 @@ def train(recipe: Recipe, args) -> tuple[torch.nn.Module, dict]:
             rate = step / (time.time() - t0)
             print(f"step {step}/{args.steps} loss {running:.4f} ({rate:.2f} steps/s, "
                   f"{(args.steps - step) / rate / 60:.1f} min left)", flush=True)
-    model.eval()
+    model.eval().cpu()
     return model, {
         "data": f"{args.pool} generated 256x256 images (segstudio.synth, seeds from {TRAIN_SEED}), 40% 8-bit",
         "steps": args.steps, "batch": recipe.batch, "crop": recipe.crop, "optimiser": "AdamW", "lr": recipe.lr,
         "schedule": "linear warm-up then cosine", "loss": "cross-entropy + soft Dice",
         "augmentation": "magnification 0.6-1.7x, flips, 90-degree turns, small rotations, gamma/scale/noise",
-        "train_minutes_cpu": round((time.time() - t0) / 60, 1), "torch_threads": torch.get_num_threads(),
+        "train_minutes": round((time.time() - t0) / 60, 1), "torch_threads": torch.get_num_threads(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
     }
 
 
@@ -156,6 +159,7 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-images", type=int, default=48)
     parser.add_argument("--object-images", type=int, default=40)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--device", default="cpu", help="where to train (cpu, cuda); scoring runs on the CPU")
     parser.add_argument("--out", type=Path, default=ROOT / "resources" / "models")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.name]
