@@ -94,12 +94,16 @@ class ComparePanel(QGroupBox):
         return model_title(entry) if entry is not None else printable(model_id)
 
     def show_pair(self, pair: tuple[str, str] | None) -> None:
-        """Name the A and B buttons after the compared models; without a comparison only the mask shows."""
+        """Name the compared models on the A and B buttons' tips; without a comparison only the mask shows."""
         for key, index in (("a", 0), ("b", 1)):
             button = self.view_buttons[key]
             button.setEnabled(pair is not None)
-            button.setText(f"{key.upper()}: {self.title(pair[index])}" if pair else key.upper())
+            # Short texts: the dock stays as narrow as it was; the counts below name the models.
             button.setToolTip(f"Show {self.title(pair[index])}'s prediction instead of your mask" if pair else "")
+
+    def side(self, pair: tuple[str, str], index: int) -> str:
+        """"A (nuclei-unet v1)": a compared model as the counts and the status bar name it."""
+        return f"{'AB'[index]} ({self.title(pair[index])})"
 
     def show_view(self, view: str) -> None:
         self.view_buttons[view].setChecked(True)
@@ -201,7 +205,7 @@ class CompareController(QObject):
         known = self.predictions.get(doc, {})
         if pair is None or any(model_id not in known for model_id in pair):
             return
-        rows = [corrections(self.panel.title(m), doc.mask, known[m]) for m in pair]
+        rows = [corrections(self.panel.side(pair, i), doc.mask, known[m]) for i, m in enumerate(pair)]
         self.panel.result.setText("\n".join(describe(rows, int(doc.hand.sum()))))
 
     # --- what the canvas shows --------------------------------------------------------------------
@@ -223,8 +227,8 @@ class CompareController(QObject):
                 self.window.actions.toggle_mask.setChecked(True)
             self._suspend_tool()
             self.window.statusBar().showMessage(
-                f"Showing {self.panel.title(model_id)}'s prediction; your mask is unchanged (Shift+M shows the "
-                "next, editing shows your mask again)", 10000)
+                f"Showing {self.panel.side(pair, VIEWS.index(view) - 1)}'s prediction; your mask is unchanged "
+                "(Shift+M shows the next, editing shows your mask again)", 10000)
         self.view = view
         self.panel.show_view(view)
 

@@ -105,10 +105,10 @@ def test_compare_predicts_both_without_touching_the_mask_and_counts_corrections(
     exact = int(np.count_nonzero(doc.hand & (doc.mask == 1)))
     greedy = int(np.count_nonzero(doc.mask == 0))
     text = panel.result.text()
-    assert f"exact v1: your mask differs from its prediction in {exact:,} pixels" in text
-    assert f"greedy v1: your mask differs from its prediction in {greedy:,} pixels" in text
-    assert "exact v1 needed fewer corrections" in text
-    assert panel.view_buttons["a"].text() == "A: exact v1" and panel.view_buttons["b"].text() == "B: greedy v1"
+    assert f"A (exact v1): your mask differs from its prediction in {exact:,} pixels" in text
+    assert f"B (greedy v1): your mask differs from its prediction in {greedy:,} pixels" in text
+    assert "A (exact v1) needed fewer corrections" in text
+    assert "exact v1" in panel.view_buttons["a"].toolTip() and "greedy v1" in panel.view_buttons["b"].toolTip()
 
 
 def test_switching_views_shows_each_prediction_and_your_mask_again(window, qtbot, predicted):
@@ -157,9 +157,9 @@ def test_nothing_is_painted_under_a_shown_prediction_and_an_undo_shows_the_mask(
     drag(qtbot, window, [(2, 2), (10, 2)])  # the brush is back
     assert doc.mask[2, 2:11].all()
     # After the undo "exact" matches the mask except for the new stroke; the counts follow the edits.
-    qtbot.waitUntil(lambda: "exact v1 needed fewer corrections" in compare.panel.result.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "A (exact v1) needed fewer corrections" in compare.panel.result.text(), timeout=5000)
     painted = int(np.count_nonzero(doc.hand))
-    assert f"exact v1: your mask differs from its prediction in {painted:,} pixels" in compare.panel.result.text()
+    assert f"A (exact v1): your mask differs from its prediction in {painted:,} pixels" in compare.panel.result.text()
 
 
 def test_compare_with_the_same_model_twice_says_so(window, qtbot, predicted):
@@ -190,6 +190,6 @@ def test_the_bundled_models_are_listed_and_compare_on_a_generated_image(window, 
     settle(qtbot, window)
     assert not doc.mask.any()  # nothing predicted into the mask
     text = compare.panel.result.text()
-    assert "nuclei-unet v1: your mask differs" in text and "nuclei-fcn8s v1: your mask differs" in text
+    assert "A (nuclei-unet v1): your mask differs" in text and "B (nuclei-fcn8s v1): your mask differs" in text
     compare.switch_action.trigger()
     assert shown_labels(window).mean() > 0.05  # the U-Net's nuclei are shown
