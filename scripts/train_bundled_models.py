@@ -45,7 +45,7 @@ from segstudio.core.objects.instances import split_touching  # noqa: E402
 from segstudio.engine.predict import Predictor, PredictSettings  # noqa: E402
 from segstudio.engine.training.augment import build_augmentation  # noqa: E402
 from segstudio.engine.training.objective import segmentation_loss  # noqa: E402
-from segstudio.models.checkpoint import ModelMeta, save_checkpoint  # noqa: E402
+from segstudio.models.checkpoint import ModelMeta, read_meta, save_checkpoint  # noqa: E402
 from segstudio.models.registry import build_model  # noqa: E402
 
 
@@ -145,8 +145,8 @@ def train(recipe: Recipe, args) -> tuple[torch.nn.Module, dict]:
         "steps": args.steps, "batch": recipe.batch, "crop": recipe.crop, "optimiser": "AdamW", "lr": recipe.lr,
         "schedule": "linear warm-up then cosine", "loss": "cross-entropy + soft Dice",
         "augmentation": "magnification 0.6-1.7x, flips, 90-degree turns, small rotations, gamma/scale/noise",
-        "train_minutes": round((time.time() - t0) / 60, 1), "torch_threads": torch.get_num_threads(),
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        f"train_minutes_{device.type}": round((time.time() - t0) / 60, 1), "torch_threads": torch.get_num_threads(),
+        **({"device": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
     }
 
 
@@ -161,8 +161,15 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--device", default="cpu", help="where to train (cpu, cuda); scoring runs on the CPU")
     parser.add_argument("--out", type=Path, default=ROOT / "resources" / "models")
+    parser.add_argument("--card-only", action="store_true",
+                        help="only write the model card again, from the metadata of <out>/<name>.safetensors")
     args = parser.parse_args(argv)
     recipe = RECIPES[args.name]
+    if args.card_only:
+        target = args.out / f"{args.name}.safetensors"
+        write_model_card(target.with_suffix(".md"), read_meta(target), recipe)
+        print(f"wrote {target.with_suffix('.md')}")
+        return 0
     args.steps = args.steps or recipe.steps
     if args.quick:
         args.steps, args.pool, args.eval_images, args.object_images = 40, 24, 4, 4
@@ -205,7 +212,7 @@ task, data and held-out images as the default model `nuclei-unet`, so the three 
 
 **Architecture.** {recipe.architecture_text}
 Config `{json.dumps({k: v for k, v in meta.config.items() if k != 'pretrained_backbone'})}`;
-{parameters:,} weights, a {size_mb:.1f} MB file. Trained from scratch (no ImageNet weights).
+{parameters:,} weights; file size {size_mb:.1f} MB. Trained from scratch (no ImageNet weights).
 
 ## Training data
 {meta.training['data']}; no external images, none real. The generator (`segstudio.synth`) varies nucleus
@@ -216,8 +223,10 @@ size, shape, clustering, brightness, texture, illumination, haze, blur, noise an
 | setting | value |
 | --- | --- |
 """ + "".join(f"| {k} | {v} |\n" for k, v in meta.training.items()) + f"""
-Reproduce with `python scripts/train_bundled_models.py {meta.name}` (deterministic data; weights depend on
-the torch build and thread count).
+Training minutes are wall-clock time on the machine named; the run above shared a 2-core machine with
+other work (about 3 steps a second at first, under 1 later), so on an idle 2-core CPU expect about 15 to 20
+minutes, plus a few for scoring. Reproduce with `python scripts/train_bundled_models.py {meta.name}`
+(deterministic data; weights depend on the torch build and thread count; `--device cuda` trains on a GPU).
 
 ## Held-out scores
 {heldout['images']} generated {heldout['size']}x{heldout['size']} images with seeds disjoint from training
