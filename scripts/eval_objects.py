@@ -6,10 +6,10 @@ Three ways of getting objects are scored on the same images:
 * ``connected``: one object per connected patch of the true mask (no splitting: the floor);
 * ``watershed on true mask``: the distance-transform watershed fallback on the true class mask, which
   isolates how well touching nuclei are split from how well the mask is drawn;
-* ``model + watershed``: the bundled model's predicted mask (through the app's own Predictor), then the
-  fallback: what a user gets from Predict and Object View.
+* ``model + watershed``: a model's predicted mask (``--model``, the bundled nuclei-unet by default;
+  through the app's own Predictor), then the fallback: what a user gets from Predict and Object View.
 
-Run:  .venv/bin/python scripts/eval_objects.py [--images 40] [--size 256] [--no-model]
+Run:  .venv/bin/python scripts/eval_objects.py [--images 40] [--size 256] [--model nuclei-fcn8s] [--no-model]
 """
 from __future__ import annotations
 
@@ -53,11 +53,11 @@ def scores(rows: list[tuple[int, int, int]]) -> dict:
             "objects": int(true.sum())}
 
 
-def _predictor():
+def _predictor(name: str):
     from segstudio.engine.predict import Predictor, PredictSettings
     from segstudio.models.library import ModelLibrary
 
-    model, meta = ModelLibrary().load("nuclei-unet", device="cpu")
+    model, meta = ModelLibrary().load(name, device="cpu")
     predictor = Predictor(model, meta, device="cpu")
     return lambda image: predictor.predict(image[..., None], PredictSettings(tile=512, device="cpu")).labels
 
@@ -66,9 +66,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--no-model", action="store_true", help="skip the bundled model (no torch needed)")
+    parser.add_argument("--model", default="nuclei-unet", help="the model to score (a library id or name)")
+    parser.add_argument("--no-model", action="store_true", help="skip the model (no torch needed)")
     args = parser.parse_args()
-    predict = None if args.no_model else _predictor()
+    predict = None if args.no_model else _predictor(args.model)
     rows: dict[str, list] = {"connected": [], "watershed on true mask": [], "model + watershed": []}
     rng = np.random.default_rng(EVAL_SEED)
     started = time.perf_counter()

@@ -34,6 +34,9 @@ from segstudio.models.checkpoint import (
 log = logging.getLogger(__name__)
 
 ACTIVE_KEY = "active_model"
+# The model a new user starts with; the other bundled models (nuclei-fcn8s, nuclei-deeplabv3plus) are there
+# to compare with it.
+DEFAULT_MODEL = "nuclei-unet"
 _VERSION_FILE = re.compile(r"^v(\d{1,9})\.safetensors$")
 _RESERVED_FILE = re.compile(r"^\.v(\d{1,9})\.reserved$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -221,9 +224,11 @@ class ModelLibrary:
         return data if isinstance(data, dict) else {}
 
     def default_id(self) -> str | None:
-        """The bundled default model (first bundled file by name), or None when nothing is bundled."""
+        """The bundled default model: DEFAULT_MODEL when it is bundled, else the first bundled file by name;
+        None when nothing is bundled."""
         bundled = [e for e in self.entries() if e.bundled]
-        return bundled[0].id if bundled else None
+        preferred = [e for e in bundled if e.meta.name == DEFAULT_MODEL]
+        return (preferred or bundled)[0].id if bundled else None
 
     def active_id(self) -> str | None:
         """The model chosen with set_active if it still exists, else the bundled default.

@@ -137,3 +137,14 @@ def test_an_unreadable_file_given_by_path_names_the_file(lib, tmp_path):
     bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     with pytest.raises(CheckpointError, match="broken.safetensors"):
         lib.find(bad)
+
+
+def test_the_default_is_nuclei_unet_even_when_other_bundled_files_sort_first(dirs, tmp_path):
+    bundled, user = dirs
+    _save(bundled / "nuclei-deeplabv3plus.safetensors", "nuclei-deeplabv3plus", 1, seed=5)
+    _save(bundled / "nuclei-fcn8s.safetensors", "nuclei-fcn8s", 1, seed=6)
+    lib = ModelLibrary(bundled, user, settings_path=tmp_path / "settings.json")
+    assert [e.id for e in lib.entries() if e.bundled][0] == "nuclei-deeplabv3plus/v1"  # by file name
+    assert lib.default_id() == lib.active_id() == "nuclei-unet/v1"
+    (bundled / "nuclei-unet-v1.safetensors").unlink()
+    assert ModelLibrary(bundled, user).default_id() == "nuclei-deeplabv3plus/v1"  # the first one left

@@ -19,6 +19,7 @@ from segstudio.core.document import ImageStatus
 from segstudio.core.mask_summary import describe_summary, summarise_mask
 from segstudio.core.model_fit import expectation_of, input_advice, model_pixels, plan_input
 from segstudio.gui.prediction.colour_bar import colormap_lut
+from segstudio.gui.prediction.compare import CompareController
 from segstudio.gui.prediction.panel import ModelPanel
 from segstudio.gui.progress import JobProgress
 
@@ -68,6 +69,8 @@ class PredictionController(QObject):
         self._expectation = None  # core.model_fit.ModelExpectation of the chosen model
         self._map_shown = False
         self._results: dict = {}  # document -> what its last Predict found, for the panel
+        self.compare = CompareController(window, self)
+        self.panel.add_section(self.compare.panel)
 
         self.panel.predict_requested.connect(self.predict)
         self.panel.overlay_mode_changed.connect(self._show_overlay)
@@ -124,6 +127,7 @@ class PredictionController(QObject):
             entries, active = [], None
             self.window.show_error("Model library", f"The model library could not be read: {err}")
         self.panel.set_models(entries, active)
+        self.compare.panel.set_models(entries, self.panel.model_id())
         self.panel.show_problems(getattr(self.library, "problems", []))
         self._select_in_host()
         self._update_enabled()
@@ -179,8 +183,6 @@ class PredictionController(QObject):
 
     # --- predict -------------------------------------------------------------------------------
     def predict(self, replace_all: bool = False) -> None:
-        from segstudio.engine.predict import PredictSettings
-
         doc = self.window.current
         model_id = self.panel.model_id()
         if doc is None or model_id is None or self.host.busy("predict"):
@@ -189,6 +191,14 @@ class PredictionController(QObject):
             self.window.statusBar().showMessage(f"Predict did not run: {doc.title} is read-only here: "
                                                 f"{doc.read_only}", 15000)
             return
+        self.submit_predict(doc, model_id, replace_all=replace_all)
+        self.progress.start(f"Predicting {doc.title}")
+        self._update_enabled()
+
+    def submit_predict(self, doc, model_id: str, **extra) -> None:
+        """Queue a prediction of `doc` by `model_id` with the panel's settings and the image's chosen input."""
+        from segstudio.engine.predict import PredictSettings
+
         settings = PredictSettings(
             tile=self.panel.tile_spin.value(), overlap=self.panel.overlap_spin.value(), device=self.panel.device()
         )
@@ -199,17 +209,15 @@ class PredictionController(QObject):
 
             settings.model_input = {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}
         self.host.submit("predict", model_id, device=self.panel.device(), pixels=pixels, settings=settings, tag=doc,
-                         replace_all=replace_all, started=time.monotonic())
-        self.progress.start(f"Predicting {doc.title}")
-        self._update_enabled()
+                         started=time.monotonic(), **extra)
 
     def _on_progress(self, job, done: int, total: int) -> None:
         if job.kind == "predict":
             self.progress.update_progress(done, total)
 
     def _on_finished(self, job, result) -> None:
-        if job.kind != "predict":
-            return
+        if job.kind != "predict" or job.extra.get("compare"):
+            return  # a comparison's prediction never reaches the mask (gui.prediction.compare)
         self.progress.finish()
         doc = job.tag
         if doc in self.window.documents:
@@ -245,6 +253,7 @@ class PredictionController(QObject):
 
     def _apply(self, doc, result, replace_all: bool, model_ref: str) -> None:
         diff = doc.model.prediction_diff(result.labels, replace_all=replace_all)
+        self.compare.record(doc, model_ref, result.labels)
         doc.prediction = result
         doc.model_version = model_ref
         if diff is not None:
@@ -353,6 +362,9 @@ class PredictionController(QObject):
         advice = input_advice(doc.image.pixels, doc.image.meta.channel_names, choice, self._expectation, self._plan)
         self.panel.show_input_warnings([a.text for a in advice], [(a.fix, a.choice) for a in advice if a.fix])
 
+    def update_enabled(self) -> None:
+        self._update_enabled()
+
     def _update_enabled(self) -> None:
         busy = self.host.busy("predict")
         ready = self.window.current is not None and self.panel.model_id() is not None and not busy
@@ -363,3 +375,4 @@ class PredictionController(QObject):
         self.panel.overlay_combo.setEnabled(
             self.window.current is not None and self.window.current.prediction is not None
         )
+        self.compare.update_enabled()

@@ -114,6 +114,11 @@ class ModelPanel(QWidget):
         layout.addStretch(1)
         self._entries: dict[str, object] = {}
 
+    def add_section(self, widget: QWidget) -> None:
+        """Another feature's section, under what Predict found and above the map choice."""
+        layout = self.layout()
+        layout.insertWidget(layout.indexOf(self.result_label) + 1, widget)
+
     def _add_input_rows(self, form: QFormLayout) -> None:
         self.input_combo = QComboBox()
         self.input_combo.setObjectName("inputChannelCombo")
