@@ -108,6 +108,8 @@ def h_maxima(image: np.ndarray, depth: float) -> np.ndarray:
     morphological reconstruction by dilation of ``image - depth`` under ``image`` (OpenCV, on one patch's
     box). scikit-image's h_maxima does the same, but crashed the interpreter on some noisy masks."""
     image = np.ascontiguousarray(image, np.float32)
+    if not np.isfinite(image).all():
+        raise ValueError("h_maxima needs finite heights; the relief holds infinities or NaN")
     marker = image - np.float32(depth)
     kernel = np.ones((3, 3), np.uint8)
     while True:
@@ -130,11 +132,22 @@ def _per_class(mask: np.ndarray, split_one) -> np.ndarray:
     return ids.astype(ids_dtype(offset))
 
 
+def _distance_to_background(binary: np.ndarray) -> np.ndarray:
+    """Each pixel's distance to the nearest background pixel. A class that covers the whole image has none:
+    OpenCV then answers FLT_MAX, which the blur turns into infinities (and the seed search into NaN), so
+    there the distance is to the image's edge instead."""
+    binary = binary.astype(np.uint8)
+    if binary.all():
+        padded = cv2.copyMakeBorder(binary, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        return np.ascontiguousarray(cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1])
+    return cv2.distanceTransform(binary, cv2.DIST_L2, 5)
+
+
 def split_touching(mask: np.ndarray, *, seed_depth: float = DEFAULT_SEED_DEPTH) -> np.ndarray:
     """Objects of a class mask, touching ones split by a distance-transform watershed (the fallback for
     models without a boundary output)."""
     def split_one(binary: np.ndarray):
-        distance = cv2.distanceTransform(binary.astype(np.uint8), cv2.DIST_L2, 5)
+        distance = _distance_to_background(binary)
         # Smoothing keeps one seed per nucleus whose outline is ragged.
         distance = cv2.GaussianBlur(distance, (0, 0), 1.0)
         seeds_in = lambda box, inside: h_maxima(np.where(inside, distance[box], 0), seed_depth)

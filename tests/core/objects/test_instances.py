@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from segstudio.core.objects.instances import (
     connected_objects,
@@ -12,6 +13,9 @@ from segstudio.core.objects.instances import (
     relabel,
     split_touching,
 )
+
+# A NumPy warning here once hid NaN seeds (a class covering the whole image): any warning is a failure.
+pytestmark = pytest.mark.filterwarnings("error")
 
 
 def two_touching_and_one_apart() -> np.ndarray:
@@ -91,3 +95,16 @@ def test_a_region_far_larger_than_a_nucleus_stays_whole_and_quick():
     biggest = np.bincount(patches.ravel())[1:].argmax() + 1
     assert len(np.unique(ids[patches == biggest])) == 1
     assert ids[mask > 0].min() >= 1
+
+
+def test_a_class_covering_the_whole_image_is_one_object_and_two_halves_meeting_at_a_neck_split():
+    full = np.ones((40, 50), np.uint8)  # an untrained model may call every pixel a nucleus
+    ids = split_touching(full)
+    assert ids.max() == 1 and (ids == 1).all()
+    # Two discs that fill the image between them, no background pixel anywhere: still split at the neck.
+    mask = np.zeros((60, 120), np.uint8)
+    cv2.circle(mask, (30, 30), 29, 1, -1)
+    cv2.circle(mask, (90, 30), 29, 1, -1)
+    mask[mask == 0] = 2  # the rest is another class, so class 1 has background only where class 2 is
+    split = split_touching(mask)
+    assert split[30, 30] != split[30, 90] and split[30, 30] and split[30, 90]
