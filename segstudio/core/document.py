@@ -131,17 +131,23 @@ class Document:
         hand_changed = diff.hand_old != diff.hand_new
         return np.array_equal(self.hand[region][hand_changed], diff.hand_new[hand_changed])
 
-    def replace_mask(self, mask: np.ndarray, hand: np.ndarray | None = None) -> None:
-        """Swap in a whole new mask (autosave recovery, a wider mask dtype); not an undoable edit."""
+    def replace_mask(self, mask: np.ndarray, hand: np.ndarray | None = None,
+                     objects: np.ndarray | None = None) -> None:
+        """Swap in a whole new mask (autosave recovery, a wider mask dtype); not an undoable edit.
+
+        ``objects`` is the instance map saved with it; without one, objects are found again from the new
+        mask when asked for."""
         if mask.shape != self.image.shape:
             raise ValueError(f"mask shape {mask.shape} does not match image shape {self.image.shape}")
         if hand is not None and hand.shape != mask.shape:
             raise ValueError(f"hand map shape {hand.shape} does not match mask shape {mask.shape}")
+        if objects is not None and objects.shape != mask.shape:
+            raise ValueError(f"instance map shape {objects.shape} does not match mask shape {mask.shape}")
         # The canvas draws the mask straight from its buffer, row after row.
         self.mask = np.ascontiguousarray(mask)
         if hand is not None:
             self.hand = hand
-        self.objects = None  # found again from the new mask when asked for
+        self.objects = None if objects is None else np.ascontiguousarray(objects, dtype=np.uint32)
 
     # --- prediction ------------------------------------------------------------------------------------
     def prediction_diff(self, labels: np.ndarray, *, replace_all: bool = False) -> Diff | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from PySide6.QtCore import QObject, QPointF, QSettings, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
@@ -23,6 +24,7 @@ from segstudio.core.project import (
     ProjectImage,
     ViewState,
     load_saved_mask,
+    load_saved_objects,
     manifest_path,
     mask_change,
     read_manifest,
@@ -192,10 +194,13 @@ class SessionController(QObject):
         try:
             saved = load_saved_mask(folder, image)
             diff = None if saved is None else mask_change(doc.mask, doc.hand, *saved)
+            objects = load_saved_objects(folder, image, doc.mask.shape)
         except (ProjectError, ValueError) as err:
             return [f"{doc.title}: {err}"]
         if diff is not None:
             doc.push_diff(diff, "Open Project")  # one Undo away from the work the image held before
+        if objects is not None and np.array_equal(objects > 0, doc.mask > 0):
+            doc.set_objects(objects)  # as split and merged then; found afresh from the mask otherwise
         if image.status:
             doc.set_status(ImageStatus(image.status) if image.status in {s.value for s in ImageStatus}
                            else ImageStatus.EDITED)
@@ -247,7 +252,7 @@ class SessionController(QObject):
         if not project.images:
             window.show_error("Nothing to save", "Open an image first; a project lists the images you work on.")
             return False
-        work = [(doc.mask, doc.hand) for doc in window.all_documents()]
+        work = [(doc.mask, doc.hand, doc.model.objects) for doc in window.all_documents()]
         try:
             manifest = save_project(folder, project, work)
         except OSError as err:

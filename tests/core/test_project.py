@@ -14,6 +14,7 @@ from segstudio.core.project import (
     ProjectImage,
     ViewState,
     load_saved_mask,
+    load_saved_objects,
     mask_change,
     mask_file_names,
     read_manifest,
@@ -123,3 +124,24 @@ def test_mask_change_covers_only_what_differs_and_refuses_another_size():
     assert mask_change(mask, hand, new_mask, new_hand) is None
     with pytest.raises(ValueError, match="3 x 3 pixels, the image 12 x 10"):
         mask_change(mask, hand, np.zeros((3, 3), np.uint8), np.zeros((3, 3), bool))
+
+
+def test_objects_are_saved_as_an_instance_tiff_and_come_back_with_their_numbers(tmp_path):
+    work = tmp_path / "work"
+    slide, other = _images(work)
+    mask = np.zeros((6, 8), np.uint8)
+    mask[1:5, 1:7] = 1
+    ids = np.zeros((6, 8), np.uint32)
+    ids[1:5, 1:4], ids[1:5, 4:7] = 7, 70_000  # numbers as edits left them, one beyond uint16
+    project = Project(images=[ProjectImage(slide), ProjectImage(other)])
+    save_project(work / "project", project, [(mask, mask > 0, ids), (mask, mask > 0, None)])
+    loaded = read_manifest(work / "project")
+    assert loaded.images[0].objects == "objects/slide.tif" and loaded.images[1].objects is None
+    assert (work / "project" / "objects" / "slide.tif").exists()
+    np.testing.assert_array_equal(load_saved_objects(work / "project", loaded.images[0], mask.shape), ids)
+    assert load_saved_objects(work / "project", loaded.images[1], mask.shape) is None
+    with pytest.raises(ProjectError, match="objects of slide.tif are 8 x 6 pixels"):
+        load_saved_objects(work / "project", loaded.images[0], (7, 8))
+    (work / "project" / "objects" / "slide.tif").write_bytes(b"not a tiff")
+    with pytest.raises(ProjectError, match="objects of slide.tif cannot be read"):
+        load_saved_objects(work / "project", loaded.images[0], mask.shape)

@@ -31,7 +31,7 @@ def measure_options(doc) -> dict:
 class _FindJob(QThread):
     """Finds (when ``find``) and measures the objects of a snapshot of one document."""
 
-    done = Signal(object, object, object)  # doc, ids, Measurements
+    done = Signal(object, object, object, bool)  # doc, ids, Measurements, whether the ids were found afresh
 
     def __init__(self, doc, find: bool, parent=None) -> None:
         super().__init__(parent)
@@ -46,7 +46,7 @@ class _FindJob(QThread):
         from segstudio.core.objects.instances import split_touching
 
         ids = split_touching(self.mask).astype(np.uint32) if self.find else self.ids
-        self.done.emit(self.doc, ids, measure_objects(ids, self.mask, self.classes, **self.options))
+        self.done.emit(self.doc, ids, measure_objects(ids, self.mask, self.classes, **self.options), self.find)
 
 
 class ObjectsController(QObject):
@@ -60,6 +60,7 @@ class ObjectsController(QObject):
         self.job: _FindJob | None = None
         self._seen_prediction = None
         self._pending: list[tuple[int, int, int, int]] = []
+        self._delivering = False  # a finished job hands its objects to the document
         self.class_id = lambda: 1  # the window hands in the editing tools' active class
         self.overlay = ObjectOverlayItem()
         self.overlay.setVisible(False)
@@ -134,6 +135,7 @@ class ObjectsController(QObject):
         if self.doc is not None:
             self.doc.mask_changed.disconnect(self._on_mask_changed)
             self.doc.mask_replaced.disconnect(self._on_mask_replaced)
+            self.doc.objects_found.disconnect(self._on_objects_found)
         self.doc = doc
         self.table = None
         self.highlight.setVisible(False)
@@ -145,6 +147,7 @@ class ObjectsController(QObject):
             return
         doc.mask_changed.connect(self._on_mask_changed)
         doc.mask_replaced.connect(self._on_mask_replaced)
+        doc.objects_found.connect(self._on_objects_found)
         self._seen_prediction = doc.prediction
         self.panel.set_pixel_size(doc.model.pixel_size_um)
         self.overlay.set_ids(doc.model.objects)
@@ -175,14 +178,20 @@ class ObjectsController(QObject):
         self.window.statusBar().showMessage("Finding objects..." if find else "Measuring objects...")
         self.job.start()
 
-    def _job_done(self, doc, ids, table) -> None:
+    def _job_done(self, doc, ids, table, found) -> None:
         self.job = None
         if doc is not self.doc:
             return
         if not np.array_equal(doc.mask > 0, ids > 0):  # the mask changed meanwhile: find them again
             self.start_job(find=True)
             return
-        doc.model.objects = ids
+        if found:
+            self._delivering = True
+            try:
+                doc.set_objects(ids)
+            finally:
+                self._delivering = False
+            ids = doc.model.objects
         self.table = table
         self.overlay.set_ids(ids)
         self.panel.show_table(table)
@@ -208,9 +217,17 @@ class ObjectsController(QObject):
         self.timer.start()
 
     def _on_mask_replaced(self) -> None:
-        self.overlay.set_ids(None)
-        if self.object_view.isChecked():
-            self.start_job(find=True)
+        objects = self.doc.model.objects  # kept with the mask (restored work) or None: found again
+        self.overlay.set_ids(objects)
+        if objects is not None or self.object_view.isChecked():
+            self.start_job(find=objects is None)
+
+    def _on_objects_found(self) -> None:
+        """Objects found elsewhere (an opened project's): show and measure them."""
+        if self._delivering:
+            return
+        self.overlay.set_ids(self.doc.model.objects)
+        self.start_job(find=False)
 
     def _remeasure(self) -> None:
         if self.doc is None or self.table is None or self.doc.model.objects is None:
