@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QFileDialog, QGraphicsRectItem
 
 from segstudio.core.objects.measure import measure_objects, remeasure, write_csv
 from segstudio.gui.canvas.objects import ObjectOverlayItem
-from segstudio.gui.objects.importing import import_objects
+from segstudio.gui.objects.importing import ObjectImporter
 from segstudio.gui.objects.panel import ObjectsPanel
 from segstudio.gui.objects.tools import DeleteOneObjectTool, MergeObjectsTool, NewObjectTool, SplitObjectTool
 
@@ -80,6 +80,7 @@ class ObjectsController(QObject):
         self.timer.setInterval(REMEASURE_DELAY_MS)
         self.timer.timeout.connect(self._remeasure)
         self._make_actions()
+        self.importer = ObjectImporter(self)
         window.document_changed.connect(self._on_document)
         window.actions.outline_mask.toggled.connect(self.overlay.set_outline_only)
         self.panel.object_activated.connect(self.select_object)
@@ -159,11 +160,20 @@ class ObjectsController(QObject):
         """The current document once its objects are found (tools wait for them); else None and a word why."""
         if self.doc is None:
             return None
+        if self.refused_read_only():
+            return None
         if self.doc.model.objects is None:
             self.find_objects()
             self.window.statusBar().showMessage("Finding the objects of this image first; try again in a moment.")
             return None
         return self.doc
+
+    def refused_read_only(self) -> bool:
+        """True (and the user told why) when another window edits the current image."""
+        if self.doc is None or self.doc.read_only is None:
+            return False
+        self.window.statusBar().showMessage(f"{self.doc.title} is read-only here: {self.doc.read_only}", 15000)
+        return True
 
     def find_objects(self) -> None:
         if self.doc is not None:
@@ -288,7 +298,8 @@ class ObjectsController(QObject):
         return Path(path)
 
     def import_file(self, path: str | Path | None = None) -> bool:
-        if self.doc is None:
+        """Ask for a file (unless given) and start importing it in the background; False if none started."""
+        if self.doc is None or self.refused_read_only():
             return False
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
@@ -296,4 +307,4 @@ class ObjectsController(QObject):
                 "Objects (*.geojson *.json *.zip *.roi *.tif *.tiff);;All files (*)")
             if not path:
                 return False
-        return import_objects(self, Path(path))
+        return self.importer.start(self.doc, Path(path))
