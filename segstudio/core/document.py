@@ -16,7 +16,7 @@ from segstudio.core.edits import Diff
 from segstudio.core.imageio import DisplayPicture, ImageData, to_display_picture
 from segstudio.core.labels import ClassTable, new_mask
 from segstudio.core.objects.editing import ObjectDiff, follow_mask
-from segstudio.core.objects.instances import from_interior, split_touching
+from segstudio.core.objects.instances import find_instances, from_interior
 from segstudio.core.text import printable
 
 Box = tuple[int, int, int, int]  # y0, x0, height, width
@@ -100,8 +100,12 @@ class Document:
         self._objects_follow(diff, diff.apply_ids if isinstance(diff, ObjectDiff) else None)
 
     def find_objects(self, interior: np.ndarray | None = None) -> np.ndarray:
-        """Find the objects of the mask again (seeded from a model's interior map when given); not an edit."""
-        ids = split_touching(self.mask) if interior is None else from_interior(self.mask, interior)
+        """Find the objects of the mask again; not an edit. Seeded from ``interior`` (a model's interior map)
+        when given, else along the last prediction's boundary map when its model has one (find_instances)."""
+        if interior is not None:
+            ids = from_interior(self.mask, interior)
+        else:
+            ids = find_instances(self.mask, getattr(self.prediction, "boundary", None))
         self.objects = np.ascontiguousarray(ids, dtype=np.uint32)
         return self.objects
 

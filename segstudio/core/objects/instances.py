@@ -4,7 +4,10 @@ An instance map holds one id per object (0: background), unique across classes; 
 the class of its pixels in the mask (:func:`object_classes`). Touching objects of one class are split by a
 seeded watershed (scikit-image):
 
-* a model with an interior/boundary output seeds it from the interior channel (:func:`from_interior`):
+* a model with a boundary output (its metadata's ``objects.boundary_channel``) seeds it from the interior,
+  the mask minus the pixels the network called "border between objects" (:func:`from_boundary`), and the
+  seeds grow over the mask up the boundary map, so the cut lies where the network saw the border;
+* a model with an interior output seeds it from the interior channel (:func:`from_interior`):
   each patch the network called "inside an object" grows back to the object's border;
 * any other model falls back to the distance transform of its mask (:func:`split_touching`): the
   centres of round objects are the peaks of the distance to the background, and a neck between two
@@ -20,8 +23,8 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 __all__ = [
-    "ids_dtype", "object_classes", "connected_objects", "split_touching", "from_interior", "relabel",
-    "DEFAULT_SEED_DEPTH",
+    "ids_dtype", "object_classes", "connected_objects", "split_touching", "from_interior", "from_boundary",
+    "find_instances", "relabel", "DEFAULT_SEED_DEPTH",
 ]
 
 # A neck must be this many pixels narrower than the two centres beside it to split them (after a 1 px
@@ -164,3 +167,36 @@ def from_interior(mask: np.ndarray, interior: np.ndarray, *, threshold: float = 
     interior = np.asarray(interior, np.float32)
     seeds_in = lambda box, inside: interior[box] > threshold
     return _per_class(np.asarray(mask), lambda binary: _split_patches(binary, -interior, seeds_in))
+
+
+# Interior patches smaller than this are specks of a noisy boundary map, not the core of an object.
+MIN_SEED_PX = 4
+
+
+def from_boundary(mask: np.ndarray, boundary: np.ndarray, *, threshold: float = 0.5,
+                  min_seed_px: int = MIN_SEED_PX) -> np.ndarray:
+    """Objects of a class mask split where a model's boundary map (probability that a pixel lies on the
+    border between two objects) says: the seeds are the mask's pixels below ``threshold`` (the interiors),
+    one per interior patch of ``min_seed_px`` pixels or more, and each grows over the mask climbing the
+    boundary map, so neighbours meet on the border line. A patch with fewer than two seeds stays whole."""
+    if boundary.shape != mask.shape:
+        raise ValueError(f"boundary map {boundary.shape} and mask {mask.shape} differ in shape")
+    boundary = np.nan_to_num(np.asarray(boundary, np.float32), nan=1.0)
+
+    def seeds_in(box, inside):
+        interior = (boundary[box] < threshold) & inside
+        count, labels = _components(interior)
+        if count < 2 or min_seed_px <= 1:
+            return interior
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        return interior & (sizes[labels] >= min_seed_px)
+
+    return _per_class(np.asarray(mask), lambda binary: _split_patches(binary, boundary, seeds_in))
+
+
+def find_instances(mask: np.ndarray, boundary: np.ndarray | None = None) -> np.ndarray:
+    """The objects of a class mask: split along the model's boundary map when the prediction gave one (and it
+    fits the mask), else by the distance-transform watershed."""
+    if boundary is not None and np.shape(boundary) == np.shape(mask):
+        return from_boundary(mask, boundary)
+    return split_touching(mask)

@@ -306,6 +306,7 @@ def _strip_rows(predictor, source, strip: _Strip, settings, pool, counter, cance
 
 def _summarise(predictor: Predictor, probs) -> tuple[np.ndarray, np.ndarray]:
     """Labels (0 where no tile ran) and uncertainty (-1 there) of a slab of blended probabilities."""
+    probs = probs[: probs.shape[0] - predictor.extra]  # a boundary channel is not a class
     out = Outputs(probs.shape[1], probs.shape[2], predictor._label_lut(probs.shape[0], []))
     out.add(0, probs)
     out.finish()

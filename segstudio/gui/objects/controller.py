@@ -39,13 +39,15 @@ class _FindJob(QThread):
         self.find = find
         self.mask = doc.mask.copy()
         self.ids = None if find else doc.model.objects
+        # A model with a boundary output said where touching objects meet: split there.
+        self.boundary = getattr(doc.prediction, "boundary", None)
         self.options = measure_options(doc)
         self.classes = doc.classes.copy()
 
     def run(self) -> None:
-        from segstudio.core.objects.instances import split_touching
+        from segstudio.core.objects.instances import find_instances
 
-        ids = split_touching(self.mask).astype(np.uint32) if self.find else self.ids
+        ids = find_instances(self.mask, self.boundary).astype(np.uint32) if self.find else self.ids
         self.done.emit(self.doc, ids, measure_objects(ids, self.mask, self.classes, **self.options), self.find)
 
 
