@@ -24,7 +24,7 @@ from skimage.segmentation import watershed
 
 __all__ = [
     "ids_dtype", "object_classes", "connected_objects", "split_touching", "from_interior", "from_boundary",
-    "find_instances", "relabel", "DEFAULT_SEED_DEPTH",
+    "find_instances", "boundary_target", "relabel", "DEFAULT_SEED_DEPTH",
 ]
 
 # A neck must be this many pixels narrower than the two centres beside it to split them (after a 1 px
@@ -200,3 +200,17 @@ def find_instances(mask: np.ndarray, boundary: np.ndarray | None = None) -> np.n
     if boundary is not None and np.shape(boundary) == np.shape(mask):
         return from_boundary(mask, boundary)
     return split_touching(mask)
+
+
+def boundary_target(ids: np.ndarray) -> np.ndarray:
+    """What a boundary output learns from an instance map: the object pixels that touch another object or the
+    background (8-neighbourhood), i.e. a one-pixel rim round each object and a two-pixel line where two
+    objects meet. The mask minus this is each object's interior, the seed of ``from_boundary``."""
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"an instance map is 2-D, not {ids.shape}")
+    work = ids.astype(np.float32)  # exact for ids below 2**24; OpenCV's min/max filters need floats
+    kernel = np.ones((3, 3), np.uint8)
+    highest = cv2.dilate(work, kernel, borderType=cv2.BORDER_REPLICATE)
+    lowest = cv2.erode(work, kernel, borderType=cv2.BORDER_REPLICATE)
+    return (ids > 0) & (highest != lowest)
