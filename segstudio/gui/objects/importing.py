@@ -75,6 +75,7 @@ class ObjectImporter(QObject):
         self.thread = _ReadThread(Path(path), tuple(doc.mask.shape), doc.classes.copy(), self)
         self.thread.progress.connect(self.progress.update_progress)
         self.thread.done.connect(self._done)
+        self.window.statusBar().clearMessage()  # a message shown over the progress would hide its title
         self.progress.start(f"Importing objects from {printable(Path(path).name)}", 0)
         self.thread.start()
         return True
