@@ -209,6 +209,14 @@ class ObjectsController(QObject):
         self.panel.show_table(table)
         self.window.statusBar().showMessage(f"{len(table.rows)} objects in {doc.title}", 5000)
 
+    def shutdown(self) -> None:
+        """The window closes: stop an import (nothing is added to a closing window) and let the threads end."""
+        self.importer.cancel()
+        if self.importer.thread is not None:
+            self.importer.thread.wait()
+        if self.job is not None:
+            self.job.wait()
+
     def wait(self) -> None:
         """Block until a running find/measure job has delivered (for scripts and tests)."""
         while self.job is not None:

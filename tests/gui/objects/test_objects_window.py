@@ -181,3 +181,22 @@ def test_importing_a_file_that_is_not_geojson_names_the_file_and_the_reason(wind
     assert "annotations.geojson" in window.last_error
     assert "not GeoJSON" in window.last_error and "Topology" in window.last_error
     assert doc.undo_stack.count() == 0
+
+
+def test_closing_the_window_during_an_import_stops_it(window, doc, tmp_path, monkeypatch):
+    import time
+
+    from segstudio.core.objects.formats import geojson
+
+    square = [[10, 10], [20, 10], [20, 20], [10, 20], [10, 10]]
+    path = tmp_path / "slow.geojson"
+    path.write_text(json.dumps([{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square]}}] * 400))
+    _answer_open_dialog(monkeypatch, path)
+    real_rings = geojson._rings
+    monkeypatch.setattr(geojson, "_rings", lambda *args: time.sleep(0.02) or real_rings(*args))  # 8 s in all
+    window.objects.import_action.trigger()
+    thread = window.objects.importer.thread
+    started = time.monotonic()
+    window.close()
+    assert thread.isFinished() and time.monotonic() - started < 5  # stopped, not read to the end
+    assert not doc.mask[15, 15] and doc.undo_stack.count() == 0
