@@ -199,12 +199,16 @@ class SessionController(QObject):
             return [f"{doc.title}: {err}"]
         if diff is not None:
             doc.push_diff(diff, "Open Project")  # one Undo away from the work the image held before
+        problems = []
         if objects is not None and np.array_equal(objects > 0, doc.mask > 0):
-            doc.set_objects(objects)  # as split and merged then; found afresh from the mask otherwise
+            doc.set_objects(objects)  # as split and merged then
+        elif objects is not None:
+            problems.append(f"{doc.title}: its objects ({image.objects}) do not cover the same pixels as its mask; "
+                            "they will be found afresh from the mask")
         if image.status:
             doc.set_status(ImageStatus(image.status) if image.status in {s.value for s in ImageStatus}
                            else ImageStatus.EDITED)
-        return []
+        return problems
 
     # --- the last session ----------------------------------------------------------------------
     def offer_last_session(self) -> QMessageBox | None:

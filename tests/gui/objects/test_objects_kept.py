@@ -162,3 +162,26 @@ def test_a_saved_project_opens_with_its_objects_as_edited(make_window, image, qt
     np.testing.assert_array_equal(again.current.model.objects, edited)
     again.objects.wait()
     assert len(again.objects.table.rows) == 4
+
+
+def test_a_projects_objects_that_no_longer_fit_its_mask_are_named_and_found_afresh(make_window, image, tmp_path,
+                                                                                   monkeypatch):
+    import tifffile
+
+    from segstudio.gui import session as session_module
+
+    window = make_window()
+    open_cells(window, image)
+    object_view_on(window)
+    folder = tmp_path / "project"
+    monkeypatch.setattr(session_module.QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(folder))
+    window.actions.save_project.trigger()
+    window.close()
+    window.editing.autosave.store.discard(image)
+    tifffile.imwrite(folder / "objects" / "cells.tif", np.zeros((100, 120), np.uint16))  # changed elsewhere
+
+    again = make_window()
+    again.actions.open_project.trigger()
+    assert "cells.png" in again.last_error and "objects/cells.tif" in again.last_error
+    assert "found afresh" in again.last_error
+    assert again.current.model.objects is None  # not the file's: Object View finds them from the mask
