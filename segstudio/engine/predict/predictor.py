@@ -137,7 +137,8 @@ class Predictor:
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Blended class probabilities band by band: yields (first_row, float32 (classes, rows, W)).
+        """Blended class probabilities band by band: yields (first_row, float32 (classes, rows, W)); a model
+        with a boundary output adds its border probability as the last channel.
 
         Bands come top to bottom and cover the image once, so a caller can stream per-class probability
         maps of a huge image to disk. There is no out-of-memory fallback here; predict() has one.
