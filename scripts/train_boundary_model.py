@@ -92,8 +92,13 @@ def batches(pool, batch: int, crop: int, rng: np.random.Generator, augment):
         yield torch.stack(xs), torch.stack(ys), torch.stack(bs), torch.stack(ws)
 
 
-def start_model(base_width: int):
-    """A 3-output U-Net with the bundled model's weights where they fit (its two classes' rows included)."""
+def start_model(base_width: int, start: Path | None = None):
+    """A 3-output U-Net with the bundled model's weights where they fit (its two classes' rows included), or
+    a model this script wrote before (``start``), to train further."""
+    if start is not None:
+        model, _meta = load_checkpoint(start)
+        print(f"continuing from {start}", flush=True)
+        return model
     model = build_model("unet", in_channels=1, num_classes=3, base_channels=base_width, depth=4)
     try:
         bundled, _meta = ModelLibrary().load("nuclei-unet", device="cpu")
@@ -163,6 +168,7 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-images", type=int, default=40, help="held-out images for object F1")
     parser.add_argument("--out", type=Path, required=True, help="folder for the new model (never resources/)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--start", type=Path, metavar="CHECKPOINT", help="train further a model this script wrote")
     parser.add_argument("--score-only", type=Path, metavar="CHECKPOINT",
                         help="only score a model this script wrote (object F1 against the bundled model)")
     args = parser.parse_args(argv)
@@ -178,7 +184,7 @@ def main(argv=None) -> int:
     print(f"generating {args.pool} training images...", flush=True)
     pool = make_pool(args.pool, 256, base.TRAIN_SEED)
     print(f"  done in {time.time() - started:.0f} s", flush=True)
-    model = start_model(args.base)
+    model = start_model(args.base, args.start)
     minutes = train(model, pool, args)
     meta = base.ModelMeta(
         name="nuclei-unet", version=1, arch="unet", config=dict(model.config), classes=base.CLASSES, in_channels=1,
