@@ -164,7 +164,7 @@ def _write_outputs(args, out_dir: Path, stem: str, result, meta, bar, path: Path
         confidence = np.rint(result.confidence.astype(np.float32) * 255.0).astype(np.uint8)
         _write_png(out_dir / f"{stem}_confidence.png", confidence)
     if args.objects:
-        found = _write_objects(out_dir / f"{stem}_objects.tif", result.labels, meta)
+        found = _write_objects(out_dir / f"{stem}_objects.tif", result.labels, meta, result.boundary)
         bar.report(f"{path.name}: {count(found, 'object')}")
 
 
@@ -320,13 +320,14 @@ class ProgressBar:
             self._drawn = 0
 
 
-def _write_objects(path: Path, labels: np.ndarray, meta) -> int:
-    """The instance TIFF beside a class mask; returns how many objects it holds."""
+def _write_objects(path: Path, labels: np.ndarray, meta, boundary: np.ndarray | None = None) -> int:
+    """The instance TIFF beside a class mask, touching objects split along the model's boundary map when it
+    has one; returns how many objects it holds."""
     from segstudio.core.labels import ClassTable
     from segstudio.core.objects.formats import layer_from_mask, write_objects
-    from segstudio.core.objects.instances import split_touching
+    from segstudio.core.objects.instances import find_instances
 
-    ids = split_touching(labels)
+    ids = find_instances(labels, boundary)
     try:
         classes = ClassTable.from_list(meta.classes)
     except (ValueError, TypeError, KeyError):  # a model without a usable class list: name them by id

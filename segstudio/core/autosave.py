@@ -82,6 +82,7 @@ class AutosaveRecord:
     extra: dict = field(default_factory=dict)
     saved_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     image_path: Path | None = None
+    objects: np.ndarray | None = None  # the instance map (object ids), when objects had been found
 
 
 class AutosaveStore:
@@ -89,9 +90,10 @@ class AutosaveStore:
 
     Each image is keyed by a hash of its resolved path and, for the second and later pages of a
     multi-page file, the page number: every page keeps its own mask. Page 0's key is the path's alone,
-    as in autosaves written before pages had their own. An entry is one .npz (mask, hand map and a JSON
-    header with classes and extra fields, written atomically, so it is always self-consistent) plus a
-    small .json index naming the image and the session that saved it.
+    as in autosaves written before pages had their own. An entry is one .npz (mask, hand map, the
+    instance map once objects were found and edited, and a JSON header with classes and extra fields,
+    written atomically, so it is always self-consistent) plus a small .json index naming the image and
+    the session that saved it.
 
     A running session holds an OS lock on its marker file in sessions/. end_session() deletes the
     marker. A marker that still exists but whose lock can be taken belongs to a session that died,
@@ -242,14 +244,25 @@ class AutosaveStore:
         *,
         extra: dict | None = None,
         page: int = 0,
+        objects: np.ndarray | None = None,
     ) -> Path:
-        """Autosave one image page's work atomically; return the data file. Raises SaveError on failure."""
+        """Autosave one image page's work atomically; return the data file. Raises SaveError on failure.
+
+        ``objects``, the instance map, is kept with the mask when given, so object edits (split, merge,
+        delete one, new object) come back as they were rather than found afresh from the mask."""
         mask = np.asarray(mask)
         if mask.ndim != 2 or mask.dtype.kind not in "ui":
             raise ValueError(f"an autosaved mask must be a 2-D integer array, got {mask.dtype} {mask.shape}")
         hand = np.zeros(mask.shape, bool) if hand is None else np.asarray(hand, dtype=bool)
         if hand.shape != mask.shape:
             raise ValueError(f"hand map shape {hand.shape} differs from mask shape {mask.shape}")
+        arrays = {"mask": mask, "hand": hand}
+        if objects is not None:
+            objects = np.asarray(objects)
+            if objects.shape != mask.shape or objects.dtype.kind != "u":
+                raise ValueError(f"an instance map must be unsigned ids of the mask's shape {mask.shape}, "
+                                 f"got {objects.dtype} {objects.shape}")
+            arrays["objects"] = objects
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -274,7 +287,7 @@ class AutosaveStore:
 
         data_path = self.data_path(image_path, page)
         with atomic_open(data_path, "wb") as handle:
-            np.savez_compressed(handle, mask=mask, hand=hand, header=np.frombuffer(header_bytes, np.uint8))
+            np.savez_compressed(handle, **arrays, header=np.frombuffer(header_bytes, np.uint8))
         atomic_write_json(
             self._index_path(image_path, page),
             {"image": image, "page": int(page), "saved_at": header["saved_at"], "session": header["session"]},
@@ -289,6 +302,7 @@ class AutosaveStore:
         try:
             with np.load(data_path, allow_pickle=False) as archive:
                 mask, hand = archive["mask"], archive["hand"]
+                objects = archive["objects"] if "objects" in archive.files else None
                 header = json.loads(archive["header"].tobytes().decode("utf-8"))
             if header.get("format") != self.FORMAT:
                 raise ValueError("not a segstudio autosave")
@@ -300,8 +314,10 @@ class AutosaveStore:
             raise ValueError(f"Cannot read autosave {data_path} of {image_path}: {exc}") from exc
         if mask.ndim != 2 or hand.shape != mask.shape:
             raise ValueError(f"Cannot read autosave {data_path} of {image_path}: mask and hand map do not match")
+        if objects is not None and (objects.shape != mask.shape or objects.dtype.kind != "u"):
+            raise ValueError(f"Cannot read autosave {data_path} of {image_path}: the objects do not fit the mask")
         return AutosaveRecord(mask, classes, hand.astype(bool), header.get("extra", {}), saved_at,
-                              Path(header["image"]))
+                              Path(header["image"]), objects)
 
     def discard(self, image_path: os.PathLike | str) -> None:
         """Forget the autosaved work on every page of an image."""

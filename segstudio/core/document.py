@@ -16,7 +16,7 @@ from segstudio.core.edits import Diff
 from segstudio.core.imageio import DisplayPicture, ImageData, to_display_picture
 from segstudio.core.labels import ClassTable, new_mask
 from segstudio.core.objects.editing import ObjectDiff, follow_mask
-from segstudio.core.objects.instances import from_interior, split_touching
+from segstudio.core.objects.instances import find_instances, from_interior
 from segstudio.core.text import printable
 
 Box = tuple[int, int, int, int]  # y0, x0, height, width
@@ -100,8 +100,12 @@ class Document:
         self._objects_follow(diff, diff.apply_ids if isinstance(diff, ObjectDiff) else None)
 
     def find_objects(self, interior: np.ndarray | None = None) -> np.ndarray:
-        """Find the objects of the mask again (seeded from a model's interior map when given); not an edit."""
-        ids = split_touching(self.mask) if interior is None else from_interior(self.mask, interior)
+        """Find the objects of the mask again; not an edit. Seeded from ``interior`` (a model's interior map)
+        when given, else along the last prediction's boundary map when its model has one (find_instances)."""
+        if interior is not None:
+            ids = from_interior(self.mask, interior)
+        else:
+            ids = find_instances(self.mask, getattr(self.prediction, "boundary", None))
         self.objects = np.ascontiguousarray(ids, dtype=np.uint32)
         return self.objects
 
@@ -131,17 +135,23 @@ class Document:
         hand_changed = diff.hand_old != diff.hand_new
         return np.array_equal(self.hand[region][hand_changed], diff.hand_new[hand_changed])
 
-    def replace_mask(self, mask: np.ndarray, hand: np.ndarray | None = None) -> None:
-        """Swap in a whole new mask (autosave recovery, a wider mask dtype); not an undoable edit."""
+    def replace_mask(self, mask: np.ndarray, hand: np.ndarray | None = None,
+                     objects: np.ndarray | None = None) -> None:
+        """Swap in a whole new mask (autosave recovery, a wider mask dtype); not an undoable edit.
+
+        ``objects`` is the instance map saved with it; without one, objects are found again from the new
+        mask when asked for."""
         if mask.shape != self.image.shape:
             raise ValueError(f"mask shape {mask.shape} does not match image shape {self.image.shape}")
         if hand is not None and hand.shape != mask.shape:
             raise ValueError(f"hand map shape {hand.shape} does not match mask shape {mask.shape}")
+        if objects is not None and objects.shape != mask.shape:
+            raise ValueError(f"instance map shape {objects.shape} does not match mask shape {mask.shape}")
         # The canvas draws the mask straight from its buffer, row after row.
         self.mask = np.ascontiguousarray(mask)
         if hand is not None:
             self.hand = hand
-        self.objects = None  # found again from the new mask when asked for
+        self.objects = None if objects is None else np.ascontiguousarray(objects, dtype=np.uint32)
 
     # --- prediction ------------------------------------------------------------------------------------
     def prediction_diff(self, labels: np.ndarray, *, replace_all: bool = False) -> Diff | None:

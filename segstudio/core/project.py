@@ -1,7 +1,8 @@
 """A project: the images a user works on, their masks, the class table, the model and the view, in one folder.
 
 The folder holds ``segstudio-project.json`` (the manifest), the masks the project saved (``masks/``,
-``hand/``) and each whole slide's chunked labels (``slides/<name>.zarr``, ``slides/<name>.hand.zarr``).
+``hand/``, and ``objects/``: instance TIFFs, which Fiji and QuPath open too, for images whose objects
+were found) and each whole slide's chunked labels (``slides/<name>.zarr``, ``slides/<name>.hand.zarr``).
 Images are listed by a path relative to the folder where one exists, so a folder moved to another machine
 together with its images opens there, and by the absolute path as a fallback for images that stayed where
 they were. The same manifest, without mask files, records the last session: the images and slides that
@@ -32,6 +33,7 @@ MANIFEST_NAME = "segstudio-project.json"
 MASKS_FOLDER = "masks"
 HAND_FOLDER = "hand"
 SLIDES_FOLDER = "slides"
+OBJECTS_FOLDER = "objects"
 
 
 class ProjectError(ValueError):
@@ -58,6 +60,7 @@ class ProjectImage:
     mask: str | None = None  # e.g. "masks/slide.png"; None when the mask is elsewhere (the autosave)
     hand: str | None = None
     absolute: Path | None = None  # where the image was when the project was saved
+    objects: str | None = None  # e.g. "objects/slide.tif", the instance map; None when none was found
 
 
 @dataclass
@@ -153,6 +156,7 @@ def _image_record(image: ProjectImage, folder: Path | None) -> dict[str, Any]:
         "status": image.status,
         "mask": image.mask,
         "hand": image.hand,
+        "objects": image.objects,
     }
 
 
@@ -170,10 +174,11 @@ def mask_file_names(images: list[tuple[Path, int]]) -> list[str]:
     return names
 
 
-def save_project(folder: os.PathLike | str, project: Project, work: list[tuple[np.ndarray, np.ndarray]],
+def save_project(folder: os.PathLike | str, project: Project, work: list[tuple],
                  slide_labels: list[tuple[Path, Path]] = ()) -> Path:
-    """Write each image's (mask, hand map) from ``work`` and each slide's label folders from ``slide_labels``
-    (its labels and hand map as saved, copied) into the folder, then the manifest naming them.
+    """Write each image's (mask, hand map[, instance map or None]) from ``work`` and each slide's label
+    folders from ``slide_labels`` (its labels and hand map as saved, copied) into the folder, then the
+    manifest naming them.
 
     The manifest goes last, so a save that fails part-way leaves the previous manifest, which names only
     masks that exist. Raises SaveError (an OSError naming the file) when a file cannot be written.
@@ -188,15 +193,21 @@ def save_project(folder: os.PathLike | str, project: Project, work: list[tuple[n
     if len(work) != len(project.images):
         raise ValueError(f"{len(work)} masks for {len(project.images)} images")
     names = mask_file_names([(image.path, image.page) for image in project.images])
-    for image, name, (mask, hand) in zip(project.images, names, work):
+    for image, name, (mask, hand, *objects) in zip(project.images, names, work):
+        ids = objects[0] if objects else None
         image.mask, image.hand = f"{MASKS_FOLDER}/{name}", f"{HAND_FOLDER}/{name}"
-        for sub in (MASKS_FOLDER, HAND_FOLDER):
+        image.objects = None if ids is None else f"{OBJECTS_FOLDER}/{Path(name).stem}.tif"
+        for sub in (MASKS_FOLDER, HAND_FOLDER) + ((OBJECTS_FOLDER,) if ids is not None else ()):
             try:
                 (folder / sub).mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise save_error(folder / sub, exc) from exc
         save_mask_png(folder / image.mask, mask)
         save_mask_png(folder / image.hand, np.asarray(hand, dtype=bool))
+        if ids is not None:
+            from segstudio.core.objects.formats import layer_from_mask, tiff
+
+            tiff.write(folder / image.objects, layer_from_mask(ids, mask, project.classes))
     return write_manifest(folder, project)
 
 
@@ -233,6 +244,23 @@ def load_saved_mask(folder: os.PathLike | str, image: ProjectImage) -> tuple[np.
     if hand.shape != mask.shape:
         raise ProjectError(manifest_path(folder), f"the mask and hand-painted map of {image.path.name} differ in size")
     return mask, hand
+
+
+def load_saved_objects(folder: os.PathLike | str, image: ProjectImage, shape: tuple[int, int]) -> np.ndarray | None:
+    """The instance map the project saved for an image; None when it saved none. ProjectError if unusable."""
+    if image.objects is None:
+        return None
+    from segstudio.core.objects.formats import ObjectFileError, tiff
+
+    try:
+        ids = tiff.read(Path(folder) / image.objects).ids
+    except ObjectFileError as exc:
+        raise ProjectError(manifest_path(folder), f"the objects of {image.path.name} cannot be read: "
+                                                  f"{exc.reason}") from None
+    if ids.shape != tuple(shape):
+        raise ProjectError(manifest_path(folder), f"the objects of {image.path.name} are {ids.shape[1]} x "
+                                                  f"{ids.shape[0]} pixels, the image {shape[1]} x {shape[0]}")
+    return ids
 
 
 # --- reading -------------------------------------------------------------------------------------------
@@ -309,6 +337,7 @@ def _image_from(entry: Any, position: int, folder: Path) -> ProjectImage:
         status=entry.get("status") if isinstance(entry.get("status"), str) else None,
         mask=_inside(entry.get("mask"), f"{where}'s mask"),
         hand=_inside(entry.get("hand"), f"{where}'s hand-painted map"),
+        objects=_inside(entry.get("objects"), f"{where}'s objects"),
         absolute=Path(absolute) if isinstance(absolute, str) and absolute else None,
     )
 

@@ -217,5 +217,6 @@ class MainWindow(QMainWindow):
         self.session.save_on_quit()
         self.model_host.shutdown()
         self.exporting.shutdown()
+        self.objects.shutdown()
         self.training.shutdown()
         super().closeEvent(event)

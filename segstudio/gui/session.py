@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import shiboken6
 from PySide6.QtCore import QObject, QPointF, QSettings, Qt, Signal
 from PySide6.QtGui import QAction
@@ -25,6 +26,7 @@ from segstudio.core.project import (
     ProjectSlide,
     ViewState,
     load_saved_mask,
+    load_saved_objects,
     manifest_path,
     mask_change,
     read_manifest,
@@ -208,14 +210,21 @@ class SessionController(QObject):
         try:
             saved = load_saved_mask(folder, image)
             diff = None if saved is None else mask_change(doc.mask, doc.hand, *saved)
+            objects = load_saved_objects(folder, image, doc.mask.shape)
         except (ProjectError, ValueError) as err:
             return [f"{doc.title}: {err}"]
         if diff is not None:
             doc.push_diff(diff, "Open Project")  # one Undo away from the work the image held before
+        problems = []
+        if objects is not None and np.array_equal(objects > 0, doc.mask > 0):
+            doc.set_objects(objects)  # as split and merged then
+        elif objects is not None:
+            problems.append(f"{doc.title}: its objects ({image.objects}) do not cover the same pixels as its mask; "
+                            "they will be found afresh from the mask")
         if image.status:
             doc.set_status(ImageStatus(image.status) if image.status in {s.value for s in ImageStatus}
                            else ImageStatus.EDITED)
-        return []
+        return problems
 
     def _bring_back_slide(self, project: Project, slide: ProjectSlide, folder: Path | None) -> list[str]:
         """Open a slide in its window (its labels come from the autosave), show its view and, from a
@@ -286,7 +295,7 @@ class SessionController(QObject):
         if not project.images and not project.slides:
             window.show_error("Nothing to save", "Open an image first; a project lists the images you work on.")
             return False
-        work = [(doc.mask, doc.hand) for doc in window.all_documents()]
+        work = [(doc.mask, doc.hand, doc.model.objects) for doc in window.all_documents()]
         slide_labels = []
         for slide_window in self._slide_windows():  # the same windows, in the same order, as the snapshot's
             slide_window.doc.save_and_wait()

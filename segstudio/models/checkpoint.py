@@ -72,6 +72,9 @@ class ModelMeta:
     # {"kind": "he", "stain_vectors": [...]} derives the hematoxylin channel of an H&E slide by colour
     # deconvolution; {"kind": "channels", "channels": [0, 2]} picks image channels.
     input: dict = field(default_factory=dict)
+    # What the network gives for objects besides the classes: {"boundary_channel": k} names its last output
+    # as the probability of a border between objects (engine.predict, core.objects.instances.from_boundary).
+    objects: dict = field(default_factory=dict)
 
     @property
     def id(self) -> str:

@@ -202,6 +202,20 @@ def check_input(value: Any) -> dict:
     return value
 
 
+def check_objects(value: Any, config: dict) -> dict:
+    """``{"boundary_channel": k}``: output k, the last one, is the probability of an object border (a sigmoid,
+    not one of the classes), which seeds the watershed that splits touching objects."""
+    objects = _mapping("objects", value)
+    if "boundary_channel" not in objects or objects["boundary_channel"] is None:
+        return objects
+    channel = _integer("objects.boundary_channel", objects["boundary_channel"], 1, MAX_CLASSES)
+    outputs = config.get("num_classes")
+    if outputs is not None and channel != outputs - 1:
+        raise MetadataError(f"objects.boundary_channel is {channel}, but it must be the network's last output "
+                            f"({outputs - 1}), after the classes")
+    return {**objects, "boundary_channel": channel}
+
+
 def check_meta(data: Any) -> dict:
     """The fields ModelMeta reads, checked and normalised (classes given as names become dicts)."""
     if not isinstance(data, dict):
@@ -225,6 +239,8 @@ def check_meta(data: Any) -> dict:
         out["in_channels"] = _integer("in_channels", data["in_channels"], 1, MAX_IN_CHANNELS)
     if "input" in data:
         out["input"] = check_input(data["input"])
+    if "objects" in data:
+        out["objects"] = check_objects(data["objects"], out["config"])
     for key in ("normalisation", "training", "metrics", "postprocess", "expects"):
         if key in data:
             out[key] = _mapping(key, data[key])

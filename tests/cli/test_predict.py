@@ -166,6 +166,7 @@ def test_an_unknown_model_stops_before_any_work(tmp_path, slides, capsys):
     assert not out.exists()
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # an untrained model's all-nucleus mask once gave NaN seeds
 def test_objects_flag_writes_an_instance_tiff_beside_each_mask(model_file, slides, tmp_path):
     import tifffile
 
@@ -176,3 +177,17 @@ def test_objects_flag_writes_an_instance_tiff_beside_each_mask(model_file, slide
     ids = tifffile.imread(out / "a_objects.tif")
     assert ids.dtype == np.uint16 and ids.shape == mask.shape
     assert np.array_equal(ids > 0, mask > 0)  # every labelled pixel is in an object, background in none
+
+
+def test_objects_of_a_model_with_a_boundary_output_are_split_along_its_border(tmp_path, monkeypatch):
+    import tifffile
+
+    from tests.engine.predict import boundary_net
+
+    model = boundary_net.save(tmp_path / "borders.safetensors", monkeypatch)
+    image = tmp_path / "pair.png"
+    cv2.imwrite(str(image), boundary_net.two_touching_squares())
+    out = tmp_path / "out"
+    assert _run(str(image), "--model", str(model), "--out", str(out), "--tile", "32", "--objects") == 0
+    ids = tifffile.imread(out / "pair_objects.tif")
+    assert ids.max() == 2 and ids[30, 25] != ids[30, 55]  # the distance transform alone makes one rectangle

@@ -229,3 +229,23 @@ def test_a_claim_held_by_another_process_is_refused_and_ends_with_that_process(t
         holder.kill()
         holder.wait()
     assert store.claim_image(image)  # the OS dropped the killed process's lock
+
+
+def test_the_instance_map_is_kept_with_the_mask_and_a_damaged_one_is_reported(tmp_path, rng):
+    store = AutosaveStore(tmp_path / "autosave")
+    image = tmp_path / "cells.tif"
+    mask, classes, hand = _work(rng)
+    ids = np.where(mask > 0, rng.integers(1, 70_000, mask.shape), 0).astype(np.uint32)  # beyond uint16
+    store.save(image, mask, classes, hand, objects=ids)
+    np.testing.assert_array_equal(store.load(image).objects, ids)
+    store.save(image, mask, classes, hand)  # objects never found: none kept
+    assert store.load(image).objects is None
+    with pytest.raises(ValueError, match="instance map"):
+        store.save(image, mask, classes, hand, objects=ids[:-1])
+    with np.load(store.data_path(image)) as archive:
+        parts = dict(archive)
+    parts["objects"] = ids[:, :-1]
+    with open(store.data_path(image), "wb") as handle:
+        np.savez_compressed(handle, **parts)
+    with pytest.raises(ValueError, match="objects do not fit"):
+        store.load(image)

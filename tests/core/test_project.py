@@ -15,6 +15,7 @@ from segstudio.core.project import (
     ProjectSlide,
     ViewState,
     load_saved_mask,
+    load_saved_objects,
     mask_change,
     mask_file_names,
     read_manifest,
@@ -147,3 +148,24 @@ def test_a_project_keeps_its_slides_labels_and_opens_them_after_the_folder_moves
     assert (folder / got.labels / "c" / "0" / "0").read_bytes() == b"changed later"
     assert (folder / got.hand / "zarr.json").read_bytes() == b"chunk"
     assert sorted(p.name for p in (folder / "slides").iterdir()) == ["slide.hand.zarr", "slide.zarr"]
+
+
+def test_objects_are_saved_as_an_instance_tiff_and_come_back_with_their_numbers(tmp_path):
+    work = tmp_path / "work"
+    slide, other = _images(work)
+    mask = np.zeros((6, 8), np.uint8)
+    mask[1:5, 1:7] = 1
+    ids = np.zeros((6, 8), np.uint32)
+    ids[1:5, 1:4], ids[1:5, 4:7] = 7, 70_000  # numbers as edits left them, one beyond uint16
+    project = Project(images=[ProjectImage(slide), ProjectImage(other)])
+    save_project(work / "project", project, [(mask, mask > 0, ids), (mask, mask > 0, None)])
+    loaded = read_manifest(work / "project")
+    assert loaded.images[0].objects == "objects/slide.tif" and loaded.images[1].objects is None
+    assert (work / "project" / "objects" / "slide.tif").exists()
+    np.testing.assert_array_equal(load_saved_objects(work / "project", loaded.images[0], mask.shape), ids)
+    assert load_saved_objects(work / "project", loaded.images[1], mask.shape) is None
+    with pytest.raises(ProjectError, match="objects of slide.tif are 8 x 6 pixels"):
+        load_saved_objects(work / "project", loaded.images[0], (7, 8))
+    (work / "project" / "objects" / "slide.tif").write_bytes(b"not a tiff")
+    with pytest.raises(ProjectError, match="objects of slide.tif cannot be read"):
+        load_saved_objects(work / "project", loaded.images[0], mask.shape)

@@ -4,7 +4,10 @@ An instance map holds one id per object (0: background), unique across classes; 
 the class of its pixels in the mask (:func:`object_classes`). Touching objects of one class are split by a
 seeded watershed (scikit-image):
 
-* a model with an interior/boundary output seeds it from the interior channel (:func:`from_interior`):
+* a model with a boundary output (its metadata's ``objects.boundary_channel``) seeds it from the interior,
+  the mask minus the pixels the network called "border between objects" (:func:`from_boundary`), and the
+  seeds grow over the mask up the boundary map, so the cut lies where the network saw the border;
+* a model with an interior output seeds it from the interior channel (:func:`from_interior`):
   each patch the network called "inside an object" grows back to the object's border;
 * any other model falls back to the distance transform of its mask (:func:`split_touching`): the
   centres of round objects are the peaks of the distance to the background, and a neck between two
@@ -20,8 +23,8 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 __all__ = [
-    "ids_dtype", "object_classes", "connected_objects", "split_touching", "from_interior", "relabel",
-    "DEFAULT_SEED_DEPTH",
+    "ids_dtype", "object_classes", "connected_objects", "split_touching", "from_interior", "from_boundary",
+    "find_instances", "boundary_target", "relabel", "DEFAULT_SEED_DEPTH",
 ]
 
 # A neck must be this many pixels narrower than the two centres beside it to split them (after a 1 px
@@ -108,6 +111,8 @@ def h_maxima(image: np.ndarray, depth: float) -> np.ndarray:
     morphological reconstruction by dilation of ``image - depth`` under ``image`` (OpenCV, on one patch's
     box). scikit-image's h_maxima does the same, but crashed the interpreter on some noisy masks."""
     image = np.ascontiguousarray(image, np.float32)
+    if not np.isfinite(image).all():
+        raise ValueError("h_maxima needs finite heights; the relief holds infinities or NaN")
     marker = image - np.float32(depth)
     kernel = np.ones((3, 3), np.uint8)
     while True:
@@ -130,11 +135,22 @@ def _per_class(mask: np.ndarray, split_one) -> np.ndarray:
     return ids.astype(ids_dtype(offset))
 
 
+def _distance_to_background(binary: np.ndarray) -> np.ndarray:
+    """Each pixel's distance to the nearest background pixel. A class that covers the whole image has none:
+    OpenCV then answers FLT_MAX, which the blur turns into infinities (and the seed search into NaN), so
+    there the distance is to the image's edge instead."""
+    binary = binary.astype(np.uint8)
+    if binary.all():
+        padded = cv2.copyMakeBorder(binary, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        return np.ascontiguousarray(cv2.distanceTransform(padded, cv2.DIST_L2, 5)[1:-1, 1:-1])
+    return cv2.distanceTransform(binary, cv2.DIST_L2, 5)
+
+
 def split_touching(mask: np.ndarray, *, seed_depth: float = DEFAULT_SEED_DEPTH) -> np.ndarray:
     """Objects of a class mask, touching ones split by a distance-transform watershed (the fallback for
     models without a boundary output)."""
     def split_one(binary: np.ndarray):
-        distance = cv2.distanceTransform(binary.astype(np.uint8), cv2.DIST_L2, 5)
+        distance = _distance_to_background(binary)
         # Smoothing keeps one seed per nucleus whose outline is ragged.
         distance = cv2.GaussianBlur(distance, (0, 0), 1.0)
         seeds_in = lambda box, inside: h_maxima(np.where(inside, distance[box], 0), seed_depth)
@@ -151,3 +167,50 @@ def from_interior(mask: np.ndarray, interior: np.ndarray, *, threshold: float = 
     interior = np.asarray(interior, np.float32)
     seeds_in = lambda box, inside: interior[box] > threshold
     return _per_class(np.asarray(mask), lambda binary: _split_patches(binary, -interior, seeds_in))
+
+
+# Interior patches smaller than this are specks of a noisy boundary map, not the core of an object.
+MIN_SEED_PX = 4
+
+
+def from_boundary(mask: np.ndarray, boundary: np.ndarray, *, threshold: float = 0.5,
+                  min_seed_px: int = MIN_SEED_PX) -> np.ndarray:
+    """Objects of a class mask split where a model's boundary map (probability that a pixel lies on the
+    border between two objects) says: the seeds are the mask's pixels below ``threshold`` (the interiors),
+    one per interior patch of ``min_seed_px`` pixels or more, and each grows over the mask climbing the
+    boundary map, so neighbours meet on the border line. A patch with fewer than two seeds stays whole."""
+    if boundary.shape != mask.shape:
+        raise ValueError(f"boundary map {boundary.shape} and mask {mask.shape} differ in shape")
+    boundary = np.nan_to_num(np.asarray(boundary, np.float32), nan=1.0)
+
+    def seeds_in(box, inside):
+        interior = (boundary[box] < threshold) & inside
+        count, labels = _components(interior)
+        if count < 2 or min_seed_px <= 1:
+            return interior
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)
+        return interior & (sizes[labels] >= min_seed_px)
+
+    return _per_class(np.asarray(mask), lambda binary: _split_patches(binary, boundary, seeds_in))
+
+
+def find_instances(mask: np.ndarray, boundary: np.ndarray | None = None) -> np.ndarray:
+    """The objects of a class mask: split along the model's boundary map when the prediction gave one (and it
+    fits the mask), else by the distance-transform watershed."""
+    if boundary is not None and np.shape(boundary) == np.shape(mask):
+        return from_boundary(mask, boundary)
+    return split_touching(mask)
+
+
+def boundary_target(ids: np.ndarray) -> np.ndarray:
+    """What a boundary output learns from an instance map: the object pixels that touch another object or the
+    background (8-neighbourhood), i.e. a one-pixel rim round each object and a two-pixel line where two
+    objects meet. The mask minus this is each object's interior, the seed of ``from_boundary``."""
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"an instance map is 2-D, not {ids.shape}")
+    work = ids.astype(np.float32)  # exact for ids below 2**24; OpenCV's min/max filters need floats
+    kernel = np.ones((3, 3), np.uint8)
+    highest = cv2.dilate(work, kernel, borderType=cv2.BORDER_REPLICATE)
+    lowest = cv2.erode(work, kernel, borderType=cv2.BORDER_REPLICATE)
+    return (ids > 0) & (highest != lowest)

@@ -1,4 +1,6 @@
-"""What a prediction gives back: per pixel the label, its probability and the normalised entropy.
+"""What a prediction gives back: per pixel the label, its probability and the normalised entropy, and for a
+model with a boundary output (its metadata's ``objects.boundary_channel``) the probability that a pixel
+lies on the border between objects, which seeds the watershed that splits touching ones.
 
 Blended probabilities arrive slab by slab and are summarised at once, on the host (numpy) or on the
 device where they were blended, so the image-sized outputs are the only per-pixel arrays that grow with
@@ -21,6 +23,7 @@ class PredictResult:
     notes: list[str] = field(default_factory=list)
     device: str = "cpu"
     tiles: int = 0
+    boundary: np.ndarray | None = None  # (H, W) float16: probability of an object border, for boundary models
 
 
 class Outputs:
@@ -30,8 +33,11 @@ class Outputs:
     the GPU keeps computing while earlier rows travel to the host.
     """
 
-    def __init__(self, height: int, width: int, lut: np.ndarray | None):
+    def __init__(self, height: int, width: int, lut: np.ndarray | None, extra: int = 0):
+        """``extra``: channels after the classes (a boundary probability), kept as a map, not summarised."""
         largest_id = int(lut.max()) if lut is not None else None
+        self.extra = extra
+        self.boundary = None
         self._lut_ids = lut
         self._largest = largest_id
         self.labels = self.confidence = self.uncertainty = None
@@ -45,14 +51,20 @@ class Outputs:
         self.labels = np.zeros((self.height, self.width), dtype)
         self.confidence = np.zeros((self.height, self.width), np.float16)
         self.uncertainty = np.zeros((self.height, self.width), np.float16)
+        if self.extra:
+            self.boundary = np.zeros((self.height, self.width), np.float16)
         self._lut = self._lut_ids.astype(dtype) if self._lut_ids is not None else None
 
     def add(self, row: int, probs) -> None:
+        extra = probs[probs.shape[0] - self.extra:] if self.extra else None
+        probs = probs[:probs.shape[0] - self.extra]
         if self.labels is None:
             self._make(probs.shape[0])
         rows = slice(row, row + probs.shape[1])
         if not isinstance(probs, torch.Tensor):
             _summarise_into(probs, self._lut, self.labels[rows], self.confidence[rows], self.uncertainty[rows])
+            if extra is not None:
+                _store_half(self.boundary[rows], np.ascontiguousarray(extra[0]))
             return
         if self._lut is not None and not isinstance(self._lut, torch.Tensor):
             # uint8 ids stay uint8 on the device; larger ids travel as int32
@@ -60,6 +72,8 @@ class Outputs:
             self._lut = torch.from_numpy(ids).to(probs.device)
         with torch.inference_mode():
             summary = _summarise_tensor(probs, self._lut)
+            if extra is not None:
+                summary = (*summary, extra[0].half())
             if probs.device.type == "cuda":
                 host = [t.to("cpu", non_blocking=True) for t in summary]
                 ready = torch.cuda.Event()
@@ -71,10 +85,12 @@ class Outputs:
             self._store(rows, [t.cpu() for t in summary])
 
     def _store(self, rows: slice, host) -> None:
-        labels, confidence, uncertainty = (t.numpy() for t in host)
+        labels, confidence, uncertainty, *boundary = (t.numpy() for t in host)
         self.labels[rows] = labels  # int32 ids (more than 255) fit the uint16 labels
         self.confidence[rows] = confidence
         self.uncertainty[rows] = uncertainty
+        if boundary:
+            self.boundary[rows] = boundary[0]
 
     def finish(self) -> None:
         for rows, host, ready in self._in_transit:

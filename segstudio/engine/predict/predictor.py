@@ -76,6 +76,8 @@ class Predictor:
         self.normalisation = dict(getattr(meta, "normalisation", None) or DEFAULT_NORMALISATION)
         classes = getattr(meta, "classes", None) or []
         self.class_ids = [int(c["id"]) for c in classes] or None
+        # Output channels after the classes: a boundary probability (sigmoid), not a class (softmax).
+        self.extra = 1 if boundary_channel(meta) is not None else 0
 
     @property
     def device_label(self) -> str:
@@ -156,7 +158,8 @@ class Predictor:
         progress: ProgressCallback | None = None,
         cancel: CancelCallback | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Blended class probabilities band by band: yields (first_row, float32 (classes, rows, W)).
+        """Blended class probabilities band by band: yields (first_row, float32 (classes, rows, W)); a model
+        with a boundary output adds its border probability as the last channel.
 
         Bands come top to bottom and cover the image once, so a caller can stream per-class probability
         maps of a huge image to disk. There is no out-of-memory fallback here; predict() has one.
@@ -168,7 +171,8 @@ class Predictor:
         source = ModelInput(pixels, self.in_channels, self.normalisation, definition)
         plan = plan_tiles(source.height, source.width, settings.tile, settings.overlap, settings.align)
         with keep_host_memory():
-            run = _TiledRun(self.model, source, plan, settings.batch_for(self.device.type), self.device, settings)
+            run = _TiledRun(self.model, source, plan, settings.batch_for(self.device.type), self.device, settings,
+                            extra=self.extra)
             for row, probs in run.bands(progress, cancel):
                 # The slab is a view into the blending band, which moves on: give the caller its own copy.
                 if isinstance(probs, torch.Tensor):
@@ -190,16 +194,18 @@ class Predictor:
         out = None
         try:
             with keep_host_memory():
-                run = _TiledRun(model, source, plan, batch, device, settings)
+                run = _TiledRun(model, source, plan, batch, device, settings, extra=self.extra)
                 for row, probs in run.bands(progress, cancel):
                     if out is None:
-                        out = Outputs(source.height, source.width, self._label_lut(probs.shape[0], notes))
+                        lut = self._label_lut(probs.shape[0] - self.extra, notes)
+                        out = Outputs(source.height, source.width, lut, self.extra)
                     out.add(row, probs)
                 out.finish()
         finally:
             if device != self.device:
                 place_model(self.model, self.device)
-        return PredictResult(out.labels, out.confidence, out.uncertainty, notes, str(device), plan.count)
+        return PredictResult(out.labels, out.confidence, out.uncertainty, notes, str(device), plan.count,
+                             out.boundary)
 
     def _label_lut(self, classes: int, notes: list[str]) -> np.ndarray | None:
         """Output channel -> class id, when the model's metadata names the classes."""
@@ -218,8 +224,9 @@ class _TiledRun:
     """One pass of a model over an image's tiles, yielding blended probabilities top to bottom."""
 
     def __init__(self, model, source: ModelInput, plan: TilePlan, batch_size: int, device: torch.device,
-                 settings: PredictSettings):
+                 settings: PredictSettings, *, extra: int = 0):
         self.model, self.source, self.plan, self.device = model, source, plan, device
+        self.extra = extra  # output channels after the classes, each a sigmoid probability
         self.factors = BlendFactors(plan, settings.sigma_scale, device)
         origins = plan.origins
         self.batches = [origins[i : i + batch_size] for i in range(0, len(origins), batch_size)]
@@ -263,7 +270,7 @@ class _TiledRun:
         else:
             tiles = np.stack([self.source.region(*self.plan.source_index(y, x)) for y, x in batch])
         return _launch(self.model, tiles, self.device, self.factors.for_batch(batch), self.precision,
-                       to_host=bool(self.to_host))
+                       to_host=bool(self.to_host), extra=self.extra)
 
     def _blend(self, batch: list[tuple[int, int]], shares) -> Iterator[tuple[int, Any]]:
         """Release the rows no tile of `batch` reaches, then add the batch's shares to the band."""
@@ -301,7 +308,7 @@ def _scaled_on_device(source: ModelInput, raw: np.ndarray, device: torch.device)
     return x
 
 
-def _launch(model, tiles, device, factors, precision, to_host: bool) -> Callable[[], Any]:
+def _launch(model, tiles, device, factors, precision, to_host: bool, extra: int = 0) -> Callable[[], Any]:
     """Start a batch (a numpy array, or a tensor already on the device); the returned callable waits for
     it and gives each tile's share of the blend.
 
@@ -318,7 +325,7 @@ def _launch(model, tiles, device, factors, precision, to_host: bool) -> Callable
             "(N, classes, H, W) at the input size"
         )
     with torch.inference_mode():
-        probs = _probabilities(logits.float())
+        probs = _probabilities(logits.float(), extra)
         probs *= factors
         return _hand_over(probs, device, to_host)
 
@@ -342,11 +349,26 @@ def _upload(tiles: np.ndarray, device: torch.device) -> torch.Tensor:
     return x
 
 
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+def _probabilities(logits: torch.Tensor, extra: int = 0) -> torch.Tensor:
+    """Class probabilities (softmax; a single logit is a foreground score), then the ``extra`` channels
+    after the classes each through a sigmoid (a boundary probability)."""
+    if extra:
+        if logits.shape[1] <= extra:
+            raise ValueError(f"the model returned {logits.shape[1]} channels; its metadata declares {extra} "
+                             "boundary channel(s) after the classes")
+        classes = _probabilities(logits[:, :-extra])
+        return torch.cat([classes, torch.sigmoid(logits[:, -extra:])], dim=1)
     if logits.shape[1] == 1:  # a single logit is a foreground score
         foreground = torch.sigmoid(logits)
         return torch.cat([1.0 - foreground, foreground], dim=1)
     return torch.softmax(logits, dim=1)
+
+
+def boundary_channel(meta: Any) -> int | None:
+    """The output channel a model's metadata declares as its object-boundary map (after the classes)."""
+    objects = getattr(meta, "objects", None) or {}
+    channel = objects.get("boundary_channel") if isinstance(objects, dict) else None
+    return int(channel) if channel is not None else None
 
 
 def _hand_over(probs: torch.Tensor, device: torch.device, to_host: bool) -> Callable[[], Any]:

@@ -322,6 +322,7 @@ def _summarise(predictor: Predictor, probs) -> tuple[np.ndarray, np.ndarray]:
     """Labels (0 where no tile ran) and uncertainty of a slab of blended probabilities; the uncertainty is
     -1 where some tile over the pixel was left out (glass), since its probabilities there do not sum to 1
     and their entropy would read as doubt."""
+    probs = probs[: probs.shape[0] - predictor.extra]  # a boundary channel is not a class
     out = Outputs(probs.shape[1], probs.shape[2], predictor._label_lut(probs.shape[0], []))
     out.add(0, probs)
     out.finish()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from segstudio.engine.predict import Predictor, PredictSettings
+from segstudio.engine.predict.predictor import boundary_channel
 from segstudio.engine.training.data import LabelledImage
 from segstudio.engine.training.errors import TrainingCancelled
 from segstudio.engine.training.objective import segmentation_loss
@@ -66,7 +67,8 @@ class Evaluator:
                  amp_dtype: torch.dtype | None, whole_max_pixels: int, amp: bool):
         self.meta = meta
         self.classes = classes
-        self.num_classes = num_classes
+        # The classes' outputs: a boundary output declared after them is a border map, not a class.
+        self.num_classes = num_classes - (boundary_channel(meta) is not None)
         self.device = device
         self.amp_dtype = amp_dtype
         self.whole_max_pixels = whole_max_pixels
@@ -88,7 +90,7 @@ class Evaluator:
                 labels = self._predictor_for(model).predict(item.raw, self._predict_settings()).labels
                 pred = torch.from_numpy(np.asarray(labels).astype(np.int64)).to(self.device)
             else:
-                logits = self._forward_whole(model, item.image)
+                logits = self._forward_whole(model, item.image)[:, :k]
                 loss_sum += float(segmentation_loss(logits, target[None]).item())
                 loss_n += 1
                 pred = logits.argmax(dim=1)[0]

@@ -318,7 +318,8 @@ def _train_step(s: _Session, run: _Run, emit, x, y, w, t_epoch: float) -> bool:
         group["lr"] = lr
     with torch.autocast(s.device.type, dtype=s.amp or torch.float32, enabled=s.amp is not None):
         logits = s.net(x)
-    loss = segmentation_loss(logits, y, w, dice_weight=s.config.dice_weight)
+    # Classes only: a boundary output (metadata objects.boundary_channel) is left as the parent learnt it.
+    loss = segmentation_loss(logits[:, :s.evaluator.num_classes], y, w, dice_weight=s.config.dice_weight)
     s.optimizer.zero_grad(set_to_none=True)
     s.scaler.scale(loss).backward()
     s.scaler.step(s.optimizer)

@@ -1,4 +1,5 @@
-"""What fine-tuning optimises: weighted cross-entropy + soft Dice, and the learning-rate schedule."""
+"""What fine-tuning optimises: weighted cross-entropy + soft Dice (and, for a model with a boundary output,
+binary cross-entropy + Dice of the borders between objects), and the learning-rate schedule."""
 from __future__ import annotations
 
 import math
@@ -30,6 +31,23 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.
         dice = (2.0 * inter + smooth) / (denom + smooth)
         loss = loss + dice_weight * (1.0 - dice.mean())
     return loss
+
+
+def boundary_loss(logit: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None,
+                  *, smooth: float = 1.0) -> torch.Tensor:
+    """Weighted binary cross-entropy + soft Dice of a boundary logit (N, H, W) against its target (0/1).
+
+    Borders are a few per cent of the pixels: Dice keeps the network from learning "never a border",
+    which cross-entropy alone rewards. ``weight`` as in segmentation_loss."""
+    logit, target = logit.float(), target.float()
+    if weight is None:
+        weight = torch.ones_like(target)
+    bce = F.binary_cross_entropy_with_logits(logit, target, reduction="none")
+    loss = (bce * weight).sum() / weight.sum().clamp_min(1e-6)
+    prob = torch.sigmoid(logit)
+    inter = (prob * target * weight).sum()
+    denom = ((prob + target) * weight).sum()
+    return loss + (1.0 - (2.0 * inter + smooth) / (denom + smooth))
 
 
 def learning_rate_at(step: int, total: int, base: float) -> float:

@@ -17,6 +17,7 @@ from torch import nn
 
 from segstudio.core import paths
 from segstudio.core.words import count
+from segstudio.engine.predict.predictor import boundary_channel
 from segstudio.engine.training.config import TrainConfig
 from segstudio.engine.training.errors import TrainingError
 
@@ -98,7 +99,8 @@ def child_meta(parent_meta, version: int, config: TrainConfig, record: RunRecord
         parent_meta,
         name=record.name,
         version=int(version),
-        classes=classes_for_outputs(record.classes, parent_meta.classes, parent_meta.num_classes),
+        classes=classes_for_outputs(record.classes, parent_meta.classes,
+                                    parent_meta.num_classes - (boundary_channel(parent_meta) is not None)),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         parent=parent_meta.id,
         training={

@@ -50,6 +50,7 @@ class _SaveJob:
     classes: object
     extra: dict
     token: tuple
+    objects: np.ndarray | None = None
     error: str | None = None
     handled: bool = False
     done: threading.Event = field(default_factory=threading.Event)
@@ -57,6 +58,13 @@ class _SaveJob:
 
 def _html_name(name) -> str:
     return html.escape(printable(name))
+
+
+def _compact(ids: np.ndarray | None) -> np.ndarray | None:
+    """A copy of the instance map for saving: two bytes a pixel while the ids fit (they mostly do)."""
+    if ids is None:
+        return None
+    return ids.astype(np.uint16) if int(ids.max(initial=0)) < 2**16 else ids.copy()
 
 
 def _describe_time(saved_at) -> str:
@@ -192,6 +200,8 @@ class AutosaveController(QObject):
         doc.undo_stack.cleanChanged.connect(lambda clean, d=doc: None if clean else self.schedule(d))
         # Status alone (e.g. exported) changes no pixel, but a restored image should come back with it.
         doc.status_changed.connect(lambda _s, d=doc: self.schedule(d, force=True))
+        # Objects found afresh replace the saved ones (their splits and merges) without an undo step.
+        doc.objects_found.connect(lambda d=doc: self.schedule(d, force=True))
 
     def restore(self, doc: ImageDocument) -> bool:
         """Load the autosaved work for a just-opened image page, if there is any that fits it."""
@@ -217,7 +227,8 @@ class AutosaveController(QObject):
         mask = record.mask
         if mask.dtype not in (np.uint8, np.uint16):
             mask = mask.astype(self.classes.table.mask_dtype)
-        doc.replace_mask(np.array(mask, copy=True), np.array(record.hand, dtype=bool, copy=True))
+        doc.replace_mask(np.array(mask, copy=True), np.array(record.hand, dtype=bool, copy=True),
+                         record.objects)
         try:
             doc.set_status(ImageStatus(extra.get("status", ImageStatus.EDITED.value)))
         except ValueError:
@@ -383,7 +394,7 @@ class AutosaveController(QObject):
         self._forced.discard(doc)
         return _SaveJob(doc=doc, title=doc.title, path=doc.path, mask=doc.mask.copy(), hand=doc.hand.copy(),
                         classes=type(self.classes.table).from_list(self.classes.table.to_list()),
-                        extra=extra, token=self._state_token(doc))
+                        extra=extra, token=self._state_token(doc), objects=_compact(doc.model.objects))
 
     def _state_token(self, doc: ImageDocument) -> tuple:
         """What the saved state is: the undo position (and its command, since indices are reused) and classes."""
@@ -394,7 +405,8 @@ class AutosaveController(QObject):
 
     def _write(self, job: _SaveJob) -> None:
         try:
-            self.store.save(job.path, job.mask, job.classes, job.hand, extra=job.extra, page=job.extra["page"])
+            self.store.save(job.path, job.mask, job.classes, job.hand, extra=job.extra, page=job.extra["page"],
+                            objects=job.objects)
         except OSError as err:
             job.error = str(err)
         except Exception as err:  # never let a bad save kill the worker silently

@@ -39,6 +39,7 @@ class ImageDocument(QObject):
     status_changed = Signal(str)
     classes_changed = Signal()
     display_changed = Signal()  # other channels are shown
+    objects_found = Signal()  # the instance map was found afresh (not an edit: no undo step)
     notice = Signal(str)  # something the user should read in the status bar
 
     def __init__(self, image: ImageData, classes: ClassTable | None = None, parent: QObject | None = None, *,
@@ -156,6 +157,12 @@ class ImageDocument(QObject):
         self.undo_stack.push(MaskEditCommand(self, diff, text))
         self.notify_region(diff.y0, diff.x0, *diff.shape)
 
-    def replace_mask(self, mask: np.ndarray, hand: np.ndarray | None = None) -> None:
-        self.model.replace_mask(mask, hand)
+    def replace_mask(self, mask: np.ndarray, hand: np.ndarray | None = None,
+                     objects: np.ndarray | None = None) -> None:
+        self.model.replace_mask(mask, hand, objects)
         self.mask_replaced.emit()
+
+    def set_objects(self, ids: np.ndarray) -> None:
+        """Take a freshly found instance map (Object View, Find Objects Again, an opened project)."""
+        self.model.objects = np.ascontiguousarray(ids, dtype=np.uint32)
+        self.objects_found.emit()

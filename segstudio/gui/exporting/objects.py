@@ -27,16 +27,17 @@ class ObjectsExportThread(QThread):
         self.fmt, self.target = fmt, target
         self.mask = doc.mask.copy()
         self.ids = None if doc.model.objects is None else doc.model.objects.copy()
+        self.boundary = getattr(doc.prediction, "boundary", None)
         self.classes = doc.classes.copy()
         self.pixels = doc.image.pixels
         self.pixel_size_um = doc.model.pixel_size_um
         self.image_name = doc.path.name
 
     def run(self) -> None:
-        from segstudio.core.objects.instances import split_touching
+        from segstudio.core.objects.instances import find_instances
 
         try:
-            ids = self.ids if self.ids is not None else split_touching(self.mask)
+            ids = self.ids if self.ids is not None else find_instances(self.mask, self.boundary)
             write_objects(self.fmt, self.target, layer_from_mask(ids, self.mask, self.classes), self.classes,
                           pixels=self.pixels, pixel_size_um=self.pixel_size_um, image_name=self.image_name)
         except (OSError, ValueError) as err:

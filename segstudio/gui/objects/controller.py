@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QFileDialog, QGraphicsRectItem
 
 from segstudio.core.objects.measure import measure_objects, remeasure, write_csv
 from segstudio.gui.canvas.objects import ObjectOverlayItem
-from segstudio.gui.objects.importing import import_objects
+from segstudio.gui.objects.importing import ObjectImporter
 from segstudio.gui.objects.panel import ObjectsPanel
 from segstudio.gui.objects.tools import DeleteOneObjectTool, MergeObjectsTool, NewObjectTool, SplitObjectTool
 
@@ -31,7 +31,7 @@ def measure_options(doc) -> dict:
 class _FindJob(QThread):
     """Finds (when ``find``) and measures the objects of a snapshot of one document."""
 
-    done = Signal(object, object, object)  # doc, ids, Measurements
+    done = Signal(object, object, object, bool)  # doc, ids, Measurements, whether the ids were found afresh
 
     def __init__(self, doc, find: bool, parent=None) -> None:
         super().__init__(parent)
@@ -39,14 +39,16 @@ class _FindJob(QThread):
         self.find = find
         self.mask = doc.mask.copy()
         self.ids = None if find else doc.model.objects
+        # A model with a boundary output said where touching objects meet: split there.
+        self.boundary = getattr(doc.prediction, "boundary", None)
         self.options = measure_options(doc)
         self.classes = doc.classes.copy()
 
     def run(self) -> None:
-        from segstudio.core.objects.instances import split_touching
+        from segstudio.core.objects.instances import find_instances
 
-        ids = split_touching(self.mask).astype(np.uint32) if self.find else self.ids
-        self.done.emit(self.doc, ids, measure_objects(ids, self.mask, self.classes, **self.options))
+        ids = find_instances(self.mask, self.boundary).astype(np.uint32) if self.find else self.ids
+        self.done.emit(self.doc, ids, measure_objects(ids, self.mask, self.classes, **self.options), self.find)
 
 
 class ObjectsController(QObject):
@@ -60,6 +62,7 @@ class ObjectsController(QObject):
         self.job: _FindJob | None = None
         self._seen_prediction = None
         self._pending: list[tuple[int, int, int, int]] = []
+        self._delivering = False  # a finished job hands its objects to the document
         self.class_id = lambda: 1  # the window hands in the editing tools' active class
         self.overlay = ObjectOverlayItem()
         self.overlay.setVisible(False)
@@ -82,6 +85,7 @@ class ObjectsController(QObject):
         self.timer.setInterval(REMEASURE_DELAY_MS)
         self.timer.timeout.connect(self._remeasure)
         self._make_actions()
+        self.importer = ObjectImporter(self)
         window.document_changed.connect(self._on_document)
         window.actions.outline_mask.toggled.connect(self.overlay.set_outline_only)
         self.panel.object_activated.connect(self.select_object)
@@ -137,6 +141,7 @@ class ObjectsController(QObject):
         if self.doc is not None:
             self.doc.mask_changed.disconnect(self._on_mask_changed)
             self.doc.mask_replaced.disconnect(self._on_mask_replaced)
+            self.doc.objects_found.disconnect(self._on_objects_found)
         self.doc = doc
         self.table = None
         self.highlight.setVisible(False)
@@ -148,6 +153,7 @@ class ObjectsController(QObject):
             return
         doc.mask_changed.connect(self._on_mask_changed)
         doc.mask_replaced.connect(self._on_mask_replaced)
+        doc.objects_found.connect(self._on_objects_found)
         self._seen_prediction = doc.prediction
         self.panel.set_pixel_size(doc.model.pixel_size_um)
         self.overlay.set_ids(doc.model.objects)
@@ -159,11 +165,20 @@ class ObjectsController(QObject):
         """The current document once its objects are found (tools wait for them); else None and a word why."""
         if self.doc is None:
             return None
+        if self.refused_read_only():
+            return None
         if self.doc.model.objects is None:
             self.find_objects()
             self.window.statusBar().showMessage("Finding the objects of this image first; try again in a moment.")
             return None
         return self.doc
+
+    def refused_read_only(self) -> bool:
+        """True (and the user told why) when another window edits the current image."""
+        if self.doc is None or self.doc.read_only is None:
+            return False
+        self.window.statusBar().showMessage(f"{self.doc.title} is read-only here: {self.doc.read_only}", 15000)
+        return True
 
     def find_objects(self) -> None:
         if self.doc is not None:
@@ -179,18 +194,32 @@ class ObjectsController(QObject):
         self.window.statusBar().showMessage("Finding objects..." if find else "Measuring objects...")
         self.job.start()
 
-    def _job_done(self, doc, ids, table) -> None:
+    def _job_done(self, doc, ids, table, found) -> None:
         self.job = None
         if doc is not self.doc:
             return
         if not np.array_equal(doc.mask > 0, ids > 0):  # the mask changed meanwhile: find them again
             self.start_job(find=True)
             return
-        doc.model.objects = ids
+        if found:
+            self._delivering = True
+            try:
+                doc.set_objects(ids)
+            finally:
+                self._delivering = False
+            ids = doc.model.objects
         self.table = table
         self.overlay.set_ids(ids)
         self.panel.show_table(table)
         self.window.statusBar().showMessage(f"{len(table.rows)} objects in {doc.title}", 5000)
+
+    def shutdown(self) -> None:
+        """The window closes: stop an import (nothing is added to a closing window) and let the threads end."""
+        self.importer.cancel()
+        if self.importer.thread is not None:
+            self.importer.thread.wait()
+        if self.job is not None:
+            self.job.wait()
 
     def wait(self) -> None:
         """Block until a running find/measure job has delivered (for scripts and tests)."""
@@ -212,9 +241,17 @@ class ObjectsController(QObject):
         self.timer.start()
 
     def _on_mask_replaced(self) -> None:
-        self.overlay.set_ids(None)
-        if self.object_view.isChecked():
-            self.start_job(find=True)
+        objects = self.doc.model.objects  # kept with the mask (restored work) or None: found again
+        self.overlay.set_ids(objects)
+        if objects is not None or self.object_view.isChecked():
+            self.start_job(find=objects is None)
+
+    def _on_objects_found(self) -> None:
+        """Objects found elsewhere (an opened project's): show and measure them."""
+        if self._delivering:
+            return
+        self.overlay.set_ids(self.doc.model.objects)
+        self.start_job(find=False)
 
     def _remeasure(self) -> None:
         if self.doc is None or self.table is None or self.doc.model.objects is None:
@@ -277,7 +314,8 @@ class ObjectsController(QObject):
         return Path(path)
 
     def import_file(self, path: str | Path | None = None) -> bool:
-        if self.doc is None:
+        """Ask for a file (unless given) and start importing it in the background; False if none started."""
+        if self.doc is None or self.refused_read_only():
             return False
         if path is None:
             path, _ = QFileDialog.getOpenFileName(
@@ -285,4 +323,4 @@ class ObjectsController(QObject):
                 "Objects (*.geojson *.json *.zip *.roi *.tif *.tiff);;All files (*)")
             if not path:
                 return False
-        return import_objects(self, Path(path))
+        return self.importer.start(self.doc, Path(path))

@@ -132,7 +132,7 @@ def test_imagej_zip_holds_one_named_roi_per_object(tmp_path, classes):
 def test_broken_files_are_named_with_the_reason(tmp_path):
     bad = tmp_path / "broken.geojson"
     bad.write_text("{not json")
-    with pytest.raises(ObjectFileError, match="broken.geojson.*not readable as GeoJSON"):
+    with pytest.raises(ObjectFileError, match="broken.geojson: not valid JSON: .* at line 1, column 2"):
         read_objects(bad, shape=(10, 10))
     with pytest.raises(ObjectFileError, match="not a file of objects"):
         read_objects(tmp_path / "notes.txt")
@@ -157,3 +157,46 @@ def test_omezarr_records_pixel_size_and_the_image(tmp_path, classes):
     # Writing again over the same folder replaces it whole, leaving no temporary folder behind.
     write_objects("omezarr", path, layer_from_mask(connected_objects(mask), mask, classes), classes)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slide.ome.zarr"]
+
+
+SQUARE = [[1, 1], [5, 1], [5, 5], [1, 5], [1, 1]]
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ({"type": "Topology", "objects": {}}, "not GeoJSON: expected a FeatureCollection, a Feature or a geometry, "
+                                          "found an object of type 'Topology'"),
+    ({"cells": []}, "found an object with the keys cells"),
+    ({"type": "FeatureCollection", "features": {"a": 1}}, "has no list of features"),
+    ([{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [SQUARE]}}, "cell"],
+     "item 2 is a str, not a GeoJSON feature"),
+    ([{"type": "Feature", "geometry": {"type": "Circle", "radius": 3}}], "feature 1 has a geometry of unknown type"),
+    ([{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[1, 2, 3]]}}],
+     "feature 1 has a ring that is not a list of \\[x, y\\] points"),
+    ([{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[["a", 1], [2, 2], [3, 1]]]}}],
+     "feature 1 has a ring that is not a list"),
+    ({"type": "Polygon", "coordinates": [[[1, 1], [5, 1], [5, 1e999], [1, 1]]]}, "not finite numbers"),
+    ({"type": "Polygon", "coordinates": [[[100, 100], [150, 100], [150, 150], [100, 100]]]},
+     "none of its 1 objects lies on the image \\(10 x 10 pixels\\)"),
+])
+def test_malformed_geojson_is_refused_naming_the_file_and_what_is_wrong(tmp_path, content, reason):
+    path = tmp_path / "from_qupath.geojson"
+    path.write_text(json.dumps(content))
+    with pytest.raises(ObjectFileError, match=f"from_qupath.geojson: .*{reason}"):
+        read_objects(path, shape=(10, 10))
+
+
+def test_geojson_reading_reports_progress_and_stops_when_cancelled(tmp_path):
+    from segstudio.core.objects.formats import ObjectsCancelled
+
+    features = [{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+        [[x, y], [x + 2, y], [x + 2, y + 2], [x, y + 2], [x, y]]]}} for x in range(0, 40, 4) for y in range(0, 40, 4)]
+    path = tmp_path / "many.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    seen = []
+    layer = read_objects(path, shape=(40, 40), progress=lambda done, total: seen.append((done, total)))
+    assert layer.ids.max() == 100
+    assert seen[-1] == (200, 200) and [d for d, _ in seen] == sorted(d for d, _ in seen)
+    asked = []
+    with pytest.raises(ObjectsCancelled):
+        read_objects(path, shape=(40, 40), cancelled=lambda: asked.append(1) or len(asked) > 30)
+    assert len(asked) == 31  # it stopped at the first check after the answer turned

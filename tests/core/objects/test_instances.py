@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 from segstudio.core.objects.instances import (
     connected_objects,
@@ -12,6 +13,9 @@ from segstudio.core.objects.instances import (
     relabel,
     split_touching,
 )
+
+# A NumPy warning here once hid NaN seeds (a class covering the whole image): any warning is a failure.
+pytestmark = pytest.mark.filterwarnings("error")
 
 
 def two_touching_and_one_apart() -> np.ndarray:
@@ -91,3 +95,35 @@ def test_a_region_far_larger_than_a_nucleus_stays_whole_and_quick():
     biggest = np.bincount(patches.ravel())[1:].argmax() + 1
     assert len(np.unique(ids[patches == biggest])) == 1
     assert ids[mask > 0].min() >= 1
+
+
+def test_a_class_covering_the_whole_image_is_one_object_and_two_halves_meeting_at_a_neck_split():
+    full = np.ones((40, 50), np.uint8)  # an untrained model may call every pixel a nucleus
+    ids = split_touching(full)
+    assert ids.max() == 1 and (ids == 1).all()
+    # Two discs that fill the image between them, no background pixel anywhere: still split at the neck.
+    mask = np.zeros((60, 120), np.uint8)
+    cv2.circle(mask, (30, 30), 29, 1, -1)
+    cv2.circle(mask, (90, 30), 29, 1, -1)
+    mask[mask == 0] = 2  # the rest is another class, so class 1 has background only where class 2 is
+    split = split_touching(mask)
+    assert split[30, 30] != split[30, 90] and split[30, 30] and split[30, 90]
+
+
+def test_the_boundary_target_is_each_objects_rim_and_a_two_pixel_line_where_two_meet():
+    from segstudio.core.objects.instances import boundary_target, from_boundary
+
+    ids = np.zeros((12, 20), np.int32)
+    ids[2:10, 2:10], ids[2:10, 10:18] = 1, 2  # two squares side by side: one rectangle in the class mask
+    target = boundary_target(ids)
+    assert target[5, 9] and target[5, 10]  # the line where they meet, one pixel on each side
+    assert target[2, 5] and target[5, 2] and not target[5, 5] and not target[5, 14]
+    assert not target[0, 0]  # background is never a border
+    edge = np.zeros((6, 6), np.int32)
+    edge[:, :3] = 1  # an object cut by the image edge has no border along the edge
+    assert not boundary_target(edge)[:, 0].any() and boundary_target(edge)[1, 2]
+    # Learnt perfectly, the border map gives the objects back exactly.
+    mask = (ids > 0).astype(np.uint8)
+    split = from_boundary(mask, target.astype(np.float32))
+    assert split.max() == 2 and np.array_equal(relabel(split) > 0, ids > 0)
+    assert len({(a, b) for a, b in zip(ids[ids > 0], split[ids > 0])}) == 2  # pixel for pixel the same pair

@@ -34,3 +34,17 @@ def test_learning_rate_warms_up_then_decays_to_a_twentieth():
     assert all(a <= b for a, b in zip(rates[:warm], rates[1:warm + 1]))  # rising during warm-up
     assert all(a >= b for a, b in zip(rates[warm:], rates[warm + 1:]))  # then never rising
     assert rates[-1] == base * 0.05
+
+
+def test_boundary_loss_rewards_the_border_and_ignores_pixels_weighted_zero():
+    from segstudio.engine.training.objective import boundary_loss
+
+    target = torch.zeros(1, 8, 8)
+    target[:, :, 3:5] = 1.0  # a two-pixel line between two objects: a quarter of the pixels
+    right = (target * 2 - 1) * 8.0
+    never = torch.full_like(target, -8.0)  # "never a border", which plain cross-entropy would nearly accept
+    assert boundary_loss(right, target) < 0.01
+    assert boundary_loss(never, target) > 0.9  # the Dice term makes missing every border cost
+    weight = torch.ones_like(target)
+    weight[:, :, 3:5] = 0.0  # the border pixels do not count (rotation fill): nothing is missed
+    assert boundary_loss(never, target, weight) < 0.05

@@ -127,7 +127,76 @@ def test_import_qupath_geojson_adds_its_class_and_objects_as_one_undo_step(windo
 
     monkeypatch.setattr(controller.QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
     window.objects.import_action.trigger()
+    window.objects.importer.wait()  # read in the background
     tumor = next(c.id for c in doc.classes if c.name == "Tumor")
     assert np.all(doc.mask[70:90, 60:80] == tumor) and doc.hand[75, 65]
     window.actions.undo.trigger()
     assert np.all(doc.mask[70:90, 60:80] == 0)
+
+
+def _answer_open_dialog(monkeypatch, path):
+    from segstudio.gui.objects import controller
+
+    monkeypatch.setattr(controller.QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+
+
+def test_import_runs_in_the_background_and_cancel_leaves_the_image_as_it_was(window, doc, tmp_path, monkeypatch,
+                                                                             qtbot):
+    import threading
+
+    from segstudio.core.objects.formats import geojson
+
+    features = [{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [
+        [[x, y], [x + 3, y], [x + 3, y + 3], [x, y + 3], [x, y]]]}} for x in range(0, 120, 5) for y in range(0, 100, 5)]
+    path = tmp_path / "whole_slide.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    _answer_open_dialog(monkeypatch, path)
+    release = threading.Event()
+    real_rings = geojson._rings
+
+    def slow_rings(*args):  # the reading holds at its first feature until the test has clicked Cancel
+        release.wait(30)
+        return real_rings(*args)
+
+    monkeypatch.setattr(geojson, "_rings", slow_rings)
+    mask = doc.mask.copy()
+    window.objects.import_action.trigger()
+    progress = window.objects.importer.progress
+    assert progress.isVisible() and "whole_slide.geojson" in progress.title.text()  # the window is not frozen
+    qtbot.mouseClick(progress.cancel_button, LEFT)
+    release.set()
+    window.objects.importer.wait()
+    assert not progress.isVisible()
+    np.testing.assert_array_equal(doc.mask, mask)
+    assert doc.undo_stack.count() == 0
+    assert "cancelled" in window.statusBar().currentMessage()
+
+
+def test_importing_a_file_that_is_not_geojson_names_the_file_and_the_reason(window, doc, tmp_path, monkeypatch):
+    path = tmp_path / "annotations.geojson"
+    path.write_text(json.dumps({"type": "Topology", "objects": {}}))
+    _answer_open_dialog(monkeypatch, path)
+    window.objects.import_action.trigger()
+    window.objects.importer.wait()
+    assert "annotations.geojson" in window.last_error
+    assert "not GeoJSON" in window.last_error and "Topology" in window.last_error
+    assert doc.undo_stack.count() == 0
+
+
+def test_closing_the_window_during_an_import_stops_it(window, doc, tmp_path, monkeypatch):
+    import time
+
+    from segstudio.core.objects.formats import geojson
+
+    square = [[10, 10], [20, 10], [20, 20], [10, 20], [10, 10]]
+    path = tmp_path / "slow.geojson"
+    path.write_text(json.dumps([{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square]}}] * 400))
+    _answer_open_dialog(monkeypatch, path)
+    real_rings = geojson._rings
+    monkeypatch.setattr(geojson, "_rings", lambda *args: time.sleep(0.02) or real_rings(*args))  # 8 s in all
+    window.objects.import_action.trigger()
+    thread = window.objects.importer.thread
+    started = time.monotonic()
+    window.close()
+    assert thread.isFinished() and time.monotonic() - started < 5  # stopped, not read to the end
+    assert not doc.mask[15, 15] and doc.undo_stack.count() == 0

@@ -8,15 +8,22 @@ class table (classes the file names and the table lacks are added).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from segstudio.core.labels import ClassTable
-from segstudio.core.objects.formats.common import ObjectFileError, ObjectLayer, layer_from_mask, layer_to_mask
+from segstudio.core.objects.formats.common import (
+    ObjectFileError,
+    ObjectLayer,
+    ObjectsCancelled,
+    layer_from_mask,
+    layer_to_mask,
+)
 
-__all__ = ["FORMATS", "ObjectFileError", "ObjectLayer", "layer_from_mask", "layer_to_mask", "write_objects",
-           "read_objects", "output_name", "format_of"]
+__all__ = ["FORMATS", "ObjectFileError", "ObjectLayer", "ObjectsCancelled", "layer_from_mask", "layer_to_mask",
+           "write_objects", "read_objects", "output_name", "format_of"]
 
 #: format -> (what users call it, the name added to an image's stem)
 FORMATS: dict[str, tuple[str, str]] = {
@@ -64,15 +71,19 @@ def write_objects(fmt: str, path: os.PathLike | str, layer: ObjectLayer, classes
         raise ValueError(f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
 
 
-def read_objects(path: os.PathLike | str, shape: tuple[int, int] | None = None) -> ObjectLayer:
+def read_objects(path: os.PathLike | str, shape: tuple[int, int] | None = None, *,
+                 progress: Callable[[int, int], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> ObjectLayer:
     """Read objects from ``path``; ``shape`` (the image's height and width) is needed for the formats that
-    do not record it (GeoJSON, ImageJ ROIs)."""
+    do not record it (GeoJSON, ImageJ ROIs). GeoJSON, the format of large annotation sets, reports
+    ``progress(done, total)`` per object and stops with ObjectsCancelled once ``cancelled()`` is True."""
     from segstudio.core.objects.formats import coco, geojson, imagej, omezarr, tiff
 
     fmt = format_of(path)
     if fmt in ("geojson", "imagej") and shape is None:
         raise ObjectFileError(path, "the image size is needed to read this file")
-    readers = {"geojson": lambda: geojson.read(path, shape), "imagej": lambda: imagej.read(path, shape),
+    readers = {"geojson": lambda: geojson.read(path, shape, progress=progress, cancelled=cancelled),
+               "imagej": lambda: imagej.read(path, shape),
                "coco": lambda: coco.read(path), "instances": lambda: tiff.read(path),
                "omezarr": lambda: omezarr.read(path)}
     return readers[fmt]()

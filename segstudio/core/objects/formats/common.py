@@ -21,6 +21,10 @@ class ObjectFileError(ValueError):
         self.reason = reason
 
 
+class ObjectsCancelled(Exception):
+    """Reading stopped because the user asked (a ``cancelled()`` check answered True)."""
+
+
 @dataclass
 class ObjectLayer:
     """An instance map (0: background) and the class name of each object id (None: no class given)."""
