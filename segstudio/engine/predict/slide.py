@@ -141,8 +141,9 @@ def sub_plan(plan: TilePlan, box: Box) -> tuple[TilePlan, int, int]:
 class _SlideRun(_TiledRun):
     """A strip's tiles, glass left out, prepared by worker threads a few batches ahead of the network."""
 
-    def __init__(self, model, source, plan, batch_size, device, settings, origins, pool: ThreadPoolExecutor):
-        super().__init__(model, source, plan, batch_size, device, settings)
+    def __init__(self, model, source, plan, batch_size, device, settings, origins, pool: ThreadPoolExecutor,
+                 extra: int = 0):
+        super().__init__(model, source, plan, batch_size, device, settings, extra=extra)
         self.batches = [origins[i : i + batch_size] for i in range(0, len(origins), batch_size)]
         self.band_h = band_height(plan, self.batches) if self.batches else plan.tile_h
         self._pool = pool
@@ -158,7 +159,7 @@ class _SlideRun(_TiledRun):
             self._next += 1
         tiles = self._queued.popleft().result()
         return _launch(self.model, tiles, self.device, self.factors.for_batch(batch), self.precision,
-                       to_host=bool(self.to_host))
+                       to_host=bool(self.to_host), extra=self.extra)
 
     def _make_blender(self, classes: int) -> None:
         super()._make_blender(classes)
@@ -301,7 +302,8 @@ def _strip_rows(predictor, source, strip: _Strip, settings, pool, counter, cance
     device = predictor.device
     with keep_host_memory():
         run = _SlideRun(predictor.model, _Offset(source, strip.oy, strip.ox), strip.plan,
-                        settings.batch_for(device.type), device, settings, strip.origins, pool)
+                        settings.batch_for(device.type), device, settings, strip.origins, pool,
+                        extra=predictor.extra)
         try:
             for row, probs in run.bands(counter.strip_progress, cancel):
                 gy = strip.oy + row

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from segstudio.core.imageio import Slide
 from segstudio.core.label_store import LabelStore
@@ -201,3 +202,46 @@ def test_a_slide_reaches_an_h_and_e_model_as_its_hematoxylin_as_an_image_would(t
         expected = ModelInput(block, 1, norm, he, levels=source.levels).region(slice(None), slice(None))
         np.testing.assert_allclose(source.region(rows, cols), expected, atol=1e-6)
         assert not np.allclose(source.region(rows, cols), grey.region(rows, cols), atol=0.05)
+
+
+def test_a_boundary_output_never_enters_a_slides_class_probabilities(slide, tmp_path, monkeypatch):
+    """A model whose last channel is a border map predicts a slide with the same labels as the same pixels
+    held whole: the border channel is a sigmoid beside the classes' softmax, never a class."""
+    from segstudio.models.checkpoint import ModelMeta
+
+    class WithBorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = small_net(in_channels=3, classes=3, seed=1)
+            self.config = {"in_channels": 3, "num_classes": 3}
+
+        def forward(self, x):
+            logits = self.net(x)
+            loud = logits[:, :2].amax(dim=1, keepdim=True) + 8.0  # a border map louder than any class
+            return torch.cat([logits[:, :2], loud], dim=1)
+
+    classes = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "nucleus", "color": [9, 9, 9]}]
+    meta = ModelMeta(name="b", version=1, arch="unet", classes=classes, in_channels=3,
+                     normalisation={"kind": "none"}, objects={"boundary_channel": 2})
+    tissue = detect_tissue(slide, max_side=512)
+    store = LabelStore(H, W, tmp_path / "labels.zarr", pyramid=False)
+    sums = []
+    real_summarise = slide_predict._summarise
+
+    def summarise(predictor, probs):
+        classes = np.asarray(probs[:2]).sum(axis=0)
+        sums.append(classes[classes > 0.5])  # where every tile over the pixel ran
+        return real_summarise(predictor, probs)
+
+    monkeypatch.setattr(slide_predict, "_summarise", summarise)
+    slide_predict.predict_slide(Predictor(WithBorder(), meta, device="cpu"), slide, StoreSink(store), SETTINGS,
+                                tissue=tissue)
+    full = np.concatenate(sums)
+    # Where every tile ran the classes share all of the probability (the blend's weights sum to about
+    # one); a border channel in their softmax would have taken nearly all of it.
+    assert full.size > 100_000 and np.median(full) > 0.98
+    got = store.read(0, 0, H, W)
+    expected = Predictor(WithBorder(), meta, device="cpu").predict(slide.read_region(0, 0, 0, W, H), SETTINGS).labels
+    assert set(np.unique(got)) <= {0, 1}
+    inside = got > 0
+    assert inside.sum() > 1000 and np.array_equal(got[inside], expected[inside])
