@@ -14,7 +14,7 @@
 #
 # A machine without internet access can be given the Python packages segstudio needs beyond PyTorch as
 # .gpu/site.tar.xz (unpacked onto PYTHONPATH) and the system libraries Qt needs as .gpu/syslibs.tar.xz
-# (only those the machine lacks are used).
+# (only those the machine lacks are used): benchmarks/gpu_pack.sh makes both.
 set -u
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-/tmp/gpu-check}}
