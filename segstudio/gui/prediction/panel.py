@@ -259,10 +259,9 @@ class ModelPanel(QWidget):
         meta = entry.meta
         classes = printable(", ".join(c["name"] for c in meta.classes if c["id"] != 0) or "-")
         lineage = f"from {printable(meta.parent)}" if meta.parent else "original"
-        score = meta.metrics.get("mean_iou") if isinstance(meta.metrics, dict) else None
         self.model_info.setText(
             f"{meta.arch}, {count(meta.in_channels, 'input channel')}; classes: {classes}; {lineage}"
-            + (f"; validation IoU {score:.3f}" if isinstance(score, (int, float)) else "")
+            + _score_words(meta.metrics)
         )
         self.predict_button.setEnabled(True)
         self.model_changed.emit(entry.id)
@@ -271,3 +270,13 @@ class ModelPanel(QWidget):
         self.predict_button.setEnabled(not busy and self.model_id() is not None)
         self.model_combo.setEnabled(not busy)
         self.device_combo.setEnabled(not busy)
+
+
+def _score_words(metrics) -> str:
+    """The model's stored score and what it was measured on: a bundled model's on generated test images
+    (its card says which), a fine-tuned version's on the images its training held back."""
+    score = metrics.get("mean_iou") if isinstance(metrics, dict) else None
+    if not isinstance(score, (int, float)):
+        return ""
+    where = "generated test images" if "heldout" in metrics else "the images its training held back"
+    return f"; overlap with the true mask (IoU) {score:.3f} on {where}"

@@ -209,3 +209,22 @@ def test_escape_cancels_a_running_prediction(window, qtbot, tiny_model, dim16_ti
         qtbot.keyClick(window, Qt.Key.Key_Escape)
     np.testing.assert_array_equal(doc.mask, before)
     assert not window.prediction.progress.isVisible() and window.actions.predict.isEnabled()
+
+
+def test_the_model_panel_says_what_a_models_score_was_measured_on(window, tmp_path, monkeypatch):
+    """A bundled model's score was measured on generated test images; a fine-tuned version's on the images
+    its training held back. The panel says which rather than calling both a validation score."""
+    panel = window.prediction.panel
+    assert window.prediction.select_model("nuclei-unet")
+    assert "IoU) 0.915 on generated test images" in panel.model_info.text()
+    from segstudio.core.paths import user_models_dir
+    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+    from segstudio.models.registry import build_model
+
+    model = build_model("unet", in_channels=1, num_classes=2, depth=2, base_channels=4)
+    meta = ModelMeta(name="mine", version=2, arch="unet", config=dict(model.config), classes=CLASSES, in_channels=1,
+                     metrics={"mean_iou": 0.8})
+    save_checkpoint(user_models_dir() / "mine" / "v2.safetensors", model, meta)
+    window.prediction.reload_models()
+    assert window.prediction.select_model("mine/v2")
+    assert "IoU) 0.800 on the images its training held back" in panel.model_info.text()
