@@ -44,6 +44,7 @@ from segstudio.engine.predict.tiling import (
     BandBlender,
     BlendFactors,
     TilePlan,
+    _axis_index,
     band_height,
     plan_tiles,
 )
@@ -234,6 +235,7 @@ class _TiledRun:
         self.precision = amp_dtype(device) if settings.amp else None
         # None until the first batch shows the class count: results stay on the device until then.
         self.to_host = None if _blend_on_device(device) else True
+        self._rows: dict[int, torch.Tensor] = {}  # rows of tiles on the device (see _row_on_device)
         self.blender: BandBlender | None = None
         self.slab_rows = RELEASE_ROWS
 
@@ -263,14 +265,29 @@ class _TiledRun:
             yield from self.blender.release_until(self.plan.padded_h, self.slab_rows)
 
     def _launch(self, batch: list[tuple[int, int]]) -> Callable[[], Any]:
-        if self.device.type == "cuda" and getattr(self.source, "scales_on_device", False):
-            # The host only cuts tiles out; the GPU converts and scales them, which it does in no time.
-            raw = np.stack([self.source.raw_region(*self.plan.source_index(y, x)) for y, x in batch])
-            tiles = _scaled_on_device(self.source, raw, self.device)
+        if _cut_on_device(self.device) and getattr(self.source, "scales_on_device", False):
+            # Each row of tiles travels to the GPU once, as stored pixels, and is scaled there; its tiles are
+            # cut out on the device, so the host does one copy per row instead of work per tile.
+            w = self.plan.tile_w
+            tiles = torch.stack([self._row_on_device(y)[:, :, x : x + w] for y, x in batch])
+            if uses_channels_last(self.device):
+                tiles = tiles.contiguous(memory_format=torch.channels_last)
         else:
             tiles = np.stack([self.source.region(*self.plan.source_index(y, x)) for y, x in batch])
         return _launch(self.model, tiles, self.device, self.factors.for_batch(batch), self.precision,
                        to_host=bool(self.to_host), extra=self.extra)
+
+    def _row_on_device(self, y: int) -> torch.Tensor:
+        """Network input for the row of tiles at y across the padded width, (C, tile_h, padded_w) on the device."""
+        row = self._rows.get(y)
+        if row is None:
+            for done in [top for top in self._rows if top < y]:
+                del self._rows[done]  # rows of tiles run top to bottom: an earlier one is never needed again
+            rows = _axis_index(y, self.plan.tile_h, self.plan.height)
+            cols = _axis_index(0, self.plan.padded_w, self.plan.width)
+            row = _scaled_on_device(self.source, self.source.raw_region(rows, cols)[None], self.device)[0]
+            self._rows[y] = row
+        return row
 
     def _blend(self, batch: list[tuple[int, int]], shares) -> Iterator[tuple[int, Any]]:
         """Release the rows no tile of `batch` reaches, then add the batch's shares to the band."""
@@ -297,15 +314,20 @@ class _TiledRun:
         self.slab_rows = _DEVICE_SLAB_ROWS if on_device else RELEASE_ROWS
 
 
+def _cut_on_device(device: torch.device) -> bool:
+    """Whether tiles are cut and scaled where the network runs (a GPU) rather than on the host."""
+    return device.type == "cuda"
+
+
 def _scaled_on_device(source: ModelInput, raw: np.ndarray, device: torch.device) -> torch.Tensor:
     x = torch.from_numpy(raw)
-    # From pinned memory the upload is truly asynchronous (see _upload).
-    x = x.pin_memory().to(device, non_blocking=True)
+    if device.type == "cuda":
+        # From pinned memory the upload is truly asynchronous (see _upload).
+        x = x.pin_memory().to(device, non_blocking=True)
+    else:
+        x = x.to(device)
     with torch.inference_mode():
-        x = source.scale_tensor(x)
-    if uses_channels_last(device):
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+        return source.scale_tensor(x)
 
 
 def _launch(model, tiles, device, factors, precision, to_host: bool, extra: int = 0) -> Callable[[], Any]:

@@ -216,3 +216,29 @@ def test_warm_up_runs_the_shapes_a_prediction_will_use_on_an_accelerator_only():
     accelerator = RecordingNet(small_net())
     Predictor(accelerator, device=torch.device("meta")).warm_up(PredictSettings(tile=100, batch=3, amp=False))
     assert sorted(accelerator.calls) == [("meta", (1, 1, 96, 96)), ("meta", (3, 1, 96, 96))]
+
+
+@pytest.mark.parametrize("shape", [(203, 171), (40, 300), (700, 90)])
+def test_tiles_cut_from_rows_on_the_device_give_the_hosts_result(rng, monkeypatch, shape):
+    """On a GPU each row of tiles is uploaded once as stored pixels, scaled there and cut into tiles there
+    (run here on CPU tensors): the same network input, so the same result, as tiles cut on the host, at
+    mirrored edges, images narrower than a tile and batches that span two rows included."""
+    from segstudio.engine.predict import predictor as predictor_module
+
+    image = (rng.random((*shape, 1)) * 4000 + 100).astype(np.uint16)
+    settings = PredictSettings(tile=64, overlap=0.25, batch=3)
+    meta = SimpleNamespace(in_channels=1, normalisation={"kind": "percentile", "low": 1.0, "high": 99.8},
+                           classes=[])
+    net = small_net()
+    host = Predictor(net, meta, device="cpu").predict(image, settings)
+    monkeypatch.setattr(predictor_module, "_cut_on_device", lambda device: True)
+    uploads = []
+    real = predictor_module._scaled_on_device
+    monkeypatch.setattr(predictor_module, "_scaled_on_device",
+                        lambda source, raw, device: uploads.append(raw.shape) or real(source, raw, device))
+    device = Predictor(net, meta, device="cpu").predict(image, settings)
+    plan = plan_tiles(*shape, 64, 0.25, 32)
+    assert len(uploads) == len(plan.rows)  # one upload per row of tiles, not one per tile
+    assert all(raw[-1] == plan.padded_w and raw[-2] == plan.tile_h for raw in uploads)
+    np.testing.assert_array_equal(device.labels, host.labels)
+    np.testing.assert_allclose(device.confidence.astype(np.float32), host.confidence.astype(np.float32), atol=1e-3)
