@@ -214,7 +214,9 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.opening.cancel()  # an image still being read is not opened into a closing window
-        self.session.save_on_quit()
+        self.session.save_on_quit()  # lists the slide windows still open, for the next start
+        for slide_window in list(self.opening.slide_windows):
+            slide_window.close()  # each saves its labels; none stays open without the window that made it
         self.model_host.shutdown()
         self.exporting.shutdown()
         self.objects.shutdown()

@@ -35,3 +35,4 @@ def _ancestors(obj):
         found.append(obj)
         obj = obj.parent()
     return found
+
