@@ -61,6 +61,9 @@ class ProjectImage:
     hand: str | None = None
     absolute: Path | None = None  # where the image was when the project was saved
     objects: str | None = None  # e.g. "objects/slide.tif", the instance map; None when none was found
+    # What the user chose to feed the model from this image: {"channels": [..] or None, "stain": "" or "he"};
+    # None: the default the Model panel works out.
+    model_input: dict | None = None
 
 
 @dataclass
@@ -157,6 +160,7 @@ def _image_record(image: ProjectImage, folder: Path | None) -> dict[str, Any]:
         "mask": image.mask,
         "hand": image.hand,
         "objects": image.objects,
+        "model_input": image.model_input,
     }
 
 
@@ -339,7 +343,22 @@ def _image_from(entry: Any, position: int, folder: Path) -> ProjectImage:
         hand=_inside(entry.get("hand"), f"{where}'s hand-painted map"),
         objects=_inside(entry.get("objects"), f"{where}'s objects"),
         absolute=Path(absolute) if isinstance(absolute, str) and absolute else None,
+        model_input=_model_input_from(entry.get("model_input"), f"{where} ({entry['path']})"),
     )
+
+
+def _model_input_from(value: Any, where: str) -> dict | None:
+    """The model-input choice of an image, checked: channel numbers (or none) and a known stain."""
+    if value is None:
+        return None
+    channels = value.get("channels") if isinstance(value, dict) else "?"
+    stain = value.get("stain", "") if isinstance(value, dict) else "?"
+    if channels is not None and not (isinstance(channels, list) and channels and all(
+            isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels)):
+        raise ValueError(f"{where}: the model's input lists channels {channels!r}; expected channel numbers")
+    if stain not in ("", "he"):
+        raise ValueError(f"{where}: the model's input names stain {stain!r}; expected 'he' or none")
+    return {"channels": None if channels is None else [int(c) for c in channels], "stain": stain}
 
 
 def _slide_from(entry: Any, position: int, folder: Path) -> ProjectSlide:

@@ -151,7 +151,7 @@ class SessionController(QObject):
         window = self.window
         docs = window.all_documents()
         images = [ProjectImage(doc.path, doc.image.meta.page, doc.display_channels, shown=doc in window.documents,
-                               status=doc.status.value) for doc in docs]
+                               status=doc.status.value, model_input=_model_input_of(doc)) for doc in docs]
         view = None
         if window.current is not None:
             canvas = window.canvas
@@ -192,6 +192,7 @@ class SessionController(QObject):
             problems += self._bring_back_slide(project, slide, folder)
         if project.model:
             window.prediction.select_model(project.model)
+        window.prediction.refresh_input()
         current = opened.get(project.current) if project.current is not None else None
         if current in window.documents:
             window.set_current(current)
@@ -205,6 +206,12 @@ class SessionController(QObject):
             doc.set_display_channels(image.channels)
             if doc is self.window.current:
                 self.window.canvas.set_image(doc.display_picture())
+        chosen = image.model_input
+        if chosen is not None and max(chosen["channels"] or [0]) < doc.image.meta.channels:
+            # The Model panel shows it as "your choice" when the model offers it, as when it was made.
+            doc.model.model_channels = None if chosen["channels"] is None else tuple(chosen["channels"])
+            doc.model.model_stain = chosen["stain"]
+            doc.model.model_channels_chosen = True
         if folder is None:
             return []
         try:
@@ -337,3 +344,12 @@ def _by_file(images: list[ProjectImage]) -> list[list[tuple[int, ProjectImage]]]
     for index, image in enumerate(images):
         groups.setdefault(image.path, []).append((index, image))
     return list(groups.values())
+
+
+def _model_input_of(doc) -> dict | None:
+    """What the user chose to feed the model from this image, or None when the panel's default is in use."""
+    model = doc.model
+    if not model.model_channels_chosen:
+        return None
+    channels = None if model.model_channels is None else [int(c) for c in model.model_channels]
+    return {"channels": channels, "stain": model.model_stain or ""}

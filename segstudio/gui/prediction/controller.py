@@ -324,6 +324,10 @@ class PredictionController(QObject):
         self._update_enabled()
 
     # --- what the model is fed -----------------------------------------------------------------
+    def refresh_input(self) -> None:
+        """Show the current image's model-input choice again (a project or session has just restored it)."""
+        self._refresh_input()
+
     def _refresh_input(self) -> None:
         """Offer the open image's channels for the chosen model, with the default and any mismatch warning."""
         doc = self.window.current

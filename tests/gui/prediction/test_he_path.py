@@ -47,3 +47,26 @@ def test_pick_a_channel_fix_opens_the_channel_list(window, qtbot, tmp_path):
     qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(panel.input_combo.view().isVisible)
     panel.input_combo.hidePopup()
+
+
+def test_the_h_and_e_choice_for_an_image_comes_back_with_its_project(make_window, qtbot, tmp_path, monkeypatch):
+    from segstudio.gui import session as session_module
+
+    window = make_window()
+    panel = window.prediction.panel
+    action = next(a for a in window.menus["samples"].actions() if a.text() == "he_nuclei.png")
+    action.trigger()
+    qtbot.waitUntil(lambda: window.current is not None, timeout=30_000)
+    (fix,) = panel.fix_buttons
+    qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)  # Use the H&E path
+    folder = tmp_path / "project"
+    monkeypatch.setattr(session_module.QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    window.actions.save_project.trigger()  # File > Save Project
+    window.close()
+
+    again = make_window()
+    again.actions.open_project.trigger()  # File > Open Project
+    qtbot.waitUntil(lambda: again.current is not None, timeout=30_000)
+    assert again.current.model.model_stain == "he"
+    assert again.prediction.panel.input_combo.currentText() == HE_LABEL
+    assert again.prediction.panel.input_note.text() == "Your choice for this image."
