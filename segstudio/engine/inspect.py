@@ -328,6 +328,9 @@ class TapInspector:
         self.normalisation = dict(getattr(meta, "normalisation", None) or {"kind": "percentile", "low": 1.0,
                                                                              "high": 99.8})
         self.stride = int(getattr(model, "stride", 1) or 1)
+        # How the image becomes the network's input when it is not the model's own definition: the H&E path
+        # chosen for this image, as Predict's PredictSettings.model_input (set per request by run_request).
+        self.model_input: dict | None = None
         self._source_key = None
         self._source = None
 
@@ -335,10 +338,11 @@ class TapInspector:
         """The whole image as the network sees it; normalisation levels are computed once per image."""
         from segstudio.engine.predict import ModelInput
 
-        key = (id(pixels), pixels.shape, str(pixels.dtype))
+        definition = self.model_input if self.model_input is not None else getattr(self.meta, "input", None)
+        key = (id(pixels), pixels.shape, str(pixels.dtype), repr(definition))
         if key != self._source_key:
             self._source = None
-            self._source = ModelInput(pixels, self.in_channels, self.normalisation, getattr(self.meta, "input", None))
+            self._source = ModelInput(pixels, self.in_channels, self.normalisation, definition)
             self._source_key = key
         return self._source
 

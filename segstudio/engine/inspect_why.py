@@ -210,8 +210,10 @@ def run_request(inspector, pixels: np.ndarray | None, request: dict, cancel=None
     returns an Explanation; {"slide": Slide, "centre": (x, y), "side": n, "preview_side": m} looks at a
     whole slide's tile (engine.inspect_slide), and {"slide": Slide, "explain": (x, y)} explains a pixel of
     it ("slide_path": the file instead, read through engine.inspect_slide's own handle); otherwise the
-    keywords plan a region (view, point, max_side, mode) and one pass with taps over it returns an Inspection."""
+    keywords plan a region (view, point, max_side, mode) and one pass with taps over it returns an Inspection.
+    "model_input" (any request) feeds the image as Predict's PredictSettings.model_input would (the H&E path)."""
     request = dict(request)
+    inspector.model_input = request.pop("model_input", None)
     if "slide" in request or "slide_path" in request:
         from segstudio.engine.inspect_slide import explain_slide_pixel, inspect_slide, slide_for_inspection
 

@@ -41,6 +41,7 @@ class ModelDescription:
     stride: int
     in_channels: int
     device: str
+    model_input: dict | None = None  # the model's own input definition (metadata "input"), e.g. the H&E path
 
 
 @dataclass
@@ -236,7 +237,8 @@ class _ModelWorker(QObject):
 
         inspector = warm.inspector()
         return ModelDescription(warm.model_id, inspector.arch, list(inspector.specs), inspector.stride,
-                                inspector.in_channels, device_label(inspector.device))
+                                inspector.in_channels, device_label(inspector.device),
+                                dict(getattr(inspector.meta, "input", None) or {}) or None)
 
     def _inspect(self, job: ModelJob, warm: _WarmModel):
         from segstudio.engine.inspect_why import run_request

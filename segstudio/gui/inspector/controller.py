@@ -235,12 +235,22 @@ class InspectorController(QObject):
 
     def _submit_full(self, pixels, request: dict) -> None:
         self._after_preview = None
-        self.host.submit("inspect", self._source, device=self._device(), pixels=pixels, request=request,
-                         tag=(self.window.current, self._source))
+        self.host.submit("inspect", self._source, device=self._device(), pixels=pixels,
+                         request={**request, **self._input_request()}, tag=(self.window.current, self._source))
 
     def _submit_quick(self, pixels, request: dict, what: str) -> None:
-        self.host.submit("inspect", self._source, device=self._device(), pixels=pixels, request=request,
-                         tag=(self.window.current, self._source, what))
+        self.host.submit("inspect", self._source, device=self._device(), pixels=pixels,
+                         request={**request, **self._input_request()}, tag=(self.window.current, self._source, what))
+
+    def _input_request(self) -> dict:
+        """The H&E path when the image is fed to a fluorescence model that way, as Predict feeds it."""
+        doc = self.window.current
+        own = getattr(self.description, "model_input", None) or {}
+        if doc is None or doc.model.model_stain != "he" or own.get("kind") == "he":
+            return {}
+        from segstudio.core.model_fit import HE_STAIN_VECTORS
+
+        return {"model_input": {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}}
 
     def _on_quick_finished(self, job, result) -> None:
         """A preview pass (then the full one is asked for) or the answer to "why this pixel"."""

@@ -70,3 +70,34 @@ def test_the_h_and_e_choice_for_an_image_comes_back_with_its_project(make_window
     assert again.current.model.model_stain == "he"
     assert again.prediction.panel.input_combo.currentText() == HE_LABEL
     assert again.prediction.panel.input_note.text() == "Your choice for this image."
+
+
+def test_the_inspector_sees_the_h_and_e_image_as_predict_feeds_it(window, qtbot):
+    """After "Use the H&E path" the inspector's pass runs on the hematoxylin too, not on the grey mean."""
+    import numpy as np
+
+    from segstudio.core.model_fit import HE_STAIN_VECTORS
+    from segstudio.engine.inspect import TapInspector
+    from segstudio.models.library import ModelLibrary
+
+    panel = window.prediction.panel
+    action = next(a for a in window.menus["samples"].actions() if a.text() == "he_nuclei.png")
+    action.trigger()
+    qtbot.waitUntil(lambda: window.current is not None, timeout=30_000)
+    (fix,) = panel.fix_buttons
+    qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)  # Use the H&E path
+    window.inspector.show_dock()
+    qtbot.waitUntil(lambda: window.inspector.description is not None, timeout=60_000)
+    qtbot.mouseClick(window.inspector.panel.compute_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.inspector.inspection is not None, timeout=60_000)
+    seen = window.inspector.inspection
+
+    model, meta = ModelLibrary().load("nuclei-unet")
+    direct = TapInspector(model, meta, device="cpu")
+    pixels = window.current.image.pixels
+    direct.model_input = {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}
+    as_predict = direct.inspect(pixels, seen.region).probabilities
+    direct.model_input = None
+    as_grey = direct.inspect(pixels, seen.region).probabilities
+    np.testing.assert_allclose(seen.probabilities, as_predict, atol=1e-3)
+    assert np.abs(seen.probabilities - as_grey).max() > 0.1
