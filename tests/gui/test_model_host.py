@@ -121,7 +121,8 @@ def test_a_failing_load_is_reported_and_the_host_keeps_serving(qtbot, host, coun
     assert not host.busy()
 
 
-def test_looks_replaced_before_they_started_are_dropped(qtbot, host, counted_library, pixels, monkeypatch):
+def hold_predictions(monkeypatch):
+    """Predictions wait for the returned event before they run, so jobs queued meanwhile stay queued."""
     import threading
 
     from segstudio.engine import predict as predict_module
@@ -130,6 +131,11 @@ def test_looks_replaced_before_they_started_are_dropped(qtbot, host, counted_lib
     real_predict = predict_module.Predictor.predict
     monkeypatch.setattr(predict_module.Predictor, "predict",
                         lambda self, *a, **k: release.wait(30) and real_predict(self, *a, **k))
+    return release
+
+
+def test_looks_replaced_before_they_started_are_dropped(qtbot, host, counted_library, pixels, monkeypatch):
+    release = hold_predictions(monkeypatch)
     host.select(counted_library["ids"][0], "cpu")
     finished = []
     host.finished.connect(lambda job, _result: finished.append(job))
@@ -140,34 +146,33 @@ def test_looks_replaced_before_they_started_are_dropped(qtbot, host, counted_lib
     assert finished == [busy, looks[-1]]  # clicking around never builds up a queue of stale passes
 
 
-def test_warm_ups_load_the_model_once_report_nothing_and_only_the_newest_runs(qtbot, host, counted_library, pixels):
+def test_warm_ups_load_the_model_once_report_nothing_and_only_the_newest_runs(qtbot, host, counted_library, pixels,
+                                                                              monkeypatch):
     """A warm-up (queued when a GPU model is chosen) is the host's own business: the features' signals
     never carry it, a failing one stays quiet, an older one still queued is dropped, and the Predict that
     follows uses the model it loaded."""
     from segstudio.engine.predict import PredictSettings
 
-    seen = []
+    seen, dropped = [], []
     for signal in (host.finished, host.failed, host.cancelled):
         signal.connect(lambda job, *rest: seen.append(job.kind))
+    host.worker.dropped.connect(dropped.append)
     host.select(counted_library["ids"][0], "cpu")
-    host.submit("warm_up", model="no-such-model", settings=PredictSettings(device="cpu"))  # would fail
-    host.submit("warm_up", settings=PredictSettings(device="cpu"))
+    release = hold_predictions(monkeypatch)
+    busy = host.submit("predict", pixels=pixels, settings=predict_settings())  # holds the thread meanwhile
+    older = host.submit("warm_up", settings=PredictSettings(device="cpu"))
+    host.submit("warm_up", model="no-such-model", settings=PredictSettings(device="cpu"))  # fails, quietly
+    release.set()
+    qtbot.waitUntil(lambda: not host.busy(), timeout=WAIT_MS)
+    assert seen == ["predict"] and busy.kind == "predict" and dropped == [older.job_id]
     signal, _ = run(qtbot, host, "predict", pixels=pixels, settings=predict_settings())
-    assert signal == "finished" and seen == ["predict"]
+    assert signal == "finished" and seen == ["predict", "predict"]
     assert host.worker.loads == 1 and len(counted_library["loaded"]) == 1
-    assert not host.busy()
 
 
 def test_a_look_from_another_window_never_drops_this_windows_look(qtbot, host, counted_library, pixels, monkeypatch):
     """The main window's inspector and a slide window's each keep their newest look (their own lanes)."""
-    import threading
-
-    from segstudio.engine import predict as predict_module
-
-    release = threading.Event()
-    real_predict = predict_module.Predictor.predict
-    monkeypatch.setattr(predict_module.Predictor, "predict",
-                        lambda self, *a, **k: release.wait(30) and real_predict(self, *a, **k))
+    release = hold_predictions(monkeypatch)
     host.select(counted_library["ids"][0], "cpu")
     finished = []
     host.finished.connect(lambda job, _result: finished.append(job))
