@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 import pytest
-import shiboken6
 import torch
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
@@ -17,6 +16,7 @@ from segstudio.engine.inspect_slide import inspect_slide
 from segstudio.models.checkpoint import ModelMeta
 from segstudio.models.registry import build_model
 from segstudio.synth.slides import TissuePatch, write_pyramid_ome
+from tests.gui.slides.test_slide_window import _close_all, open_slide
 
 H, W = 2048, 3072
 WAIT_MS = 60000
@@ -39,16 +39,8 @@ def tiny_rgb_unet():
 
 @pytest.fixture
 def slide_window(window, small_slide, qtbot, monkeypatch):
-    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(small_slide)], ""))
-    window.actions.open.trigger()
-    slide_window = window.opening.slide_windows[-1]
-    slide_window.resize(1000, 760)
-    qtbot.waitExposed(slide_window)
-    yield slide_window
-    for opened in list(window.opening.slide_windows):
-        if shiboken6.isValid(opened):
-            opened.close()
-    QApplication.processEvents()
+    yield open_slide(window, small_slide, qtbot, monkeypatch, height=760, fit=False)
+    _close_all(window)
 
 
 def open_inspector(qtbot, slide_window):

@@ -1,29 +1,14 @@
 """The review queue in a slide window: after Predict All Tissue, N shows the regions where the model was
 least sure, one after another; painting in a region counts it as corrected; the marks survive reopening."""
-import shiboken6
 from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtWidgets import QApplication
 
 from segstudio.core.review import SLIDE_REGION
 from tests.gui.slides.test_slide_predict import META, ClassTwo, small_slide  # noqa: F401 (fixture)
-from tests.gui.slides.test_slide_window import _drag
+from tests.gui.slides.test_slide_window import _close_all, _drag, open_slide
 
 
 def _open(window, path, qtbot, monkeypatch):
-    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(path)], ""))
-    window.actions.open.trigger()
-    slide_window = window.opening.slide_windows[-1]
-    slide_window.resize(1000, 700)
-    qtbot.waitExposed(slide_window)
-    slide_window.canvas.fit_to_window()
-    return slide_window
-
-
-def _close(window):
-    for opened in list(window.opening.slide_windows):
-        if shiboken6.isValid(opened):
-            opened.close()
-    QApplication.processEvents()
+    return open_slide(window, path, qtbot, monkeypatch)
 
 
 def _view_centre(canvas) -> QPointF:
@@ -62,10 +47,10 @@ def test_next_region_walks_the_queue_counts_checks_and_corrections_and_survives_
     qtbot.waitUntil(lambda: second.corrected, timeout=15000)
     assert review.panel.counts.text() == f"Checked 2 of {queue.total} regions (1 corrected)"
     total = queue.total
-    _close(window)
+    _close_all(window)
 
     again = _open(window, small_slide, qtbot, monkeypatch)
     assert again.review.panel.counts.text() == f"Checked 2 of {total} regions (1 corrected)"
     assert again.review.session.queue.current.key == second.key
     assert second.w <= SLIDE_REGION
-    _close(window)
+    _close_all(window)

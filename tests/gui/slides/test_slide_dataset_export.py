@@ -7,7 +7,7 @@ from PySide6.QtCore import QPointF, Qt
 from segstudio.core.dataset import load_entry, load_manifest
 from segstudio.core.slide_dataset import PATCH
 from segstudio.synth.slides import write_pyramid_ome
-from tests.gui.slides.test_slide_window import _close_all, _drag
+from tests.gui.slides.test_slide_window import _close_all, _drag, open_slide
 
 
 @pytest.fixture(scope="module")
@@ -18,13 +18,7 @@ def small_slide(tmp_path_factory):
 
 @pytest.fixture
 def slide_window(window, small_slide, qtbot, monkeypatch):
-    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(small_slide)], ""))
-    window.actions.open.trigger()
-    slide_window = window.opening.slide_windows[-1]
-    slide_window.resize(1000, 700)
-    qtbot.waitExposed(slide_window)
-    slide_window.canvas.fit_to_window()
-    yield slide_window
+    yield open_slide(window, small_slide, qtbot, monkeypatch)
     _close_all(window)
 
 

@@ -10,17 +10,11 @@ from PySide6.QtWidgets import QApplication
 
 from segstudio.core.objects.formats.slide_labels import read_omezarr
 from tests.gui.slides.test_slide_predict import small_slide  # noqa: F401 (fixture)
-from tests.gui.slides.test_slide_window import _drag
+from tests.gui.slides.test_slide_window import _drag, open_slide
 
 
 def _open(window, path, qtbot, monkeypatch):
-    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(path)], ""))
-    window.actions.open.trigger()
-    slide_window = window.opening.slide_windows[-1]
-    slide_window.resize(1000, 700)
-    qtbot.waitExposed(slide_window)
-    slide_window.canvas.fit_to_window()
-    return slide_window
+    return open_slide(window, path, qtbot, monkeypatch)
 
 
 def test_export_menu_writes_what_was_painted_as_ome_zarr_and_geojson(window, small_slide, qtbot,  # noqa: F811

@@ -4,13 +4,12 @@ import time
 from types import SimpleNamespace
 
 import pytest
-import shiboken6
 import torch
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QApplication
 
 from segstudio.synth.slides import TissuePatch, write_pyramid_ome
-from tests.gui.slides.test_slide_window import _drag, _paint
+from tests.gui.slides.test_slide_window import _close_all, _drag, _paint, open_slide
 
 H, W = 2048, 3072
 
@@ -42,17 +41,8 @@ def small_slide(tmp_path_factory):
 
 @pytest.fixture
 def slide_window(window, small_slide, qtbot, monkeypatch):
-    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(small_slide)], ""))
-    window.actions.open.trigger()
-    slide_window = window.opening.slide_windows[-1]
-    slide_window.resize(1000, 700)
-    qtbot.waitExposed(slide_window)
-    slide_window.canvas.fit_to_window()
-    yield slide_window
-    for opened in list(window.opening.slide_windows):
-        if shiboken6.isValid(opened):
-            opened.close()
-    QApplication.processEvents()
+    yield open_slide(window, small_slide, qtbot, monkeypatch)
+    _close_all(window)
 
 
 def _wait_done(qtbot, prediction):

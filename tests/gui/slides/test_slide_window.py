@@ -21,15 +21,22 @@ def pyramid(tmp_path_factory):
                              compression="zlib")
 
 
-@pytest.fixture
-def slide_window(window, pyramid, qtbot, monkeypatch):
-    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(pyramid)], ""))
+def open_slide(window, path, qtbot, monkeypatch, height: int = 700, fit: bool = True):
+    """File > Open on a whole slide, answered with `path`; returns its slide window, shown 1000 px wide."""
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getOpenFileNames", lambda *a, **k: ([str(path)], ""))
     window.actions.open.trigger()
     assert window.opening.slide_windows, "the slide should open in a slide window"
     slide_window = window.opening.slide_windows[-1]
-    slide_window.resize(1000, 700)
+    slide_window.resize(1000, height)
     qtbot.waitExposed(slide_window)
-    slide_window.canvas.fit_to_window()
+    if fit:
+        slide_window.canvas.fit_to_window()
+    return slide_window
+
+
+@pytest.fixture
+def slide_window(window, pyramid, qtbot, monkeypatch):
+    slide_window = open_slide(window, pyramid, qtbot, monkeypatch)
     assert window.current is None  # not among the ordinary images
     yield slide_window
     _close_all(window)
