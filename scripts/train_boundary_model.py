@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -112,29 +111,17 @@ def start_model(base_width: int, start: Path | None = None):
 
 
 def train(model, pool, args) -> float:
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    warmup = max(1, args.steps // 30)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps))))
     stream = batches(pool, args.batch, args.crop, np.random.default_rng(0), build_augmentation(1.0))
-    model.train()
-    t0, running = time.time(), None
-    for step in range(1, args.steps + 1):
+
+    def loss_of_a_batch():
         x, y, b, w = next(stream)
         logits = model(x)
-        loss = segmentation_loss(logits[:, :BOUNDARY_CHANNEL], y, w) + args.boundary_weight * boundary_loss(
+        return segmentation_loss(logits[:, :BOUNDARY_CHANNEL], y, w) + args.boundary_weight * boundary_loss(
             logits[:, BOUNDARY_CHANNEL], b, w)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 50 == 0 or step == args.steps:
-            rate = step / (time.time() - t0)
-            print(f"step {step}/{args.steps} loss {running:.4f} ({rate:.2f} steps/s, "
-                  f"{(args.steps - step) / rate / 60:.1f} min left)", flush=True)
+
+    minutes = base.optimise(model, args.steps, args.lr, loss_of_a_batch)
     model.eval()
-    return (time.time() - t0) / 60
+    return minutes
 
 
 def object_scores(predictors: dict, images: int, size: int) -> dict:

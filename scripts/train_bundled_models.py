@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from train_default_model import (  # noqa: E402
     batches,
     evaluate,
     make_pool,
+    optimise,
 )
 
 from segstudio import synth  # noqa: E402
@@ -120,33 +120,20 @@ def train(recipe: Recipe, args) -> tuple[torch.nn.Module, dict]:
     zero_skip_scores(model)
     device = torch.device(args.device)
     model.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=1e-4)
-    warmup = max(1, args.steps // 30)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))
-    )
     stream = batches(images, masks, recipe.batch, recipe.crop, rng, build_augmentation(1.0))
-    model.train()
-    t0, running = time.time(), None
-    for step in range(1, args.steps + 1):
+
+    def loss_of_a_batch():
         x, y, w = (t.to(device) for t in next(stream))
-        loss = segmentation_loss(model(x), y, w)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 50 == 0 or step == args.steps:
-            rate = step / (time.time() - t0)
-            print(f"step {step}/{args.steps} loss {running:.4f} ({rate:.2f} steps/s, "
-                  f"{(args.steps - step) / rate / 60:.1f} min left)", flush=True)
+        return segmentation_loss(model(x), y, w)
+
+    minutes = optimise(model, args.steps, recipe.lr, loss_of_a_batch)
     model.eval().cpu()
     return model, {
         "data": f"{args.pool} generated 256x256 images (segstudio.synth, seeds from {TRAIN_SEED}), 40% 8-bit",
         "steps": args.steps, "batch": recipe.batch, "crop": recipe.crop, "optimiser": "AdamW", "lr": recipe.lr,
         "schedule": "linear warm-up then cosine", "loss": "cross-entropy + soft Dice",
         "augmentation": "magnification 0.6-1.7x, flips, 90-degree turns, small rotations, gamma/scale/noise",
-        f"train_minutes_{device.type}": round((time.time() - t0) / 60, 1), "torch_threads": torch.get_num_threads(),
+        f"train_minutes_{device.type}": round(minutes, 1), "torch_threads": torch.get_num_threads(),
         **({"device": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
     }
 

@@ -137,6 +137,32 @@ def evaluate(model, meta: ModelMeta, n: int, size: int, seed: int) -> dict:
     return summary
 
 
+def optimise(model, steps: int, lr: float, loss_of_a_batch) -> float:
+    """The bundled models' recipe: AdamW, a warm-up over the first 1/30 of the steps, then cosine decay.
+
+    loss_of_a_batch() draws the next batch and returns its loss. Prints a smoothed loss every 50 steps and
+    returns the minutes the training took.
+    """
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    warmup = max(1, steps // 30)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    model.train()
+    t0, running = time.time(), None
+    for step in range(1, steps + 1):
+        loss = loss_of_a_batch()
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if step % 50 == 0 or step == steps:
+            rate = step / (time.time() - t0)
+            print(f"step {step}/{steps} loss {running:.4f} ({rate:.2f} steps/s, "
+                  f"{(steps - step) / rate / 60:.1f} min left)", flush=True)
+    return (time.time() - t0) / 60
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny run to check the recipe")
@@ -167,28 +193,13 @@ def main(argv=None) -> int:
     print(f"  done in {time.time() - started:.0f} s; nucleus fraction {masks.mean():.3f}", flush=True)
 
     model = build_model("unet", in_channels=1, num_classes=2, base_channels=args.base, depth=4)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    warmup = max(1, args.steps // 30)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))
-    )
-    augment = build_augmentation(1.0)
-    stream = batches(images, masks, args.batch, args.crop, rng, augment)
-    model.train()
-    t0, running = time.time(), None
-    for step in range(1, args.steps + 1):
+    stream = batches(images, masks, args.batch, args.crop, rng, build_augmentation(1.0))
+
+    def loss_of_a_batch():
         x, y, w = next(stream)
-        loss = segmentation_loss(model(x), y, w)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if step % 50 == 0 or step == args.steps:
-            rate = step / (time.time() - t0)
-            print(f"step {step}/{args.steps} loss {running:.4f} ({rate:.2f} steps/s, "
-                  f"{(args.steps - step) / rate / 60:.1f} min left)", flush=True)
-    train_minutes = (time.time() - t0) / 60
+        return segmentation_loss(model(x), y, w)
+
+    train_minutes = optimise(model, args.steps, args.lr, loss_of_a_batch)
 
     recipe = {
         "data": f"{args.pool} generated 256x256 images (segstudio.synth, seeds from {TRAIN_SEED}), 40% 8-bit",
