@@ -101,9 +101,12 @@ def score_without(model: nn.Module, x: torch.Tensor, module_path: str, class_ind
     return float(logits[0, class_index, row, col])
 
 
-def tap_pushes(model: nn.Module, x: torch.Tensor, row: int, col: int, class_index: int | None = None
-               ) -> tuple[int, float, float, list[TapPush]]:
-    """(class, score, probability, push per tap) for pixel (row, col) of input x (1, C, H, W)."""
+def tap_pushes(model: nn.Module, x: torch.Tensor, row: int, col: int, class_index: int | None = None,
+               classes: int | None = None) -> tuple[int, float, float, list[TapPush]]:
+    """(class, score, probability, push per tap) for pixel (row, col) of input x (1, C, H, W).
+
+    ``classes``: how many leading outputs are classes (a border output after them is left out); all if None.
+    """
     import torch
 
     from segstudio.models.taps import list_taps, run_with_taps
@@ -112,10 +115,11 @@ def tap_pushes(model: nn.Module, x: torch.Tensor, row: int, col: int, class_inde
     x = x.detach().clone().requires_grad_(True)  # a graph even when every weight is frozen
     with torch.enable_grad():
         logits, captured = run_with_taps(model, x, detach=False)
+        scores = logits[0, :classes, row, col]
         if class_index is None:
-            class_index = int(logits[0, :, row, col].argmax())
+            class_index = int(scores.argmax())
         score = logits[0, class_index, row, col]
-        probability = float(torch.softmax(logits[0, :, row, col].detach().float(), dim=0)[class_index])
+        probability = float(torch.softmax(scores.detach().float(), dim=0)[class_index])
         names = [n for n, t in captured.items() if t.requires_grad]
         grads = torch.autograd.grad(score, [captured[n] for n in names], allow_unused=True)
     by_name = dict(zip(names, grads))
@@ -128,14 +132,14 @@ def tap_pushes(model: nn.Module, x: torch.Tensor, row: int, col: int, class_inde
 
 
 def explain_input(model: nn.Module, x: torch.Tensor, row: int, col: int, *, class_index: int | None = None,
-                  class_names: Sequence[str] | None = None) -> Explanation:
+                  class_names: Sequence[str] | None = None, classes: int | None = None) -> Explanation:
     """Explain pixel (row, col) of the network input x: pushes per tap, and the effect of each skip."""
     from segstudio.models.taps import list_taps
 
     was_training = model.training
     model.eval()
     try:
-        k, score, probability, pushes = tap_pushes(model, x, row, col, class_index)
+        k, score, probability, pushes = tap_pushes(model, x, row, col, class_index, classes)
         skips = [SkipEffect(s.name, s.level, score, score_without(model, x, s.module, k, row, col))
                  for s in list_taps(model) if s.kind == "skip"]
     finally:
@@ -163,10 +167,12 @@ def explain_in_region(inspector, network_input: np.ndarray, region, x: float, y:
     import torch
 
     from segstudio.engine.inspect import _class_names
+    from segstudio.engine.predict.predictor import boundary_channel
 
     tensor = torch.from_numpy(np.ascontiguousarray(network_input))[None].to(inspector.device)
     row, col = int(y) - region.y, int(x) - region.x
-    result = explain_input(inspector.model, tensor, row, col, class_index=class_index)
+    result = explain_input(inspector.model, tensor, row, col, class_index=class_index,
+                           classes=boundary_channel(inspector.meta))  # a border output after the classes is left out
     result.class_name = _class_names(inspector.meta, result.class_index + 1)[result.class_index]
     result.x, result.y = int(x), int(y)
     result.window = region.rect

@@ -93,3 +93,21 @@ def test_the_score_explained_is_the_score_the_inspection_shows():
     probabilities = inspection.probabilities[:, 20, 9]
     assert result.probability == pytest.approx(float(probabilities[result.class_index]), abs=1e-4)
     assert result.class_index == int(np.argmax(probabilities))
+
+
+def test_a_border_output_is_neither_a_class_in_the_inspection_nor_the_class_explained():
+    """The default nuclei model has a third output, the border between nuclei: a map of its own, not a class."""
+    torch.manual_seed(2)
+    model = build_model("unet", in_channels=1, num_classes=3, **TINY_CONFIGS["unet"]).eval()
+    with torch.no_grad():  # make the border output win every pixel, as it would mislead a softmax over all three
+        model.head.bias[2] = 50.0
+    meta = _Meta()
+    meta.objects = {"boundary_channel": 2}
+    pixels = np.random.default_rng(2).random((32, 32)).astype(np.float32)
+    inspector = TapInspector(model, meta, device="cpu")
+    inspection = run_request(inspector, pixels, {"view": (0, 0, 32, 32)})
+    assert inspection.num_classes == 2 and inspection.class_names == ["background", "nucleus"]
+    np.testing.assert_allclose(inspection.probabilities.sum(axis=0), 1.0, atol=1e-5)
+    result = explain_pixel(inspector, pixels, 9, 20, side=32)
+    assert result.class_index in (0, 1) and result.class_name in ("background", "nucleus")
+    assert result.probability == pytest.approx(float(inspection.probabilities[result.class_index, 20, 9]), abs=1e-4)
