@@ -174,18 +174,28 @@ def extend_classes(base: str, classes: list[dict], library=None) -> NewModelResu
 
     library = library or ModelLibrary()
     source, source_meta = library.load(base)
+    # A border output (objects.boundary_channel) is the last output, after the classes: it moves up past
+    # the new classes and keeps what it learnt.
+    border = (source_meta.objects or {}).get("boundary_channel")
+    source_classes = source_meta.num_classes - (border is not None)
     merged = {int(c["id"]): dict(c) for c in source_meta.classes}
     for c in classes:
         merged.setdefault(int(c["id"]), dict(c))
     table = [merged[i] for i in sorted(merged)]
-    outputs = max(max(merged) + 1, source_meta.num_classes)
+    class_outputs = max(max(merged) + 1, source_classes)
+    outputs = class_outputs + (border is not None)
     options = {k: v for k, v in source_meta.config.items() if k not in ("in_channels", "num_classes")}
     options["pretrained_backbone"] = False
     model = build_model(source_meta.arch, in_channels=source_meta.in_channels, num_classes=outputs, **options)
-    kept = {int(c["id"]): int(c["id"]) for c in source_meta.classes if int(c["id"]) < source_meta.num_classes}
+    kept = {int(c["id"]): int(c["id"]) for c in source_meta.classes if int(c["id"]) < source_classes}
+    if border is not None:
+        kept[class_outputs] = int(border)
     report = transfer_weights(source, model, kept, source_meta.classes, table)
+    objects = dict(source_meta.objects or {})
+    if border is not None:
+        objects["boundary_channel"] = class_outputs
     meta = dataclasses.replace(
-        source_meta, classes=classes_within_outputs(table, outputs), parent=source_meta.id,
+        source_meta, classes=classes_within_outputs(table, class_outputs), parent=source_meta.id, objects=objects,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), metrics={},
         training={"transfer": report.to_dict()},
         description=f"{source_meta.id} with room for " + ", ".join(report.new_classes))
