@@ -134,7 +134,8 @@ class ChunkedImage:
 
     @classmethod
     def open(cls, key: str, path: Path, *, in_channels: int, normalisation: Mapping,
-             model_input: Mapping | None, num_classes: int) -> ChunkedImage:
+             model_input: Mapping | None, num_classes: int, borders: bool = False) -> ChunkedImage:
+        """The copy at ``path``; with ``borders``, its instance map too (when it holds one)."""
         import zarr
 
         info = json.loads((Path(path) / "segstudio.json").read_text())
@@ -149,7 +150,8 @@ class ChunkedImage:
         except ValueError as e:
             raise TrainingError(f"Cannot use {key} with this model: {e}") from e
         return cls(key, path, (0, 0, info["height"], info["width"]), levels, in_channels=in_channels,
-                   normalisation=normalisation, model_input=model_input, has_objects=info.get("objects", False))
+                   normalisation=normalisation, model_input=model_input,
+                   has_objects=borders and info.get("objects", False))
 
     def part(self, key: str, y: int, x: int, h: int, w: int) -> ChunkedImage:
         """A part of this image (in its own coordinates), e.g. the strip held out to check the model."""

@@ -214,7 +214,7 @@ def _chunked_reader(chunk_dir: str | Path | None):
     root = Path(chunk_dir) if chunk_dir else default_chunk_dir()
 
     def read(folder: Path, entry: dict, *, in_channels: int, normalisation: dict, num_classes: int,
-             model_input: dict | None, **_unused) -> tuple[ChunkedImage, None]:
+             model_input: dict | None, borders: bool, **_unused) -> tuple[ChunkedImage, None]:
         key = entry_name(folder, entry)
         try:
             path = ensure_copy(folder, entry, root)
@@ -223,7 +223,7 @@ def _chunked_reader(chunk_dir: str | Path | None):
         except Exception as e:  # noqa: BLE001 - the entry's files are unreadable: the same message as whole
             raise TrainingError(f"Cannot read {key}: {e}") from e
         return ChunkedImage.open(key, path, in_channels=in_channels, normalisation=normalisation,
-                                 model_input=model_input, num_classes=num_classes), None
+                                 model_input=model_input, num_classes=num_classes, borders=borders), None
 
     return read
 

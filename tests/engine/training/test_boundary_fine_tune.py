@@ -99,6 +99,9 @@ def test_the_border_output_learns_the_borders_of_the_objects_exported_with_the_i
         return float(boundary_loss(logits, targets))
 
     assert loss_of(child) < loss_of(parent) - 0.05, (loss_of(child), loss_of(parent))
+    # The images set aside to check it have objects too: both versions' borders are scored on them.
+    for metrics in (done["parent_metrics"], done["child_metrics"]):
+        assert metrics["border_images"] == start["val_images"] and 0 <= metrics["border_dice"] <= 1
 
 
 def test_objects_that_are_only_the_masks_patches_leave_the_border_output_alone(tmp_path, capsys):
@@ -109,6 +112,7 @@ def test_objects_that_are_only_the_masks_patches_leave_the_border_output_alone(t
     found = train_as_the_window_does(base, data, capsys)
     assert any(n.startswith("No training image has objects that split touching ones") for n in found[0]["notes"])
     child = _border_row(found[-1]["version"])
+    assert "border_dice" not in found[-1]["child_metrics"]
     # No border loss: the row moved by weight decay alone, while the classes' rows learnt.
     assert torch.allclose(child, _border_row(base), rtol=0.05, atol=1e-3)
 
@@ -209,6 +213,9 @@ def test_chunked_copies_give_the_same_border_targets_as_images_in_memory(tmp_pat
     assert [i.has_objects for i in chunked.train + chunked.val] == [i.has_objects for i in items]
     copies = {path.name: "objects" in zarr.open_group(path, mode="r") for path in (tmp_path / "chunks").iterdir()}
     assert sorted(copies.values()) == [False, True, True, True]
+    for held, in_memory in zip(chunked.val, whole.val):  # the images set aside to check: read whole
+        objects = held.loaded(keep_raw_above=1 << 20).objects
+        assert (objects is None) if in_memory.objects is None else np.array_equal(objects, in_memory.objects)
     a = CropDataset(whole.train, 40, augment=True, strength=1.0, hand_weight=2.0, seed=3, borders=True)
     b = CropDataset(chunked.train, 40, augment=True, strength=1.0, hand_weight=2.0, seed=3, borders=True)
     assert len(a) == len(b)
@@ -216,3 +223,24 @@ def test_chunked_copies_give_the_same_border_targets_as_images_in_memory(tmp_pat
         for ta, tb in zip(a[k], b[k]):
             assert torch.allclose(ta, tb) if ta.is_floating_point() else torch.equal(ta, tb)
     assert any(a[k][4].sum() > 0 for k in range(len(a)))
+
+
+def test_the_border_score_is_the_same_for_images_checked_whole_or_tile_by_tile(tmp_path):
+    """Images too large for one pass are checked through the Predictor; their borders count the same way."""
+    from segstudio.engine.predict import prepare_input
+    from segstudio.engine.training.evaluate import Evaluator
+    from segstudio.models.library import ModelLibrary
+
+    model, meta = ModelLibrary().load(save_boundary_base())
+    with torch.no_grad():
+        model.head.bias[2] = 20.0  # a border everywhere: the score is then known, 2 |borders| / (pixels + |borders|)
+    image, mask, ids = synth.generate_nuclei_image(3, height=64, width=64, params=CROWDED)
+    tensor = torch.from_numpy(prepare_input(image, 1, NORMALISATION).astype(np.float32))
+    hand = np.zeros(mask.shape, bool)
+    evaluator = Evaluator(meta, CLASSES, 3, torch.device("cpu"), None, 1 << 20, amp=False)
+    whole, tiled, plain = (evaluator(model, [LabelledImage("test:n", tensor, mask, hand, raw, objects)])
+                           for raw, objects in ((None, ids), (image, ids), (None, None)))
+    borders = int(boundary_target(ids).sum())
+    expected = 2 * borders / (ids.size + borders)
+    assert whole["border_dice"] == tiled["border_dice"] == expected and whole["border_images"] == 1
+    assert "border_dice" not in plain  # an image without objects has no border score
