@@ -138,6 +138,19 @@ def test_the_new_version_keeps_its_border_output_and_two_classes(tmp_path):
     assert set(np.unique(found.labels)) <= {0, 1} and found.boundary is not None
 
 
+def test_a_mask_using_the_border_outputs_number_is_refused_naming_its_image(tmp_path):
+    """Output 2 is the border map, not a third class: a mask painting class 2 names its image instead of
+    failing somewhere inside the loss."""
+    import pytest
+
+    from segstudio.engine.training.errors import TrainingError
+
+    base = save_boundary_base()
+    data = write_dataset(tmp_path / "class2", extra_label=2)
+    with pytest.raises(TrainingError, match=r"blob11\.tif.*class id 2.*only 2 classes"):
+        fine_tune(quick_config(base, data, steps=2))
+
+
 def test_a_model_without_a_border_output_trains_the_same_with_or_without_objects(tmp_path):
     from segstudio.models.library import ModelLibrary
 
