@@ -58,5 +58,5 @@ def borders_note(learning: int, images: int) -> str:
                 "as it was. To train it, find the objects (View > Object View), correct them, and export the "
                 "images again")
     return (f"The border output learns where touching objects meet from {learning} of "
-            f"{count(images, 'training image')}: those exported with their objects found or corrected "
-            "(View > Object View)")
+            f"{count(images, 'training image')}: those whose exported objects split touching ones (found or "
+            "corrected in View > Object View)")

@@ -110,17 +110,9 @@ def load_training_data(
     With ``borders`` (a model with a border output) the instance maps that teach borders come too, and a
     note says how many training images have one.
     """
-    from segstudio.core.dataset import load_manifest, manifest_hash
+    from segstudio.core.dataset import manifest_hash
 
-    if not folders:
-        raise TrainingError("No dataset folder given")
-    manifests: list[tuple[Path, dict]] = []
-    for folder in folders:
-        folder = Path(folder)
-        try:
-            manifests.append((folder, load_manifest(folder)))
-        except Exception as e:  # noqa: BLE001 - any unreadable manifest gets the same clear message
-            raise TrainingError(f"Cannot read dataset {folder}: {e}") from e
+    manifests = _read_manifests(folders)
     classes = _class_table(manifests)
     notes: list[str] = []
 
@@ -171,6 +163,21 @@ def load_training_data(
         for folder, m in manifests
     ]
     return TrainingData(train, val, classes, info, val_source, notes)
+
+
+def _read_manifests(folders: Sequence[str | Path]) -> list[tuple[Path, dict]]:
+    from segstudio.core.dataset import load_manifest
+
+    if not folders:
+        raise TrainingError("No dataset folder given")
+    manifests: list[tuple[Path, dict]] = []
+    for folder in folders:
+        folder = Path(folder)
+        try:
+            manifests.append((folder, load_manifest(folder)))
+        except Exception as e:  # noqa: BLE001 - any unreadable manifest gets the same clear message
+            raise TrainingError(f"Cannot read dataset {folder}: {e}") from e
+    return manifests
 
 
 def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: dict, num_classes: int,
