@@ -43,10 +43,11 @@ def border_targets(ids: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor
     """(target, counts) of a crop, both float32 (H, W): 1 on object pixels next to another object or the
     background, and 1 where that answer can be trusted (the pixel and its 8 neighbours valid)."""
     values = ids.numpy()
-    present = np.unique(values)
-    # Small numbers for this crop's objects: boundary_target compares ids as float32, exact below 2**24 only.
-    compact = np.searchsorted(present, values) + (1 if present[0] != 0 else 0)
-    target = boundary_target(compact.astype(np.int32))
+    if int(values.max(initial=0)) >= 2**24:
+        # Small numbers for this crop's objects: boundary_target compares ids as float32, exact below 2**24.
+        present = np.unique(values)
+        values = np.searchsorted(present, values) + (1 if present[0] != 0 else 0)
+    target = boundary_target(values.astype(np.int32))
     inside = cv2.erode(valid.numpy().astype(np.uint8), _NEIGHBOURS, borderType=cv2.BORDER_CONSTANT, borderValue=0)
     return torch.from_numpy(target.astype(np.float32)), torch.from_numpy(inside.astype(np.float32))
 

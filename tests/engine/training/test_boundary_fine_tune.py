@@ -257,3 +257,15 @@ def test_the_border_score_is_the_same_for_images_checked_whole_or_tile_by_tile(t
     expected = 2 * borders / (ids.size + borders)
     assert whole["border_dice"] == tiled["border_dice"] == expected and whole["border_images"] == 1
     assert "border_dice" not in plain  # an image without objects has no border score
+
+
+def test_objects_numbered_past_16_million_keep_their_borders():
+    """A whole slide's instance map numbers its objects into the millions; neighbours 2**24 and 2**24 + 1 are
+    the same number in float32, where boundary_target compares them."""
+    from segstudio.engine.training.borders import border_targets
+
+    ids = _touching_objects()
+    big = torch.from_numpy(np.where(ids > 0, ids + 2**24 - 1, 0).astype(np.int64))
+    target, counted = border_targets(big, torch.ones(ids.shape))
+    assert torch.equal(target, torch.from_numpy(boundary_target(ids)).float())
+    assert counted[1:-1, 1:-1].all() and not counted[0].any()  # the crop's own edge never counts
