@@ -3,17 +3,16 @@
 Loading every image of a dataset into memory before training (what a small dataset still does, see
 data.py) runs out of memory once the dataset is larger than the computer's memory. Here each entry (its
 pixels; its mask and hand map side by side; its instance map when that teaches borders, see borders.py) is
-copied once into a zarr folder of CHUNK x CHUNK chunks;
-training then reads only the chunks under each crop, so memory holds a few crops, whatever the size of
-the dataset.
+copied once into a zarr folder of CHUNK x CHUNK chunks; training then reads only the chunks under each
+crop, so memory holds a few crops, whatever the size of the dataset.
 
 A copy is made from one entry at a time (so memory holds at most the largest image, once), written under
 a temporary name and renamed into place, and named after the entry's content (its id, which is the hash
-of its pixels) and the hashes of its mask, hand map and objects: a corrected mask gets a new copy, an unchanged
-entry is never copied again, and ranks of a torchrun job that race to make the same copy both end with a
-complete one. The copy also keeps a strided sample of the pixels (at most a million), from which the
-normalisation levels are taken exactly as the predictor takes them from a whole image, and the largest
-class id, so the checks of an entry need no pass over its pixels.
+of its pixels) and the hashes of its mask, hand map and objects: a corrected mask gets a new copy, an
+unchanged entry is never copied again, and ranks of a torchrun job that race to make the same copy both
+end with a complete one. The copy also keeps a strided sample of the pixels (at most a million), from
+which the normalisation levels are taken exactly as the predictor takes them from a whole image, and the
+largest class id, so the checks of an entry need no pass over its pixels.
 """
 from __future__ import annotations
 
