@@ -1,7 +1,8 @@
 """Training-time augmentation: geometry moves image and targets together, intensity touches the image only.
 
 Samples are a `tv_tensors.Image` (normalised float, (C, H, W)) and a `tv_tensors.Mask` that stacks the
-per-pixel targets as channels: class label, hand-painted flag and a "valid" flag. Packing the targets into
+per-pixel targets as channels: class label, hand-painted flag, a "valid" flag and, for a model with a border
+output, the instance map (borders.py draws the border target on it after the move). Packing the targets into
 one Mask means every geometric transform applies the same flip/rotation to all of them, with nearest
 interpolation, and pixels that a rotation brings in from outside the crop get valid=0 so the loss ignores
 them instead of learning "background" from the fill value.
@@ -14,7 +15,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-LABEL, HAND, VALID = 0, 1, 2
+LABEL, HAND, VALID, OBJECTS = 0, 1, 2, 3
 
 
 class RandomRot90(v2.Transform):

@@ -74,6 +74,11 @@ class TrainConfig:
         "--hand-weight", "loss weight of pixels corrected by hand (1 = no extra weight; default {default})"))
     # Soft Dice next to cross-entropy, so that small foreground classes count as much as the background.
     dice_weight: float = 1.0
+    # For a model with a border output: its loss next to the classes', at the weight the bundled border model
+    # was trained with (scripts/train_boundary_model.py), so a fine-tune keeps the balance it learnt.
+    boundary_weight: float = field(default=1.0, metadata=_cli(
+        "--boundary-weight", "loss weight of the borders between objects, for a model with a border output "
+        "(0: leave it as it is; default {default})"))
     weight_decay: float = 1e-4                 # AdamW's decoupled decay, kept small for fine-tuning
     device: str = field(default="auto", metadata=_cli("--device", "auto, cpu, cuda, cuda:N or mps"))
     # Mixed precision on GPU (ignored on CPU); float16 runs with loss scaling.
@@ -120,8 +125,9 @@ class TrainConfig:
             raise TrainingError("steps must be at least 1")
         if self.batch_size < 1 or self.crop < 16:
             raise TrainingError("batch size must be at least 1 and crop at least 16 pixels")
-        if not self.lr > 0 or self.hand_weight < 0:
-            raise TrainingError("the learning rate must be above 0 and the hand-correction weight not below 0")
+        if not self.lr > 0 or self.hand_weight < 0 or self.boundary_weight < 0:
+            raise TrainingError("the learning rate must be above 0, the hand-correction and border weights not "
+                                "below 0")
         if self.name is not None and not _NAME_RE.match(self.name):
             raise TrainingError(f"Invalid model name {self.name!r}: use letters, digits, '.', '_' or '-'")
 

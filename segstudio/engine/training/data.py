@@ -16,7 +16,8 @@ import torch
 from torchvision import tv_tensors
 
 from segstudio.engine.predict import prepare_input
-from segstudio.engine.training.augment import HAND, LABEL, VALID, build_augmentation
+from segstudio.engine.training.augment import HAND, LABEL, OBJECTS, VALID, build_augmentation
+from segstudio.engine.training.borders import border_targets, borders_note, objects_teaching_borders
 from segstudio.engine.training.class_check import entry_name
 from segstudio.engine.training.distributed import DistContext
 from segstudio.engine.training.errors import TrainingCancelled, TrainingError
@@ -41,14 +42,24 @@ class LabelledImage:
     labels: np.ndarray         # (H, W) uint8/uint16 class ids
     hand: np.ndarray           # (H, W) bool
     raw: np.ndarray | None = None  # original pixels, kept only for images validated by the Predictor
+    # (H, W) instance map that teaches a border output (borders.objects_teaching_borders), else None
+    objects: np.ndarray | None = None
 
     @property
     def hw(self) -> tuple[int, int]:
         return int(self.labels.shape[0]), int(self.labels.shape[1])
 
+    @property
+    def has_objects(self) -> bool:
+        return self.objects is not None
+
     def window(self, y: int, x: int, h: int, w: int) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
         """Network input, class ids and hand map of a window (views, no copies)."""
         return self.image[:, y:y + h, x:x + w], self.labels[y:y + h, x:x + w], self.hand[y:y + h, x:x + w]
+
+    def objects_window(self, y: int, x: int, h: int, w: int) -> np.ndarray | None:
+        """The instance map of a window (a view), or None for an image without one."""
+        return None if self.objects is None else self.objects[y:y + h, x:x + w]
 
     def loaded(self, keep_raw_above: int) -> LabelledImage:
         """Already whole in memory (a ChunkedImage reads itself here)."""
@@ -90,23 +101,18 @@ def load_training_data(
     model_input: dict | None = None,
     in_memory_max_pixels: int | None = None,
     chunk_dir: str | Path | None = None,
+    borders: bool = False,
 ):
     """Read every entry of every dataset folder, normalised for a model with this input description.
 
     A dataset of more than ``in_memory_max_pixels`` pixels (None: no limit) is not read into memory: each
     entry is copied once into chunked storage under ``chunk_dir`` (chunks.py) and its items read crop by crop.
+    With ``borders`` (a model with a border output) the instance maps that teach borders come too, and a
+    note says how many training images have one.
     """
-    from segstudio.core.dataset import load_manifest, manifest_hash
+    from segstudio.core.dataset import manifest_hash
 
-    if not folders:
-        raise TrainingError("No dataset folder given")
-    manifests: list[tuple[Path, dict]] = []
-    for folder in folders:
-        folder = Path(folder)
-        try:
-            manifests.append((folder, load_manifest(folder)))
-        except Exception as e:  # noqa: BLE001 - any unreadable manifest gets the same clear message
-            raise TrainingError(f"Cannot read dataset {folder}: {e}") from e
+    manifests = _read_manifests(folders)
     classes = _class_table(manifests)
     notes: list[str] = []
 
@@ -135,7 +141,7 @@ def load_training_data(
         is_val = str(entry["id"]) in plan.check_ids
         item, pixels = reader(folder, entry, in_channels=in_channels, normalisation=normalisation,
                               model_input=model_input, num_classes=num_classes, keep_raw=is_val,
-                              val_whole_max_pixels=val_whole_max_pixels)
+                              val_whole_max_pixels=val_whole_max_pixels, borders=borders)
         (val if is_val else train).append(item)
         sources[id(item)] = pixels
     val_source = plan.source
@@ -146,6 +152,8 @@ def load_training_data(
         val_source = "strip"
         notes.append(plan.describe() if plan.source == "strip" else
                      f"The last {int(HOLDOUT_STRIP * 100)}% of each image is held out to check the new model")
+    if borders:
+        notes.append(borders_note(sum(item.has_objects for item in train), len(train)))
     info = [
         {
             "path": str(folder.resolve()),
@@ -157,11 +165,27 @@ def load_training_data(
     return TrainingData(train, val, classes, info, val_source, notes)
 
 
+def _read_manifests(folders: Sequence[str | Path]) -> list[tuple[Path, dict]]:
+    from segstudio.core.dataset import load_manifest
+
+    if not folders:
+        raise TrainingError("No dataset folder given")
+    manifests: list[tuple[Path, dict]] = []
+    for folder in folders:
+        folder = Path(folder)
+        try:
+            manifests.append((folder, load_manifest(folder)))
+        except Exception as e:  # noqa: BLE001 - any unreadable manifest gets the same clear message
+            raise TrainingError(f"Cannot read dataset {folder}: {e}") from e
+    return manifests
+
+
 def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: dict, num_classes: int,
-                keep_raw: bool, val_whole_max_pixels: int,
-                model_input: dict | None = None) -> tuple[LabelledImage, np.ndarray]:
-    """One dataset entry, checked against the model and normalised; also its original pixels."""
-    from segstudio.core.dataset import load_entry
+                keep_raw: bool, val_whole_max_pixels: int, model_input: dict | None = None,
+                borders: bool = False) -> tuple[LabelledImage, np.ndarray]:
+    """One dataset entry, checked against the model and normalised; also its original pixels (and, with
+    ``borders``, its instance map when that teaches borders)."""
+    from segstudio.core.dataset import load_entry, load_objects
 
     key = entry_name(folder, entry)
     try:
@@ -181,7 +205,13 @@ def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: d
     network_input = prepare_input(pixels, in_channels, normalisation, model_input)
     image = torch.from_numpy(np.ascontiguousarray(network_input, np.float32))
     raw = pixels if keep_raw and mask.size > val_whole_max_pixels else None
-    return LabelledImage(key, image, mask, hand_map, raw), pixels
+    objects = None
+    if borders:
+        try:
+            objects = objects_teaching_borders(load_objects(folder, entry), mask)
+        except (OSError, ValueError) as e:  # DatasetError is a ValueError
+            raise TrainingError(f"Cannot read the objects of {key}: {e}") from e
+    return LabelledImage(key, image, mask, hand_map, raw, objects), pixels
 
 
 def _chunked_reader(chunk_dir: str | Path | None):
@@ -191,7 +221,7 @@ def _chunked_reader(chunk_dir: str | Path | None):
     root = Path(chunk_dir) if chunk_dir else default_chunk_dir()
 
     def read(folder: Path, entry: dict, *, in_channels: int, normalisation: dict, num_classes: int,
-             model_input: dict | None, **_unused) -> tuple[ChunkedImage, None]:
+             model_input: dict | None, borders: bool, **_unused) -> tuple[ChunkedImage, None]:
         key = entry_name(folder, entry)
         try:
             path = ensure_copy(folder, entry, root)
@@ -200,7 +230,7 @@ def _chunked_reader(chunk_dir: str | Path | None):
         except Exception as e:  # noqa: BLE001 - the entry's files are unreadable: the same message as whole
             raise TrainingError(f"Cannot read {key}: {e}") from e
         return ChunkedImage.open(key, path, in_channels=in_channels, normalisation=normalisation,
-                                 model_input=model_input, num_classes=num_classes), None
+                                 model_input=model_input, num_classes=num_classes, borders=borders), None
 
     return read
 
@@ -227,12 +257,13 @@ def split_into_strips(items: Sequence, sources: dict[int, np.ndarray | None], va
             continue
         first = (slice(None), slice(0, cut)) if along_width else (slice(0, cut), slice(None))
         last = (slice(None), slice(cut, None)) if along_width else (slice(cut, None), slice(None))
+        objects = (None, None) if item.objects is None else (item.objects[first], item.objects[last])
         train.append(LabelledImage(item.key + " (training part)", item.image[(slice(None), *first)].contiguous(),
-                           item.labels[first], item.hand[first]))
+                           item.labels[first], item.hand[first], objects=objects[0]))
         labels = item.labels[last]
         raw = sources[id(item)][last] if labels.size > val_whole_max_pixels else None
         val.append(LabelledImage(item.key + " (held-out strip)", item.image[(slice(None), *last)].contiguous(), labels,
-                         item.hand[last], raw))
+                         item.hand[last], raw, objects[1]))
     return train, val
 
 
@@ -243,14 +274,18 @@ class CropDataset(torch.utils.data.Dataset):
     once whatever the image sizes. Sample index k encodes (epoch, i) as k = epoch * len + i and the crop
     position and augmentation are drawn from an RNG seeded by (seed, epoch, i): results do not depend on
     the number of loader processes, and persistent loader processes need no epoch updates.
+
+    A sample is (image, class ids, weight); with ``borders`` (a model with a border output) also the border
+    target and its weight, which is 0 all over for an image without an instance map (borders.py).
     """
 
     def __init__(self, items: list[LabelledImage], crop: int, *, augment: bool, strength: float,
-                 hand_weight: float, seed: int):
+                 hand_weight: float, seed: int, borders: bool = False):
         self.items = items
         self.crop = int(crop)
         self.hand_weight = float(hand_weight)
         self.seed = int(seed)
+        self.borders = bool(borders)
         counts = [max(1, round(h * w / float(self.crop * self.crop))) for h, w in (it.hw for it in items)]
         self.index = np.repeat(np.arange(len(items)), counts)
         self.transform = build_augmentation(strength) if augment else None
@@ -271,7 +306,13 @@ class CropDataset(torch.utils.data.Dataset):
             targets = targets.as_subclass(torch.Tensor)
         valid = targets[VALID].to(torch.float32)
         weight = valid * (1.0 + (self.hand_weight - 1.0) * targets[HAND].to(torch.float32))
-        return image.contiguous(), targets[LABEL].contiguous(), weight
+        if not self.borders:
+            return image.contiguous(), targets[LABEL].contiguous(), weight
+        if item.has_objects:
+            border, trusted = border_targets(targets[OBJECTS], targets[VALID])
+        else:
+            border, trusted = torch.zeros_like(valid), torch.zeros_like(valid)
+        return image.contiguous(), targets[LABEL].contiguous(), weight, border, weight * trusted
 
     def _crop(self, item: LabelledImage, rng: np.random.Generator):
         c = self.crop
@@ -280,11 +321,14 @@ class CropDataset(torch.utils.data.Dataset):
         (sy, dy, n_y), (sx, dx, n_x) = (_window(h, c, rng), _window(w, c, rng))
         pixels, labels, hand = item.window(sy, sx, n_y, n_x)
         image = torch.zeros((pixels.shape[0], c, c), dtype=torch.float32)
-        targets = torch.zeros((3, c, c), dtype=torch.int64)
+        targets = torch.zeros((4 if self.borders else 3, c, c), dtype=torch.int64)
         image[:, dy:dy + n_y, dx:dx + n_x] = pixels
         targets[LABEL, dy:dy + n_y, dx:dx + n_x] = torch.from_numpy(labels.astype(np.int64))
         targets[HAND, dy:dy + n_y, dx:dx + n_x] = torch.from_numpy(hand.astype(np.int64))
         targets[VALID, dy:dy + n_y, dx:dx + n_x] = 1
+        if self.borders and item.has_objects:
+            objects = item.objects_window(sy, sx, n_y, n_x)
+            targets[OBJECTS, dy:dy + n_y, dx:dx + n_x] = torch.from_numpy(objects.astype(np.int64))
         return image, targets
 
 

@@ -1,4 +1,5 @@
-"""Validation: IoU and Dice per class over whole images, the same way for the parent and the new version."""
+"""Validation: IoU and Dice per class over whole images, the same way for the parent and the new version; for
+a model with a border output, also the Dice of its borders on the checked images that have instance maps."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -8,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segstudio.core.objects.instances import boundary_target
 from segstudio.engine.predict import Predictor, PredictSettings
 from segstudio.engine.predict.predictor import boundary_channel
 from segstudio.engine.training.data import LabelledImage
@@ -69,6 +71,7 @@ class Evaluator:
         self.classes = classes
         # The classes' outputs: a boundary output declared after them is a border map, not a class.
         self.num_classes = num_classes - (boundary_channel(meta) is not None)
+        self.border_output = boundary_channel(meta)
         self.device = device
         self.amp_dtype = amp_dtype
         self.whole_max_pixels = whole_max_pixels
@@ -81,22 +84,35 @@ class Evaluator:
         k = self.num_classes
         conf = torch.zeros(k * k, dtype=torch.int64, device=self.device)
         loss_sum, loss_n = 0.0, 0
+        borders = [0, 0, 0]  # images, border pixels found on borders, border pixels found plus true
         for item in items:
             if cancel is not None and cancel():
                 raise TrainingCancelled
             item = item.loaded(self.whole_max_pixels)  # a chunked image is read now, and let go after
             target = torch.from_numpy(item.labels.astype(np.int64)).to(self.device)
             if item.raw is not None:
-                labels = self._predictor_for(model).predict(item.raw, self._predict_settings()).labels
-                pred = torch.from_numpy(np.asarray(labels).astype(np.int64)).to(self.device)
+                result = self._predictor_for(model).predict(item.raw, self._predict_settings())
+                pred = torch.from_numpy(np.asarray(result.labels).astype(np.int64)).to(self.device)
+                found = None if result.boundary is None else np.asarray(result.boundary) > 0.5
             else:
-                logits = self._forward_whole(model, item.image)[:, :k]
+                logits = self._forward_whole(model, item.image)
+                found = None if self.border_output is None else (logits[0, self.border_output] > 0).cpu().numpy()
+                logits = logits[:, :k]
                 loss_sum += float(segmentation_loss(logits, target[None]).item())
                 loss_n += 1
                 pred = logits.argmax(dim=1)[0]
             conf += torch.bincount((target * k + pred.clamp(0, k - 1)).reshape(-1), minlength=k * k)
-        return metrics_from_confusion(conf.reshape(k, k).cpu().numpy(), self.classes, loss_sum, loss_n,
-                                      len(items))
+            if found is not None and item.objects is not None:
+                true = boundary_target(item.objects)
+                borders = [borders[0] + 1, borders[1] + int(np.count_nonzero(found & true)),
+                           borders[2] + int(np.count_nonzero(found)) + int(np.count_nonzero(true))]
+        metrics = metrics_from_confusion(conf.reshape(k, k).cpu().numpy(), self.classes, loss_sum, loss_n,
+                                         len(items))
+        if borders[0]:
+            # Dice of the border pixels over the checked images with instance maps (None: no border anywhere).
+            metrics["border_dice"] = 2 * borders[1] / borders[2] if borders[2] else None
+            metrics["border_images"] = borders[0]
+        return metrics
 
     def _forward_whole(self, model: nn.Module, image: torch.Tensor) -> torch.Tensor:
         # Pad to a multiple of 32 by reflection so every pooling stage sees whole cells, as on tiles.

@@ -6,6 +6,7 @@ The flow of `fine_tune`:
   2. measure the base ("parent") model on the validation split (evaluate.py);
   3. train on random crops with joint image/target augmentation, cross-entropy + soft Dice, extra weight
      on pixels the user corrected by hand, optional frozen encoder, mixed precision on GPU (this module);
+     a model with a border output also learns the borders of the instance maps that teach them (borders.py);
   4. measure the result ("child") on the same split after every epoch;
   5. write it as a NEW version next to the parent (never over it) and make it the active model only if it
      is at least as good as the parent on that split (release.py).
@@ -28,6 +29,7 @@ from torch import nn
 from segstudio.engine.devices import amp_dtype as device_amp_dtype
 from segstudio.engine.devices import device_label, pick_device
 from segstudio.engine.hostmem import keep_host_memory
+from segstudio.engine.predict.predictor import boundary_channel
 from segstudio.engine.training import events
 from segstudio.engine.training.config import TrainConfig
 from segstudio.engine.training.crop_check import check_crop, crop_works, smallest_crop
@@ -42,7 +44,7 @@ from segstudio.engine.training.data import (
 from segstudio.engine.training.distributed import DistContext, wrap_model
 from segstudio.engine.training.errors import TrainingCancelled, TrainingError
 from segstudio.engine.training.evaluate import Evaluator
-from segstudio.engine.training.objective import learning_rate_at, segmentation_loss
+from segstudio.engine.training.objective import boundary_loss, learning_rate_at, segmentation_loss
 from segstudio.engine.training.release import RunRecord, check_room_to_save, release
 
 ProgressFn = Callable[[events.TrainingEvent], None]
@@ -134,6 +136,7 @@ class _Session:
     batch: int
     crop: int
     cancelled: CancelFn
+    border_output: int | None = None  # the output channel of the borders, for a model that has one
     loader: object = None
     sampler: object = None
 
@@ -195,13 +198,15 @@ def _set_up(config: TrainConfig, ctx: DistContext, library, cancelled: CancelFn)
     in_channels = int(parent_meta.in_channels)
     check_crop(model, in_channels, int(config.crop), parent_meta.id)
     num_classes = int(getattr(model, "config", {}).get("num_classes") or len(parent_meta.classes))
+    has_border_output = boundary_channel(parent_meta) is not None
     device = ctx.setup(pick_device(config.device))
     amp = device_amp_dtype(device) if config.amp and device.type in ("cuda", "mps") else None
     torch.manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    data = _load_data(config, ctx, parent_meta, num_classes, cancelled)
+    # A border output is not a class: a mask that uses its number is refused by name, not trained on.
+    data = _load_data(config, ctx, parent_meta, num_classes - has_border_output, cancelled)
     # Images smaller than the crop would be mostly padding: shrink the crop to the largest image, but not
     # below what the network can train on.
     largest = max(max(it.hw) for it in data.train)
@@ -224,7 +229,7 @@ def _set_up(config: TrainConfig, ctx: DistContext, library, cancelled: CancelFn)
         evaluator=Evaluator(parent_meta, data.classes, num_classes, device, amp, config.val_whole_max_pixels,
                             config.amp),
         workers=resolve_workers(config.num_workers, device), batch=int(config.batch_size), crop=crop,
-        cancelled=cancelled)
+        cancelled=cancelled, border_output=_learnt_border_output(config, parent_meta))
     _build_loader(session)
     return session
 
@@ -242,16 +247,22 @@ def _load_data(config: TrainConfig, ctx: DistContext, parent_meta, num_classes: 
             config.data, in_channels=int(parent_meta.in_channels), normalisation=dict(parent_meta.normalisation),
             num_classes=num_classes, val_whole_max_pixels=config.val_whole_max_pixels,
             cancel=None if ctx.enabled else cancelled, model_input=dict(parent_meta.input),
-            in_memory_max_pixels=config.in_memory_max_pixels, chunk_dir=config.chunk_dir)
+            in_memory_max_pixels=config.in_memory_max_pixels, chunk_dir=config.chunk_dir,
+            borders=_learnt_border_output(config, parent_meta) is not None)
     finally:
         if ctx.enabled and ctx.is_main:
             ctx.barrier()
 
 
+def _learnt_border_output(config: TrainConfig, parent_meta) -> int | None:
+    """The output channel whose borders this run teaches: the model's border output, unless its weight is 0."""
+    return boundary_channel(parent_meta) if config.boundary_weight > 0 else None
+
+
 def _build_loader(s: _Session) -> None:
     c = s.config
     dataset = CropDataset(s.data.train, s.crop, augment=c.augment, strength=c.augment_strength,
-                          hand_weight=c.hand_weight, seed=c.seed)
+                          hand_weight=c.hand_weight, seed=c.seed, borders=s.border_output is not None)
     s.loader, s.sampler = make_loader(dataset, s.batch, s.workers, s.ctx, c.seed, s.device)
 
 
@@ -294,8 +305,8 @@ def _train_epoch(s: _Session, run: _Run, emit) -> bool:
     t_epoch, cpu_epoch = time.perf_counter(), time.process_time()
     out_of_memory = False
     try:
-        for x, y, w in s.loader:
-            if _train_step(s, run, emit, x, y, w, t_epoch):
+        for batch in s.loader:
+            if _train_step(s, run, emit, batch, t_epoch):
                 break
     except Exception as e:
         if not is_oom(e):
@@ -306,20 +317,17 @@ def _train_epoch(s: _Session, run: _Run, emit) -> bool:
     return out_of_memory
 
 
-def _train_step(s: _Session, run: _Run, emit, x, y, w, t_epoch: float) -> bool:
+def _train_step(s: _Session, run: _Run, emit, batch, t_epoch: float) -> bool:
     """One optimisation step; True when it was the last one planned."""
     if not s.ctx.enabled and s.cancelled():
         raise TrainingCancelled
-    x = x.to(s.device, non_blocking=True)
-    y = y.to(s.device, non_blocking=True)
-    w = w.to(s.device, non_blocking=True)
+    x = batch[0].to(s.device, non_blocking=True)
     lr = learning_rate_at(run.step, run.total, s.config.lr)
     for group in s.optimizer.param_groups:
         group["lr"] = lr
     with torch.autocast(s.device.type, dtype=s.amp or torch.float32, enabled=s.amp is not None):
         logits = s.net(x)
-    # Classes only: a boundary output (metadata objects.boundary_channel) is left as the parent learnt it.
-    loss = segmentation_loss(logits[:, :s.evaluator.num_classes], y, w, dice_weight=s.config.dice_weight)
+    loss = _loss(s, logits, batch)
     s.optimizer.zero_grad(set_to_none=True)
     s.scaler.scale(loss).backward()
     s.scaler.step(s.optimizer)
@@ -347,6 +355,17 @@ def _train_step(s: _Session, run: _Run, emit, x, y, w, t_epoch: float) -> bool:
         run.loss_count = 0
         run.last_report = now
     return last_step
+
+
+def _loss(s: _Session, logits: torch.Tensor, batch) -> torch.Tensor:
+    """The classes' loss, plus the borders' for a model with a border output when the batch has crops of
+    images with instance maps (others have a border weight of 0; a batch with none adds no border term)."""
+    y, w = (t.to(s.device, non_blocking=True) for t in batch[1:3])
+    loss = segmentation_loss(logits[:, :s.evaluator.num_classes], y, w, dice_weight=s.config.dice_weight)
+    if s.border_output is None or not bool(batch[4].any()):  # checked on the host copy: no device sync
+        return loss
+    border, border_weight = (t.to(s.device, non_blocking=True) for t in batch[3:5])
+    return loss + s.config.boundary_weight * boundary_loss(logits[:, s.border_output], border, border_weight)
 
 
 def _step_event(s: _Session, run: _Run, lr: float, batch: int, per_step: float) -> events.StepProgress:

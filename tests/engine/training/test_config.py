@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[3] / "segstudio"
 CHANGED = dict(base="blobs/v3", data=["/data/a", "/data/b c"], epochs=7, lr=1.25e-5, batch_size=3, crop=96,
                freeze_encoder=True, augment=False, augment_strength=0.5, hand_weight=5.5, amp=False,
                device="cuda:1", seed=42, num_workers=2, name="lab-2", force_promote=True,
-               in_memory_max_pixels=0, chunk_dir="/scratch/chunks")
+               in_memory_max_pixels=0, chunk_dir="/scratch/chunks", boundary_weight=0.5)
 #: Fields that only Python callers (tests, benchmarks) set; the command line has no option for them.
 PYTHON_ONLY = {"dice_weight", "weight_decay", "progress_interval_s", "val_whole_max_pixels"}
 
