@@ -193,7 +193,7 @@ def _extended(config: TrainConfig) -> TrainConfig:
         meta = ModelLibrary().find(config.base).meta
     except ValueError as err:
         raise TrainingError(str(err)) from None
-    check = check_dataset_classes(config.data, meta.num_classes)
+    check = check_dataset_classes(config.data, meta.class_count)
     if check.refused:
         raise TrainingError(check.refused)
     if not check.missing:

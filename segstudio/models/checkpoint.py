@@ -82,7 +82,14 @@ class ModelMeta:
 
     @property
     def num_classes(self) -> int:
+        """The network's outputs: its classes, and a border output after them when `objects` declares one."""
         return int(self.config.get("num_classes", len(self.classes)))
+
+    @property
+    def class_count(self) -> int:
+        """How many outputs are classes (ids 0..class_count-1): all but a declared border output."""
+        objects = self.objects if isinstance(self.objects, dict) else {}
+        return self.num_classes - (objects.get("boundary_channel") is not None)
 
     def to_dict(self) -> dict:
         return asdict(self)

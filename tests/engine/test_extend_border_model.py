@@ -32,3 +32,20 @@ def test_a_new_class_goes_before_the_border_output_which_keeps_what_it_learnt():
     torch.testing.assert_close(new[:2], old[:2])  # the classes it had are kept
     assert not torch.equal(new[2], old[2])  # the new class does not start as the border map
     assert ModelLibrary().find(base).meta.objects["boundary_channel"] == 2  # the base version is untouched
+
+
+def test_fine_tune_offers_a_new_class_before_the_run_when_the_model_has_a_border_output(tmp_path, capsys):
+    """Class id 2 in a mask is a class the model lacks, not its border output (the model's third output)."""
+    from segstudio.cli import main
+    from tests.gui.training.test_growing_classes import write_three_class_dataset
+
+    base, _ = _border_model()
+    data = write_three_class_dataset(tmp_path / "cells")
+    args = ["train", "--model", base, "--data", str(data), "--batch", "2", "--crop", "32", "--device", "cpu",
+            "--workers", "0", "--steps", "2", "--progress", "none"]
+    assert main(args) == 1
+    assert "--extend-classes" in capsys.readouterr().err  # refused up front, saying how to go on
+    assert main([*args, "--extend-classes"]) == 0
+    trained = ModelLibrary().find("borders/v3").meta
+    assert trained.parent == "borders/v2" and trained.class_count == 3
+    assert trained.objects["boundary_channel"] == 3

@@ -17,7 +17,6 @@ from torch import nn
 
 from segstudio.core import paths
 from segstudio.core.words import count
-from segstudio.engine.predict.predictor import boundary_channel
 from segstudio.engine.training.config import TrainConfig
 from segstudio.engine.training.errors import TrainingError
 
@@ -100,7 +99,7 @@ def child_meta(parent_meta, version: int, config: TrainConfig, record: RunRecord
         name=record.name,
         version=int(version),
         classes=classes_for_outputs(record.classes, parent_meta.classes,
-                                    parent_meta.num_classes - (boundary_channel(parent_meta) is not None)),
+                                    parent_meta.class_count),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         parent=parent_meta.id,
         training={

@@ -103,7 +103,7 @@ class TrainingController(QObject):
             meta = ModelLibrary().find(config.base).meta
         except ValueError:
             return config  # the run says which model it could not find
-        check = check_dataset_classes(config.data, meta.num_classes)
+        check = check_dataset_classes(config.data, meta.class_count)
         if check.refused:
             self.window.show_error("Fine-tuning cannot start", check.refused + ".\n\nName that class in the Classes "
                                    "panel and export the image again, or paint those pixels with another class.")
