@@ -36,6 +36,9 @@ def metric_rows(parent: dict | None, child: dict | None) -> list[tuple[str, floa
         rows.append((f"IoU: {name}", _number((parent.get("iou") or {}).get(name)),
                      _number((child.get("iou") or {}).get(name))))
     rows.append(("Mean Dice", _number(parent.get("mean_dice")), _number(child.get("mean_dice"))))
+    if "border_dice" in parent or "border_dice" in child:  # a model with a border output, images with objects
+        rows.append(("Borders between objects (Dice)", _number(parent.get("border_dice")),
+                     _number(child.get("border_dice"))))
     rows.append(("Validation loss", _number(parent.get("loss")), _number(child.get("loss"))))
     return rows
 
