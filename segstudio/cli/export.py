@@ -131,7 +131,7 @@ def _items(files: list[Path], args, report, metas: dict | None = None) -> Iterat
         except (OSError, ValueError, MemoryError) as exc:
             report(path, f"Cannot open {path}: {exc}")
             continue
-        classes, hand, model_version = None, None, args.model_version
+        classes, hand, objects, model_version = None, None, None, args.model_version
         if store is not None:
             try:
                 record = store.load(path)
@@ -142,6 +142,7 @@ def _items(files: list[Path], args, report, metas: dict | None = None) -> Iterat
                 report(path, "no autosaved work for this image (open it in segstudio, label it, then export)")
                 continue
             mask, hand = record.mask, record.hand
+            objects = record.objects  # objects found or edited in the window (they teach a border output)
             classes = record.classes
             extra = record.extra or {}
             model_version = model_version or extra.get("model_version")
@@ -162,7 +163,7 @@ def _items(files: list[Path], args, report, metas: dict | None = None) -> Iterat
                 hand = np.ones(mask.shape, dtype=bool)
         item = ExportItem(pixels=image.pixels, mask=mask, source=str(path.resolve()), hand=hand,
                           model_version=model_version, channel_names=image.meta.channel_names,
-                          classes=classes)
+                          classes=classes, objects=objects)
         if metas is not None:
             metas[item.source] = image.meta
         yield item

@@ -105,6 +105,22 @@ def test_export_from_autosave_keeps_classes_and_hand_map(tmp_path, images):
     assert {c["name"] for c in load_manifest(ds)["classes"]} == {"background", "nucleus", "mitosis"}
 
 
+def test_export_from_autosave_keeps_the_objects_split_in_the_window(tmp_path, images):
+    from segstudio.core.dataset import load_objects
+
+    path, _pixels, mask = images["a"]
+    joined = np.zeros(mask.shape, np.uint8)
+    joined[10:20, 10:30] = 1  # one patch the user split into two objects in Object View
+    objects = np.zeros(mask.shape, np.uint16)
+    objects[10:20, 10:20], objects[10:20, 20:30] = 1, 2
+    AutosaveStore().save(path, joined, ClassTable.default(), None, objects=objects)
+    ds = tmp_path / "ds"
+    assert main(["export", str(path), "--from-autosave", "--to", str(ds)]) == 0
+    got = load_objects(ds, _entries_by_name(ds)["a.tif"])
+    assert len(np.unique(got[joined > 0])) == 2  # not the one connected patch of the mask
+    np.testing.assert_array_equal(got > 0, joined > 0)
+
+
 def test_autosave_without_work_for_an_image_is_an_error(tmp_path, images, capsys):
     rc = main(["export", str(images["b"][0]), "--from-autosave", "--to", str(tmp_path / "ds")])
     assert rc == 1
