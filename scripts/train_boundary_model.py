@@ -7,8 +7,9 @@ between objects, learnt from generated slides whose every nucleus is known (segs
 It starts from the bundled model's weights (the classes' layers carried over, the border layer new), trains
 classes and borders together, scores object F1 on the held-out generated set of scripts/eval_objects.py for
 the bundled model (distance-transform split) and for the new one (split along its borders), and writes
-``nuclei-unet.safetensors`` (metadata ``objects.boundary_channel = 2``) and its card into --out. It never
-writes into resources/: copy the file there only when its object F1 is the better one.
+``nuclei-unet.safetensors`` (metadata ``objects.boundary_channel = 2``) into --out. It never writes into
+resources/: the bundled model was made this way (2,600 steps), then scored for its card with
+``train_default_model.py --evaluate-only FILE`` (pixel scores) and copied there.
 """
 from __future__ import annotations
 
@@ -127,10 +128,13 @@ def train(model, pool, args) -> float:
 def object_scores(predictors: dict, images: int, size: int) -> dict:
     """Object precision/recall/F1 and count error of each predictor on eval_objects.py's held-out images."""
     rows: dict[str, list] = {name: [] for name in predictors}
+    rows["watershed fallback on the true mask (the split alone)"] = []
     rng = np.random.default_rng(eval_objects.EVAL_SEED)
     for _ in range(images):
-        image, _mask, truth = synth.generate_nuclei_image(int(rng.integers(2**31)), height=size, width=size,
-                                                          bit_depth=16)
+        image, mask, truth = synth.generate_nuclei_image(int(rng.integers(2**31)), height=size, width=size,
+                                                         bit_depth=16)
+        rows["watershed fallback on the true mask (the split alone)"].append(
+            eval_objects.match_counts(truth, find_instances(mask, None)))
         for name, predict in predictors.items():
             result = predict(image)
             rows[name].append(eval_objects.match_counts(truth, find_instances(result.labels, result.boundary)))
@@ -153,15 +157,19 @@ def main(argv=None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--boundary-weight", type=float, default=1.0)
     parser.add_argument("--eval-images", type=int, default=40, help="held-out images for object F1")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the new model (never resources/)")
+    parser.add_argument("--out", type=Path, help="folder for the new model (never resources/)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     parser.add_argument("--start", type=Path, metavar="CHECKPOINT", help="train further a model this script wrote")
     parser.add_argument("--score-only", type=Path, metavar="CHECKPOINT",
                         help="only score a model this script wrote (object F1 against the bundled model)")
+    parser.add_argument("--reference", default="nuclei-unet", metavar="FILE_OR_ID",
+                        help="the model without a border output to score beside it (default: the bundled one)")
     args = parser.parse_args(argv)
     if args.score_only:
         model, meta = load_checkpoint(args.score_only)
-        return score(model, meta, args.score_only, args.eval_images)
+        return score(model, meta, args.score_only, args.eval_images, args.reference)
+    if args.out is None:
+        parser.error("--out is needed to train (only --score-only goes without it)")
     if args.quick:
         args.steps, args.pool, args.eval_images = 40, 24, 6
     if args.threads:
@@ -180,7 +188,8 @@ def main(argv=None) -> int:
         description="U-Net for fluorescence nuclei with a border output that splits touching nuclei, trained on "
                     "generated slides.",
         training={"data": f"{args.pool} generated 256x256 images (segstudio.synth, seeds from {base.TRAIN_SEED})",
-                  "start": "the bundled nuclei-unet", "steps": args.steps, "batch": args.batch, "crop": args.crop,
+                  "start": "nuclei-unet without a border output (scripts/train_default_model.py)",
+                  "steps": args.steps, "batch": args.batch, "crop": args.crop,
                   "lr": args.lr, "loss": "cross-entropy + soft Dice; borders: binary cross-entropy + soft Dice "
                                          f"(weight {args.boundary_weight})", "train_minutes_cpu": round(minutes, 1)})
     args.out.mkdir(parents=True, exist_ok=True)
@@ -190,11 +199,12 @@ def main(argv=None) -> int:
     return score(model, meta, target, args.eval_images)
 
 
-def score(model, meta, target: Path, images: int) -> int:
+def score(model, meta, target: Path, images: int, reference: str = "nuclei-unet") -> int:
     """Object F1 of the new model and of the bundled one on the same held-out images, into the file's metrics."""
-    predictors = {"new: split along its borders": _runner(model, meta)}
+    predictors = {"this model: split along its border output": _runner(model, meta)}
     try:
-        predictors["bundled: distance-transform split"] = _runner(*ModelLibrary().load("nuclei-unet", device="cpu"))
+        predictors["the previous nuclei-unet (no border output): watershed fallback on its mask"] = _runner(
+            *ModelLibrary().load(reference, device="cpu"))
     except Exception as err:
         print(f"the bundled model is not scored: {err}")
     found = object_scores(predictors, images, 256)
@@ -202,7 +212,8 @@ def score(model, meta, target: Path, images: int) -> int:
     print("| objects from | precision | recall | F1 | count error |\n| --- | --- | --- | --- | --- |")
     for name, s in found.items():
         print(f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | {100 * s['count_error']:.1f}% |")
-    meta.metrics = {"objects_heldout": {name: {k: float(v) for k, v in s.items()} for name, s in found.items()}}
+    objects = {name: {k: float(v) for k, v in s.items()} for name, s in found.items()}
+    meta.metrics = {**(meta.metrics or {}), "objects_heldout": objects}
     save_checkpoint(target, model, meta)
     (target.parent / "object-scores.json").write_text(json.dumps(meta.metrics, indent=2))
     print(f"wrote {target}")

@@ -236,7 +236,7 @@ def evaluate_existing(args) -> int:
     meta.postprocess = dict(POSTPROCESS)
     scores = evaluate(model, meta, args.eval_images, 384, EVAL_SEED)
     print(json.dumps(scores, indent=2))
-    meta.metrics = {"mean_iou": scores["model_iou"], "heldout": scores}
+    meta.metrics = {**(meta.metrics or {}), "mean_iou": scores["model_iou"], "heldout": scores}  # object scores kept
     target = args.out / "nuclei-unet.safetensors"
     save_checkpoint(target, model, meta)
     write_model_card(target.with_suffix(".md"), meta, scores, meta.training)
@@ -254,10 +254,14 @@ def write_model_card(path: Path, meta: ModelMeta, scores: dict, recipe: dict) ->
         key: scores.get(key, float("nan"))
         for key in ("model_iou_8bit", "otsu_iou_8bit", "model_iou_16bit", "otsu_iou_16bit")
     }
+    border = (meta.objects or {}).get("boundary_channel")
+    outputs = ("classes `background` (0) and `nucleus` (1)" if border is None else
+               f"classes `background` (0) and `nucleus` (1), and a third output (channel {border}): the border "
+               "between touching nuclei, a map from 0 to 1 that is not a class and along which objects are split")
     text = f"""# nuclei-unet v{meta.version}: the default segstudio model
 
-**Task.** Semantic segmentation of cell nuclei in fluorescence microscopy (DAPI/Hoechst-like nuclear
-stains): classes `background` (0) and `nucleus` (1). One input channel; colour images are averaged to grey.
+**Task.** Segmentation of cell nuclei in fluorescence microscopy (DAPI/Hoechst-like nuclear
+stains): {outputs}. One input channel; colour images are averaged to grey.
 Input is normalised per image to its 1st-99.8th percentile, for 8-bit and 16-bit images alike.
 
 **Architecture.** U-Net, depth 4, base width {meta.config.get('base_channels')} channels
@@ -276,7 +280,7 @@ would draw it (half-maximum of the nucleus edge before blur).
 | setting | value |
 | --- | --- |
 """ + "".join(f"| {k} | {v} |\n" for k, v in recipe.items()) + f"""
-Reproduce with `python scripts/train_default_model.py` (deterministic data; weights depend on the torch build).
+Reproduce with {_reproduce(border)} (deterministic data; weights depend on the torch build).
 
 ## Post-processing
 Predicted masks are cleaned as stored in the model's metadata: enclosed holes up to
@@ -301,16 +305,55 @@ The same held-out images under conditions the training data do not contain (IoU)
 By bit depth (IoU): 8-bit images: model {by_depth['model_iou_8bit']:.3f}, Otsu {by_depth['otsu_iou_8bit']:.3f};
 16-bit images: model {by_depth['model_iou_16bit']:.3f}, Otsu {by_depth['otsu_iou_16bit']:.3f}.
 
+""" + _objects_section(meta) + f"""
 ## Limits
 - Trained only on generated images: it has not been scored on real slides in this repository. Expect
   to correct its masks and fine-tune it on your own exported data (Model > Fine-tune).
-- Semantic, not instance, segmentation: the network has no interior/boundary output, so touching
-  nuclei come out as one `nucleus` region and objects are split afterwards by the distance-transform
-  watershed (View > Object View, `predict --objects`); `scripts/eval_objects.py` scores that split.
+- {_instance_limit(border)}
 - Not trained for brightfield/H&E, cytoplasm or membrane stains, 3-D stacks (each page is 2-D), or
   images where nuclei are dark on a bright background.
 """
     path.write_text(text, encoding="utf-8")
+
+
+def _reproduce(border) -> str:
+    if border is None:
+        return "`python scripts/train_default_model.py`"
+    return ("`python scripts/train_default_model.py`, then `python scripts/train_boundary_model.py` (which starts\n"
+            "from that model and adds the border output), then `--evaluate-only` for these scores")
+
+
+def _instance_limit(border) -> str:
+    if border is None:
+        return ("Semantic, not instance, segmentation: the network has no boundary output, so touching\n"
+                "  nuclei come out as one `nucleus` region and objects are split afterwards by the distance-transform\n"
+                "  watershed (View > Object View, `predict --objects`); `scripts/eval_objects.py` scores that split.")
+    return ("Touching nuclei are split along the border output, seeded from the nucleus area away from\n"
+            "  borders (View > Object View, `predict --objects`, Export Objects). Where the border output is\n"
+            "  faint, a touching pair can still come out as one object: use the Split tool. Fine-tuning teaches\n"
+            "  the border from the object maps in your dataset's objects/ folder (objects found or edited in\n"
+            "  Object View); images whose objects are only the mask's patches teach the classes only.")
+
+
+def _objects_section(meta: ModelMeta) -> str:
+    """The object-level scores stored in the metadata by scripts/train_boundary_model.py, as a table."""
+    found = (meta.metrics or {}).get("objects_heldout")
+    if not found:
+        return ""
+    rows = "".join(f"| {name} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} | "
+                   f"{100 * s['count_error']:.1f}% |\n" for name, s in found.items())
+    first = next(iter(found.values()))
+    return f"""
+## Objects (instances)
+Held-out generated 256x256 images of `scripts/eval_objects.py` (seeds from 9,500,000, disjoint from
+training), {int(first.get('objects', 0)):,} nuclei. A found object matches a true nucleus when their IoU exceeds
+0.5; the count error is the mean of |found - true| / true per image. Reproduce with
+`python scripts/train_boundary_model.py --score-only resources/models/nuclei-unet.safetensors --reference
+FILE`, FILE being the model `scripts/train_default_model.py --out DIR` writes (no border output).
+
+| objects from | precision | recall | F1 | count error |
+| --- | --- | --- | --- | --- |
+""" + rows
 
 
 if __name__ == "__main__":

@@ -305,14 +305,6 @@ def sort_channels(stats: ChannelStats, by: str = "mean") -> np.ndarray:
     return np.argsort(-np.asarray(key, np.float64), kind="stable")
 
 
-def class_outputs(meta, channels: int) -> int:
-    """How many of a network's `channels` outputs are classes: all but a border output its metadata declares."""
-    from segstudio.engine.predict.predictor import boundary_channel
-
-    border = boundary_channel(meta)
-    return border if border is not None and 0 < border < channels else channels
-
-
 def _class_names(meta, count: int) -> list[str]:
     classes = list(getattr(meta, "classes", None) or [])
     names = [str(c.get("name", f"class {i}")) for i, c in enumerate(classes[:count])]
@@ -336,6 +328,7 @@ class TapInspector:
         self.normalisation = dict(getattr(meta, "normalisation", None) or {"kind": "percentile", "low": 1.0,
                                                                              "high": 99.8})
         self.stride = int(getattr(model, "stride", 1) or 1)
+        self.border = (getattr(meta, "objects", None) or {}).get("boundary_channel")  # an output, not a class
         # How the image becomes the network's input when it is not the model's own definition: the H&E path
         # chosen for this image, as Predict's PredictSettings.model_input (set per request by run_request).
         self.model_input: dict | None = None
@@ -378,9 +371,7 @@ class TapInspector:
         x = torch.from_numpy(np.ascontiguousarray(network_input, dtype=np.float32))[None].to(self.device)
         with torch.inference_mode():
             logits, captured = run_with_taps(self.model, x, names)
-            # The classes' share only: a border output after them is a map of its own, not a class.
-            classes = class_outputs(self.meta, int(logits.shape[1]))
-            probabilities = F.softmax(logits[:, :classes].float(), dim=1)[0].cpu().numpy()
+            probabilities = F.softmax(logits[:, :self.border].float(), dim=1)[0].cpu().numpy()
         input_hw = tuple(network_input.shape[-2:])
         notes: list[str] = []
         total = sum(t[0].numel() * 4 for t in captured.values())

@@ -167,12 +167,11 @@ def explain_in_region(inspector, network_input: np.ndarray, region, x: float, y:
     import torch
 
     from segstudio.engine.inspect import _class_names
-    from segstudio.engine.predict.predictor import boundary_channel
 
     tensor = torch.from_numpy(np.ascontiguousarray(network_input))[None].to(inspector.device)
     row, col = int(y) - region.y, int(x) - region.x
     result = explain_input(inspector.model, tensor, row, col, class_index=class_index,
-                           classes=boundary_channel(inspector.meta))  # a border output after the classes is left out
+                           classes=inspector.border)  # a border output after the classes is left out
     result.class_name = _class_names(inspector.meta, result.class_index + 1)[result.class_index]
     result.x, result.y = int(x), int(y)
     result.window = region.rect
