@@ -9,6 +9,7 @@ dark background, which then marks the background instead of the objects.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -238,12 +239,82 @@ def input_definition(text: str) -> tuple[dict, int]:
     raise ValueError(f"Unknown input {text!r}; choose one of {', '.join(INPUT_CHOICES)}")
 
 
+STAIN_VECTORS_HELP = ("three rows of r,g,b optical densities (hematoxylin; eosin; residual) between 0 and 1, "
+                      "rows separated by ';' or new lines, e.g. 0.65,0.70,0.29; 0.07,0.99,0.11; 0.27,0.57,0.78")
+_STAIN_FILE_CHARS = 100_000
+
+
+def parse_stain_vectors(text: str) -> list[list[float]]:
+    """A lab's own stain vectors from "r,g,b; r,g,b; r,g,b" (spaces or commas between numbers, ';' or new lines
+    between rows, or a JSON list of three rows), checked; ValueError says what is wrong in plain words."""
+    import json
+
+    text = str(text).strip()
+    if text.startswith("["):
+        try:
+            rows = json.loads(text)
+        except ValueError:
+            raise ValueError("the stain vectors are not a readable JSON list") from None
+    else:
+        rows = [line.replace(",", " ").split() for line in text.replace(";", "\n").splitlines() if line.strip()]
+    return check_stain_vectors(rows)
+
+
+def check_stain_vectors(rows) -> list[list[float]]:
+    """Three [r, g, b] rows of numbers in 0..1, none all zero, no two of the same colour; as floats."""
+    if not isinstance(rows, list) or len(rows) != 3 or any(not isinstance(r, list) or len(r) != 3 for r in rows):
+        raise ValueError(f"the stain vectors must be {STAIN_VECTORS_HELP}")
+    try:
+        vectors = [[float(v) for v in row] for row in rows]
+    except (TypeError, ValueError):
+        raise ValueError(f"the stain vectors must be numbers: {STAIN_VECTORS_HELP}") from None
+    names = ("hematoxylin", "eosin", "residual")
+    for name, row in zip(names, vectors):
+        if not all(np.isfinite(v) and 0.0 <= v <= 1.0 for v in row):
+            raise ValueError(f"the {name} vector {row} must hold numbers between 0 and 1")
+        if not any(row):
+            raise ValueError(f"the {name} vector is all zero: a stain needs a colour")
+    unit = np.asarray(vectors) / np.linalg.norm(vectors, axis=1, keepdims=True)
+    if abs(np.linalg.det(unit)) < 1e-3:
+        raise ValueError("two of the stain vectors have (nearly) the same colour, so the stains cannot be told apart")
+    return vectors
+
+
+def read_stain_vectors(value: str) -> list[list[float]]:
+    """parse_stain_vectors() of a file's text when `value` names a file, else of `value` itself; errors name the
+    file."""
+    from pathlib import Path
+
+    path = Path(str(value).strip()).expanduser()
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long for the file system is text, not a file
+        is_file = False
+    if not is_file:
+        words = re.sub(r"(?i)nan|inf(inity)?|e", "", str(value))  # what numbers may spell
+        if any(ch.isalpha() or ch in "/\\" for ch in words):
+            raise ValueError(f"{value}: no such file; give a file or the vectors themselves: {STAIN_VECTORS_HELP}")
+        return parse_stain_vectors(value)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(_STAIN_FILE_CHARS + 1)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the stain vectors ({err})") from None
+    if len(text) > _STAIN_FILE_CHARS:
+        raise ValueError(f"{path}: too large for a stain vector file")
+    try:
+        return parse_stain_vectors(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
 def describe_input(definition: Mapping | None, in_channels: int) -> str:
     """The input definition in words, for the model list and the Model panel."""
     definition = dict(definition or {})
     kind = definition.get("kind", "")
     if kind == "he":
-        return "hematoxylin from H&E colour images"
+        own = definition.get("stain_vectors") not in (None, [list(v) for v in HE_STAIN_VECTORS])
+        return "hematoxylin from H&E colour images" + (" (the lab's own stain vectors)" if own else "")
     if kind == "rgb":
         return "colour (RGB)"
     if kind == "grey":

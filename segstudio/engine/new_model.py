@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from segstudio.core.labels import ClassTable
-from segstudio.core.model_fit import BRIGHTFIELD, input_definition
+from segstudio.core.model_fit import BRIGHTFIELD, check_stain_vectors, input_definition
 from segstudio.models.catalogue import network
 from segstudio.models.checkpoint import ModelMeta, classes_within_outputs
 from segstudio.models.transfer import TransferReport, class_map_by_name, transfer_weights
@@ -37,6 +37,7 @@ class NewModelSpec:
     start: str = "scratch"            # scratch | imagenet | model
     source: str | None = None         # the model to start from, when start == "model"
     config: dict = field(default_factory=dict)  # size options over the catalogue's default
+    stain_vectors: list | None = None  # a lab's own H&E stain vectors (input "he"); None: the standard ones
 
 
 @dataclass
@@ -75,6 +76,13 @@ def _input_and_channels(spec: NewModelSpec) -> tuple[dict, int]:
         raise NewModelError(f"A network takes 1 to 64 input channels, not {channels}")
     if definition["kind"] == "grey" and channels != 1:
         definition = {}  # an N-channel model reads the image's first N channels
+    if spec.stain_vectors is not None:
+        if definition.get("kind") != "he":
+            raise NewModelError("Stain vectors are for a model that reads the hematoxylin of H&E slides (input he)")
+        try:
+            definition["stain_vectors"] = check_stain_vectors([list(row) for row in spec.stain_vectors])
+        except (TypeError, ValueError) as err:
+            raise NewModelError(f"Stain vectors: {err}") from None
     return definition, channels
 
 

@@ -94,3 +94,41 @@ def test_warnings_name_the_colour_and_the_bright_background_mismatch():
     assert any("background of this image is bright" in w for w in warnings)
     single = plan_input(1, None, NUCLEI).choices[0]
     assert input_warnings(image[..., None], None, single, NUCLEI) == []
+
+
+def test_a_lab_writes_its_stain_vectors_as_rows_of_numbers_or_a_file(tmp_path):
+    from segstudio.core.model_fit import read_stain_vectors
+
+    lab = [[0.6, 0.75, 0.28], [0.1, 0.95, 0.2], [0.3, 0.5, 0.8]]
+    assert read_stain_vectors("0.6,0.75,0.28; 0.1,0.95,0.2; 0.3,0.5,0.8") == lab
+    written = tmp_path / "our-stains.txt"
+    written.write_text("0.6 0.75 0.28\n0.1 0.95 0.2\n0.3 0.5 0.8\n")
+    assert read_stain_vectors(str(written)) == lab
+    written.write_text("[[0.6, 0.75, 0.28], [0.1, 0.95, 0.2], [0.3, 0.5, 0.8]]")
+    assert read_stain_vectors(str(written)) == lab
+
+
+@pytest.mark.parametrize("text, says", [
+    ("0.6,0.75; 0.1,0.95,0.2; 0.3,0.5,0.8", "three rows of r,g,b"),
+    ("0.6,0.75,0.28; 0.1,0.95,0.2", "three rows of r,g,b"),
+    ("0.6,0.75,1.5; 0.1,0.95,0.2; 0.3,0.5,0.8", "hematoxylin vector [0.6, 0.75, 1.5] must hold numbers between 0 and 1"),
+    ("0.6,0.75,0.28; 0,0,0; 0.3,0.5,0.8", "eosin vector is all zero"),
+    ("0.6,0.75,0.28; 0.6,0.75,0.28; 0.3,0.5,0.8", "the same colour"),
+    ("0.6,0.75,0.28; 0.1,0.95,0.2; 0.3,0.5,nan", "residual vector"),
+    ("our-stains.txt", "our-stains.txt: no such file"),
+])
+def test_stain_vectors_that_cannot_be_used_are_refused_saying_why(text, says):
+    from segstudio.core.model_fit import read_stain_vectors
+
+    with pytest.raises(ValueError) as info:
+        read_stain_vectors(text)
+    assert says in str(info.value)
+
+
+def test_a_stain_vector_file_that_does_not_parse_is_named(tmp_path):
+    from segstudio.core.model_fit import read_stain_vectors
+
+    written = tmp_path / "stains.json"
+    written.write_text("[[0.6, 0.75, 0.28], [0.1, 0.95")
+    with pytest.raises(ValueError, match=r"stains\.json: the stain vectors are not a readable JSON list"):
+        read_stain_vectors(str(written))

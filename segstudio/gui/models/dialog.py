@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from segstudio.core.model_fit import HE_LABEL, is_colour
+from segstudio.core.model_fit import HE_LABEL, HE_STAIN_VECTORS, STAIN_VECTORS_HELP, is_colour, parse_stain_vectors
 from segstudio.models.catalogue import MEASURED_ON, NETWORKS, network
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -70,6 +70,13 @@ class NewModelDialog(QDialog):
         self.channels_edit.setObjectName("newModelChannels")
         self.channels_edit.setPlaceholderText("channel numbers, e.g. 1, 3")
         form.addRow("Channels", self.channels_edit)
+        self.stains_edit = QLineEdit()
+        self.stains_edit.setObjectName("newModelStainVectors")
+        self.stains_edit.setPlaceholderText("standard H&E: " + "; ".join(",".join(f"{v:.2f}" for v in row)
+                                                                       for row in HE_STAIN_VECTORS))
+        self.stains_edit.setToolTip(f"Your lab's stain vectors, if its slides are stained differently: "
+                                    f"{STAIN_VECTORS_HELP}. Empty: the standard ones.")
+        form.addRow("Stain vectors", self.stains_edit)
         names = ", ".join(c["name"] for c in self._classes)
         self.classes_label = QLabel(f"{names}  (the classes of this session; change them in the Classes panel)")
         self.classes_label.setObjectName("newModelClasses")
@@ -101,6 +108,7 @@ class NewModelDialog(QDialog):
         self.start_combo.currentIndexChanged.connect(self._on_start)
         self.name_edit.textChanged.connect(self._validate)
         self.channels_edit.textChanged.connect(self._validate)
+        self.stains_edit.textChanged.connect(self._validate)
         self._on_arch()
 
     def _free_name(self, stem: str) -> str:
@@ -160,6 +168,7 @@ class NewModelDialog(QDialog):
         from segstudio.core.model_fit import input_definition
 
         self._form.setRowVisible(self.channels_edit, self.input_combo.currentData() == CHOSEN)
+        self._form.setRowVisible(self.stains_edit, self.input_combo.currentData() == "he")
         name = self.name_edit.text().strip()
         problem = ""
         if not _NAME.match(name):
@@ -173,15 +182,27 @@ class NewModelDialog(QDialog):
                 input_definition(self.input_spec())
             except ValueError as err:
                 problem = f"Channels: {err}"
+            else:
+                try:
+                    self.stain_vectors()
+                except ValueError as err:
+                    problem = f"Stain vectors: {err}."
         self.problem.setText(problem)
         self.create_button.setEnabled(not problem)
+
+    def stain_vectors(self) -> list[list[float]] | None:
+        """The lab's own stain vectors typed for an H&E input; None: the standard ones. ValueError says why not."""
+        text = self.stains_edit.text().strip()
+        if self.input_combo.currentData() != "he" or not text:
+            return None
+        return parse_stain_vectors(text)
 
     def spec(self):
         from segstudio.engine.new_model import NewModelSpec
 
         kind, source = self.start()
         return NewModelSpec(name=self.name_edit.text().strip(), arch=self.arch(), classes=self._classes,
-                            input=self.input_spec(), start=kind, source=source)
+                            input=self.input_spec(), start=kind, source=source, stain_vectors=self.stain_vectors())
 
     def accept(self) -> None:
         if self.create_button.isEnabled():

@@ -94,3 +94,21 @@ def test_export_then_import_from_the_model_menu(window, qtbot, tmp_path, monkeyp
         window.actions.import_model.trigger()  # Model > Import Model...
     assert window.prediction.model_id() == "tiny-2/v1"
     assert ModelLibrary().find("tiny-2/v1").meta.training["original_id"] == "tiny/v1"
+
+
+def test_an_h_and_e_model_takes_the_lab_stain_vectors_typed_in_the_dialog(window, qtbot):
+    dialog = _dialog(qtbot, window)
+    assert not dialog.stains_edit.isVisible()  # only an H&E input has stain vectors
+    _pick(dialog.input_combo, "he")
+    assert dialog.stains_edit.isVisible() and "0.65,0.70,0.29" in dialog.stains_edit.placeholderText()
+    qtbot.keyClicks(dialog.stains_edit, "0.6,0.75,0.28; 0.6,0.75,0.28; 0.3,0.5,0.8")
+    assert not dialog.create_button.isEnabled() and "the same colour" in dialog.problem.text()
+    dialog.stains_edit.clear()
+    qtbot.keyClicks(dialog.stains_edit, "0.6,0.75,0.28; 0.1,0.95,0.2; 0.3,0.5,0.8")
+    assert dialog.create_button.isEnabled() and not dialog.problem.text()
+    name = dialog.name_edit.text()
+    with qtbot.waitSignal(window.models.created, timeout=60_000):
+        qtbot.mouseClick(dialog.create_button, Qt.MouseButton.LeftButton)
+    meta = ModelLibrary().find(f"{name}/v1").meta
+    assert meta.input == {"kind": "he", "stain_vectors": [[0.6, 0.75, 0.28], [0.1, 0.95, 0.2], [0.3, 0.5, 0.8]]}
+    assert window.prediction.model_id() == f"{name}/v1"
