@@ -22,7 +22,7 @@ CHOSEN = "chosen"
 
 def input_entries(channels: int, channel_names) -> list[tuple[str, str]]:
     """(label, input spec) offered for an image with `channels` channels (the first is the default)."""
-    colour = channels in (3, 4) and (channel_names is None or is_colour(channel_names))
+    colour = is_colour(channel_names)  # an unnamed stack of 3 or 4 channels is fluorescence, not a photograph
     entries = [("Grey (one channel; colour is averaged)", "grey")]
     if colour:
         entries = [("Colour (red, green, blue)", "rgb"), (HE_LABEL, "he"), *entries]
