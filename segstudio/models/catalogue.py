@@ -32,6 +32,17 @@ class NetworkChoice:
         return text
 
 
+# Making a model (random weights for every layer, then the file written) takes time in proportion to its
+# weights: FCN-8s at its published size (134 M) was built and saved in 11 s, DeconvNet (252 M) in 18 s, on the
+# machine below while it was busy; the catalogue's default sizes take well under a second.
+MAKE_SECONDS_PER_MILLION = 0.08
+
+
+def make_seconds(parameters: int) -> float:
+    """About how long building and saving a network of `parameters` weights takes (see above)."""
+    return parameters / 1e6 * MAKE_SECONDS_PER_MILLION
+
+
 # Where and when the tile times were measured (scripts/compare_networks.py --measure).
 MEASURED_ON = ("2-core Linux VM shared with other work (x86-64, torch 2.14, 2 threads), 2026-11-26, "
                "scripts/compare_networks.py --measure")

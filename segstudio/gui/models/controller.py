@@ -61,14 +61,16 @@ class ModelsController(QObject):
                                      channel_names=names, taken_names={e.meta.name for e in entries},
                                      imagenet=imagenet_weights_available)
         self.dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.dialog.accepted.connect(lambda d=self.dialog: self.create(d.spec()))
+        self.dialog.accepted.connect(lambda d=self.dialog: self.create(d.spec(), d.make_seconds()))
         self.dialog.destroyed.connect(lambda *_: setattr(self, "dialog", None))
         self.dialog.open()
         return self.dialog
 
-    def create(self, spec) -> None:
-        """Make the model on a work thread; `created` or `failed` follows."""
-        self._run(f"Making {spec.name}...", lambda: _create(spec))
+    def create(self, spec, seconds: float = 0.0) -> None:
+        """Make the model on a work thread (`seconds`: about how long, said in the status bar); `created` or
+        `failed` follows."""
+        about = f" (about {seconds:.0f} s)" if seconds >= 3 else ""
+        self._run(f"Making {spec.name}...{about}", lambda: _create(spec))
 
     # --- Import / Export -----------------------------------------------------------------------
     def choose_import(self) -> None:

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 )
 
 from segstudio.core.model_fit import HE_LABEL, HE_STAIN_VECTORS, STAIN_VECTORS_HELP, is_colour, parse_stain_vectors
-from segstudio.models.catalogue import MEASURED_ON, NETWORKS, network
+from segstudio.models.catalogue import MEASURED_ON, NETWORKS, make_seconds, network
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHOSEN = "chosen"
@@ -143,8 +143,24 @@ class NewModelDialog(QDialog):
                              "is built at its published size, slower than the default.",
                  "model": f"Weights of {source} are kept where they fit: the encoder, and the class layer rows "
                           "of classes both share. New classes and new input channels start untrained."}
+        seconds = self.make_seconds()
+        if seconds >= 3:
+            texts[kind] += f" Making it takes about {seconds:.0f} s."
         self.start_info.setText(texts[kind])
         self._validate()
+
+    def make_seconds(self) -> float:
+        """About how long making the model as chosen takes: its weights decide (catalogue.make_seconds)."""
+        choice = network(self.arch())
+        kind, source = self.start()
+        if kind == "imagenet":
+            return make_seconds(choice.imagenet_parameters or choice.parameters)
+        entry = next((e for e in self._models if e.id == source), None) if kind == "model" else None
+        try:  # a model is as large as its file says (four bytes a weight); read by the file's size only
+            parameters = entry.path.stat().st_size // 4 if entry is not None else choice.parameters
+        except OSError:
+            parameters = choice.parameters
+        return make_seconds(parameters)
 
     def start(self) -> tuple[str, str | None]:
         """("scratch" | "imagenet" | "model", the model's id or None)."""

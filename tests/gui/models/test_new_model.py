@@ -112,3 +112,19 @@ def test_an_h_and_e_model_takes_the_lab_stain_vectors_typed_in_the_dialog(window
     meta = ModelLibrary().find(f"{name}/v1").meta
     assert meta.input == {"kind": "he", "stain_vectors": [[0.6, 0.75, 0.28], [0.1, 0.95, 0.2], [0.3, 0.5, 0.8]]}
     assert window.prediction.model_id() == f"{name}/v1"
+
+
+def test_a_start_that_makes_a_large_network_says_how_long_before_it_begins(window, qtbot, monkeypatch, tmp_path):
+    weights = tmp_path / "vgg16-397923af.pth"
+    weights.write_bytes(b"")
+    monkeypatch.setattr("segstudio.models.backbones.imagenet_weights_available", lambda arch: weights)
+    dialog = _dialog(qtbot, window)
+    _pick(dialog.arch_combo, "fcn8s")
+    assert "Making it takes" not in dialog.start_info.text()  # the default size is made in a moment
+    _pick(dialog.start_combo, "imagenet")
+    assert "134.3 M weights (537 MB)" in dialog.start_combo.currentText()
+    assert dialog.start_info.text().endswith("Making it takes about 11 s.")
+    _pick(dialog.arch_combo, "deconvnet")
+    _pick(dialog.start_combo, "imagenet")
+    assert dialog.start_info.text().endswith("Making it takes about 20 s.")
+    dialog.reject()
