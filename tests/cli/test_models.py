@@ -202,6 +202,34 @@ def test_onnx_export_runs_in_onnxruntime(cli_env, tmp_path):
     np.testing.assert_allclose(logits, expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", ["unet", "fcn32s", "fcn16s", "fcn8s", "deconvnet", "pspnet", "deeplabv3plus"])
+def test_every_network_exports_to_onnx_and_answers_as_in_torch(cli_env, tmp_path, arch):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnx
+    import torch
+
+    from segstudio.engine.new_model import NewModelSpec, classes_from_names, create_model
+    from tests.models.conftest import TINY_CONFIGS
+
+    torch.manual_seed(0)
+    made = create_model(NewModelSpec(name=f"t-{arch}", arch=arch, classes=classes_from_names("nucleus"),
+                                     config=dict(TINY_CONFIGS[arch])))
+    assert main(["models", "export", made.meta.id, str(tmp_path), "--onnx"]) == 0
+    written = tmp_path / f"t-{arch}-v1.onnx"
+    size = {p.key: p.value for p in onnx.load(str(written)).metadata_props}["input_size"]
+    shapes = [(2, 1, 512, 512)] if size == "512x512" else [(2, 1, 512, 512), (1, 1, 128, 160)]
+    assert (size == "512x512") == (arch == "pspnet")  # its pyramid pools are laid out for the tile size
+    model, _ = ModelLibrary().load(made.meta.id)
+    session = ort.InferenceSession(str(written))
+    for shape in shapes:
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        (logits,) = session.run(None, {"image": x})
+        with torch.no_grad():
+            np.testing.assert_allclose(logits, model(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
 def test_onnx_export_without_the_onnx_package_says_what_to_install(cli_env, tmp_path, monkeypatch, capsys):
     import sys
 

@@ -7,6 +7,7 @@ selects it).
 """
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Callable
 
@@ -87,11 +88,19 @@ class ModelsController(QObject):
         if model_id is None:
             return
         folder = QFileDialog.getExistingDirectory(self.window, f"Export {model_id} to Folder")
-        if folder:
-            self.export_to(model_id, folder)
+        if not folder:
+            return
+        onnx = False
+        if importlib.util.find_spec("onnx") is not None:  # the optional package ONNX export needs
+            answer = QMessageBox.question(
+                self.window, "Export Model", f"Also write {model_id} as an ONNX file, for programs other than "
+                "segstudio? (The .safetensors and .json pair is written either way.)",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            onnx = answer == QMessageBox.StandardButton.Yes
+        self.export_to(model_id, folder, onnx=onnx)
 
-    def export_to(self, model_id: str, folder: str) -> None:
-        self._run(f"Exporting {model_id}...", lambda: _export(model_id, folder))
+    def export_to(self, model_id: str, folder: str, *, onnx: bool = False) -> None:
+        self._run(f"Exporting {model_id}...", lambda: _export(model_id, folder, onnx))
 
     def _run(self, message: str, work: Callable[[], object]) -> None:
         self.busy = True
@@ -147,7 +156,7 @@ def _import(path: str):
     return NewModelResult(meta, saved, None, [f"Imported from {path}."])
 
 
-def _export(model_id: str, folder: str):
+def _export(model_id: str, folder: str, onnx: bool):
     from segstudio.engine.model_files import export_model
 
-    return export_model(model_id, folder)
+    return export_model(model_id, folder, onnx=onnx)

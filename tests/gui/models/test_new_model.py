@@ -1,7 +1,7 @@
 """Model > New Model: pick the network, the input, the classes and the start; the model is listed at once."""
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from segstudio.models.library import ModelLibrary
 
@@ -86,6 +86,8 @@ def test_export_then_import_from_the_model_menu(window, qtbot, tmp_path, monkeyp
     shared.mkdir()
     dialogs = "segstudio.gui.models.controller.QFileDialog"
     monkeypatch.setattr(f"{dialogs}.getExistingDirectory", lambda *a, **k: str(shared))
+    no = lambda *a, **k: QMessageBox.StandardButton.No  # noqa: E731 - asked only where onnx is installed
+    monkeypatch.setattr("segstudio.gui.models.controller.QMessageBox.question", no)
     with qtbot.waitSignal(window.models.created, timeout=60_000):
         window.actions.export_model.trigger()  # Model > Export Model...
     assert sorted(p.name for p in shared.iterdir()) == ["tiny-v1.json", "tiny-v1.safetensors"]
@@ -128,3 +130,33 @@ def test_a_start_that_makes_a_large_network_says_how_long_before_it_begins(windo
     _pick(dialog.start_combo, "imagenet")
     assert dialog.start_info.text().endswith("Making it takes about 20 s.")
     dialog.reject()
+
+
+def test_export_also_writes_onnx_when_asked_and_it_runs_in_onnxruntime(window, qtbot, tmp_path, monkeypatch):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    import torch
+
+    from tests.gui.conftest import save_tiny
+
+    resources = tmp_path / "resources"
+    (resources / "models").mkdir(parents=True)
+    save_tiny(resources, "tiny")
+    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
+    window.prediction.reload_models(select="tiny/v1")
+    monkeypatch.setattr("segstudio.gui.models.controller.QFileDialog.getExistingDirectory",
+                        lambda *a, **k: str(tmp_path / "out"))
+    asked = []
+    monkeypatch.setattr("segstudio.gui.models.controller.QMessageBox.question",
+                        lambda parent, title, text, *a: asked.append(text) or QMessageBox.StandardButton.Yes)
+    with qtbot.waitSignal(window.models.created, timeout=120_000):
+        window.actions.export_model.trigger()  # Model > Export Model..., then Yes to ONNX
+    assert "ONNX" in asked[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny-v1.json", "tiny-v1.onnx",
+                                                                     "tiny-v1.safetensors"]
+    x = np.random.default_rng(0).random((1, 1, 64, 96), dtype=np.float32)
+    (logits,) = ort.InferenceSession(str(tmp_path / "out" / "tiny-v1.onnx")).run(None, {"image": x})
+    model, _ = ModelLibrary().load("tiny/v1")
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, model(torch.from_numpy(x)).numpy(), atol=1e-4)
