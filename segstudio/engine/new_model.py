@@ -199,3 +199,26 @@ def extend_classes(base: str, classes: list[dict], library=None) -> NewModelResu
         description=f"{source_meta.id} with room for " + ", ".join(report.new_classes))
     path, stored = library.save_version(source_meta.name, model, meta)
     return NewModelResult(stored, path, report, report.lines())
+
+
+def tile_seconds(arch: str, *, repeats: int = 2) -> float:
+    """Median seconds of one forward pass of `arch` at the catalogue's default size over a 512 x 512
+    one-channel tile on the CPU, after a warm-up pass: what the New Model dialog shows as the network's time
+    on this computer, and scripts/compare_networks.py prints."""
+    import statistics
+    import time
+
+    import torch
+
+    from segstudio.models.registry import build_model
+
+    model = build_model(arch, in_channels=1, num_classes=2, **network(arch).config).eval()
+    x = torch.rand(1, 1, 512, 512)
+    times = []
+    with torch.inference_mode():
+        model(x)
+        for _ in range(max(1, repeats)):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)

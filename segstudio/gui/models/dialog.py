@@ -38,8 +38,11 @@ class NewModelDialog(QDialog):
     """Asks for everything a new model needs; `spec()` turns the answers into an engine NewModelSpec."""
 
     def __init__(self, parent=None, *, classes: list[dict], models: list, image_channels: int = 1,
-                 channel_names=None, taken_names=(), imagenet=lambda arch: None) -> None:
+                 channel_names=None, taken_names=(), imagenet=lambda arch: None, tile_time=lambda arch: None,
+                 measure=lambda arch: None) -> None:
         super().__init__(parent)
+        self._tile_time = tile_time  # arch -> seconds per 512 x 512 tile measured on this computer, or None
+        self._measure = measure  # asks for that time to be measured; set_tile_time follows
         self.setObjectName("newModelDialog")
         self.setWindowTitle("New Model")
         self.setMinimumWidth(520)
@@ -120,7 +123,7 @@ class NewModelDialog(QDialog):
 
     def _on_arch(self, *_args) -> None:
         choice = network(self.arch())
-        self.arch_info.setText(f"{choice.good_at}\nCost: {choice.cost()}.")
+        self._show_cost()
         self.start_combo.blockSignals(True)
         self.start_combo.clear()
         self.start_combo.addItem("Scratch (random weights)", "scratch")
@@ -135,6 +138,21 @@ class NewModelDialog(QDialog):
                 self.start_combo.addItem(f"Model {entry.id} (keeps its weights)", f"model:{entry.id}")
         self.start_combo.blockSignals(False)
         self._on_start()
+
+    def _show_cost(self) -> None:
+        choice = network(self.arch())
+        measured = self._tile_time(choice.arch)
+        text = f"{choice.good_at}\nCost: {choice.cost(measured=measured)}."
+        if measured is None:
+            text += " (Measuring its time on this computer...)"
+        self.arch_info.setText(text)
+        if measured is None:
+            self._measure(choice.arch)
+
+    def set_tile_time(self, arch: str) -> None:
+        """A network's time on this computer has been measured: show it if that network is the one chosen."""
+        if arch == self.arch():
+            self._show_cost()
 
     def _on_start(self, *_args) -> None:
         kind, source = self.start()

@@ -160,3 +160,28 @@ def test_export_also_writes_onnx_when_asked_and_it_runs_in_onnxruntime(window, q
     model, _ = ModelLibrary().load("tiny/v1")
     with torch.no_grad():
         np.testing.assert_allclose(logits, model(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
+def test_each_network_shows_its_time_per_tile_measured_on_this_computer_once(window, qtbot, monkeypatch):
+    measured = []
+    monkeypatch.setattr("segstudio.gui.models.controller._tile_seconds",
+                        lambda arch: measured.append(arch) or {"unet": 0.42, "pspnet": 1.25}[arch])
+    dialog = _dialog(qtbot, window)
+    _pick(dialog.arch_combo, "unet")
+    qtbot.waitUntil(lambda: "about 0.4 s per 512 x 512 tile on this computer's CPU" in dialog.arch_info.text())
+    _pick(dialog.arch_combo, "pspnet")
+    assert "Measuring its time on this computer" in dialog.arch_info.text()
+    assert "on a 2-core VM's CPU" in dialog.arch_info.text()  # the catalogue's figure meanwhile
+    qtbot.waitUntil(lambda: "about 1.2 s per 512 x 512 tile on this computer's CPU" in dialog.arch_info.text())
+    dialog.reject()
+    dialog = _dialog(qtbot, window)  # opened again: remembered, not measured again
+    _pick(dialog.arch_combo, "pspnet")
+    assert "about 1.2 s per 512 x 512 tile on this computer's CPU" in dialog.arch_info.text()
+    assert sorted(measured) == ["pspnet", "unet"]
+    dialog.reject()
+
+
+def test_the_time_per_tile_is_a_real_forward_pass():
+    from segstudio.engine.new_model import tile_seconds
+
+    assert 0 < tile_seconds("unet", repeats=1) < 120
