@@ -68,9 +68,13 @@ class ModelsController(QObject):
                                      measure=self.measure_tile_time)
         self.dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.dialog.accepted.connect(lambda d=self.dialog: self.create(d.spec(), d.make_seconds()))
-        self.dialog.destroyed.connect(lambda *_: setattr(self, "dialog", None))
+        self.dialog.destroyed.connect(lambda *_, d=self.dialog: self._forget_dialog(d))
         self.dialog.open()
         return self.dialog
+
+    def _forget_dialog(self, dialog) -> None:
+        if self.dialog is dialog:  # not a newer dialog opened before this one was deleted
+            self.dialog = None
 
     def measure_tile_time(self, arch: str) -> None:
         """Time one 512 x 512 tile of `arch` on this computer, on a thread; remembered for later dialogs."""

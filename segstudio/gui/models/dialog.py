@@ -201,8 +201,14 @@ class NewModelDialog(QDialog):
     def _validate(self, *_args) -> None:
         from segstudio.core.model_fit import input_definition
 
-        self._form.setRowVisible(self.channels_edit, self.input_combo.currentData() == CHOSEN)
-        self._form.setRowVisible(self.stains_edit, self.input_combo.currentData() == "he")
+        rows = {self.channels_edit: self.input_combo.currentData() == CHOSEN,
+                self.stains_edit: self.input_combo.currentData() == "he"}
+        changed = False
+        for field, shown in rows.items():
+            changed |= field.isHidden() == shown
+            self._form.setRowVisible(field, shown)
+        if changed and self.isVisible():
+            self.adjustSize()  # a row came or went: the wrapped texts keep their room
         name = self.name_edit.text().strip()
         problem = ""
         if not _NAME.match(name):
