@@ -226,6 +226,16 @@ def model_pixels(pixels: np.ndarray, channels: Sequence[int] | None) -> np.ndarr
     return pixels[..., list(channels)]
 
 
+def default_feed(pixels: np.ndarray, channel_names: Sequence[str] | None, model: ModelExpectation,
+                 definition: Mapping | None = None) -> tuple[ChannelChoice, list[Advice]]:
+    """What the Model panel feeds a model from an image by default, and its warnings: the command line's
+    choice for an image it is given, so both answer alike."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    plan = plan_input(channels, channel_names, model, definition)
+    choice = plan.choices[plan.default]
+    return choice, input_advice(pixels, channel_names, choice, model, plan)
+
+
 def fed_definition(own: Mapping | None, stain: str) -> dict | None:
     """The input definition Predict and the inspector use for an image fed through the Model panel's choice
     (PredictSettings.model_input), or None for the model's own (`own`, its metadata's "input").
