@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -22,23 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def tile_seconds(arch: str, repeats: int = 3) -> float:
-    """Median seconds of one forward pass over a 512 x 512 one-channel tile (after a warm-up pass)."""
-    import torch
+def tile_seconds(arch: str) -> float:
+    """Median seconds of one forward pass over a 512 x 512 one-channel tile (the New Model dialog's figure)."""
+    from segstudio.engine.new_model import tile_seconds as measured
 
-    from segstudio.models.catalogue import network
-    from segstudio.models.registry import build_model
-
-    model = build_model(arch, in_channels=1, num_classes=2, **network(arch).config).eval()
-    x = torch.rand(1, 1, 512, 512)
-    times = []
-    with torch.inference_mode():
-        model(x)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return measured(arch, repeats=3)
 
 
 def held_out_iou(model_id: str, images) -> float:

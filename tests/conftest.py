@@ -56,12 +56,18 @@ def rng():
 
 
 @pytest.fixture
-def make_window(qtbot):
-    """Factory for a shown main window, ready once the engine has loaded in the background."""
+def make_window(qtbot, monkeypatch):
+    """Factory for a shown main window, ready once the engine has loaded in the background.
+
+    Its New Model dialog does not time networks (seconds of CPU each, on a machine the tests share): the
+    measurement answers 0.5 s at once. tests/gui/models/test_new_model.py checks the measuring itself.
+    """
 
     def make(size=(800, 600)):
         from segstudio.gui.app import create_application
         from segstudio.gui.main_window import MainWindow
+
+        monkeypatch.setattr("segstudio.gui.models.controller._tile_seconds", lambda arch: 0.5)
 
         create_application()
         win = MainWindow()

@@ -35,6 +35,9 @@ def _register_new(commands) -> None:
     new.add_argument("--input", default="grey", help="what the network reads: grey | rgb | he | channels:0,2 "
                                                       "(default grey; he = hematoxylin of H&E slides)")
     new.add_argument("--channels", type=int, help="network input channels (default: what --input implies)")
+    new.add_argument("--stain-vectors", metavar="FILE|VECTORS",
+                     help="with --input he: your lab's stain vectors, in a file or as \"r,g,b;r,g,b;r,g,b\" "
+                          "(hematoxylin; eosin; residual optical densities, 0 to 1; default: Ruifrok & Johnston's)")
     start = new.add_mutually_exclusive_group()
     start.add_argument("--from", dest="source", metavar="MODEL",
                        help="keep the weights of this model (same network) where shapes allow")
@@ -54,14 +57,17 @@ def run(args: argparse.Namespace) -> int:
 
 def new_model(args: argparse.Namespace) -> int:
     """Build and save the model; print what was kept when it started from another."""
+    from segstudio.core.model_fit import read_stain_vectors
     from segstudio.core.text import printable
     from segstudio.engine.new_model import NewModelError, NewModelSpec, classes_from_names, create_model
     from segstudio.models.checkpoint import CheckpointError
 
     start = "model" if args.source else ("imagenet" if args.imagenet else "scratch")
     try:
+        vectors = None if args.stain_vectors is None else read_stain_vectors(args.stain_vectors)
         spec = NewModelSpec(name=args.name, arch=args.arch, classes=classes_from_names(args.classes),
-                            input=args.input, channels=args.channels, start=start, source=args.source)
+                            input=args.input, channels=args.channels, start=start, source=args.source,
+                            stain_vectors=vectors)
         result = create_model(spec)
     except (NewModelError, CheckpointError, ValueError, OSError) as err:
         print(f"error: {printable(str(err))}", file=sys.stderr)

@@ -40,6 +40,10 @@ def register(subparsers) -> None:
     parser.add_argument("--objects", action="store_true",
                         help="also write <name>_objects.tif: one id per object (uint16, or uint32 past 65,535 "
                              "objects), touching objects split")
+    parser.add_argument("--input", metavar="WHAT",
+                        help="what each image feeds the model, instead of the choice the window would make: "
+                             "grey | rgb | he | channels:0,2 (he: the hematoxylin stain of H&E slides, separated "
+                             "from the colours; channels numbered from 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
@@ -78,6 +82,7 @@ def _run(args: argparse.Namespace, ctx) -> int:
         settings.validate()
         model, meta = ModelLibrary().load(args.model, device="cpu")
         predictor = Predictor(model, meta, device=args.device)
+        settings.model_input = _chosen_input(args.input, meta)
     except (ValueError, OSError) as error:  # unknown model, unreadable checkpoint, bad device or setting
         print(printable(f"segstudio predict: {error}"), file=err)
         return EXIT_UNUSABLE
@@ -125,7 +130,8 @@ def _predict_images(args, predictor, meta, settings, files: list[Path], missing:
         bar.start_image(index, printable(path.name))
         try:
             image = read_image(path)
-            result = predictor.predict(image.pixels, settings, progress=bar.update_tiles)
+            pixels, fed = _fed(image, meta, settings, bar, path)
+            result = predictor.predict(pixels, fed, progress=bar.update_tiles)
         except ImageReadError as error:
             bar.report(printable(f"error: {error}"))
             failures += 1
@@ -154,6 +160,44 @@ def _predict_images(args, predictor, meta, settings, files: list[Path], missing:
     print(printable(f"{done} of {count(requested, 'image')} predicted, {failures} failed; masks in {out_dir}"),
           file=err)
     return failures
+
+
+_FIX_HINTS = {"Use the H&E path": "add --input he",
+              "Pick a channel": "choose one with --input channels:N, numbered from 0",
+              "Pick another channel": "choose one with --input channels:N, numbered from 0",
+              "Pick channels": "choose them with --input channels:A,B, numbered from 0"}
+
+
+def _chosen_input(text: str | None, meta) -> dict | None:
+    """--input as the input definition every image is fed through (None: each image's default)."""
+    from segstudio.core.model_fit import input_definition
+
+    if text is None:
+        return None
+    definition, channels = input_definition(text)
+    if channels != int(meta.in_channels):
+        raise ValueError(f"--input {text} gives the model {count(channels, 'channel')}, but {meta.id} reads "
+                         f"{meta.in_channels}")
+    return definition
+
+
+def _fed(image, meta, settings, bar, path: Path):
+    """(pixels, settings) of one image as the Model panel would feed it by default, its warnings printed with
+    the option that fixes each; as they are when --input chose for every image."""
+    import dataclasses
+
+    from segstudio.core.model_fit import default_feed, expectation_of, fed_definition, model_pixels
+
+    if settings.model_input is not None:
+        return image.pixels, settings
+    names = [c.get("name", "") for c in meta.classes]
+    model = expectation_of(meta.in_channels, getattr(meta, "expects", None), meta.description, names)
+    choice, advice = default_feed(image.pixels, image.meta.channel_names, model, meta.input)
+    for item in advice:
+        hint = _FIX_HINTS.get(item.fix, "")
+        bar.report(printable(f"warning: {path.name}: {item.text}" + (f" ({hint})" if hint else "")))
+    fed = dataclasses.replace(settings, model_input=fed_definition(meta.input, choice.stain))
+    return model_pixels(image.pixels, choice.channels), fed
 
 
 def _write_outputs(args, out_dir: Path, stem: str, result, meta, bar, path: Path) -> None:
@@ -197,6 +241,7 @@ def _run_slides(args, predictor, meta, settings, slides, missing, out_dir: Path,
               f"{predictor.device_label}", file=err)
     export = export_target(out_dir, single)
     for path in slides:
+        _warn_colour_slide(path, meta, settings, err)
         folder = export[0] if export else output_folder(path, out_dir, single=single)
         try:
             line = predict_one_slide(predictor, meta, args.model, path, folder, settings,
@@ -217,6 +262,23 @@ def _run_slides(args, predictor, meta, settings, slides, missing, out_dir: Path,
             continue
         print(line, file=err)
     return EXIT_SOME_FAILED if failures else EXIT_OK
+
+
+def _warn_colour_slide(path: Path, meta, settings, err: TextIO) -> None:
+    """A colour slide averaged to grey for a one-channel model is said, with the option that feeds H&E."""
+    from segstudio.core.imageio import ImageReadError, Slide
+
+    if settings.model_input is not None or int(meta.in_channels) != 1 or (meta.input or {}).get("kind") in (
+            "he", "channels"):
+        return
+    try:
+        with Slide(path) as slide:
+            colour = slide.info.channels >= 3
+    except (ImageReadError, OSError, ValueError):
+        return  # the prediction reports the file in its own words
+    if colour:
+        print(printable(f"warning: {path.name}: a colour slide, and {meta.id} reads one channel: its colours are "
+                        "averaged to grey (for a stained brightfield slide, add --input he)"), file=err)
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike], suffixes: Sequence[str]) -> tuple[list[Path], list[Path]]:

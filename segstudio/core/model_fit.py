@@ -9,6 +9,9 @@ dark background, which then marks the background instead of the objects.
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -66,6 +69,11 @@ class InputPlan:
     choices: tuple[ChannelChoice, ...]
     default: int
     reason: str
+    # The image does not fit what the model was made to read: said while the default is used (input_advice),
+    # with a "Pick channels" fix when other channels of the image could be fed instead.
+    mismatch: str = ""
+    can_pick: bool = False
+    stops: bool = False  # no choice can be fed: Predict would stop with an error
 
 
 def expectation_of(in_channels: int, expects: Mapping | None = None, description: str = "",
@@ -109,19 +117,38 @@ def plan_input(channels: int, channel_names: Sequence[str] | None, model: ModelE
     """The channel choices for an image with `channels` channels, and the default with its reason.
 
     `definition` is the model's own input definition (its metadata's "input"): a model that reads the
-    hematoxylin of H&E slides is offered nothing else for a colour image.
+    hematoxylin of H&E slides is offered nothing else for a colour image, and a model made to read chosen
+    channels ("channels": [0, 2]) gets those by default. An image that does not fit says so (`mismatch`).
     """
     names = list(channel_names) if channel_names and len(channel_names) == channels else None
-    if (definition or {}).get("kind") == "he" and channels >= 3:
-        return InputPlan((ChannelChoice(HE_LABEL, None, "he"),), 0,
-                         "the model reads the hematoxylin stain of H&E slides, separated from the colours")
+    definition = dict(definition or {})
     label = [names[i] if names else f"Channel {i + 1}" for i in range(channels)]
+    if definition.get("kind") == "he":
+        if channels >= 3:
+            return InputPlan((ChannelChoice(HE_LABEL, None, "he"),), 0,
+                             "the model reads the hematoxylin stain of H&E slides, separated from the colours")
+        return InputPlan((ChannelChoice(label[0], None),), 0, "the model reads H&E colour images",
+                         f"The model reads the hematoxylin of H&E colour images, but this image has "
+                         f"{_count(channels, 'channel')}: Predict will stop with an error. Choose a model made for "
+                         "images like this one, or make one (Model > New Model).", stops=True)
+    picked = [int(c) for c in definition.get("channels", [])] if definition.get("kind") == "channels" else []
     if model.channels != 1:
-        if channels == 1:
-            return InputPlan((ChannelChoice(f"{label[0]}, repeated {model.channels} times", None),), 0,
-                             "the image has one channel")
-        shown = ", ".join(label[: model.channels])
-        return InputPlan((ChannelChoice(shown, None),), 0, f"the model takes {model.channels} channels")
+        return _plan_several(channels, label, model.channels, picked, is_colour(names))
+    plan = _plan_one(channels, names, label, model)
+    if not picked:
+        return plan
+    if picked[0] >= channels:
+        shown = plan.choices[plan.default].label
+        return dataclasses.replace(plan, mismatch=(
+            f"The model was made to read image channel {picked[0] + 1}, but this image has "
+            f"{_count(channels, 'channel')}: {shown} is fed instead. Choose the channel that holds the same "
+            "stain."), can_pick=len(plan.choices) > 1)
+    index = next(i for i, c in enumerate(plan.choices) if c.channels == (picked[0],))
+    return dataclasses.replace(plan, default=index, reason=f"the model was made to read {label[picked[0]]}")
+
+
+def _plan_one(channels: int, names: list[str] | None, label: list[str], model: ModelExpectation) -> InputPlan:
+    """The choices for a one-channel model: each channel, and grey or the H&E path for a colour image."""
     if channels == 1:
         return InputPlan((ChannelChoice(label[0], (0,)),), 0, "the image has one channel")
     singles = tuple(ChannelChoice(label[i], (i,)) for i in range(channels))
@@ -140,6 +167,53 @@ def plan_input(channels: int, channel_names: Sequence[str] | None, model: ModelE
     return InputPlan(singles, 0, "the model takes one channel: the first is used unless you choose another")
 
 
+# More sets of channels than this and only the runs of neighbouring channels are offered.
+_MAX_CHANNEL_SETS = 36
+
+
+def _plan_several(channels: int, label: list[str], wanted: int, picked: list[int], colour: bool) -> InputPlan:
+    """The choices for a model that reads `wanted` channels: sets of the image's channels in their order
+    (the first `wanted` as None: the image as it is), the model's own set by default when the image has it."""
+    own = ("image channels " + _listed([str(c + 1) for c in picked])) if picked else ""
+    if channels == 1:
+        choice = ChannelChoice(f"{label[0]}, repeated {wanted} times", None)
+        mismatch = (f"The model was made to read {own}; this image has one channel, fed to each of them: expect "
+                    "a poor mask.") if picked else ""
+        return InputPlan((choice,), 0, "the image has one channel", mismatch)
+    if channels < wanted:
+        return InputPlan((ChannelChoice(", ".join(label), None),), 0, f"the model takes {wanted} channels",
+                         f"The model needs {wanted} channels but this image has {channels}: Predict will stop with "
+                         "an error. Choose or make a model for this image (Model > New Model).", stops=True)
+    sets = list(itertools.islice(itertools.combinations(range(channels), wanted), _MAX_CHANNEL_SETS + 1))
+    if len(sets) > _MAX_CHANNEL_SETS:
+        sets = [tuple(range(i, i + wanted)) for i in range(channels - wanted + 1)]
+    fits = bool(picked) and max(picked) < channels
+    if fits and tuple(picked) not in sets:
+        sets.insert(1, tuple(picked))
+    choices = tuple(ChannelChoice(", ".join(label[i] for i in s), None if s == sets[0] else s) for s in sets)
+    first = _listed(label[:wanted])
+    if fits:
+        index = sets.index(tuple(picked))
+        return InputPlan(choices, index, f"the model was made to read {choices[index].label}")
+    if picked:
+        mismatch = (f"The model was made to read {own}, but this image has {channels}: {first} are fed instead. "
+                    "Check that they hold the same stains" + (", or choose others." if len(sets) > 1 else "."))
+    elif channels > wanted and not colour:
+        mismatch = (f"This image has {channels} channels and the model reads {wanted}: {first} are fed. Choose the "
+                    "ones that hold the stains the model learnt.")
+    else:
+        mismatch = ""
+    return InputPlan(choices, 0, f"the model takes {wanted} channels", mismatch, len(sets) > 1)
+
+
+def _listed(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
 def model_pixels(pixels: np.ndarray, channels: Sequence[int] | None) -> np.ndarray:
     """The image as handed to the model: only `channels` (all of them when None)."""
     if channels is None:
@@ -150,6 +224,32 @@ def model_pixels(pixels: np.ndarray, channels: Sequence[int] | None) -> np.ndarr
     if bad:
         raise ValueError(f"channel {bad[0] + 1} does not exist; the image has {pixels.shape[2]}")
     return pixels[..., list(channels)]
+
+
+def default_feed(pixels: np.ndarray, channel_names: Sequence[str] | None, model: ModelExpectation,
+                 definition: Mapping | None = None) -> tuple[ChannelChoice, list[Advice]]:
+    """What the Model panel feeds a model from an image by default, and its warnings: the command line's
+    choice for an image it is given, so both answer alike."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    plan = plan_input(channels, channel_names, model, definition)
+    choice = plan.choices[plan.default]
+    return choice, input_advice(pixels, channel_names, choice, model, plan)
+
+
+def fed_definition(own: Mapping | None, stain: str) -> dict | None:
+    """The input definition Predict and the inspector use for an image fed through the Model panel's choice
+    (PredictSettings.model_input), or None for the model's own (`own`, its metadata's "input").
+
+    The H&E path of a model that reads no hematoxylin itself takes the standard stain vectors. A model made
+    to read chosen channels has had them picked already by the choice (model_pixels), so its own picking
+    is set aside: the choice was made from the same definition, or replaces it where the image lacks them.
+    """
+    own = dict(own or {})
+    if stain == "he" and own.get("kind") != "he":
+        return {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}
+    if own.get("kind") == "channels":
+        return {}
+    return None
 
 
 def thumbnail_grey(pixels: np.ndarray, side: int = _THUMBNAIL_SIDE) -> np.ndarray:
@@ -184,11 +284,14 @@ def input_advice(pixels: np.ndarray, channel_names: Sequence[str] | None, choice
     advice = []
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
     he_index = next((i for i, c in enumerate(plan.choices) if c.stain == "he"), None) if plan else None
-    if model.channels > 1 and 1 < channels < model.channels:
-        return [Advice(f"The model needs {model.channels} channels but this image has {channels}: "
-                       "Predict will stop with an error. Choose or make a model for this image (Model > New Model).")]
+    if plan is None and model.channels > 1 and 1 < channels < model.channels:
+        plan = plan_input(channels, channel_names, model)
+    if plan is not None and plan.mismatch and choice == plan.choices[plan.default]:
+        advice.append(Advice(plan.mismatch, "Pick channels" if plan.can_pick else "", None))
+        if plan.stops:
+            return advice
     if choice.stain == "he":
-        return []  # hematoxylin is bright where nuclei are, on a dark background: what the model learnt
+        return advice  # hematoxylin is bright where nuclei are, on a dark background: what the model learnt
     fed = model_pixels(pixels, choice.channels)
     bright = bright_background(fed)
     if model.channels == 1 and choice.channels is None and is_colour(channel_names):
@@ -238,12 +341,82 @@ def input_definition(text: str) -> tuple[dict, int]:
     raise ValueError(f"Unknown input {text!r}; choose one of {', '.join(INPUT_CHOICES)}")
 
 
+STAIN_VECTORS_HELP = ("three rows of r,g,b optical densities (hematoxylin; eosin; residual) between 0 and 1, "
+                      "rows separated by ';' or new lines, e.g. 0.65,0.70,0.29; 0.07,0.99,0.11; 0.27,0.57,0.78")
+_STAIN_FILE_CHARS = 100_000
+
+
+def parse_stain_vectors(text: str) -> list[list[float]]:
+    """A lab's own stain vectors from "r,g,b; r,g,b; r,g,b" (spaces or commas between numbers, ';' or new lines
+    between rows, or a JSON list of three rows), checked; ValueError says what is wrong in plain words."""
+    import json
+
+    text = str(text).strip()
+    if text.startswith("["):
+        try:
+            rows = json.loads(text)
+        except ValueError:
+            raise ValueError("the stain vectors are not a readable JSON list") from None
+    else:
+        rows = [line.replace(",", " ").split() for line in text.replace(";", "\n").splitlines() if line.strip()]
+    return check_stain_vectors(rows)
+
+
+def check_stain_vectors(rows) -> list[list[float]]:
+    """Three [r, g, b] rows of numbers in 0..1, none all zero, no two of the same colour; as floats."""
+    if not isinstance(rows, list) or len(rows) != 3 or any(not isinstance(r, list) or len(r) != 3 for r in rows):
+        raise ValueError(f"the stain vectors must be {STAIN_VECTORS_HELP}")
+    try:
+        vectors = [[float(v) for v in row] for row in rows]
+    except (TypeError, ValueError):
+        raise ValueError(f"the stain vectors must be numbers: {STAIN_VECTORS_HELP}") from None
+    names = ("hematoxylin", "eosin", "residual")
+    for name, row in zip(names, vectors):
+        if not all(np.isfinite(v) and 0.0 <= v <= 1.0 for v in row):
+            raise ValueError(f"the {name} vector {row} must hold numbers between 0 and 1")
+        if not any(row):
+            raise ValueError(f"the {name} vector is all zero: a stain needs a colour")
+    unit = np.asarray(vectors) / np.linalg.norm(vectors, axis=1, keepdims=True)
+    if abs(np.linalg.det(unit)) < 1e-3:
+        raise ValueError("two of the stain vectors have (nearly) the same colour, so the stains cannot be told apart")
+    return vectors
+
+
+def read_stain_vectors(value: str) -> list[list[float]]:
+    """parse_stain_vectors() of a file's text when `value` names a file, else of `value` itself; errors name the
+    file."""
+    from pathlib import Path
+
+    path = Path(str(value).strip()).expanduser()
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long for the file system is text, not a file
+        is_file = False
+    if not is_file:
+        words = re.sub(r"(?i)nan|inf(inity)?|e", "", str(value))  # what numbers may spell
+        if any(ch.isalpha() or ch in "/\\" for ch in words):
+            raise ValueError(f"{value}: no such file; give a file or the vectors themselves: {STAIN_VECTORS_HELP}")
+        return parse_stain_vectors(value)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read(_STAIN_FILE_CHARS + 1)
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot read the stain vectors ({err})") from None
+    if len(text) > _STAIN_FILE_CHARS:
+        raise ValueError(f"{path}: too large for a stain vector file")
+    try:
+        return parse_stain_vectors(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
 def describe_input(definition: Mapping | None, in_channels: int) -> str:
     """The input definition in words, for the model list and the Model panel."""
     definition = dict(definition or {})
     kind = definition.get("kind", "")
     if kind == "he":
-        return "hematoxylin from H&E colour images"
+        own = definition.get("stain_vectors") not in (None, [list(v) for v in HE_STAIN_VECTORS])
+        return "hematoxylin from H&E colour images" + (" (the lab's own stain vectors)" if own else "")
     if kind == "rgb":
         return "colour (RGB)"
     if kind == "grey":

@@ -57,25 +57,68 @@ def export_model(key, folder, *, library=None, onnx: bool = False) -> list[Path]
 
 def export_onnx(model, meta: ModelMeta, path, *, tile: int = 512) -> Path:
     """The network as ONNX: input "image" (N, C, H, W) float in 0..1 after the model's normalisation, output
-    "logits" (N, classes, H, W). Height and width must be multiples of the network's stride."""
+    "logits" (N, classes, H, W). Height and width must be multiples of the network's stride; a network that
+    pools onto grids which need not divide its maps (PSPNet) takes `tile` x `tile` only. The file's metadata
+    ("input_size") says which."""
     import torch
 
     try:
-        import onnx  # noqa: F401 - torch's exporter needs it; say so in plain words when it is missing
+        import onnx
     except ImportError:
         raise ModelFileError("ONNX export needs the optional 'onnx' package (pip install onnx)") from None
     path = Path(path)
     stride = int(getattr(model, "stride", 32) or 32)
     side = max(stride, tile // stride * stride)
     example = torch.zeros(1, int(meta.in_channels), side, side)
-    axes = {0: "batch", 2: "height", 3: "width"}
-    model = model.to("cpu").eval()
+    model, fixed = _exportable(model.to("cpu").eval())
+    axes = {0: "batch"} if fixed else {0: "batch", 2: "height", 3: "width"}
     tmp = path.with_name(path.name + ".part")
-    with torch.no_grad():
-        torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": axes, "logits": axes}, opset_version=17, dynamo=False)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(model, (example,), str(tmp), input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": axes, "logits": axes}, opset_version=17, dynamo=False)
+        written = onnx.load(str(tmp))
+        size = f"{side}x{side}" if fixed else f"multiples of {stride}"
+        onnx.helper.set_model_props(written, {"segstudio_model": meta.id, "input_size": size})
+        onnx.save(written, str(tmp))
+    except Exception as err:  # noqa: BLE001 - the exporter's many failures, said in one sentence naming the file
+        tmp.unlink(missing_ok=True)
+        raise ModelFileError(f"{path}: {meta.arch} could not be written as ONNX ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''})") from None
     tmp.replace(path)
     return path
+
+
+def _exportable(model):
+    """(a copy the ONNX exporter can trace, whether its input size is fixed). Adaptive average pools onto grids
+    that need not divide the map (PSPNet's 2x2, 3x3, 6x6) become means over the same regions, which the
+    exporter records at the traced size."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    class RegionMeans(nn.Module):
+        """nn.AdaptiveAvgPool2d's regions: row i spans floor(i*H/b) to ceil((i+1)*H/b), columns alike."""
+
+        def __init__(self, bins):
+            super().__init__()
+            self.bins = (bins, bins) if isinstance(bins, int) else tuple(bins)
+
+        def forward(self, x):
+            (h, w), (bh, bw) = (int(v) for v in x.shape[-2:]), self.bins
+            rows = [torch.stack([x[..., i * h // bh:-(-(i + 1) * h // bh), j * w // bw:-(-(j + 1) * w // bw)]
+                                 .mean(dim=(-2, -1)) for j in range(bw)], dim=-1) for i in range(bh)]
+            return torch.stack(rows, dim=-2)
+
+    pools = [name for name, m in model.named_modules()
+             if isinstance(m, nn.AdaptiveAvgPool2d) and m.output_size not in (1, (1, 1))]
+    if not pools:
+        return model, False
+    model = copy.deepcopy(model)
+    for name in pools:
+        model.set_submodule(name, RegionMeans(model.get_submodule(name).output_size))
+    return model, True
 
 
 def _sidecar(path: Path) -> ModelMeta:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from segstudio.core.labels import ClassTable
-from segstudio.core.model_fit import BRIGHTFIELD, input_definition
+from segstudio.core.model_fit import BRIGHTFIELD, check_stain_vectors, input_definition
 from segstudio.models.catalogue import network
 from segstudio.models.checkpoint import ModelMeta, classes_within_outputs
 from segstudio.models.transfer import TransferReport, class_map_by_name, transfer_weights
@@ -37,6 +37,7 @@ class NewModelSpec:
     start: str = "scratch"            # scratch | imagenet | model
     source: str | None = None         # the model to start from, when start == "model"
     config: dict = field(default_factory=dict)  # size options over the catalogue's default
+    stain_vectors: list | None = None  # a lab's own H&E stain vectors (input "he"); None: the standard ones
 
 
 @dataclass
@@ -75,6 +76,13 @@ def _input_and_channels(spec: NewModelSpec) -> tuple[dict, int]:
         raise NewModelError(f"A network takes 1 to 64 input channels, not {channels}")
     if definition["kind"] == "grey" and channels != 1:
         definition = {}  # an N-channel model reads the image's first N channels
+    if spec.stain_vectors is not None:
+        if definition.get("kind") != "he":
+            raise NewModelError("Stain vectors are for a model that reads the hematoxylin of H&E slides (input he)")
+        try:
+            definition["stain_vectors"] = check_stain_vectors([list(row) for row in spec.stain_vectors])
+        except (TypeError, ValueError) as err:
+            raise NewModelError(f"Stain vectors: {err}") from None
     return definition, channels
 
 
@@ -201,3 +209,26 @@ def extend_classes(base: str, classes: list[dict], library=None) -> NewModelResu
         description=f"{source_meta.id} with room for " + ", ".join(report.new_classes))
     path, stored = library.save_version(source_meta.name, model, meta)
     return NewModelResult(stored, path, report, report.lines())
+
+
+def tile_seconds(arch: str, *, repeats: int = 2) -> float:
+    """Median seconds of one forward pass of `arch` at the catalogue's default size over a 512 x 512
+    one-channel tile on the CPU, after a warm-up pass: what the New Model dialog shows as the network's time
+    on this computer, and scripts/compare_networks.py prints."""
+    import statistics
+    import time
+
+    import torch
+
+    from segstudio.models.registry import build_model
+
+    model = build_model(arch, in_channels=1, num_classes=2, **network(arch).config).eval()
+    x = torch.rand(1, 1, 512, 512)
+    times = []
+    with torch.inference_mode():
+        model(x)
+        for _ in range(max(1, repeats)):
+            start = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)

@@ -14,3 +14,4 @@ LAST_DATASET_KEY = "dataset/last_folder"  # written by Export to Dataset, offere
 NNUNET_KEY = "dataset/nnunet"
 NNUNET_FOLDER_KEY = "dataset/nnunet_folder"
 UNDO_BUDGET_KEY = "editing/undo_budget_mib"  # memory the undo steps of one image may hold
+TILE_SECONDS_PREFIX = "models/tile_seconds/"  # + network: its time per 512 x 512 tile measured on this computer

@@ -23,15 +23,32 @@ class NetworkChoice:
     tile_seconds: float | None = None  # measured: one 512 x 512 tile on the CPU (see MEASURED_ON)
     notes: tuple[str, ...] = field(default_factory=tuple)
 
-    def cost(self, *, imagenet: bool = False) -> str:
-        """ "1.9 M weights (7.8 MB), about 0.4 s per 512 x 512 tile on the CPU" """
+    def cost(self, *, imagenet: bool = False, measured: float | None = None) -> str:
+        """ "1.9 M weights (7.8 MB), about 0.4 s per 512 x 512 tile on this computer's CPU": `measured` is the
+        time measured here (engine.new_model.tile_seconds); without it, the catalogue's, with where it is from."""
         count = self.imagenet_parameters if imagenet and self.imagenet_parameters else self.parameters
         text = f"{count / 1e6:.1f} M weights ({count * 4 / 1e6:.0f} MB)"
-        if self.tile_seconds is not None and not imagenet:
-            text += f", about {self.tile_seconds:.1f} s per 512 x 512 tile on the CPU"
+        if imagenet:
+            return text
+        if measured is not None:
+            return text + f", about {measured:.1f} s per 512 x 512 tile on this computer's CPU"
+        if self.tile_seconds is not None:
+            text += f", about {self.tile_seconds:.1f} s per 512 x 512 tile on a {MEASURED_CPU}'s CPU"
         return text
 
 
+# Making a model (random weights for every layer, then the file written) takes time in proportion to its
+# weights: FCN-8s at its published size (134 M) was built and saved in 11 s, DeconvNet (252 M) in 18 s, on the
+# machine below while it was busy; the catalogue's default sizes take well under a second.
+MAKE_SECONDS_PER_MILLION = 0.08
+
+
+def make_seconds(parameters: int) -> float:
+    """About how long building and saving a network of `parameters` weights takes (see above)."""
+    return parameters / 1e6 * MAKE_SECONDS_PER_MILLION
+
+
+MEASURED_CPU = "2-core VM"  # the tile times' machine in a word (MEASURED_ON in full)
 # Where and when the tile times were measured (scripts/compare_networks.py --measure).
 MEASURED_ON = ("2-core Linux VM shared with other work (x86-64, torch 2.14, 2 threads), 2026-11-26, "
                "scripts/compare_networks.py --measure")

@@ -57,7 +57,7 @@ class DeconvNet(SegmentationModel):
             channels = widths[index - 1]
             count = VGG16_STAGES[index - 1][1]
             below = widths[index - 2] if index > 1 else channels
-            setattr(self, f"unpool{index}", nn.MaxUnpool2d(2, 2))
+            setattr(self, f"unpool{index}", MaxUnpool2x2())
             setattr(self, f"dec{index}", _deconv_stage([channels] * count + [below]))
         self.score = nn.Conv2d(widths[0], num_classes, 1)
 
@@ -73,13 +73,12 @@ class DeconvNet(SegmentationModel):
         remembered = []
         for index in range(1, 6):
             x = getattr(self, f"enc{index}")(x)
-            size = x.shape[-2:]
             x, where = getattr(self, f"pool{index}")(x)
-            remembered.append((where, size))
+            remembered.append(where)
         x = self.deconv_fc6(self.fc7(self.fc6(x)))
         for index in range(5, 0, -1):
-            where, size = remembered[index - 1]
-            x = getattr(self, f"unpool{index}")(x, where, output_size=size)
+            # The sides are multiples of the stride, so each unpooled map is exactly twice the size.
+            x = getattr(self, f"unpool{index}")(x, remembered[index - 1])
             x = getattr(self, f"dec{index}")(x)
         return self.score(x)
 
@@ -119,6 +118,17 @@ class DeconvNet(SegmentationModel):
                             "Per-class scores at every pixel; the highest score becomes the predicted label.",
                             level=0))
         return taps
+
+
+class MaxUnpool2x2(nn.Module):
+    """nn.MaxUnpool2d(2, 2) for maps whose pooled sides were even: each value back at the position its maximum
+    came from, zeros elsewhere. Written as a scatter, because torch's own checks its output size with a call
+    that the ONNX exporter cannot trace; the answer is the same (tests/models/test_deconvnet.py)."""
+
+    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        flat = x.new_zeros((n, c, h * 2 * w * 2)).scatter(2, indices.flatten(2), x.flatten(2))
+        return flat.view(n, c, h * 2, w * 2)
 
 
 @register("deconvnet", description="DeconvNet: VGG16 encoder, unpooling with pooling indices + deconvolution (width)")

@@ -1,6 +1,7 @@
 """Fully convolutional networks (Long, Shelhamer & Darrell 2015): VGG16 with its classifier turned into
 convolutions, class scores at 1/32 size, and - in FCN-16s / FCN-8s - finer scores from pool4 and pool3
-fused in before upsampling with transposed convolutions that start out as bilinear interpolation."""
+fused in before upsampling with transposed convolutions that start out as bilinear interpolation. The pool4 and
+pool3 score layers start at zero, as in the paper, so a new FCN-16s/8s starts from its 32s stream's answer."""
 from __future__ import annotations
 
 import torch
@@ -68,27 +69,30 @@ class FCN(SegmentationModel):
         self.fc7.add_module("relu", nn.ReLU())
         self.fc7.add_module("drop", nn.Dropout(dropout))
         self.score_fr = nn.Conv2d(fc_channels, num_classes, 1)
-        score_layers = [self.score_fr]
+        skip_scores = []
         if variant <= 16:
             self.upscore2 = bilinear_upsampler(num_classes, 2)
             self.score_pool4 = nn.Conv2d(widths[3], num_classes, 1)
             # The sum is not a module; this identity makes the fused 1/16 scores hookable by name.
             self.score_16s = nn.Identity()
-            score_layers.append(self.score_pool4)
+            skip_scores.append(self.score_pool4)
         if variant == 8:
             self.upscore_pool4 = bilinear_upsampler(num_classes, 2)
             self.score_pool3 = nn.Conv2d(widths[2], num_classes, 1)
             self.score_8s = nn.Identity()
-            score_layers.append(self.score_pool3)
+            skip_scores.append(self.score_pool3)
         self.upscore = bilinear_upsampler(num_classes, variant)
 
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 nn.init.zeros_(module.bias)
-        for layer in score_layers:
-            # Small but non-zero, so every skip contributes from the first step.
-            nn.init.normal_(layer.weight, std=0.01)
+        nn.init.normal_(self.score_fr.weight, std=0.01)
+        for layer in skip_scores:
+            # Zero, as in the FCN paper: a fresh FCN-16s/8s answers exactly as the 32s stream does, and each
+            # finer stream joins as far as training finds it helps. (Their weights still learn from the
+            # first step: the gradient of a skip score layer is its pool's maps times the loss gradient.)
+            nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
         stages = [getattr(self, f"stage{index}") for index in range(1, 6)]

@@ -96,6 +96,49 @@ def test_models_new_from_a_model_keeps_shared_classes_and_says_so(cli_env, capsy
     assert torch.equal(new.enc1.block1.conv.weight, old.enc1.block1.conv.weight)
 
 
+def test_a_lab_sets_its_own_stain_vectors_and_predict_separates_with_them(cli_env, tmp_path, capsys):
+    import numpy as np
+
+    from segstudio.core.model_fit import HE_STAIN_VECTORS
+    from segstudio.engine.predict import ModelInput
+    from segstudio.engine.predict.stains import hematoxylin, separation_matrix
+    from segstudio.synth.he import generate_he_image
+
+    ours = tmp_path / "our-stains.txt"
+    ours.write_text("0.30 0.80 0.52\n0.05 0.95 0.30\n0.27 0.57 0.78\n")
+    assert main(["models", "new", "lab-he", "--arch", "unet", "--classes", "background,nucleus", "--input", "he",
+                 "--from", "nuclei-unet/v2", "--stain-vectors", str(ours)]) == 0
+    capsys.readouterr()
+    _, meta = ModelLibrary().load("lab-he")
+    assert meta.input["stain_vectors"] == [[0.30, 0.80, 0.52], [0.05, 0.95, 0.30], [0.27, 0.57, 0.78]]
+    assert main(["models", "list", "--json"]) == 0
+    row = next(r for r in json.loads(capsys.readouterr().out) if r["id"] == "lab-he/v1")
+    assert row["input"] == "hematoxylin from H&E colour images (the lab's own stain vectors)"
+    rgb, _, _ = generate_he_image(3, height=48, width=48)
+    fed = ModelInput(rgb, 1, None, meta.input).region(slice(None), slice(None))[0]  # what Predict feeds it
+    np.testing.assert_allclose(fed, hematoxylin(rgb, separation_matrix(meta.input["stain_vectors"])))
+    assert not np.allclose(fed, hematoxylin(rgb, separation_matrix(HE_STAIN_VECTORS)), atol=1e-3)
+
+    assert main(["models", "new", "typed", "--arch", "unet", "--classes", "nucleus", "--input", "he",
+                 "--stain-vectors", "0.6,0.75,0.28; 0.1,0.95,0.2; 0.3,0.5,0.8"]) == 0
+    assert ModelLibrary().find("typed/v1").meta.input["stain_vectors"][0] == [0.6, 0.75, 0.28]
+
+
+def test_stain_vectors_are_refused_clearly(cli_env, tmp_path, capsys):
+    broken = tmp_path / "broken.txt"
+    broken.write_text("0.6 0.75 0.28\n0.6 0.75 0.28\n0.3 0.5 0.8\n")
+    assert main(["models", "new", "a", "--arch", "unet", "--classes", "nucleus", "--input", "he",
+                 "--stain-vectors", str(broken)]) == 2
+    assert f"{broken}: two of the stain vectors have (nearly) the same colour" in capsys.readouterr().err
+    assert main(["models", "new", "b", "--arch", "unet", "--classes", "nucleus", "--input", "he",
+                 "--stain-vectors", "0.6,0.75"]) == 2
+    assert "must be three rows of r,g,b" in capsys.readouterr().err
+    assert main(["models", "new", "c", "--arch", "unet", "--classes", "nucleus", "--input", "rgb",
+                 "--stain-vectors", "0.6,0.75,0.28; 0.1,0.95,0.2; 0.3,0.5,0.8"]) == 2
+    assert "Stain vectors are for a model that reads the hematoxylin" in capsys.readouterr().err
+    assert [e.meta.name for e in ModelLibrary().entries() if e.meta.name in "abc"] == []
+
+
 def test_models_new_refuses_clearly(cli_env, capsys):
     assert main(["models", "new", "nuclei-unet", "--arch", "unet", "--classes", "nucleus"]) == 2
     assert "exists already" in capsys.readouterr().err
@@ -157,6 +200,34 @@ def test_onnx_export_runs_in_onnxruntime(cli_env, tmp_path):
     with torch.no_grad():
         expected = model(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["unet", "fcn32s", "fcn16s", "fcn8s", "deconvnet", "pspnet", "deeplabv3plus"])
+def test_every_network_exports_to_onnx_and_answers_as_in_torch(cli_env, tmp_path, arch):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import numpy as np
+    import onnx
+    import torch
+
+    from segstudio.engine.new_model import NewModelSpec, classes_from_names, create_model
+    from tests.models.conftest import TINY_CONFIGS
+
+    torch.manual_seed(0)
+    made = create_model(NewModelSpec(name=f"t-{arch}", arch=arch, classes=classes_from_names("nucleus"),
+                                     config=dict(TINY_CONFIGS[arch])))
+    assert main(["models", "export", made.meta.id, str(tmp_path), "--onnx"]) == 0
+    written = tmp_path / f"t-{arch}-v1.onnx"
+    size = {p.key: p.value for p in onnx.load(str(written)).metadata_props}["input_size"]
+    shapes = [(2, 1, 512, 512)] if size == "512x512" else [(2, 1, 512, 512), (1, 1, 128, 160)]
+    assert (size == "512x512") == (arch == "pspnet")  # its pyramid pools are laid out for the tile size
+    model, _ = ModelLibrary().load(made.meta.id)
+    session = ort.InferenceSession(str(written))
+    for shape in shapes:
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        (logits,) = session.run(None, {"image": x})
+        with torch.no_grad():
+            np.testing.assert_allclose(logits, model(torch.from_numpy(x)).numpy(), atol=1e-4)
 
 
 def test_onnx_export_without_the_onnx_package_says_what_to_install(cli_env, tmp_path, monkeypatch, capsys):

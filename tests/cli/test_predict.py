@@ -191,3 +191,44 @@ def test_objects_of_a_model_with_a_boundary_output_are_split_along_its_border(tm
     assert _run(str(image), "--model", str(model), "--out", str(out), "--tile", "32", "--objects") == 0
     ids = tifffile.imread(out / "pair_objects.tif")
     assert ids.max() == 2 and ids[30, 25] != ids[30, 55]  # the distance transform alone makes one rectangle
+
+
+# --- what each image feeds the model -----------------------------------------------------------------
+@pytest.mark.usefixtures("single_torch_thread")
+def test_an_h_and_e_image_is_warned_about_and_input_he_finds_its_nuclei(tmp_path, capsys):
+    from segstudio.core import paths
+    from segstudio.synth import iou
+
+    sample = paths.samples_dir() / "he_nuclei.png"
+    truth = cv2.imread(str(sample.parent / "truth" / "he_nuclei.png"), cv2.IMREAD_UNCHANGED) > 0
+    assert _run(str(sample), "--model", "nuclei-unet", "--out", str(tmp_path / "grey"), "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "warning: he_nuclei.png: This is a colour image" in err and "(add --input he)" in err
+    assert _run(str(sample), "--model", "nuclei-unet", "--out", str(tmp_path / "he"), "--quiet", "--input", "he") == 0
+    assert "warning" not in capsys.readouterr().err
+    mask = cv2.imread(str(tmp_path / "he" / "he_nuclei_mask.png"), cv2.IMREAD_UNCHANGED) > 0
+    assert iou(mask, truth) > 0.5
+    assert _run(str(sample), "--model", "nuclei-unet", "--out", str(tmp_path / "x"), "--input", "rgb") == 2
+    assert "--input rgb gives the model 3 channels, but nuclei-unet/v1 reads 1" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("single_torch_thread")
+def test_a_stack_feeds_a_nuclei_model_its_dapi_channel_as_the_window_does(tmp_path, capsys):
+    import tifffile
+
+    from segstudio.engine.predict import Predictor, PredictSettings
+    from segstudio.models.library import ModelLibrary
+    from segstudio.synth import generate_nuclei_image
+
+    dapi, _, _ = generate_nuclei_image(4, height=96, width=96, bit_depth=16)
+    gfp = np.full_like(dapi, 300)
+    gfp[20:60, 10:80] = 9000  # a bright patch that is no nucleus
+    path = tmp_path / "stack.ome.tif"
+    tifffile.imwrite(path, np.stack([gfp, dapi]), ome=True,
+                     metadata={"axes": "CYX", "Channel": {"Name": ["GFP", "DAPI"]}})
+    assert _run(str(path), "--model", "nuclei-unet", "--out", str(tmp_path / "out"), "--quiet") == 0
+    mask = cv2.imread(str(tmp_path / "out" / "stack.ome_mask.png"), cv2.IMREAD_UNCHANGED)
+    model, meta = ModelLibrary().load("nuclei-unet")
+    expected = Predictor(model, meta, device="cpu").predict(dapi, PredictSettings()).labels
+    np.testing.assert_array_equal(mask, expected)
+    assert "warning" not in capsys.readouterr().err

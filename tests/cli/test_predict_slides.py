@@ -95,3 +95,15 @@ def test_out_geojson_writes_the_objects_in_slide_pixels(model_file, slide_file, 
     assert "objects.geojson: " in err and len(features) >= 1
     xs = [x for f in features for ring in f["geometry"]["coordinates"] for x, _y in ring]
     assert min(xs) < 700 and max(xs) > 1100  # the tissue patch, 700-1100 px across, in level-0 pixels
+
+
+def test_a_colour_slide_for_a_one_channel_model_is_said_and_input_he_feeds_the_hematoxylin(model_file, slide_file,
+                                                                                          tmp_path, capsys):
+    out = tmp_path / "grey.zarr"
+    assert main(["predict", str(slide_file), "--model", str(model_file), "--out", str(out), "--tile", "128"]) == 0
+    assert "warning: case.ome.tif: a colour slide" in capsys.readouterr().err
+    out = tmp_path / "he.zarr"
+    assert main(["predict", str(slide_file), "--model", str(model_file), "--out", str(out), "--tile", "128",
+                 "--input", "he"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err and "case.ome.tif -> " in err

@@ -126,3 +126,54 @@ def test_a_model_that_predicts_a_removed_class_brings_it_back_and_says_so(make_w
         assert len(messages) == 1 and "'membrane'" in messages[0] and "did not list" in messages[0]
     finally:
         window.model_host.shutdown()
+
+
+@pytest.mark.slow
+def test_a_renamed_class_keeps_its_new_name_in_the_dataset_the_model_and_the_session(tiny_window, qtbot, tmp_path):
+    from PySide6.QtWidgets import QLineEdit
+
+    from segstudio.core.dataset import load_manifest
+    from segstudio.engine.training.config import TrainConfig
+    from segstudio.engine.training.loop import fine_tune
+    from segstudio.models.library import ModelLibrary
+
+    window, editing = tiny_window, tiny_window.editing
+    pixels = np.random.default_rng(0).integers(20, 60, (48, 64)).astype(np.uint8)
+    pixels[10:30, 20:40] = 200
+    tifffile.imwrite(tmp_path / "slide.tif", pixels)
+    (doc,) = window.open_paths([tmp_path / "slide.tif"])
+    predict_and_wait(qtbot, window)  # the model's table (background, nucleus) becomes the session's
+    mask = np.zeros(doc.mask.shape, np.uint8)
+    mask[10:30, 20:40] = 1
+    doc.replace_mask(mask)
+
+    panel = editing.classes_panel  # F2 on "nucleus" in the Classes panel, type the new name
+    panel.list.setCurrentItem(panel.item_for(1))
+    panel.list.setFocus()
+    qtbot.keyClick(panel.list, Qt.Key.Key_F2)
+    editor = QApplication.focusWidget()
+    assert isinstance(editor, QLineEdit)
+    editor.selectAll()
+    qtbot.keyClicks(editor, "nuclear envelope")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: editing.classes.table.get(1).name == "nuclear envelope")
+
+    dataset = tmp_path / "dataset"
+    export_everything(window, qtbot, dataset)
+    assert [c["name"] for c in load_manifest(dataset)["classes"]] == ["background", "nuclear envelope"]
+    result = fine_tune(TrainConfig(base="tiny/v1", data=[dataset], steps=2, batch_size=2, crop=32, device="cpu",
+                                   force_promote=True))
+    assert result.status == "done"
+    assert [c["name"] for c in ModelLibrary().find("tiny/v2").meta.classes] == ["background", "nuclear envelope"]
+    assert [c["name"] for c in ModelLibrary().find("tiny/v1").meta.classes] == ["background", "nucleus"]
+
+    window.prediction.reload_models(select="tiny/v2")
+    messages = []
+    editing.classes.message.connect(messages.append)
+    predict_and_wait(qtbot, window)
+    assert editing.classes.table.names() == ["background", "nuclear envelope"] and not messages
+
+    window.actions.new_model.trigger()  # Model > New Model lists the session's classes as they are named now
+    qtbot.waitUntil(lambda: window.models.dialog is not None and window.models.dialog.isVisible())
+    assert window.models.dialog.classes_label.text().startswith("background, nuclear envelope  (")
+    window.models.dialog.reject()

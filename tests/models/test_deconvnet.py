@@ -2,13 +2,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from segstudio.models.deconvnet import MaxUnpool2x2
 from segstudio.models.taps import run_with_taps
 
 
 def test_decoder_unpools_with_the_encoders_pooling_indices(build_tiny):
     model = build_tiny("deconvnet", num_classes=2, seed=3).eval()
     assert all(getattr(model, f"pool{i}").return_indices for i in range(1, 6))
-    assert all(isinstance(getattr(model, f"unpool{i}"), nn.MaxUnpool2d) for i in range(1, 6))
+    assert all(isinstance(getattr(model, f"unpool{i}"), MaxUnpool2x2) for i in range(1, 6))
     with torch.no_grad():
         _, taps = run_with_taps(model, torch.randn(1, 1, 64, 64))
     for level in (1, 3):
@@ -51,3 +52,13 @@ def test_output_depends_on_where_the_maxima_were(build_tiny):
         finally:
             handle.remove()
     assert not torch.allclose(reference, changed)
+
+
+def test_unpooling_puts_each_value_where_torch_max_unpool_does():
+    torch.manual_seed(0)
+    maps = torch.randn(2, 3, 8, 12, requires_grad=True)
+    pooled, where = nn.MaxPool2d(2, 2, return_indices=True)(maps)
+    ours = MaxUnpool2x2()(pooled, where)
+    torch.testing.assert_close(ours, nn.MaxUnpool2d(2, 2)(pooled, where), rtol=0, atol=0)
+    ours.sum().backward()
+    assert maps.grad.sum() == pooled.numel()  # the gradient reaches each maximum once

@@ -75,12 +75,43 @@ def _output_with(model, x, replace):
             handle.remove()
 
 
+def _give_skips_weights(model):
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name in ("score_pool4", "score_pool3"):
+            layer = getattr(model, name, None)
+            if layer is not None:
+                layer.weight.normal_(std=0.5)
+                layer.bias.normal_(std=0.1)
+
+
+@pytest.mark.parametrize("name", ["fcn16s", "fcn8s"])
+def test_a_new_fcn_starts_from_its_32s_stream(build_tiny, name):
+    """The paper's start: pool4/pool3 score layers at zero, so a new FCN-16s/8s gives its 32s stream's answer,
+    and the skip layers still learn from the first step."""
+    model = build_tiny(name, num_classes=3).eval()
+    for layer in (model.score_pool4, getattr(model, "score_pool3", None)):
+        if layer is not None:
+            assert not layer.weight.any() and not layer.bias.any()
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        logits, taps = run_with_taps(model, x, ["score_32s"])
+        coarse = model.upscore2(taps["score_32s"])  # the 32s scores taken to 1/16 ...
+        if name == "fcn8s":
+            coarse = model.upscore_pool4(coarse)  # ... and to 1/8, with nothing added on the way
+        torch.testing.assert_close(logits, model.upscore(coarse))
+    model.train()
+    F.cross_entropy(model(x), torch.randint(0, 3, (1, 64, 64))).backward()
+    assert model.score_pool4.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("name, uses_pool4, uses_pool3", [("fcn32s", False, False), ("fcn16s", True, False),
                                                           ("fcn8s", True, True)])
 def test_skip_connections_use_pool3_and_pool4_directly(build_tiny, name, uses_pool4, uses_pool3):
     """Perturb pool4 (or pool3) while pinning everything computed from it in the backbone. Only a network
     with a skip from that pool can still change its output."""
     model = build_tiny(name, num_classes=3).eval()
+    _give_skips_weights(model)  # a new FCN's skip score layers are zero: the wiring shows once they are not
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
         _, taps = run_with_taps(model, x, ["pool4", "pool5"])

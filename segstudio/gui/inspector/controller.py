@@ -13,7 +13,7 @@ from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPainterPath, QPen
 from PySide6.QtWidgets import QDockWidget, QFrame, QGraphicsPathItem, QScrollArea
 
-from segstudio.core.model_fit import model_pixels
+from segstudio.core.model_fit import fed_definition, model_pixels
 from segstudio.engine.inspect import Inspection, probe_pixel
 from segstudio.gui.inspector.panel import InspectorPanel
 from segstudio.gui.inspector.render import region_box_item
@@ -243,14 +243,11 @@ class InspectorController(QObject):
                          request={**request, **self._input_request()}, tag=(self.window.current, self._source, what))
 
     def _input_request(self) -> dict:
-        """The H&E path when the image is fed to a fluorescence model that way, as Predict feeds it."""
+        """The image fed as Predict feeds it: the H&E path, or the channels chosen for a model that picks its own."""
         doc = self.window.current
-        own = getattr(self.description, "model_input", None) or {}
-        if doc is None or doc.model.model_stain != "he" or own.get("kind") == "he":
-            return {}
-        from segstudio.core.model_fit import HE_STAIN_VECTORS
-
-        return {"model_input": {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}}
+        definition = None if doc is None else fed_definition(getattr(self.description, "model_input", None),
+                                                             doc.model.model_stain)
+        return {} if definition is None else {"model_input": definition}
 
     def _on_quick_finished(self, job, result) -> None:
         """A preview pass (then the full one is asked for) or the answer to "why this pixel"."""

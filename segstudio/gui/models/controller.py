@@ -7,13 +7,15 @@ selects it).
 """
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Callable
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from segstudio.gui.models.dialog import NewModelDialog
+from segstudio.gui.settings import TILE_SECONDS_PREFIX
 
 
 class ModelsController(QObject):
@@ -22,6 +24,7 @@ class ModelsController(QObject):
     created = Signal(object)   # engine.new_model.NewModelResult, or the list of files an export wrote
     failed = Signal(str)
     _done = Signal(object, str)  # result or None, error text (queued from the work thread)
+    _measured = Signal(str, float)  # network, seconds per 512 x 512 tile (queued from the measuring thread)
 
     def __init__(self, window, classes: Callable[[], list[dict]]) -> None:
         super().__init__(window)
@@ -36,6 +39,8 @@ class ModelsController(QObject):
         actions.export_model.triggered.connect(self.choose_export)
         window.prediction.model_changed.connect(self._update_enabled)
         self._done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
+        self._measured.connect(self._on_measured, Qt.ConnectionType.QueuedConnection)
+        self._measuring: set[str] = set()
         window.prediction.engine_ready.connect(self._update_enabled)
         self._update_enabled()
 
@@ -59,16 +64,48 @@ class ModelsController(QObject):
         names = doc.image.meta.channel_names if doc is not None else None
         self.dialog = NewModelDialog(self.window, classes=self.classes(), models=entries, image_channels=channels,
                                      channel_names=names, taken_names={e.meta.name for e in entries},
-                                     imagenet=imagenet_weights_available)
+                                     imagenet=imagenet_weights_available, tile_time=tile_time,
+                                     measure=self.measure_tile_time)
         self.dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        self.dialog.accepted.connect(lambda d=self.dialog: self.create(d.spec()))
-        self.dialog.destroyed.connect(lambda *_: setattr(self, "dialog", None))
+        self.dialog.accepted.connect(lambda d=self.dialog: self.create(d.spec(), d.make_seconds()))
+        self.dialog.destroyed.connect(lambda *_, d=self.dialog: self._forget_dialog(d))
         self.dialog.open()
         return self.dialog
 
-    def create(self, spec) -> None:
-        """Make the model on a work thread; `created` or `failed` follows."""
-        self._run(f"Making {spec.name}...", lambda: _create(spec))
+    def _forget_dialog(self, dialog) -> None:
+        if self.dialog is dialog:  # not a newer dialog opened before this one was deleted
+            self.dialog = None
+
+    def measure_tile_time(self, arch: str) -> None:
+        """Time one 512 x 512 tile of `arch` on this computer, on a thread; remembered for later dialogs."""
+        if arch in self._measuring:
+            return
+        self._measuring.add(arch)
+
+        def target():
+            try:
+                seconds = _tile_seconds(arch)
+            except Exception:  # noqa: BLE001 - the dialog keeps the catalogue's figure
+                seconds = -1.0
+            try:
+                self._measured.emit(arch, seconds)
+            except RuntimeError:  # the window closed meanwhile
+                pass
+
+        threading.Thread(target=target, name="tile-timing", daemon=True).start()
+
+    def _on_measured(self, arch: str, seconds: float) -> None:
+        self._measuring.discard(arch)
+        if seconds > 0:
+            QSettings().setValue(TILE_SECONDS_PREFIX + arch, float(seconds))
+            if self.dialog is not None:
+                self.dialog.set_tile_time(arch)
+
+    def create(self, spec, seconds: float = 0.0) -> None:
+        """Make the model on a work thread (`seconds`: about how long, said in the status bar); `created` or
+        `failed` follows."""
+        about = f" (about {seconds:.0f} s)" if seconds >= 3 else ""
+        self._run(f"Making {spec.name}...{about}", lambda: _create(spec))
 
     # --- Import / Export -----------------------------------------------------------------------
     def choose_import(self) -> None:
@@ -85,11 +122,19 @@ class ModelsController(QObject):
         if model_id is None:
             return
         folder = QFileDialog.getExistingDirectory(self.window, f"Export {model_id} to Folder")
-        if folder:
-            self.export_to(model_id, folder)
+        if not folder:
+            return
+        onnx = False
+        if importlib.util.find_spec("onnx") is not None:  # the optional package ONNX export needs
+            answer = QMessageBox.question(
+                self.window, "Export Model", f"Also write {model_id} as an ONNX file, for programs other than "
+                "segstudio? (The .safetensors and .json pair is written either way.)",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, QMessageBox.StandardButton.No)
+            onnx = answer == QMessageBox.StandardButton.Yes
+        self.export_to(model_id, folder, onnx=onnx)
 
-    def export_to(self, model_id: str, folder: str) -> None:
-        self._run(f"Exporting {model_id}...", lambda: _export(model_id, folder))
+    def export_to(self, model_id: str, folder: str, *, onnx: bool = False) -> None:
+        self._run(f"Exporting {model_id}...", lambda: _export(model_id, folder, onnx))
 
     def _run(self, message: str, work: Callable[[], object]) -> None:
         self.busy = True
@@ -131,6 +176,21 @@ class ModelsController(QObject):
         self.created.emit(result)
 
 
+def _tile_seconds(arch: str) -> float:
+    from segstudio.engine.new_model import tile_seconds
+
+    return tile_seconds(arch)
+
+
+def tile_time(arch: str) -> float | None:
+    """The time per 512 x 512 tile of `arch` measured on this computer by an earlier dialog, or None."""
+    try:
+        seconds = float(QSettings().value(TILE_SECONDS_PREFIX + arch, 0.0))
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds > 0 else None
+
+
 def _create(spec):
     from segstudio.engine.new_model import create_model
 
@@ -145,7 +205,7 @@ def _import(path: str):
     return NewModelResult(meta, saved, None, [f"Imported from {path}."])
 
 
-def _export(model_id: str, folder: str):
+def _export(model_id: str, folder: str, onnx: bool):
     from segstudio.engine.model_files import export_model
 
-    return export_model(model_id, folder)
+    return export_model(model_id, folder, onnx=onnx)

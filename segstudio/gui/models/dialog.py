@@ -13,8 +13,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from segstudio.core.model_fit import HE_LABEL, is_colour
-from segstudio.models.catalogue import MEASURED_ON, NETWORKS, network
+from segstudio.core.model_fit import HE_LABEL, HE_STAIN_VECTORS, STAIN_VECTORS_HELP, is_colour, parse_stain_vectors
+from segstudio.models.catalogue import MEASURED_ON, NETWORKS, make_seconds, network
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 CHOSEN = "chosen"
@@ -22,7 +22,7 @@ CHOSEN = "chosen"
 
 def input_entries(channels: int, channel_names) -> list[tuple[str, str]]:
     """(label, input spec) offered for an image with `channels` channels (the first is the default)."""
-    colour = channels in (3, 4) and (channel_names is None or is_colour(channel_names))
+    colour = is_colour(channel_names)  # an unnamed stack of 3 or 4 channels is fluorescence, not a photograph
     entries = [("Grey (one channel; colour is averaged)", "grey")]
     if colour:
         entries = [("Colour (red, green, blue)", "rgb"), (HE_LABEL, "he"), *entries]
@@ -38,8 +38,11 @@ class NewModelDialog(QDialog):
     """Asks for everything a new model needs; `spec()` turns the answers into an engine NewModelSpec."""
 
     def __init__(self, parent=None, *, classes: list[dict], models: list, image_channels: int = 1,
-                 channel_names=None, taken_names=(), imagenet=lambda arch: None) -> None:
+                 channel_names=None, taken_names=(), imagenet=lambda arch: None, tile_time=lambda arch: None,
+                 measure=lambda arch: None) -> None:
         super().__init__(parent)
+        self._tile_time = tile_time  # arch -> seconds per 512 x 512 tile measured on this computer, or None
+        self._measure = measure  # asks for that time to be measured; set_tile_time follows
         self.setObjectName("newModelDialog")
         self.setWindowTitle("New Model")
         self.setMinimumWidth(520)
@@ -70,6 +73,13 @@ class NewModelDialog(QDialog):
         self.channels_edit.setObjectName("newModelChannels")
         self.channels_edit.setPlaceholderText("channel numbers, e.g. 1, 3")
         form.addRow("Channels", self.channels_edit)
+        self.stains_edit = QLineEdit()
+        self.stains_edit.setObjectName("newModelStainVectors")
+        self.stains_edit.setPlaceholderText("standard H&E: " + "; ".join(",".join(f"{v:.2f}" for v in row)
+                                                                       for row in HE_STAIN_VECTORS))
+        self.stains_edit.setToolTip(f"Your lab's stain vectors, if its slides are stained differently: "
+                                    f"{STAIN_VECTORS_HELP}. Empty: the standard ones.")
+        form.addRow("Stain vectors", self.stains_edit)
         names = ", ".join(c["name"] for c in self._classes)
         self.classes_label = QLabel(f"{names}  (the classes of this session; change them in the Classes panel)")
         self.classes_label.setObjectName("newModelClasses")
@@ -101,6 +111,7 @@ class NewModelDialog(QDialog):
         self.start_combo.currentIndexChanged.connect(self._on_start)
         self.name_edit.textChanged.connect(self._validate)
         self.channels_edit.textChanged.connect(self._validate)
+        self.stains_edit.textChanged.connect(self._validate)
         self._on_arch()
 
     def _free_name(self, stem: str) -> str:
@@ -112,7 +123,7 @@ class NewModelDialog(QDialog):
 
     def _on_arch(self, *_args) -> None:
         choice = network(self.arch())
-        self.arch_info.setText(f"{choice.good_at}\nCost: {choice.cost()}.")
+        self._show_cost()
         self.start_combo.blockSignals(True)
         self.start_combo.clear()
         self.start_combo.addItem("Scratch (random weights)", "scratch")
@@ -128,6 +139,21 @@ class NewModelDialog(QDialog):
         self.start_combo.blockSignals(False)
         self._on_start()
 
+    def _show_cost(self) -> None:
+        choice = network(self.arch())
+        measured = self._tile_time(choice.arch)
+        text = f"{choice.good_at}\nCost: {choice.cost(measured=measured)}."
+        if measured is None:
+            text += " (Measuring its time on this computer...)"
+        self.arch_info.setText(text)
+        if measured is None:
+            self._measure(choice.arch)
+
+    def set_tile_time(self, arch: str) -> None:
+        """A network's time on this computer has been measured: show it if that network is the one chosen."""
+        if arch == self.arch():
+            self._show_cost()
+
     def _on_start(self, *_args) -> None:
         kind, source = self.start()
         texts = {"scratch": "Every weight starts random: it needs the most training.",
@@ -135,8 +161,24 @@ class NewModelDialog(QDialog):
                              "is built at its published size, slower than the default.",
                  "model": f"Weights of {source} are kept where they fit: the encoder, and the class layer rows "
                           "of classes both share. New classes and new input channels start untrained."}
+        seconds = self.make_seconds()
+        if seconds >= 3:
+            texts[kind] += f" Making it takes about {seconds:.0f} s."
         self.start_info.setText(texts[kind])
         self._validate()
+
+    def make_seconds(self) -> float:
+        """About how long making the model as chosen takes: its weights decide (catalogue.make_seconds)."""
+        choice = network(self.arch())
+        kind, source = self.start()
+        if kind == "imagenet":
+            return make_seconds(choice.imagenet_parameters or choice.parameters)
+        entry = next((e for e in self._models if e.id == source), None) if kind == "model" else None
+        try:  # a model is as large as its file says (four bytes a weight); read by the file's size only
+            parameters = entry.path.stat().st_size // 4 if entry is not None else choice.parameters
+        except OSError:
+            parameters = choice.parameters
+        return make_seconds(parameters)
 
     def start(self) -> tuple[str, str | None]:
         """("scratch" | "imagenet" | "model", the model's id or None)."""
@@ -159,7 +201,14 @@ class NewModelDialog(QDialog):
     def _validate(self, *_args) -> None:
         from segstudio.core.model_fit import input_definition
 
-        self._form.setRowVisible(self.channels_edit, self.input_combo.currentData() == CHOSEN)
+        rows = {self.channels_edit: self.input_combo.currentData() == CHOSEN,
+                self.stains_edit: self.input_combo.currentData() == "he"}
+        changed = False
+        for field, shown in rows.items():
+            changed |= field.isHidden() == shown
+            self._form.setRowVisible(field, shown)
+        if changed and self.isVisible():
+            self.adjustSize()  # a row came or went: the wrapped texts keep their room
         name = self.name_edit.text().strip()
         problem = ""
         if not _NAME.match(name):
@@ -173,15 +222,27 @@ class NewModelDialog(QDialog):
                 input_definition(self.input_spec())
             except ValueError as err:
                 problem = f"Channels: {err}"
+            else:
+                try:
+                    self.stain_vectors()
+                except ValueError as err:
+                    problem = f"Stain vectors: {err}."
         self.problem.setText(problem)
         self.create_button.setEnabled(not problem)
+
+    def stain_vectors(self) -> list[list[float]] | None:
+        """The lab's own stain vectors typed for an H&E input; None: the standard ones. ValueError says why not."""
+        text = self.stains_edit.text().strip()
+        if self.input_combo.currentData() != "he" or not text:
+            return None
+        return parse_stain_vectors(text)
 
     def spec(self):
         from segstudio.engine.new_model import NewModelSpec
 
         kind, source = self.start()
         return NewModelSpec(name=self.name_edit.text().strip(), arch=self.arch(), classes=self._classes,
-                            input=self.input_spec(), start=kind, source=source)
+                            input=self.input_spec(), start=kind, source=source, stain_vectors=self.stain_vectors())
 
     def accept(self) -> None:
         if self.create_button.isEnabled():

@@ -17,7 +17,7 @@ from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
 
 from segstudio.core.document import ImageStatus
 from segstudio.core.mask_summary import describe_summary, summarise_mask
-from segstudio.core.model_fit import expectation_of, input_advice, model_pixels, plan_input
+from segstudio.core.model_fit import expectation_of, fed_definition, input_advice, model_pixels, plan_input
 from segstudio.gui.prediction.colour_bar import colormap_lut
 from segstudio.gui.prediction.compare import CompareController
 from segstudio.gui.prediction.panel import ModelPanel
@@ -203,11 +203,8 @@ class PredictionController(QObject):
             tile=self.panel.tile_spin.value(), overlap=self.panel.overlap_spin.value(), device=self.panel.device()
         )
         pixels = model_pixels(doc.image.pixels, doc.model.model_channels)
-        own = getattr(self.panel.selected_meta(), "input", None) or {}
-        if doc.model.model_stain == "he" and own.get("kind") != "he":  # H&E path for a fluorescence model
-            from segstudio.core.model_fit import HE_STAIN_VECTORS
-
-            settings.model_input = {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}
+        settings.model_input = fed_definition(getattr(self.panel.selected_meta(), "input", None),
+                                              doc.model.model_stain)
         self.host.submit("predict", model_id, device=self.panel.device(), pixels=pixels, settings=settings, tag=doc,
                          started=time.monotonic(), **extra)
 

@@ -11,9 +11,24 @@ import time
 
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QAction, QColor, QKeySequence, QPen
-from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QProgressBar, QPushButton
+from PySide6.QtWidgets import QGraphicsRectItem, QLabel, QMessageBox, QProgressBar, QPushButton
 
+from segstudio.core.model_fit import fed_definition
 from segstudio.core.words import count, duration, time_left
+
+
+def _meta_of(selected):
+    """The metadata of the model host's selection: a library id, or (model, metadata) as tests select it."""
+    if isinstance(selected, tuple):
+        return selected[1]
+    if not selected:
+        return None
+    from segstudio.models.library import ModelLibrary
+
+    try:
+        return ModelLibrary().find(selected).meta
+    except ValueError:
+        return None  # the host reports an unknown model in its own words
 
 
 class _WindowSink(QObject):
@@ -80,6 +95,7 @@ class SlidePrediction(QObject):
         self.job = None
         self.last_result = None
         self._started = 0.0
+        self._feeds: dict = {}  # model -> what a colour slide feeds it: "he" or "" (grey), as the user said
         self.sink = _WindowSink(self)
         self.sink.rows.connect(self.doc.put_prediction)
         self.rectangle_tool = PredictRectangleTool(self.predict_box)
@@ -150,11 +166,47 @@ class SlidePrediction(QObject):
                 return
         from segstudio.engine.predict import PredictSettings
 
+        feed = self._model_input()
+        if feed is False:
+            return  # the user cancelled the question
         self._started = time.monotonic()
-        self.job = self.host.submit("predict_slide", settings=PredictSettings(), tag=self.doc,
+        self.job = self.host.submit("predict_slide", settings=PredictSettings(model_input=feed), tag=self.doc,
                                     request={"slide": slide, "box": box, "sink": self.sink})
         self.label.setText("Predicting: finding the tissue...")
         self._set_running(True)
+
+    def _model_input(self):
+        """The input definition for this slide (None: the model's own), or False when the user cancelled.
+
+        A colour slide for a model that reads one channel of its own choosing is never averaged to grey
+        unasked: the first Predict asks whether to feed the H&E path or the grey mean, once per model."""
+        selected = self.host.selected_model()
+        meta = _meta_of(selected)
+        own = dict(getattr(meta, "input", None) or {})
+        if meta is None or int(meta.in_channels) != 1 or self.doc.slide.info.channels < 3 or own.get("kind") in (
+                "he", "channels"):
+            return None
+        key = selected if isinstance(selected, str) else id(selected)
+        if key not in self._feeds:
+            answer = self._ask_feed(getattr(meta, "name", "") or "the model")
+            if answer is None:
+                return False
+            self._feeds[key] = answer
+        return fed_definition(own, self._feeds[key])
+
+    def _ask_feed(self, model: str) -> str | None:
+        """"he" or "" (the grey mean), or None for Cancel."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Predict",
+                          f"This slide is in colour, but {model} reads one channel. For a stained brightfield slide "
+                          "(H&E), the H&E path feeds it the hematoxylin (nuclear) stain separated from the colours; "
+                          "otherwise the colours are averaged to grey. (Asked once per model for this slide.)",
+                          QMessageBox.StandardButton.Cancel, self.window)
+        box.setObjectName("slideFeedQuestion")
+        he = box.addButton("Use the H&E path", QMessageBox.ButtonRole.AcceptRole)
+        grey = box.addButton("Average to grey", QMessageBox.ButtonRole.AcceptRole)
+        box.setDefaultButton(he)
+        box.exec()
+        return {he: "he", grey: ""}.get(box.clickedButton())
 
     def cancel(self) -> None:
         if self.job is not None:

@@ -110,3 +110,64 @@ def test_closing_the_window_mid_prediction_stops_it_and_keeps_the_labels(window,
     slide_window.close()
     qtbot.waitUntil(lambda: not window.model_host.busy("predict_slide"), timeout=60000)
     assert not doc.model.unsaved
+
+
+class BrightWhereHematoxylin(torch.nn.Module):
+    """A one-channel model: class 1 where its input is bright."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 2, 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([[[[-10.0]]], [[[10.0]]]]))
+            self.conv.bias.copy_(torch.tensor([5.0, -5.0]))
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+GREY_META = SimpleNamespace(name="nuclei", in_channels=1, normalisation={"kind": "none"}, classes=[], input={})
+
+
+def test_a_colour_slide_for_a_one_channel_model_asks_what_to_feed_it_once(window, slide_window, qtbot, monkeypatch):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    from segstudio.core.model_fit import HE_STAIN_VECTORS
+
+    assert slide_window.doc.slide.info.channels == 3
+    window.model_host.select((BrightWhereHematoxylin(), GREY_META), "cpu")
+    host, sent, asked = slide_window.prediction.host, [], []
+    submit = host.submit
+    monkeypatch.setattr(host, "submit", lambda kind, *a, **k: sent.append(k["settings"]) or submit(kind, *a, **k))
+
+    def answer(button_text):
+        def click():
+            box = QApplication.activeModalWidget()
+            if not isinstance(box, QMessageBox) or box.objectName() != "slideFeedQuestion":
+                QTimer.singleShot(10, click)  # not open yet
+                return
+            asked.append(box.text())
+            if button_text is None:
+                box.button(QMessageBox.StandardButton.Cancel).click()
+            else:
+                next(b for b in box.buttons() if b.text() == button_text).click()
+        QTimer.singleShot(0, click)
+
+    predict_view = slide_window.prediction.actions["view"]  # Predict > Predict View
+    answer(None)  # Cancel: nothing runs
+    predict_view.trigger()
+    assert len(asked) == 1 and "This slide is in colour, but nuclei reads one channel" in asked[0] and not sent
+    answer("Use the H&E path")
+    predict_view.trigger()
+    _wait_done(qtbot, slide_window.prediction)
+    assert sent[-1].model_input == {"kind": "he", "stain_vectors": [list(v) for v in HE_STAIN_VECTORS]}
+    predict_view.trigger()  # asked once for this model
+    _wait_done(qtbot, slide_window.prediction)
+    assert len(asked) == 2 and len(sent) == 2 and sent[-1].model_input["kind"] == "he"
+
+    window.model_host.select((BrightWhereHematoxylin(), GREY_META), "cpu")  # another model: asked again
+    answer("Average to grey")
+    predict_view.trigger()
+    _wait_done(qtbot, slide_window.prediction)
+    assert len(asked) == 3 and sent[-1].model_input is None

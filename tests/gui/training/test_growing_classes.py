@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from segstudio.engine.training.config import TrainConfig
 from tests.gui.training.fixtures import CLASSES, save_tiny_unet
 from tests.gui.training.test_controller import fake_child, replace_controller, visible_errors
 
@@ -72,12 +71,14 @@ def test_fine_tune_offers_to_extend_the_model_and_trains_the_larger_version(wind
 def test_a_mask_with_an_unnamed_class_is_refused_before_any_child_runs(window, qtbot, tmp_path, recorded):
     controller, argv_file = recorded
     base = save_tiny_unet()
-    window.prediction.reload_models()
+    window.prediction.reload_models(select=base)
     data = write_three_class_dataset(tmp_path / "cells")
     manifest = json.loads((data / "dataset.json").read_text())
     manifest["classes"] = [c for c in manifest["classes"] if c["id"] != 2]  # a table that lost the class
     (data / "dataset.json").write_text(json.dumps(manifest))
-    controller.start(TrainConfig(base=base, data=[str(data)], steps=1))
+    window.actions.fine_tune.trigger()  # Model > Fine-tune...
+    controller.dialog.add_dataset(data)
+    controller.dialog.start_button.click()
     assert controller.process is None and not argv_file.exists()
     (error,) = visible_errors(window)
     assert "/slides/cells" in error.text() and "class id 2" in error.text()
