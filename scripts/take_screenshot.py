@@ -4,7 +4,8 @@
     xvfb-run -s "-screen 0 1366x768x24" python scripts/take_screenshot.py out.png "" full   # whole screen
     xvfb-run -s "-screen 0 1366x768x24" python scripts/take_screenshot.py docs/inspector-1366x768.png "" inspector
 
-"inspector" fills the screen too and opens the Network Inspector, computed for the view, before the grab.
+"inspector" fills the screen too and opens the Network Inspector, computed for the view, before the grab;
+"objects" fills it and turns on View > Object View (each object in its own colour) after Predict.
 
 It grabs the X screen (what a user sees), not an offscreen rendering.
 """
@@ -27,7 +28,7 @@ def main() -> int:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screenshot.png")
     sample = sys.argv[2] if len(sys.argv) > 2 else None
     mode = sys.argv[3] if len(sys.argv) > 3 else ""
-    full_screen = mode in ("full", "inspector")  # as a maximised window on a laptop screen
+    full_screen = mode in ("full", "inspector", "objects")  # as a maximised window on a laptop screen
     app = create_application()
     window = MainWindow()
     window.resize(1400, 860)
@@ -51,6 +52,9 @@ def main() -> int:
             window.inspector.show_dock()  # lists the taps, then Compute for view once they are in
         elif mode == "inspector" and job.kind == "describe":
             QTimer.singleShot(300, window.inspector.compute_for_view)
+        elif mode == "objects" and job.kind == "predict":
+            window.objects.object_view.trigger()  # the menu's own action: finds the objects, shows the table
+            QTimer.singleShot(1500, grab)
         elif mode != "inspector" or (job.kind == "inspect" and len(job.tag) == 2):  # the full pass is in
             QTimer.singleShot(800, grab)
 

@@ -1,7 +1,8 @@
 """What a mask holds, in the words a user reads after Predict: objects per class and share of the image.
 
 An object is a connected patch of one class; pixels touching at a corner belong to the same object
-(8-connectivity), as a person counting nuclei on screen would see it.
+(8-connectivity), as a person counting nuclei on screen would see it. A model with a border output splits
+touching objects; then the counts come from its objects (`object_counts`) instead of the patches.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from segstudio.core.labels import BACKGROUND_ID, ClassTable
 class ClassSummary:
     class_id: int
     name: str
-    objects: int  # connected patches
+    objects: int  # connected patches, or the objects given to summarise_mask
     pixels: int
     share: float  # of the whole image, 0..1
 
@@ -45,8 +46,19 @@ def _class_pixels(mask: np.ndarray) -> np.ndarray:
     return np.bincount(mask.ravel().astype(np.int64), minlength=1)
 
 
-def summarise_mask(mask: np.ndarray, classes: ClassTable) -> list[ClassSummary]:
-    """One entry per foreground class present in the mask (ids without a class are named by number)."""
+def object_counts(mask: np.ndarray, ids: np.ndarray) -> dict[int, int]:
+    """How many objects of an instance map `ids` (0: none) lie in each class of `mask`."""
+    inside = ids > 0
+    pairs = np.unique(mask[inside].astype(np.int64) << 32 | ids[inside].astype(np.int64))
+    classes, counts = np.unique(pairs >> 32, return_counts=True)
+    return {int(c): int(n) for c, n in zip(classes, counts)}
+
+
+def summarise_mask(mask: np.ndarray, classes: ClassTable, objects: dict[int, int] | None = None
+                   ) -> list[ClassSummary]:
+    """One entry per foreground class present in the mask (ids without a class are named by number).
+
+    ``objects``: objects per class found otherwise (split along a model's borders); else connected patches."""
     counts = _class_pixels(mask)
     total = max(1, mask.size)
     names = {c.id: c.name for c in classes}
@@ -57,7 +69,8 @@ def summarise_mask(mask: np.ndarray, classes: ClassTable) -> list[ClassSummary]:
             continue
         pixels = int(counts[class_id])
         summary.append(ClassSummary(class_id, names.get(class_id, f"class {class_id}"),
-                                    count_objects(mask, class_id), pixels, pixels / total))
+                                    objects.get(class_id, 0) if objects is not None else count_objects(mask, class_id),
+                                    pixels, pixels / total))
     return summary
 
 

@@ -201,12 +201,18 @@ class _ModelWorker(QObject):
             # Cancel is checked between batches; on a CPU one tile takes about a second and batching
             # gains little, so one tile per batch keeps Cancel prompt.
             settings = dataclasses.replace(settings, batch=1)
-        return predictor.predict(
+        result = predictor.predict(
             job.pixels,
             settings,
             progress=lambda done, total: self.progress.emit(job.job_id, done, total),
             cancel=job.cancel.is_set,
         )
+        if result.boundary is not None:  # count objects split along the borders here, off the window's thread
+            from segstudio.core.mask_summary import object_counts
+            from segstudio.core.objects.instances import find_instances
+
+            job.extra["object_counts"] = object_counts(result.labels, find_instances(result.labels, result.boundary))
+        return result
 
     def _warm_up(self, job: ModelJob, warm: _WarmModel) -> None:
         from segstudio.engine.devices import device_label

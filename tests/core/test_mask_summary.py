@@ -36,3 +36,18 @@ def test_class_names_in_the_plural():
     assert [plural(n, 2) for n in ("nucleus", "mitosis", "cell", "body", "nucleus")] == [
         "nuclei", "mitoses", "cells", "bodies", "nuclei"]
     assert plural("nucleus", 1) == "nucleus"
+
+
+def test_objects_split_along_borders_are_counted_per_class_instead_of_patches():
+    from segstudio.core.mask_summary import object_counts
+
+    mask = np.zeros((10, 20), np.uint8)
+    mask[2:8, 2:12] = 1  # one patch holding two touching objects
+    mask[2:5, 15:18] = 2
+    ids = np.zeros(mask.shape, np.uint32)
+    ids[2:8, 2:7], ids[2:8, 7:12], ids[2:5, 15:18] = 5, 9, 11
+    counts = object_counts(mask, ids)
+    assert counts == {1: 2, 2: 1}
+    summary = summarise_mask(mask, ClassTable.default(), counts)
+    assert [s.objects for s in summary] == [2, 1]
+    assert [s.objects for s in summarise_mask(mask, ClassTable.default())] == [1, 1]

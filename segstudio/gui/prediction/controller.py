@@ -220,14 +220,18 @@ class PredictionController(QObject):
         if doc in self.window.documents:
             self._adopt_model_classes(job.extra.get("model_classes"))
             self._apply(doc, result, job.extra.get("replace_all", False), job.model)
-            self._report(doc, time.monotonic() - job.extra.get("started", time.monotonic()), result.notes)
+            self._report(doc, time.monotonic() - job.extra.get("started", time.monotonic()), result.notes,
+                         job.extra.get("object_counts"))
         elif result.notes:
             self.window.statusBar().showMessage("; ".join(result.notes), 10000)
         self._update_enabled()
 
-    def _report(self, doc, seconds: float, notes) -> None:
-        """Say what Predict found, as the mask now holds it (pixels painted by hand included)."""
-        found = describe_summary(summarise_mask(doc.mask, doc.classes))
+    def _report(self, doc, seconds: float, notes, counts=None) -> None:
+        """Say what Predict found, as the mask now holds it (pixels painted by hand included): objects split
+        along the model's borders when it has a border output and the mask is its answer, else patches."""
+        if counts is not None and not np.array_equal(doc.mask, doc.prediction.labels):
+            counts = None  # pixels painted by hand were kept: count the mask's own patches
+        found = describe_summary(summarise_mask(doc.mask, doc.classes, counts))
         text = f"Predicted {found} in {seconds:.1f} s"
         if found == "nothing":
             text = f"Predict found nothing in {doc.title} ({seconds:.1f} s): the mask is empty"

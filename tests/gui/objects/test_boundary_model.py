@@ -21,6 +21,8 @@ def test_object_view_after_predict_splits_along_the_models_boundary(make_window,
     with qtbot.waitSignal(window.model_host.finished, timeout=60_000):
         qtbot.mouseClick(window.prediction.panel.predict_button, Qt.MouseButton.LeftButton)
     assert doc.mask[30, 40] == 1 and doc.prediction.boundary is not None
+    # One patch on the mask, two objects along the border: Predict counts what Object View will show.
+    assert window.prediction.panel.result_label.text().startswith("Predicted 2 ")
     window.objects.object_view.trigger()
     window.objects.wait()
     ids = doc.model.objects
