@@ -186,18 +186,15 @@ def _fed(image, meta, settings, bar, path: Path):
     the option that fixes each; as they are when --input chose for every image."""
     import dataclasses
 
-    from segstudio.core.model_fit import default_feed, expectation_of, fed_definition, model_pixels
+    from segstudio.core.model_fit import default_model_input
 
     if settings.model_input is not None:
         return image.pixels, settings
-    names = [c.get("name", "") for c in meta.classes]
-    model = expectation_of(meta.in_channels, getattr(meta, "expects", None), meta.description, names)
-    choice, advice = default_feed(image.pixels, image.meta.channel_names, model, meta.input)
+    pixels, definition, advice = default_model_input(image.pixels, image.meta.channel_names, meta)
     for item in advice:
         hint = _FIX_HINTS.get(item.fix, "")
         bar.report(printable(f"warning: {path.name}: {item.text}" + (f" ({hint})" if hint else "")))
-    fed = dataclasses.replace(settings, model_input=fed_definition(meta.input, choice.stain))
-    return model_pixels(image.pixels, choice.channels), fed
+    return pixels, dataclasses.replace(settings, model_input=definition)
 
 
 def _write_outputs(args, out_dir: Path, stem: str, result, meta, bar, path: Path) -> None:

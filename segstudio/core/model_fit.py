@@ -236,6 +236,16 @@ def default_feed(pixels: np.ndarray, channel_names: Sequence[str] | None, model:
     return choice, input_advice(pixels, channel_names, choice, model, plan)
 
 
+def default_model_input(pixels: np.ndarray, channel_names: Sequence[str] | None, meta
+                        ) -> tuple[np.ndarray, dict | None, list[Advice]]:
+    """(pixels, input definition, warnings) of an image fed to a model (its ModelMeta) by default, as the
+    Model panel and the command line feed it when no choice was made for that model."""
+    names = [c.get("name", "") for c in meta.classes]
+    model = expectation_of(meta.in_channels, getattr(meta, "expects", None), meta.description, names)
+    choice, advice = default_feed(pixels, channel_names, model, meta.input)
+    return model_pixels(pixels, choice.channels), fed_definition(meta.input, choice.stain), advice
+
+
 def fed_definition(own: Mapping | None, stain: str) -> dict | None:
     """The input definition Predict and the inspector use for an image fed through the Model panel's choice
     (PredictSettings.model_input), or None for the model's own (`own`, its metadata's "input").

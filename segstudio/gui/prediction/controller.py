@@ -17,7 +17,14 @@ from PySide6.QtWidgets import QFrame, QScrollArea, QWidget
 
 from segstudio.core.document import ImageStatus
 from segstudio.core.mask_summary import describe_summary, summarise_mask
-from segstudio.core.model_fit import expectation_of, fed_definition, input_advice, model_pixels, plan_input
+from segstudio.core.model_fit import (
+    default_model_input,
+    expectation_of,
+    fed_definition,
+    input_advice,
+    model_pixels,
+    plan_input,
+)
 from segstudio.gui.prediction.colour_bar import colormap_lut
 from segstudio.gui.prediction.compare import CompareController
 from segstudio.gui.prediction.panel import ModelPanel
@@ -42,6 +49,12 @@ def _scrolling(panel: QWidget) -> QScrollArea:
     # Never narrower than the panel (its rows would be cut at the right), room for a scroll bar included.
     area.setMinimumWidth(panel.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
     return area
+
+
+def _reads_alike(meta, other) -> bool:
+    """Two models take an image the same way (so a choice of channels or H&E path made for one fits both)."""
+    kind = (getattr(meta, "input", None) or {}).get("kind")
+    return meta.in_channels == other.in_channels and kind == (getattr(other, "input", None) or {}).get("kind")
 
 
 class PredictionController(QObject):
@@ -202,9 +215,13 @@ class PredictionController(QObject):
         settings = PredictSettings(
             tile=self.panel.tile_spin.value(), overlap=self.panel.overlap_spin.value(), device=self.panel.device()
         )
-        pixels = model_pixels(doc.image.pixels, doc.model.model_channels)
-        settings.model_input = fed_definition(getattr(self.panel.selected_meta(), "input", None),
-                                              doc.model.model_stain)
+        meta, chosen = self.panel.meta_of(model_id), self.panel.selected_meta()
+        if meta is None or chosen is None or _reads_alike(meta, chosen):  # the image's choice for the chosen model
+            pixels = model_pixels(doc.image.pixels, doc.model.model_channels)
+            settings.model_input = fed_definition(getattr(meta, "input", None), doc.model.model_stain)
+        else:  # a compared model that reads images otherwise: fed as the panel would feed it by default
+            pixels, settings.model_input, _ = default_model_input(doc.image.pixels, doc.image.meta.channel_names,
+                                                                  meta)
         self.host.submit("predict", model_id, device=self.panel.device(), pixels=pixels, settings=settings, tag=doc,
                          started=time.monotonic(), **extra)
 

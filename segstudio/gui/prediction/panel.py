@@ -241,7 +241,11 @@ class ModelPanel(QWidget):
 
     def selected_meta(self):
         """The chosen model's metadata (models.checkpoint.ModelMeta), None while there is none."""
-        entry = self._entries.get(self.model_id())
+        return self.meta_of(self.model_id())
+
+    def meta_of(self, model_id: str | None):
+        """The metadata of a model in the list (the chosen one or the one compared with it), or None."""
+        entry = self._entries.get(model_id)
         return entry.meta if entry is not None else None
 
     def device(self) -> str:

@@ -193,3 +193,47 @@ def test_the_bundled_models_are_listed_and_compare_on_a_generated_image(window, 
     assert "A (nuclei-unet v1): your mask differs" in text and "B (nuclei-fcn8s v1): your mask differs" in text
     compare.switch_action.trigger()
     assert shown_labels(window).mean() > 0.05  # the U-Net's nuclei are shown
+
+
+def test_the_second_model_is_fed_as_it_reads_images_not_with_the_first_models_channel(window, qtbot, tmp_path,
+                                                                                      monkeypatch):
+    """The channel picked for a one-channel model is that model's choice: a three-channel model compared
+    with it still gets all three channels of the colour image."""
+    import cv2
+
+    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
+    from segstudio.models.registry import build_model
+
+    resources = tmp_path / "resources"
+    (resources / "models").mkdir(parents=True)
+    save_tiny(resources, "grey")
+    colour_model = build_model("unet", in_channels=3, num_classes=2, depth=2, base_channels=4)
+    save_checkpoint(resources / "models" / "colour.safetensors", colour_model,
+                    ModelMeta(name="colour", version=1, arch="unet", config=dict(colour_model.config),
+                              classes=TINY_CLASSES, in_channels=3))
+    monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[10:30, 20:50] = (200, 90, 40)
+    path = tmp_path / "colour.png"
+    cv2.imwrite(str(path), image)
+    window.prediction.reload_models()
+    assert window.prediction.select_model("grey/v1")
+    window.open_paths([path])
+    panel = window.prediction.panel
+    items = [panel.input_combo.itemText(i) for i in range(panel.input_combo.count())]
+    combo = panel.input_combo  # the user picks the green channel for the grey model, with the arrow keys
+    combo.setFocus()
+    for _ in range(items.index("G") - combo.currentIndex()):
+        qtbot.keyClick(combo, Qt.Key.Key_Down)
+    assert combo.currentText() == "G" and window.current.model.model_channels == (1,)
+    fed = {}
+    submit = window.model_host.submit
+    monkeypatch.setattr(window.model_host, "submit", lambda kind, model_id, **kw: (
+        fed.__setitem__(model_id, kw["pixels"].shape), submit(kind, model_id, **kw))[1])
+    compare = window.prediction.compare
+    compare.panel.second_combo.setCurrentIndex(compare.panel.second_combo.findData("colour/v1"))
+    qtbot.mouseClick(compare.panel.compare_button, LEFT)
+    settle(qtbot, window)
+    assert fed["grey/v1"][2:] in ((), (1,))  # the picked channel only
+    assert fed["colour/v1"] == (48, 64, 3)
+    assert "B (colour v1)" in compare.panel.result.text()

@@ -101,3 +101,22 @@ def test_the_inspector_sees_the_h_and_e_image_as_predict_feeds_it(window, qtbot)
     as_grey = direct.inspect(pixels, seen.region).probabilities
     np.testing.assert_allclose(seen.probabilities, as_predict, atol=1e-3)
     assert np.abs(seen.probabilities - as_grey).max() > 0.1
+
+
+def test_a_model_compared_on_the_h_and_e_path_is_fed_the_same_way(window, qtbot, monkeypatch):
+    """Both bundled nuclei models read one grey channel: the H&E path chosen for one is used for the other."""
+    panel = window.prediction.panel
+    action = next(a for a in window.menus["samples"].actions() if a.text() == "he_nuclei.png")
+    action.trigger()
+    qtbot.waitUntil(lambda: window.current is not None, timeout=30_000)
+    (fix,) = panel.fix_buttons
+    qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)  # Use the H&E path
+    fed = {}
+    submit = window.model_host.submit
+    monkeypatch.setattr(window.model_host, "submit", lambda kind, model_id, **kw: (
+        fed.__setitem__(model_id, kw["settings"].model_input), submit(kind, model_id, **kw))[1])
+    compare = window.prediction.compare
+    compare.panel.second_combo.setCurrentIndex(compare.panel.second_combo.findData("nuclei-deeplabv3plus/v1"))
+    qtbot.mouseClick(compare.panel.compare_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.model_host.busy(), timeout=120_000)
+    assert fed["nuclei-unet/v1"]["kind"] == "he" and fed["nuclei-deeplabv3plus/v1"]["kind"] == "he"
