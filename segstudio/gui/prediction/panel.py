@@ -263,8 +263,10 @@ class ModelPanel(QWidget):
         meta = entry.meta
         classes = printable(", ".join(c["name"] for c in meta.classes if c["id"] != 0) or "-")
         lineage = f"from {printable(meta.parent)}" if meta.parent else "original"
+        borders = "; draws the borders between touching objects" if (meta.objects or {}).get(
+            "boundary_channel") is not None else ""
         self.model_info.setText(
-            f"{meta.arch}, {count(meta.in_channels, 'input channel')}; classes: {classes}; {lineage}"
+            f"{meta.arch}, {count(meta.in_channels, 'input channel')}; classes: {classes}{borders}; {lineage}"
             + _score_words(meta.metrics)
         )
         self.predict_button.setEnabled(True)

@@ -220,6 +220,7 @@ def test_the_model_panel_says_what_a_models_score_was_measured_on(window, tmp_pa
 
     bundled = ModelLibrary().find("nuclei-unet").meta.metrics["mean_iou"]
     assert f"IoU) {bundled:.3f} on generated test images" in panel.model_info.text()
+    assert "draws the borders between touching objects" in panel.model_info.text()
     from segstudio.core.paths import user_models_dir
     from segstudio.models.checkpoint import ModelMeta, save_checkpoint
     from segstudio.models.registry import build_model
@@ -231,3 +232,4 @@ def test_the_model_panel_says_what_a_models_score_was_measured_on(window, tmp_pa
     window.prediction.reload_models()
     assert window.prediction.select_model("mine/v2")
     assert "IoU) 0.800 on the images its training held back" in panel.model_info.text()
+    assert "borders" not in panel.model_info.text()
