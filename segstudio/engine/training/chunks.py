@@ -6,6 +6,10 @@ pixels; its mask and hand map side by side; its instance map when that teaches b
 copied once into a zarr folder of CHUNK x CHUNK chunks; training then reads only the chunks under each
 crop, so memory holds a few crops, whatever the size of the dataset.
 
+Copies nobody has used for PRUNE_AFTER_DAYS are removed when a later run has made or reused its own
+(`prune_copies`): an entry whose mask was corrected since leaves its old copy behind, and the folder would
+otherwise grow by the dataset's size at every correction.
+
 A copy is made from one entry at a time (so memory holds at most the largest image, once), written under
 a temporary name and renamed into place, and named after the entry's content (its id, which is the hash
 of its pixels) and the hashes of its mask, hand map and objects: a corrected mask gets a new copy, an
@@ -32,6 +36,8 @@ from segstudio.engine.training.borders import objects_teaching_borders
 from segstudio.engine.training.errors import TrainingError
 
 CHUNK = 256
+#: A copy unused for this long is removed by the next chunked run (its entry makes it again if needed).
+PRUNE_AFTER_DAYS = 30
 #: The pixel sample kept for the normalisation levels: the predictor's percentile sample size.
 SAMPLE_PIXELS = 1_000_000
 _FORMAT = 1
@@ -65,6 +71,7 @@ def ensure_copy(folder: Path, entry: Mapping, chunk_dir: Path) -> Path:
 
     target = Path(chunk_dir) / f"{copy_key(folder, entry)}.zarr"
     if (target / "segstudio.json").is_file():
+        os.utime(target / "segstudio.json")  # used now: pruning goes by the last use
         return target
     pixels, mask, hand = load_entry(folder, entry)
     # Kept whatever the model: a copy serves every later run, and only those of a border output read them.
@@ -81,6 +88,30 @@ def ensure_copy(folder: Path, entry: Mapping, chunk_dir: Path) -> Path:
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return target
+
+
+def prune_copies(chunk_dir: Path, keep, older_than_days: float = PRUNE_AFTER_DAYS, now: float | None = None
+                 ) -> tuple[int, int]:
+    """Remove the copies in `chunk_dir` (and copies left half-made) last used over `older_than_days` ago,
+    except those in `keep`; returns (how many, bytes freed)."""
+    import time
+
+    cutoff = (time.time() if now is None else now) - older_than_days * 86400
+    keep = {Path(k).resolve() for k in keep}
+    removed = freed = 0
+    for path in Path(chunk_dir).glob("*.zarr*"):
+        marker = path / "segstudio.json"
+        try:
+            used = (marker if marker.is_file() else path).stat().st_mtime
+        except OSError:
+            continue
+        if not path.is_dir() or path.resolve() in keep or used > cutoff:
+            continue
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            removed, freed = removed + 1, freed + size
+    return removed, freed
 
 
 def _write_copy(path: Path, pixels: np.ndarray, mask: np.ndarray, hand: np.ndarray,

@@ -154,6 +154,8 @@ def load_training_data(
                      f"The last {int(HOLDOUT_STRIP * 100)}% of each image is held out to check the new model")
     if borders:
         notes.append(borders_note(sum(item.has_objects for item in train), len(train)))
+    if chunked:
+        notes += _pruned(chunk_dir, train + val)
     info = [
         {
             "path": str(folder.resolve()),
@@ -212,6 +214,21 @@ def _read_entry(folder: Path, entry: dict, *, in_channels: int, normalisation: d
         except (OSError, ValueError) as e:  # DatasetError is a ValueError
             raise TrainingError(f"Cannot read the objects of {key}: {e}") from e
     return LabelledImage(key, image, mask, hand_map, raw, objects), pixels
+
+
+def _pruned(chunk_dir: str | Path | None, items: Sequence) -> list[str]:
+    """Old chunked copies removed now that this run's own are in place, in a note (none when nothing went)."""
+    from segstudio.engine.training.chunks import PRUNE_AFTER_DAYS, default_chunk_dir, prune_copies
+
+    root = Path(chunk_dir) if chunk_dir else default_chunk_dir()
+    try:
+        removed, freed = prune_copies(root, {item.path for item in items})
+    except OSError:
+        return []  # tidying up never stops a run
+    if not removed:
+        return []
+    return [f"Removed {removed} chunked cop{'y' if removed == 1 else 'ies'} of training images unused for "
+            f"{PRUNE_AFTER_DAYS} days ({freed / 2**20:,.0f} MB) from {root}"]
 
 
 def _chunked_reader(chunk_dir: str | Path | None):

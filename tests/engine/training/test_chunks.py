@@ -111,3 +111,29 @@ def test_a_fine_tune_over_the_memory_limit_trains_from_chunks_and_saves_a_versio
     assert result.status == "done" and result.version == "blobs/v2"
     assert any("crop by crop" in note for note in result.notes)
     assert len(list((tmp_path / "chunks").glob("*.zarr"))) == 8
+
+
+def test_copies_unused_for_a_month_are_removed_by_the_next_run_and_its_own_are_kept(tmp_path):
+    import os
+    import time
+
+    data = write_dataset(tmp_path / "data", n=3, size=64)
+    first = _load(data, tmp_path, in_memory_max_pixels=0)
+    used = {item.path for item in first.train + first.val}
+    stale = tmp_path / "chunks" / "gone-0123456789abcdef.zarr"  # a copy of a mask corrected long ago
+    stale.mkdir()
+    (stale / "segstudio.json").write_text("{}")
+    (stale / "pixels").write_bytes(b"x" * 4096)
+    recent = tmp_path / "chunks" / "other-fedcba9876543210.zarr"  # another dataset's, used last week
+    recent.mkdir()
+    (recent / "segstudio.json").write_text("{}")
+    month = time.time() - 40 * 86400
+    for path in [stale / "segstudio.json", recent / "segstudio.json", *(p / "segstudio.json" for p in used)]:
+        os.utime(path, (month, month))  # this run's own copies were last used long ago too
+    week = time.time() - 7 * 86400
+    os.utime(recent / "segstudio.json", (week, week))
+    again = _load(data, tmp_path, in_memory_max_pixels=0)
+    assert not stale.exists() and recent.exists()
+    assert all(path.exists() for path in used)  # reused by this run, so kept (and marked used now)
+    assert {item.path for item in again.train + again.val} == used
+    assert any("Removed 1 chunked copy" in note for note in again.notes)
