@@ -92,6 +92,17 @@ def batches(pool, batch: int, crop: int, rng: np.random.Generator, augment):
         yield torch.stack(xs), torch.stack(ys), torch.stack(bs), torch.stack(ws)
 
 
+def start_from_bundled(name: str):
+    """Another bundled network (``--model``) with a third output: its weights kept, the border layer new."""
+    bundled, meta = ModelLibrary().load(name, device="cpu")
+    options = {k: v for k, v in meta.config.items() if k not in ("in_channels", "num_classes")}
+    options["pretrained_backbone"] = False
+    model = build_model(meta.arch, in_channels=1, num_classes=3, **options)
+    report = transfer_weights(bundled, model, {0: 0, 1: 1})
+    print(f"started from {meta.id}: {len(report.kept)} tensors kept", flush=True)
+    return model, meta
+
+
 def start_model(base_width: int, start: Path | None = None):
     """A 3-output U-Net with the bundled model's weights where they fit (its two classes' rows included), or
     a model this script wrote before (``start``), to train further."""
@@ -162,6 +173,8 @@ def main(argv=None) -> int:
     parser.add_argument("--start", type=Path, metavar="CHECKPOINT", help="train further a model this script wrote")
     parser.add_argument("--score-only", type=Path, metavar="CHECKPOINT",
                         help="only score a model this script wrote (object F1 against the bundled model)")
+    parser.add_argument("--model", default="nuclei-unet",
+                        help="the bundled model to give a border output (its network and weights)")
     parser.add_argument("--reference", default="nuclei-unet", metavar="FILE_OR_ID",
                         help="the model without a border output to score beside it (default: the bundled one)")
     args = parser.parse_args(argv)
@@ -179,6 +192,8 @@ def main(argv=None) -> int:
     print(f"generating {args.pool} training images...", flush=True)
     pool = make_pool(args.pool, 256, base.TRAIN_SEED)
     print(f"  done in {time.time() - started:.0f} s", flush=True)
+    if args.model != "nuclei-unet":
+        return train_other(args, pool)
     model = start_model(args.base, args.start)
     minutes = train(model, pool, args)
     meta = base.ModelMeta(
@@ -199,11 +214,31 @@ def main(argv=None) -> int:
     return score(model, meta, target, args.eval_images)
 
 
+def train_other(args, pool) -> int:
+    """``--model NAME``: the same recipe for another bundled network; written as <out>/<NAME>.safetensors."""
+    import dataclasses
+
+    model, parent = start_from_bundled(args.model)
+    minutes = train(model, pool, args)
+    meta = dataclasses.replace(
+        parent, config=dict(model.config), objects={"boundary_channel": BOUNDARY_CHANNEL}, metrics={},
+        description=parent.description.replace(", trained", " and a border output that splits touching nuclei, "
+                                                "trained", 1),
+        training={**parent.training, "borders": f"then {args.steps} steps of {args.batch} crops of {args.crop} px "
+                  f"from those weights with a border output (scripts/train_boundary_model.py --model "
+                  f"{args.model}), lr {args.lr}: {round(minutes, 1)} min"})
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / f"{args.model}.safetensors"
+    save_checkpoint(target, model, meta)
+    print(f"wrote {target}", flush=True)
+    return score(model, meta, target, args.eval_images, args.reference)
+
+
 def score(model, meta, target: Path, images: int, reference: str = "nuclei-unet") -> int:
     """Object F1 of the new model and of the bundled one on the same held-out images, into the file's metrics."""
     predictors = {"this model: split along its border output": _runner(model, meta)}
     try:
-        predictors["the previous nuclei-unet (no border output): watershed fallback on its mask"] = _runner(
+        predictors[f"the previous {meta.name} (no border output): watershed fallback on its mask"] = _runner(
             *ModelLibrary().load(reference, device="cpu"))
     except Exception as err:
         print(f"the bundled model is not scored: {err}")
