@@ -185,7 +185,7 @@ def extend_classes(base: str, classes: list[dict], library=None) -> NewModelResu
     # A border output (objects.boundary_channel) is the last output, after the classes: it moves up past
     # the new classes and keeps what it learnt.
     border = (source_meta.objects or {}).get("boundary_channel")
-    source_classes = source_meta.num_classes - (border is not None)
+    source_classes = source_meta.class_count
     merged = {int(c["id"]): dict(c) for c in source_meta.classes}
     for c in classes:
         merged.setdefault(int(c["id"]), dict(c))

@@ -207,7 +207,8 @@ class _ModelWorker(QObject):
             progress=lambda done, total: self.progress.emit(job.job_id, done, total),
             cancel=job.cancel.is_set,
         )
-        if result.boundary is not None:  # count objects split along the borders here, off the window's thread
+        if result.boundary is not None and not job.extra.get("compare"):
+            # Predict's summary counts objects split along the borders: found here, off the window's thread.
             from segstudio.core.mask_summary import object_counts
             from segstudio.core.objects.instances import find_instances
 

@@ -20,7 +20,7 @@ def dim16_tiff(tmp_path):
     return path
 
 
-def save_tiny(resources, name):
+def save_tiny(resources, name, in_channels=1):
     """A tiny U-Net saved as a bundled model named `name`; returns its library id."""
     import torch
 
@@ -28,8 +28,9 @@ def save_tiny(resources, name):
     from segstudio.models.registry import build_model
 
     torch.manual_seed(0)
-    model = build_model("unet", in_channels=1, num_classes=2, depth=2, base_channels=4)
-    meta = ModelMeta(name=name, version=1, arch="unet", config=dict(model.config), classes=TINY_CLASSES, in_channels=1)
+    model = build_model("unet", in_channels=in_channels, num_classes=2, depth=2, base_channels=4)
+    meta = ModelMeta(name=name, version=1, arch="unet", config=dict(model.config), classes=TINY_CLASSES,
+                     in_channels=in_channels)
     save_checkpoint(resources / "models" / f"{name}.safetensors", model, meta)
     return f"{name}/v1"
 

@@ -71,6 +71,24 @@ def settle(qtbot, window):
     QApplication.processEvents()
 
 
+def compare_with(window, qtbot, monkeypatch, second: str) -> dict[str, dict]:
+    """Pick `second` under Compare two models and click Compare; returns what each model's job was given."""
+    fed: dict[str, dict] = {}
+    submit = window.model_host.submit
+
+    def recording(kind, model_id, **job):
+        fed[model_id] = job
+        return submit(kind, model_id, **job)
+
+    monkeypatch.setattr(window.model_host, "submit", recording)
+    panel = window.prediction.compare.panel
+    panel.second_combo.setCurrentIndex(panel.second_combo.findData(second))
+    qtbot.mouseClick(panel.compare_button, LEFT)
+    qtbot.waitUntil(lambda: not window.model_host.busy(), timeout=120_000)
+    QApplication.processEvents()
+    return fed
+
+
 @pytest.fixture
 def predicted(window, qtbot, two_models, dim16_tiff):
     """The square image predicted by "exact", then corrected by hand with a brush stroke on the background."""
@@ -201,16 +219,10 @@ def test_the_second_model_is_fed_as_it_reads_images_not_with_the_first_models_ch
     with it still gets all three channels of the colour image."""
     import cv2
 
-    from segstudio.models.checkpoint import ModelMeta, save_checkpoint
-    from segstudio.models.registry import build_model
-
     resources = tmp_path / "resources"
     (resources / "models").mkdir(parents=True)
     save_tiny(resources, "grey")
-    colour_model = build_model("unet", in_channels=3, num_classes=2, depth=2, base_channels=4)
-    save_checkpoint(resources / "models" / "colour.safetensors", colour_model,
-                    ModelMeta(name="colour", version=1, arch="unet", config=dict(colour_model.config),
-                              classes=TINY_CLASSES, in_channels=3))
+    save_tiny(resources, "colour", in_channels=3)
     monkeypatch.setenv("SEGSTUDIO_RESOURCES", str(resources))
     image = np.zeros((48, 64, 3), np.uint8)
     image[10:30, 20:50] = (200, 90, 40)
@@ -226,14 +238,7 @@ def test_the_second_model_is_fed_as_it_reads_images_not_with_the_first_models_ch
     for _ in range(items.index("G") - combo.currentIndex()):
         qtbot.keyClick(combo, Qt.Key.Key_Down)
     assert combo.currentText() == "G" and window.current.model.model_channels == (1,)
-    fed = {}
-    submit = window.model_host.submit
-    monkeypatch.setattr(window.model_host, "submit", lambda kind, model_id, **kw: (
-        fed.__setitem__(model_id, kw["pixels"].shape), submit(kind, model_id, **kw))[1])
-    compare = window.prediction.compare
-    compare.panel.second_combo.setCurrentIndex(compare.panel.second_combo.findData("colour/v1"))
-    qtbot.mouseClick(compare.panel.compare_button, LEFT)
-    settle(qtbot, window)
-    assert fed["grey/v1"][2:] in ((), (1,))  # the picked channel only
-    assert fed["colour/v1"] == (48, 64, 3)
-    assert "B (colour v1)" in compare.panel.result.text()
+    fed = compare_with(window, qtbot, monkeypatch, "colour/v1")
+    assert fed["grey/v1"]["pixels"].shape[2:] in ((), (1,))  # the picked channel only
+    assert fed["colour/v1"]["pixels"].shape == (48, 64, 3)
+    assert "B (colour v1)" in window.prediction.compare.panel.result.text()

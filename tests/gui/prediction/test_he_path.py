@@ -11,6 +11,15 @@ from segstudio.synth import iou
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
+def open_he_sample_on_the_he_path(window, qtbot) -> None:
+    """File > Open Sample > he_nuclei.png, then the Model panel's "Use the H&E path"."""
+    action = next(a for a in window.menus["samples"].actions() if a.text() == "he_nuclei.png")
+    action.trigger()
+    qtbot.waitUntil(lambda: window.current is not None, timeout=30_000)
+    (fix,) = window.prediction.panel.fix_buttons
+    qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)
+
+
 def test_open_sample_h_and_e_then_one_click_fix_then_predict(window, qtbot):
     panel = window.prediction.panel
     assert window.prediction.model_id() == "nuclei-unet/v1"
@@ -53,12 +62,7 @@ def test_the_h_and_e_choice_for_an_image_comes_back_with_its_project(make_window
     from segstudio.gui import session as session_module
 
     window = make_window()
-    panel = window.prediction.panel
-    action = next(a for a in window.menus["samples"].actions() if a.text() == "he_nuclei.png")
-    action.trigger()
-    qtbot.waitUntil(lambda: window.current is not None, timeout=30_000)
-    (fix,) = panel.fix_buttons
-    qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)  # Use the H&E path
+    open_he_sample_on_the_he_path(window, qtbot)
     folder = tmp_path / "project"
     monkeypatch.setattr(session_module.QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
     window.actions.save_project.trigger()  # File > Save Project
@@ -80,12 +84,7 @@ def test_the_inspector_sees_the_h_and_e_image_as_predict_feeds_it(window, qtbot)
     from segstudio.engine.inspect import TapInspector
     from segstudio.models.library import ModelLibrary
 
-    panel = window.prediction.panel
-    action = next(a for a in window.menus["samples"].actions() if a.text() == "he_nuclei.png")
-    action.trigger()
-    qtbot.waitUntil(lambda: window.current is not None, timeout=30_000)
-    (fix,) = panel.fix_buttons
-    qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)  # Use the H&E path
+    open_he_sample_on_the_he_path(window, qtbot)
     window.inspector.show_dock()
     qtbot.waitUntil(lambda: window.inspector.description is not None, timeout=60_000)
     qtbot.mouseClick(window.inspector.panel.compute_button, Qt.MouseButton.LeftButton)
@@ -105,18 +104,9 @@ def test_the_inspector_sees_the_h_and_e_image_as_predict_feeds_it(window, qtbot)
 
 def test_a_model_compared_on_the_h_and_e_path_is_fed_the_same_way(window, qtbot, monkeypatch):
     """Both bundled nuclei models read one grey channel: the H&E path chosen for one is used for the other."""
-    panel = window.prediction.panel
-    action = next(a for a in window.menus["samples"].actions() if a.text() == "he_nuclei.png")
-    action.trigger()
-    qtbot.waitUntil(lambda: window.current is not None, timeout=30_000)
-    (fix,) = panel.fix_buttons
-    qtbot.mouseClick(fix, Qt.MouseButton.LeftButton)  # Use the H&E path
-    fed = {}
-    submit = window.model_host.submit
-    monkeypatch.setattr(window.model_host, "submit", lambda kind, model_id, **kw: (
-        fed.__setitem__(model_id, kw["settings"].model_input), submit(kind, model_id, **kw))[1])
-    compare = window.prediction.compare
-    compare.panel.second_combo.setCurrentIndex(compare.panel.second_combo.findData("nuclei-deeplabv3plus/v1"))
-    qtbot.mouseClick(compare.panel.compare_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not window.model_host.busy(), timeout=120_000)
-    assert fed["nuclei-unet/v1"]["kind"] == "he" and fed["nuclei-deeplabv3plus/v1"]["kind"] == "he"
+    from tests.gui.prediction.test_compare_models import compare_with
+
+    open_he_sample_on_the_he_path(window, qtbot)
+    fed = compare_with(window, qtbot, monkeypatch, "nuclei-deeplabv3plus/v1")
+    assert {model: job["settings"].model_input["kind"] for model, job in fed.items()} == {
+        "nuclei-unet/v1": "he", "nuclei-deeplabv3plus/v1": "he"}
