@@ -4,7 +4,7 @@ Generates (once, into /tmp; nothing is committed) a tiled, compressed pyramidal 
 patches, opens it in the slide window offscreen and measures, through the real widgets:
   - open -> first paint of the view, and -> every visible tile in at the right level;
   - pan frame time (p95) at full resolution with tiles streaming in on the pool, against the same pan over
-    an 8192 x 8192 image held in memory on today's canvas (PictureItem), in the same process;
+    an 8192 x 8192 image held in memory (an ordinary image on the same canvas), in the same process;
   - a zoom sweep's frame time (p95);
   - brush segment time (p95) at full resolution and at overview, through real mouse events, repaint included;
   - autosave of one stroke's chunks: the GUI thread's share (the target) and the time until on disk;
@@ -158,7 +158,7 @@ def keeping_up(window, doc) -> dict:
 
 
 def in_memory_pan(frames: int) -> list[float]:
-    """Today's canvas: an 8192 x 8192 RGB image held whole, panned the same way at the same zoom."""
+    """An ordinary 8192 x 8192 RGB image held whole, panned the same way at the same zoom."""
     from segstudio.core.imageio import DisplayPicture
     from segstudio.gui.canvas.view import ImageCanvas
 

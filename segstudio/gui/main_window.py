@@ -131,7 +131,7 @@ class MainWindow(QMainWindow):
             self.canvas.set_image(None)
             self.setWindowTitle(APP_TITLE)
         else:
-            self.canvas.set_image(doc.display_picture())
+            self.canvas.set_image(doc.display_picture(), doc.model.pixel_size_um)
             self.canvas.set_mask(doc.mask, doc.classes.lut_rgba())
             doc.notice.connect(self._show_notice)
             doc.mask_changed.connect(self._refresh_overlay_region)

@@ -282,7 +282,7 @@ class OpeningController(QObject):
         if doc is None:
             return
         doc.set_display_channels(channels)
-        window.canvas.set_image(doc.display_picture())
+        window.canvas.set_image(doc.display_picture(), doc.model.pixel_size_um)
         window.canvas.set_mask(doc.mask, doc.classes.lut_rgba())
 
     def show_page(self, doc: ImageDocument, page: int) -> ImageDocument | None:

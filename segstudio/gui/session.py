@@ -205,7 +205,7 @@ class SessionController(QObject):
         if image.channels is not None and max(image.channels) < doc.image.meta.channels:
             doc.set_display_channels(image.channels)
             if doc is self.window.current:
-                self.window.canvas.set_image(doc.display_picture())
+                self.window.canvas.set_image(doc.display_picture(), doc.model.pixel_size_um)
         chosen = image.model_input
         if chosen is not None and max(chosen["channels"] or [0]) < doc.image.meta.channels:
             # The Model panel shows it as "your choice" when the model offers it, as when it was made.

@@ -10,9 +10,10 @@ from __future__ import annotations
 import colorsys
 
 import numpy as np
-from PySide6.QtCore import QRect, QRectF
-from PySide6.QtGui import QImage, QPainter
-from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QImage
+
+from segstudio.gui.canvas.tiles import MemoryItem
 
 PALETTE_SIZE = 255
 
@@ -43,11 +44,11 @@ def object_edges(ids: np.ndarray) -> np.ndarray:
     return edge & (ids > 0)
 
 
-class ObjectOverlayItem(QGraphicsItem):
+class ObjectOverlayItem(MemoryItem):
     """Draws an instance map in per-object colours (filled or outlines); updates are per rectangle."""
 
-    def __init__(self, parent: QGraphicsItem | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self) -> None:
+        super().__init__()
         self._ids: np.ndarray | None = None
         self._shown: np.ndarray | None = None
         self._image: QImage | None = None
@@ -59,16 +60,16 @@ class ObjectOverlayItem(QGraphicsItem):
         return self._ids
 
     def set_ids(self, ids: np.ndarray | None) -> None:
-        self.prepareGeometryChange()
         self._ids = ids
-        self._shown = self._image = None
+        self._shown = image = None
         if ids is not None:
             h, w = ids.shape
             self._shown = np.zeros((h, w), np.uint8)
-            self._image = QImage(self._shown.data, w, h, w, QImage.Format.Format_Indexed8)
-            self._image.setColorTable(object_palette())
+            image = QImage(self._shown.data, w, h, w, QImage.Format.Format_Indexed8)
+            image.setColorTable(object_palette())
+        self.show_image(image)
+        if ids is not None:
             self.refresh()
-        self.update()
 
     def set_outline_only(self, outline: bool) -> None:
         if bool(outline) != self._outline_only:
@@ -98,16 +99,3 @@ class ObjectOverlayItem(QGraphicsItem):
     def shown_indices(self) -> np.ndarray | None:
         """The palette entries drawn (a view), for checks."""
         return self._shown
-
-    def boundingRect(self) -> QRectF:
-        if self._ids is None:
-            return QRectF()
-        h, w = self._ids.shape
-        return QRectF(0, 0, w, h)
-
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
-        if self._image is None:
-            return
-        exposed = option.exposedRect.toAlignedRect().intersected(QRect(0, 0, self._image.width(), self._image.height()))
-        if not exposed.isEmpty():
-            painter.drawImage(exposed.topLeft(), self._image, exposed)

@@ -10,24 +10,19 @@ RGBA copy refreshed per rectangle.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QRect, QRectF
-from PySide6.QtGui import QImage, QPainter, QPixmap
-from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
+from PySide6.QtCore import QRectF
+from PySide6.QtGui import QImage, QPixmap
+
+from segstudio.gui.canvas.tiles import MemoryItem, colour_table
+
+__all__ = ["MaskOverlayItem", "colour_table", "rgb_to_pixmap"]
 
 
-def colour_table(lut_rgba: np.ndarray) -> list[int]:
-    """256 ARGB entries from an (N, 4) RGBA lookup table; ids past its end are transparent."""
-    lut = np.asarray(lut_rgba, np.uint32)[:256]
-    table = np.zeros(256, np.uint32)
-    table[: len(lut)] = (lut[:, 3] << 24) | (lut[:, 0] << 16) | (lut[:, 1] << 8) | lut[:, 2]
-    return table.tolist()
-
-
-class MaskOverlayItem(QGraphicsItem):
+class MaskOverlayItem(MemoryItem):
     """Draws the label mask through a colour lookup table; updates are per rectangle."""
 
-    def __init__(self, parent: QGraphicsItem | None = None) -> None:
-        super().__init__(parent)
+    def __init__(self) -> None:
+        super().__init__()
         self._mask: np.ndarray | None = None
         self._lut = np.zeros((2, 4), np.uint8)
         self._shown: np.ndarray | None = None  # the buffer the QImage reads: mask, outline labels or RGBA
@@ -41,7 +36,6 @@ class MaskOverlayItem(QGraphicsItem):
         return self._mask
 
     def set_mask(self, mask: np.ndarray | None, lut_rgba: np.ndarray | None = None) -> None:
-        self.prepareGeometryChange()
         self._mask = mask
         if lut_rgba is not None:
             self._lut = np.ascontiguousarray(lut_rgba, dtype=np.uint8)
@@ -97,7 +91,7 @@ class MaskOverlayItem(QGraphicsItem):
 
     def _rebuild(self) -> None:
         """Make the QImage the item draws for the current mask and mode; it reads ``self._shown``."""
-        self._shown = self._image = None
+        self._shown = image = None
         mask = self._mask
         if mask is not None:
             h, w = mask.shape
@@ -108,13 +102,13 @@ class MaskOverlayItem(QGraphicsItem):
             else:
                 self._shown = np.zeros((h, w, 4), np.uint8)
             if self._shown.ndim == 2:
-                self._image = QImage(self._shown.data, w, h, w, QImage.Format.Format_Indexed8)
-                self._image.setColorTable(colour_table(self._lut))
+                image = QImage(self._shown.data, w, h, w, QImage.Format.Format_Indexed8)
+                image.setColorTable(colour_table(self._lut))
             else:
-                self._image = QImage(self._shown.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
-            if self._shown is not mask:
-                self.refresh()
-        self.update()
+                image = QImage(self._shown.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
+        self.show_image(image)
+        if self._shown is not None and self._shown is not mask:
+            self.refresh()
 
     def _colours(self, labels: np.ndarray) -> np.ndarray:
         lut = self._lut
@@ -136,21 +130,6 @@ class MaskOverlayItem(QGraphicsItem):
             colours = self._colours(region)
             colours[~edge, 3] = 0
             self._shown[ya:yb, xa:xb] = colours
-
-    # --- QGraphicsItem -----------------------------------------------------------------------
-    def boundingRect(self) -> QRectF:
-        if self._mask is None:
-            return QRectF()
-        h, w = self._mask.shape
-        return QRectF(0, 0, w, h)
-
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
-        if self._image is None:
-            return
-        exposed = option.exposedRect.toAlignedRect().intersected(QRect(0, 0, self._image.width(), self._image.height()))
-        if exposed.isEmpty():
-            return
-        painter.drawImage(exposed.topLeft(), self._image, exposed)
 
 
 def _boundary(labels: np.ndarray) -> np.ndarray:

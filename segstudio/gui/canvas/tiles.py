@@ -8,9 +8,10 @@ tiles come from the label store's in-memory pyramid and are made on the pool too
 tiles over them are made again there, and the old ones are drawn until the new ones arrive (a tile made
 from labels older than the last change is thrown away and made again).
 
-Why ordinary images do not use this item: a 512 x 512 or 8192 x 8192 image is already whole in memory,
-and PictureItem draws it from its own buffer with no copy and no cache; tiling it would add tile
-bookkeeping and one QImage per tile to every paint for nothing (see docs/ARCHITECTURE.md).
+Ordinary images, masks and object maps are drawn by this item too (the canvas has one drawing path for
+slides and images): a level held whole in memory (``resident``) is drawn straight from its buffer, only
+the part exposed, with no tiles, no copy and no cache, since nothing is missing and nothing needs loading.
+MemoryItem is the item for such a layer (gui.canvas.picture, .overlay and .objects build on it).
 """
 from __future__ import annotations
 
@@ -24,8 +25,6 @@ import shiboken6
 from PySide6.QtCore import QObject, QRectF, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsView, QStyleOptionGraphicsItem, QWidget
-
-from segstudio.gui.canvas.overlay import colour_table
 
 # 768 RGB tiles of 256 x 256 are 150 MB: a full-HD screen at two levels several times over.
 CACHE_TILES = 768
@@ -90,13 +89,22 @@ class _LoadTile(QRunnable):
             pass
 
 
+def colour_table(lut_rgba: np.ndarray) -> list[int]:
+    """256 ARGB entries from an (N, 4) RGBA lookup table; ids past its end are transparent."""
+    lut = np.asarray(lut_rgba, np.uint32)[:256]
+    table = np.zeros(256, np.uint32)
+    table[: len(lut)] = (lut[:, 3] << 24) | (lut[:, 0] << 16) | (lut[:, 1] << 8) | lut[:, 2]
+    return table.tolist()
+
+
 class TiledItem(QGraphicsItem):
-    """Draws tiles from ``load(key) -> QImage | None`` at the level that fits the zoom.
+    """Draws the level that fits the zoom: straight from memory where ``resident(level)`` has it, otherwise
+    tile by tile from ``load(key) -> QImage | None``.
 
     asynchronous: tiles are loaded on ``pool``; otherwise in paint().
     """
 
-    def __init__(self, levels: TileLevels, load: Callable[[Key], QImage | None], *, asynchronous: bool,
+    def __init__(self, levels: TileLevels, load: Callable[[Key], QImage | None] | None, *, asynchronous: bool,
                  pool: QThreadPool | None = None, cache_tiles: int = CACHE_TILES) -> None:
         super().__init__()
         self.levels, self.load, self.asynchronous = levels, load, asynchronous
@@ -132,10 +140,21 @@ class TiledItem(QGraphicsItem):
                 self.generation[key] = self.generation.get(key, 0) + 1
         self.update(box)
 
+    def resident(self, level: int) -> QImage | None:
+        """The whole of ``level`` when it is held in memory, to draw from directly; None: load it by tiles."""
+        return None
+
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
-        zoom = math.hypot(painter.worldTransform().m11(), painter.worldTransform().m12()) or 1.0
-        level = self.levels.best(1.0 / zoom)
+        if len(self.levels.levels) == 1:
+            level = 0
+        else:
+            zoom = math.hypot(painter.worldTransform().m11(), painter.worldTransform().m12()) or 1.0
+            level = self.levels.best(1.0 / zoom)
         self.last_level = level
+        whole = self.resident(level)
+        if whole is not None:
+            self._draw_resident(painter, whole, option.exposedRect)
+            return
         exposed = option.exposedRect.intersected(self.boundingRect())
         keys = self.levels.visible(level, exposed)
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._smooth)
@@ -155,6 +174,33 @@ class TiledItem(QGraphicsItem):
                 self._draw(painter, key, self._remember(key, self.load(key)))
         if missing:
             self._request(missing, self._in_view(level, widget) or keys)
+
+    def _draw_resident(self, painter: QPainter, image: QImage, exposed: QRectF) -> None:
+        """The exposed part of a level held in memory, from its own buffer: only that part is converted and
+        drawn (an indexed mask is not turned into colours everywhere on each paint). Two pixels of margin
+        keep smooth scaling from clamping at the edge of a partial repaint; the painter clips them. The
+        level's scale is its size against level 0's."""
+        width, height = self.levels.levels[0][:2]
+        sx, sy = width / max(1, image.width()), height / max(1, image.height())
+        scaled = sx != 1.0 or sy != 1.0
+        if scaled:
+            exposed = QRectF(exposed.left() / sx, exposed.top() / sy, exposed.width() / sx, exposed.height() / sy)
+        part = exposed.toAlignedRect()
+        if self._smooth is not None:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self._smooth)
+            smooth = self._smooth
+        else:
+            smooth = painter.testRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        if smooth:
+            part.adjust(-2, -2, 2, 2)
+        part = part.intersected(image.rect())
+        if part.isEmpty():
+            return
+        if scaled:
+            painter.drawImage(QRectF(part.x() * sx, part.y() * sy, part.width() * sx, part.height() * sy),
+                              image, QRectF(part))
+        else:
+            painter.drawImage(part.topLeft(), image, part)
 
     def _in_view(self, level: int, widget: QWidget | None) -> list[Key]:
         """Every tile of ``level`` in the view, not only in the part being repainted: a partial repaint
@@ -227,6 +273,39 @@ class TiledItem(QGraphicsItem):
                 if not self.pending:
                     return True
         return False
+
+
+class MemoryItem(TiledItem):
+    """A layer held whole in memory (an ordinary image, its mask, its objects): one level, one QImage over the
+    layer's own buffer, drawn where exposed. Subclasses keep that buffer and call ``show_image``.
+
+    smooth: scale smoothly or by nearest pixel; None (masks, objects) draws as the view does.
+    """
+
+    def __init__(self, smooth: bool | None = None) -> None:
+        super().__init__(TileLevels([(0, 0, 1.0)], 1), None, asynchronous=False)
+        self._image: QImage | None = None
+        self._smooth = smooth
+
+    def show_image(self, image: QImage | None) -> None:
+        """Draw ``image`` (which reads a buffer its caller keeps alive) from scene (0, 0), a unit a pixel."""
+        self.prepareGeometryChange()
+        self._image = image
+        w, h = (0, 0) if image is None else (image.width(), image.height())
+        self.levels = TileLevels([(w, h, 1.0)], max(1, w, h))
+        self.update()
+
+    def resident(self, level: int) -> QImage | None:
+        return self._image
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget: QWidget | None = None) -> None:
+        if self._image is not None:
+            super().paint(painter, option, widget)
+
+    def set_smooth(self, smooth: bool | None) -> None:
+        if smooth != self._smooth:
+            self._smooth = smooth
+            self.update()
 
 
 # --- sources ------------------------------------------------------------------------------------------------

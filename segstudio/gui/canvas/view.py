@@ -82,10 +82,11 @@ class ImageCanvas(QGraphicsView):
         return label
 
     # --- content -------------------------------------------------------------------------------
-    def set_image(self, picture: DisplayPicture | np.ndarray | None) -> None:
+    def set_image(self, picture: DisplayPicture | np.ndarray | None, pixel_size_um: float | None = None) -> None:
         """Show a display picture (or an (H, W, 3) uint8 array); the view fits it to the window.
 
-        The canvas draws the picture's own pixels and keeps no copy of them.
+        The canvas draws the picture's own pixels and keeps no copy of them. ``pixel_size_um``: micrometres
+        per pixel, for the scale bar (None: no bar), as for a slide.
         """
         self._drop_tiled()
         if picture is None:
@@ -98,6 +99,7 @@ class ImageCanvas(QGraphicsView):
             picture = DisplayPicture(np.ascontiguousarray(picture, dtype=np.uint8))
         self.placeholder.hide()
         self.image_item.set_picture(picture)
+        self._pixel_size_um = pixel_size_um
         self._show_shape(picture.shape)
 
     def _show_shape(self, shape: tuple[int, int]) -> None:
@@ -130,6 +132,11 @@ class ImageCanvas(QGraphicsView):
 
     def pixel_size_um(self) -> float | None:
         return self._pixel_size_um
+
+    def set_pixel_size_um(self, pixel_size_um: float | None) -> None:
+        """The image's pixel size changed (typed by the user): redraw the scale bar, or hide it (None)."""
+        self._pixel_size_um = pixel_size_um or None
+        self.viewport().update()
 
     def has_image(self) -> bool:
         return self._image_shape is not None

@@ -293,6 +293,7 @@ class ObjectsController(QObject):
         if self.doc is None:
             return
         self.doc.model.pixel_size_um = micrometres or None
+        self.window.canvas.set_pixel_size_um(self.doc.model.pixel_size_um)
         if self.doc.model.objects is not None:
             self.start_job(find=False)
 
