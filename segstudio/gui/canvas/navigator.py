@@ -1,4 +1,4 @@
-"""The overview of a slide: its thumbnail in a corner of the canvas with the part in view outlined.
+"""The overview of a slide or a large image: its thumbnail in a corner of the canvas, the part in view outlined.
 
 A click or a drag on the thumbnail centres the view there, at the same zoom (as in QuPath).
 """

@@ -67,6 +67,18 @@ def coarse_image(picture: DisplayPicture, size: tuple[int, int]) -> tuple[QImage
     return image, pixels
 
 
+def overview_image(picture: DisplayPicture, side: int = 400) -> QImage:
+    """The whole picture about ``side`` pixels on its longer side, for the overview: every n-th pixel first
+    (cheap on a large picture), then averaged down."""
+    h, w = picture.shape
+    step = max(1, max(h, w) // (2 * side))
+    sampled = np.ascontiguousarray(picture.pixels[::step, ::step])
+    scale = side / max(sampled.shape[:2])
+    size = (max(1, round(sampled.shape[1] * scale)), max(1, round(sampled.shape[0] * scale)))
+    image, _pixels = coarse_image(DisplayPicture(sampled, picture.grey_levels), size)
+    return image
+
+
 class PictureItem(MemoryItem):
     """Draws one DisplayPicture at scene (0, 0), one scene unit per pixel, by the tiled item's path for
     levels held in memory.

@@ -9,12 +9,13 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainter, QTransform, QWheelEvent
+from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QTransform, QWheelEvent
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QLabel, QVBoxLayout
 
 from segstudio.core.imageio import DisplayPicture
 from segstudio.gui.canvas.overlay import MaskOverlayItem, rgb_to_pixmap
-from segstudio.gui.canvas.picture import PictureItem
+from segstudio.gui.canvas.navigator import Navigator
+from segstudio.gui.canvas.picture import PYRAMID_FROM, PictureItem, overview_image
 from segstudio.gui.canvas.scale_bar import draw_scale_bar
 
 MIN_ZOOM = 1 / 64
@@ -60,6 +61,7 @@ class ImageCanvas(QGraphicsView):
         self._image_shape: tuple[int, int] | None = None
         self._min_zoom = MIN_ZOOM
         self._tiled: list = []  # tiled items of a whole slide, shown instead of image_item and overlay
+        self.navigator: Navigator | None = None  # the overview of a slide or a large image
         self._pixel_size_um: float | None = None  # for the scale bar
         self._tool = None
         self._space_down = False
@@ -101,6 +103,19 @@ class ImageCanvas(QGraphicsView):
         self.image_item.set_picture(picture)
         self._pixel_size_um = pixel_size_um
         self._show_shape(picture.shape)
+        if max(picture.shape) > PYRAMID_FROM:  # as large as the view can't show whole at a useful zoom
+            self.set_overview(overview_image(picture))
+
+    def set_overview(self, thumbnail: QImage | None) -> Navigator | None:
+        """Show ``thumbnail`` (the whole image or slide, small) as the overview in the view's corner, with
+        the part in view outlined; None takes it away. The image or slide must be shown first."""
+        if self.navigator is not None:
+            self.navigator.hide()
+            self.navigator.deleteLater()
+            self.navigator = None
+        if thumbnail is not None and self._image_shape is not None:
+            self.navigator = Navigator(self, thumbnail, self._image_shape)
+        return self.navigator
 
     def _show_shape(self, shape: tuple[int, int]) -> None:
         self._image_shape = shape
@@ -124,6 +139,7 @@ class ImageCanvas(QGraphicsView):
         self._show_shape(shape)
 
     def _drop_tiled(self) -> None:
+        self.set_overview(None)
         for item in self._tiled:
             self._scene.removeItem(item)
         self._tiled = []

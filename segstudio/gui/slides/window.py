@@ -9,7 +9,6 @@ from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPixmap
 from PySide6.QtWidgets import QComboBox, QLabel, QMainWindow, QMessageBox, QSpinBox, QToolBar
 
-from segstudio.gui.canvas.navigator import Navigator
 from segstudio.gui.canvas.tiles import label_item, rgb_image, slide_item
 from segstudio.gui.canvas.view import ImageCanvas
 from segstudio.gui.slides.dataset_export import SlideDatasetExport
@@ -42,7 +41,7 @@ class SlideWindow(QMainWindow):
         self.label_tiles = label_item(doc.store, doc.classes.lut_rgba())
         self.label_tiles.setOpacity(0.5)
         self.canvas.set_tiled([self.image_tiles, self.label_tiles], slide.shape, slide.mpp)
-        self.navigator = Navigator(self.canvas, rgb_image(slide.thumbnail(400)), slide.shape)
+        self.navigator = self.canvas.set_overview(rgb_image(slide.thumbnail(400)))
         self.radius = QSpinBox(minimum=1, maximum=200, value=12, suffix=" px on screen")
         self.radius.setObjectName("slideBrushRadius")
         self.class_box = QComboBox()

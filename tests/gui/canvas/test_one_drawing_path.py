@@ -136,3 +136,29 @@ def test_a_large_image_zoomed_out_is_drawn_from_a_coarser_level_as_a_slide_is(wi
     canvas.set_zoom(2.0)
     canvas.viewport().grab()
     assert item.last_level == 0
+
+
+def test_a_large_image_has_the_slide_overview_and_a_click_there_moves_the_view(window, doc, tmp_path, qtbot):
+    canvas = window.canvas
+    assert canvas.navigator is None  # 400 x 300: the view shows it whole
+    pixels = np.zeros((2400, 4200), np.uint8)
+    pixels[1800:, :1000] = 255  # a bright corner, bottom left, where the click goes
+    path = tmp_path / "large.tif"
+    tifffile.imwrite(path, pixels)
+    (large,) = window.open_paths([path])
+    QApplication.processEvents()
+    navigator = canvas.navigator
+    assert navigator is not None and navigator.isVisible()
+    assert navigator.thumbnail.pixelColor(10, navigator.thumbnail.height() - 10).red() > 200
+    canvas.set_zoom(1.0)
+    target = QPoint(navigator.width() // 8, navigator.height() * 7 // 8)
+    qtbot.mouseClick(navigator, LEFT, pos=target)
+    centre = canvas.mapToScene(canvas.viewport().rect().center())
+    wanted = navigator.slide_point(QPointF(target))
+    assert abs(centre.x() - wanted.x()) < 30 and abs(centre.y() - wanted.y()) < 30
+    assert centre.x() < 1000 and centre.y() > 1800
+    # Back to the small image in the Images panel: no overview.
+    panel_list = window.editing.images_panel.list
+    qtbot.mouseClick(panel_list.viewport(), LEFT, pos=panel_list.visualItemRect(panel_list.item(0)).center())
+    assert window.current is doc
+    assert canvas.navigator is None
