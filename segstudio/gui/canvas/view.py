@@ -13,8 +13,8 @@ from PySide6.QtGui import QBrush, QColor, QImage, QMouseEvent, QPainter, QTransf
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView, QLabel, QVBoxLayout
 
 from segstudio.core.imageio import DisplayPicture
-from segstudio.gui.canvas.overlay import MaskOverlayItem, rgb_to_pixmap
 from segstudio.gui.canvas.navigator import Navigator
+from segstudio.gui.canvas.overlay import MaskOverlayItem, rgb_to_pixmap
 from segstudio.gui.canvas.picture import PYRAMID_FROM, PictureItem, overview_image
 from segstudio.gui.canvas.scale_bar import draw_scale_bar
 
