@@ -108,6 +108,8 @@ def brush_updates(canvas: ImageCanvas, old_items: list, mask: np.ndarray, frames
         x, y = int(rng.integers(x0, x0 + w - 40)), int(rng.integers(y0, y0 + h - 40))
         mask[y:y + 40, x:x + 40] ^= 1
         canvas.overlay.refresh(y, x, 40, 40)
+        if path == "old":  # the old mask item was told of the change the same way
+            old_items[1].update(QRectF(x, y, 40, 40))
         region = canvas.mapFromScene(QRectF(x, y, 40, 40)).boundingRect()
         start = time.perf_counter()
         canvas.viewport().repaint(region.x(), region.y(), region.width(), region.height())
