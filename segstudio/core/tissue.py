@@ -8,8 +8,9 @@ A tile of level-0 pixels is predicted when any of its pixels is tissue in this m
 """
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -26,6 +27,9 @@ class TissueMap:
 
     mask: np.ndarray
     downsample: float
+    # The overview the mask was made from (the slide at about MASK_SIDE a side), kept so prediction measures
+    # its normalisation levels on it instead of reading the slide's overview a second time.
+    overview: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def fraction(self) -> float:
@@ -37,6 +41,24 @@ class TissueMap:
         ya, xa = max(0, int(y0 // ds)), max(0, int(x0 // ds))
         yb, xb = math.ceil((y0 + h) / ds), math.ceil((x0 + w) / ds)
         return bool(self.mask[ya:yb, xa:xb].any())
+
+    def any_in_boxes(self, ys: np.ndarray, xs: np.ndarray, h: int, w: int) -> np.ndarray:
+        """``any_in`` for many level-0 boxes of one size at once (the tiles of a plan): a boolean per box,
+        from the mask's summed-area table (four lookups a box, whatever its size)."""
+        ds = self.downsample
+        height, width = self.mask.shape
+        ys, xs = np.asarray(ys, np.float64), np.asarray(xs, np.float64)
+        ya = np.clip(np.floor(ys / ds), 0, height).astype(np.int64)
+        xa = np.clip(np.floor(xs / ds), 0, width).astype(np.int64)
+        yb = np.clip(np.ceil((ys + h) / ds), 0, height).astype(np.int64)
+        xb = np.clip(np.ceil((xs + w) / ds), 0, width).astype(np.int64)
+        yb, xb = np.maximum(ya, yb), np.maximum(xa, xb)
+        table = self._summed_area
+        return (table[yb, xb] - table[ya, xb] - table[yb, xa] + table[ya, xa]) > 0
+
+    @functools.cached_property
+    def _summed_area(self) -> np.ndarray:
+        return cv2.integral(self.mask.astype(np.uint8), sdepth=cv2.CV_64F).astype(np.int64)
 
     @classmethod
     def everywhere(cls, height: int, width: int) -> TissueMap:
@@ -80,4 +102,4 @@ def overview(slide, max_side: int = MASK_SIDE) -> np.ndarray:
 def detect_tissue(slide, max_side: int = MASK_SIDE) -> TissueMap:
     """The tissue map of a core.imageio.Slide from an overview about ``max_side`` pixels a side."""
     pixels = overview(slide, max_side)
-    return TissueMap(tissue_mask(pixels), slide.width / pixels.shape[1])
+    return TissueMap(tissue_mask(pixels), slide.width / pixels.shape[1], overview=pixels)

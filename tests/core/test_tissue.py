@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from segstudio.core.label_store import LabelStore
 from segstudio.core.run_marks import RunMarks
@@ -46,3 +47,17 @@ def test_marks_are_trusted_only_with_the_same_settings(tmp_path):
     assert RunMarks(tmp_path, {"tile": 512}).is_done("0,0")
     again = RunMarks(tmp_path, {"tile": 256})
     assert again.restarted and not again.done
+
+
+@pytest.mark.parametrize("downsample", [1.0, 3.0, 7.3, 48.828125])
+def test_the_tiles_of_a_plan_are_judged_at_once_as_one_by_one(downsample):
+    # Prediction asks which of thousands of tiles hold tissue in one call; it must answer as any_in does.
+    rng = np.random.default_rng(int(downsample * 10))
+    tissue = TissueMap(rng.random((200, 300)) > 0.995, downsample)
+    ys = rng.integers(0, int(220 * downsample), 3000)
+    xs = rng.integers(0, int(320 * downsample), 3000)
+    for h, w in [(512, 512), (100, 37)]:
+        together = tissue.any_in_boxes(ys, xs, h, w)
+        one_by_one = np.array([tissue.any_in(int(y), int(x), h, w) for y, x in zip(ys, xs)])
+        assert together.any() and not together.all()
+        np.testing.assert_array_equal(together, one_by_one)

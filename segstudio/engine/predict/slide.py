@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from segstudio.core.review import SLIDE_REGION, UncertaintyGrid
-from segstudio.core.tissue import TissueMap, tissue_mask
+from segstudio.core.tissue import MASK_SIDE, TissueMap, tissue_mask
 from segstudio.core.tissue import overview as tissue_overview
 from segstudio.engine.hostmem import keep_host_memory
 from segstudio.engine.predict.model_input import ModelInput
@@ -41,8 +41,9 @@ BLOCK = 2048
 # Batches read and prepared ahead of the one the network runs.
 PREFETCH_BATCHES = 4
 READ_THREADS = 3
-# The normalisation levels come from the coarsest level with at least this many pixels a side.
-_LEVELS_SIDE = 2048
+# The normalisation levels come from the coarsest level with at least this many pixels a side: the one the
+# tissue map is made from, so a run reads that overview once.
+_LEVELS_SIDE = MASK_SIDE
 
 Box = tuple[int, int, int, int]  # y0, x0, height, width in level-0 pixels
 
@@ -82,10 +83,12 @@ class SlideSource:
 
     @classmethod
     def for_slide(cls, slide, in_channels: int, normalisation, tissue_only: bool = False,
-                  definition=None) -> SlideSource:
+                  definition=None, overview: np.ndarray | None = None) -> SlideSource:
         """Normalisation levels measured once on a low level, over the tissue alone when asked (on a slide
-        that is mostly glass, percentiles of every pixel would be the glass's): every tile is scaled alike."""
-        overview = tissue_overview(slide, _LEVELS_SIDE)
+        that is mostly glass, percentiles of every pixel would be the glass's): every tile is scaled alike.
+        ``overview``: that low level when already read (the tissue map's)."""
+        if overview is None:
+            overview = tissue_overview(slide, _LEVELS_SIDE)
         if tissue_only:
             inside = tissue_mask(overview, dilate=0)
             if inside.any():
@@ -204,7 +207,9 @@ def plan_strips(plan: TilePlan, box: Box, tissue: TissueMap, sink: LabelSink,
         top = blocks[0][1][0]
         strip_box = (top, xa, y0 + h - top, xb - xa)
         sub, oy, ox = sub_plan(plan, strip_box)
-        origins = [(y, x) for y, x in sub.origins if tissue.any_in(oy + y, ox + x, sub.tile_h, sub.tile_w)]
+        tiles = np.asarray(sub.origins, np.int64).reshape(-1, 2)
+        inside = tissue.any_in_boxes(tiles[:, 0] + oy, tiles[:, 1] + ox, sub.tile_h, sub.tile_w)
+        origins = [origin for origin, keep in zip(sub.origins, inside.tolist()) if keep]
         strips.append(_Strip(i, strip_box, blocks, sub, oy, ox, origins, len(sub.origins) - len(origins)))
     return strips
 
@@ -227,7 +232,8 @@ def predict_slide(predictor: Predictor, slide, sink: LabelSink, settings: Predic
     tissue = tissue or TissueMap.everywhere(slide.height, slide.width)
     definition = settings.model_input if settings.model_input is not None else getattr(predictor.meta, "input", None)
     source = source or SlideSource.for_slide(slide, predictor.in_channels, predictor.normalisation,
-                                             tissue_only=tissue.mask.size > 1, definition=definition)
+                                             tissue_only=tissue.mask.size > 1, definition=definition,
+                                             overview=tissue.overview)
     plan = plan_tiles(slide.height, slide.width, settings.tile, settings.overlap, settings.align)
     strips = plan_strips(plan, box, tissue, sink, result)
     total = sum(len(s.origins) for s in strips)
@@ -323,17 +329,24 @@ _FULL_WEIGHT = 0.99
 def _summarise(predictor: Predictor, probs) -> tuple[np.ndarray, np.ndarray]:
     """Labels (0 where no tile ran) and uncertainty of a slab of blended probabilities; the uncertainty is
     -1 where some tile over the pixel was left out (glass), since its probabilities there do not sum to 1
-    and their entropy would read as doubt."""
+    and their entropy would read as doubt. Only the columns some tile reached are summarised: a strip is
+    wider than the tissue in it."""
     probs = probs[: probs.shape[0] - predictor.extra]  # a boundary channel is not a class
-    out = Outputs(probs.shape[1], probs.shape[2], predictor._label_lut(probs.shape[0], []))
-    out.add(0, probs)
-    out.finish()
     total = probs.sum(0)
     if isinstance(total, torch.Tensor):
         covered, full = (total > 0).cpu().numpy(), (total >= _FULL_WEIGHT).cpu().numpy()
     else:
         covered, full = total > 0, total >= _FULL_WEIGHT
-    labels = np.where(covered, out.labels, 0).astype(out.labels.dtype, copy=False)
-    uncertainty = np.where(full, out.uncertainty.astype(np.float32), -1.0)
+    lut = predictor._label_lut(probs.shape[0], [])
+    largest = int(lut.max()) if lut is not None else probs.shape[0] - 1
+    labels = np.zeros(covered.shape, np.uint8 if largest <= 255 else np.uint16)
+    uncertainty = np.full(covered.shape, -1.0, np.float32)
+    reached = np.flatnonzero(covered.any(0))
+    if reached.size:
+        c0, c1 = int(reached[0]), int(reached[-1]) + 1
+        out = Outputs(probs.shape[1], c1 - c0, lut)
+        out.add(0, probs[:, :, c0:c1])
+        out.finish()
+        labels[:, c0:c1] = np.where(covered[:, c0:c1], out.labels, 0)
+        uncertainty[:, c0:c1] = np.where(full[:, c0:c1], out.uncertainty.astype(np.float32), -1.0)
     return labels, uncertainty
-

@@ -102,23 +102,44 @@ class BlendFactors:
     """
 
     def __init__(self, plan: TilePlan, sigma_scale: float, device: torch.device):
-        self.rows = self._axis(plan.rows, plan.tile_h, plan.padded_h, sigma_scale, device)
-        self.cols = self._axis(plan.cols, plan.tile_w, plan.padded_w, sigma_scale, device)
+        self.rows, self._row_kind = self._axis(plan.rows, plan.tile_h, plan.padded_h, sigma_scale, device)
+        self.cols, self._col_kind = self._axis(plan.cols, plan.tile_w, plan.padded_w, sigma_scale, device)
+        # Tiles away from the edges all have the same factors: each distinct product is made once.
+        self._products: dict[tuple[int, int], torch.Tensor] = {}
 
     @staticmethod
-    def _axis(starts, size, padded, sigma_scale, device) -> dict[int, torch.Tensor]:
+    def _axis(starts, size, padded, sigma_scale, device) -> tuple[dict[int, torch.Tensor], dict[int, int]]:
+        """Each start's factors along one axis, and which distinct factor vector it has (interior starts
+        share one)."""
         window = _axis_window(size, sigma_scale)
         total = np.zeros(padded, np.float64)
         for start in starts:
             total[start : start + size] += window
-        return {
-            start: torch.from_numpy((window / total[start : start + size]).astype(np.float32)).to(device)
-            for start in starts
-        }
+        factors, kinds, distinct = {}, {}, {}
+        for start in starts:
+            vector = (window / total[start : start + size]).astype(np.float32)
+            kind = distinct.setdefault(vector.tobytes(), len(distinct))
+            factors[start], kinds[start] = torch.from_numpy(vector).to(device), kind
+        return factors, kinds
+
+    def _product(self, y: int, x: int) -> torch.Tensor:
+        key = (self._row_kind[y], self._col_kind[x])
+        product = self._products.get(key)
+        if product is None:
+            if len(self._products) >= _PRODUCTS_KEPT:
+                self._products.pop(next(iter(self._products)))
+            product = self._products[key] = torch.outer(self.rows[y], self.cols[x])
+        return product
 
     def for_batch(self, origins: list[tuple[int, int]]) -> torch.Tensor:
-        """(N, 1, tile_h, tile_w) factors for the tiles at `origins`."""
-        return torch.stack([torch.outer(self.rows[y], self.cols[x]) for y, x in origins])[:, None]
+        """(N, 1, tile_h, tile_w) factors for the tiles at `origins` (read only: shared between batches)."""
+        if len(origins) == 1:
+            return self._product(*origins[0])[None, None]
+        return torch.stack([self._product(y, x) for y, x in origins])[:, None]
+
+
+# Distinct tile factors kept (a tile's worth each): the interior one and those of the edges met lately.
+_PRODUCTS_KEPT = 16
 
 
 class BandBlender:
