@@ -11,7 +11,8 @@ patches, opens it in the slide window offscreen and measures, through the real w
   - a large overview stroke's chunks on their way to disk: saved behind its background painting (as
     before) against the autosave cycle that keeps up with the painting (how long after the painting
     ends the last chunk is on disk: what a crash then loses);
-  - the process's memory (RSS) after all of it.
+  - the process's memory (RSS) after all of it;
+  - the slide opened again with those labels saved: first paint, and when their overview is complete.
 Targets from the slide work: first paint <= 1 s, frame p95 <= 33 ms, segment p95 <= 16 ms, autosave <= 100 ms,
 on disk <= 2 s after the painting ends, RSS < 1.5 GB. Exits non-zero when one is missed.
 
@@ -39,7 +40,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from segstudio.core.imageio import Slide  # noqa: E402
 from segstudio.synth.slides import TissuePatch, write_pyramid_ome  # noqa: E402
 
-TARGETS = {"first_paint_s": 1.0, "frame_p95_s": 0.033, "segment_p95_s": 0.016, "autosave_s": 0.1,
+TARGETS = {"first_paint_s": 1.0, "reopen_first_paint_s": 1.0, "frame_p95_s": 0.033, "segment_p95_s": 0.016, "autosave_s": 0.1,
            "on_disk_after_painting_s": 2.0, "rss_gb": 1.5}
 
 
@@ -157,6 +158,28 @@ def keeping_up(window, doc) -> dict:
                     "saves": len(saves), "last_chunks": saves[-1] if saves else 0, "chunks": sum(saves)}
 
 
+def reopen(path: Path) -> dict:
+    """The slide opened again with the labels saved above: open -> first paint, and when the label pyramid
+    (the overview's labels) is complete; against building that pyramid at open, as a store did before."""
+    from segstudio.core.label_store import LabelStore
+    from segstudio.gui.slides.document import labels_folder
+
+    window, first, _all_in = open_and_first_paint(path)
+    start = time.perf_counter() - first
+    doc = window.doc
+    doc.pyramid_jobs.wait(300)
+    built = time.perf_counter() - start
+    chunks = len(doc.store.chunk_keys())
+    window.close()
+    QApplication.processEvents()
+    begin = time.perf_counter()
+    slide = Slide(path)
+    LabelStore(slide.height, slide.width, labels_folder(path), build_pyramid=True)
+    at_open = time.perf_counter() - begin
+    slide.close()
+    return {"first_s": first, "built_s": built, "chunks": chunks, "at_open_s": at_open}
+
+
 def in_memory_pan(frames: int) -> list[float]:
     """An ordinary 8192 x 8192 RGB image held whole, panned the same way at the same zoom."""
     from segstudio.core.imageio import DisplayPicture
@@ -240,6 +263,11 @@ def main() -> int:
           f"overview stroke, whose undo step holds its chunks' old and new pixels)")
     window.close()
     app.processEvents()
+    reopened = reopen(path)
+    figures["reopen_first_paint_s"] = reopened["first_s"]
+    print(f"reopen with {reopened['chunks']:,} saved chunks, first paint: {reopened['first_s'] * 1000:7.1f} ms   "
+          f"(their labels in the overview {reopened['built_s']:.2f} s after opening, on a thread; building "
+          f"that at open, as before, takes {reopened['at_open_s']:.2f} s in this process)")
     from PySide6.QtCore import QThreadPool
 
     QThreadPool.globalInstance().waitForDone()

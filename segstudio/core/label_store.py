@@ -7,7 +7,9 @@ atomically by zarr's local store: a new file renamed over the old one). Chunks n
 nowhere, not even in memory, and saved chunks beyond KEEP_CLEAN_BYTES leave it again, least recently
 used first, so looking over a whole labelled slide keeps memory bounded. The label pyramid (every
 PYRAMID_FACTOR-th pixel of the level below, sparse in the same way) is kept up to date by every write, so
-the canvas shows labels at overview zoom without reading full-resolution chunks.
+the canvas shows labels at overview zoom without reading full-resolution chunks. Labels saved earlier
+enter the pyramid when the store opens, or, for a window, on another thread (build_pyramid), since that
+reads every saved chunk once: a slide predicted whole has thousands.
 
 Painting is per chunk too: a brush, eraser or polygon is drawn with OpenCV into each chunk it touches, so
 a stroke at overview zoom that covers millions of full-resolution pixels never allocates a box of them.
@@ -42,6 +44,8 @@ PYRAMID_SMALLEST = 1024
 # Saved, unchanged full-resolution chunks kept in memory (the least recently used beyond this are dropped
 # and read again from disk when needed): 1,024 chunks of 8-bit labels, a few screens at several zooms.
 KEEP_CLEAN_BYTES = 256 * 2**20
+# Saved chunks put into the pyramid per step of build_pyramid (about a millisecond each, read from disk).
+PYRAMID_BUILD_STEP = 16
 
 Mark = Callable[[int, int, np.ndarray], None]  # told a box's changed pixels: y0, x0, boolean array
 _clock = time.monotonic  # when chunks changed (a test may stand in its own)
@@ -156,7 +160,10 @@ class LabelStore:
     """Full-resolution labels of one slide in chunks, with a label pyramid; saved to a zarr folder."""
 
     def __init__(self, height: int, width: int, folder: Path | None = None, *, dtype=np.uint8,
-                 chunk: int = CHUNK, pyramid: bool = True, keep_clean_bytes: int = KEEP_CLEAN_BYTES) -> None:
+                 chunk: int = CHUNK, pyramid: bool = True, keep_clean_bytes: int = KEEP_CLEAN_BYTES,
+                 build_pyramid: bool = True) -> None:
+        """``build_pyramid``: fill the label pyramid from the saved chunks now (each is read); False leaves
+        that to ``build_pyramid()``, on another thread, so a slide with much saved work opens at once."""
         self.height, self.width, self.chunk = int(height), int(width), int(chunk)
         self.dtype = np.dtype(dtype)
         self.folder = None if folder is None else Path(folder)
@@ -175,8 +182,9 @@ class LabelStore:
         self._touched: dict[tuple[int, int], tuple[float, float]] = {}  # dirty chunks: first and last change
         self.lock = threading.RLock()
         self._frozen: set[tuple[int, int]] = set()  # chunks a save is writing: copied before they change
-        for cy, cx in sorted(self._saved) if pyramid else ():  # the pyramid of labels saved earlier
-            self._update_pyramid(cy * self.chunk, cx * self.chunk, self.chunk, self.chunk)
+        self._unbuilt = sorted(self._saved) if pyramid else []  # saved chunks not yet in the pyramid
+        if build_pyramid and self._unbuilt:
+            self.build_pyramid()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -319,6 +327,32 @@ class LabelStore:
                 shown.append((y0 * ds, x0 * ds, h * ds, w * ds))
         y0, x0 = min(b[0] for b in shown), min(b[1] for b in shown)
         return (y0, x0, max(b[0] + b[2] for b in shown) - y0, max(b[1] + b[3] for b in shown) - x0)
+
+    @property
+    def pyramid_built(self) -> bool:
+        """Whether every chunk saved before this store was opened is in the label pyramid."""
+        with self.lock:
+            return not self._unbuilt
+
+    def build_pyramid(self, built: Callable[[Box], None] | None = None, stop: Callable[[], bool] | None = None,
+                      step: int = PYRAMID_BUILD_STEP) -> bool:
+        """Put the labels saved before this store was opened into its pyramid, ``step`` chunks at a time,
+        each step under the lock (painting and tile reads wait for one step at most). ``built(box)`` after
+        each step, with the level-0 box it covered; ``stop()`` is asked between steps. Returns True when the
+        pyramid is complete. Painting meanwhile is safe: a level pixel is always sampled from level 0."""
+        c = self.chunk
+        while True:
+            with self.lock:
+                keys, self._unbuilt = self._unbuilt[:step], self._unbuilt[step:]
+                for cy, cx in keys:
+                    self._update_pyramid(cy * c, cx * c, c, c)
+            if not keys:
+                return True
+            if built is not None:
+                y0, x0 = min(k[0] for k in keys) * c, min(k[1] for k in keys) * c
+                built((y0, x0, (max(k[0] for k in keys) + 1) * c - y0, (max(k[1] for k in keys) + 1) * c - x0))
+            if stop is not None and stop():
+                return False
 
     def refresh_pyramid(self, box: Box, from_level: int = 1) -> None:
         """Make label levels ``from_level`` and coarser exact over a full-resolution box."""

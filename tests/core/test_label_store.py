@@ -183,3 +183,46 @@ def test_a_save_while_painting_goes_on_leaves_the_chunks_still_changing_for_the_
         clock[0] += 0.2
         store.paint_segment((2000.0, 100.0), (2000.0, 100.0), 10 + _, 1)
     assert [(cy, cx) for cy, cx, _chunk in store.snapshot(quiet=0.25, at_most=2.0)] == [(0, 2000 // CHUNK)]
+
+
+def test_a_store_opened_without_its_pyramid_builds_it_later_in_steps_as_at_open(tmp_path):
+    # A window opens a slide at once and fills the label pyramid from the saved chunks on another thread.
+    folder = tmp_path / "labels.zarr"
+    painted = LabelStore(6000, 9000, folder)
+    rng = np.random.default_rng(0)
+    for cy in range(0, 6000, CHUNK * 2):
+        for cx in range(0, 9000, CHUNK * 3):
+            painted.put(cy, cx, rng.integers(0, 4, (CHUNK, CHUNK), dtype=np.uint8))
+    assert painted.save() > 20
+    at_open = LabelStore(6000, 9000, folder)
+    later = LabelStore(6000, 9000, folder, build_pyramid=False)
+    levels = range(1, len(later.levels))
+    assert not later.pyramid_built
+    assert not any(later.read(0, 0, 6000 // later.downsample(k), 9000 // later.downsample(k), level=k).any()
+                   for k in levels)
+    assert later.read(0, 0, 6000, 9000).any()  # full resolution reads the chunks as always
+    boxes = []
+    assert not later.build_pyramid(built=boxes.append, stop=lambda: len(boxes) == 1, step=4)  # stopped early
+    assert len(boxes) == 1 and boxes[0][2] > 0 and boxes[0][3] > 0
+    assert later.build_pyramid(built=boxes.append, step=4) and later.pyramid_built
+    for k in levels:
+        ds = later.downsample(k)
+        h, w = -(-6000 // ds), -(-9000 // ds)
+        np.testing.assert_array_equal(later.read(0, 0, h, w, level=k), at_open.read(0, 0, h, w, level=k))
+    # Every saved chunk was in some step's box.
+    for cy, cx in at_open.chunk_keys():
+        assert any(b[0] <= cy * CHUNK < b[0] + b[2] and b[1] <= cx * CHUNK < b[1] + b[3] for b in boxes)
+
+
+def test_painting_while_the_pyramid_is_built_keeps_both_right(tmp_path):
+    folder = tmp_path / "labels.zarr"
+    painted = LabelStore(6000, 9000, folder)
+    painted.put(0, 0, np.full((CHUNK, CHUNK), 2, np.uint8))
+    painted.save()
+    later = LabelStore(6000, 9000, folder, build_pyramid=False)
+    later.paint_segment((100.0, 100.0), (100.0, 100.0), 40, 0)  # an eraser dab on the saved chunk, first
+    later.build_pyramid()
+    level = later.best_level(4)
+    ds = later.downsample(level)
+    assert later.read(100 // ds, 100 // ds, 1, 1, level=level)[0, 0] == 0  # the erased pixel, not the saved 2
+    assert later.read(400 // ds, 400 // ds, 1, 1, level=level)[0, 0] == 2

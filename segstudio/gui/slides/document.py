@@ -92,7 +92,10 @@ class SlideDocument(QObject):
         self.slide = slide
         self.classes = classes if classes is not None else ClassTable.default()
         folder = labels_folder(slide.path)
-        self.model = LabelStore(slide.height, slide.width, folder, dtype=self.classes.mask_dtype)
+        # The labels saved earlier enter the label pyramid on a thread of their own (it reads each saved
+        # chunk once): the slide opens at once, and labels show at low zoom as their part of it is built.
+        self.model = LabelStore(slide.height, slide.width, folder, dtype=self.classes.mask_dtype,
+                                build_pyramid=False)
         # Pixels painted by hand (1), which Predict leaves as they are; saved beside the labels.
         self.hand = LabelStore(slide.height, slide.width, folder.with_name(folder.stem + ".hand.zarr"),
                                pyramid=False)
@@ -115,6 +118,9 @@ class SlideDocument(QObject):
         self.jobs = LabelJobs(on_idle=self._painted_all)  # full-resolution painting, in order
         self.saver = LabelJobs(name="label-save")  # writing changed chunks, beside the painting
         self._closed = False
+        self.pyramid_jobs = LabelJobs(name="label-pyramid")
+        self.pyramid_jobs.submit(lambda: self.model.build_pyramid(
+            built=lambda box: self._relay.region.emit(*box), stop=lambda: self._closed))
         self._strokes_ended = threading.Event()  # set by a stroke's undo step, taken by _painted_all
 
     @property
@@ -324,6 +330,7 @@ class SlideDocument(QObject):
             self.save_and_wait()
         self._closed = True
         self.autosave_timer.stop()
+        self.pyramid_jobs.close()
         self.jobs.close()
         self.saver.close()
         if close_slide:

@@ -279,3 +279,43 @@ def test_file_open_sample_offers_the_slide_and_opens_it_in_a_slide_window(window
     assert len(slide_window.doc.slide.levels) == 4
     assert all(a.isEnabled() for a in slide_window.magnification_actions.values())
     _close_all(window)
+
+
+def test_a_slide_with_much_saved_work_opens_before_its_labels_are_in_the_overview(window, tmp_path, qtbot,
+                                                                                  monkeypatch):
+    # Reading every saved chunk to make the overview's labels took seconds on a slide predicted whole; the
+    # window now opens at once and the labels show at low zoom once their part of the pyramid is made.
+    path = write_pyramid_ome(tmp_path / "worked.ome.tif", 6144, 8192, levels=4, compression="zlib")
+    saved = LabelStore(6144, 8192, labels_folder(path))
+    saved.put(0, 0, np.ones((3072, 4096), np.uint8))  # the top-left quarter: 24 chunks of class 1
+    assert saved.save() == 48
+    gate = threading.Event()
+    build = LabelStore.build_pyramid
+
+    def held(store, *args, **kwargs):
+        gate.wait(20)
+        return build(store, *args, **kwargs)
+
+    monkeypatch.setattr(LabelStore, "build_pyramid", held)
+    slide_window = open_slide(window, path, qtbot, monkeypatch)
+    try:
+        doc = slide_window.doc
+        assert not doc.store.pyramid_built  # opened and shown while the pyramid is still to be made
+        _paint(slide_window)
+        spot = slide_window.canvas.mapFromScene(QPointF(1000, 800))
+        before = slide_window.canvas.viewport().grab().toImage().pixelColor(spot)
+        gate.set()
+        assert doc.pyramid_jobs.wait(20) and doc.store.pyramid_built
+        QApplication.processEvents()  # the built boxes reach the window: their label tiles are made again
+        _paint(slide_window)
+        assert slide_window.label_tiles.settle()
+        _paint(slide_window)
+        after = slide_window.canvas.viewport().grab().toImage().pixelColor(spot)
+        colour = doc.classes.lut_rgba()[1][:3].astype(int)
+        shift = np.array([after.red() - before.red(), after.green() - before.green(), after.blue() - before.blue()])
+        assert np.abs(shift).sum() > 40
+        assert np.dot(shift, colour - np.array([before.red(), before.green(), before.blue()])) > 0
+        assert slide_window.label_tiles.last_level > 0  # drawn from the label pyramid, not full resolution
+    finally:
+        gate.set()
+        _close_all(window)
