@@ -175,7 +175,8 @@ class _ModelWorker(QObject):
                 raise PredictionCancelled()
             warm = self._warm_for(job.model, job.device)
             result = getattr(self, "_" + job.kind)(job, warm)
-        except PredictionCancelled:
+        except PredictionCancelled as stop:
+            job.extra["partial"] = stop.partial  # what a slide's prediction finished before it stopped
             self.cancelled.emit(job.job_id)
         except Exception as err:  # reported to the user; the host keeps serving the next job
             ours = type(err).__module__.startswith("segstudio.")  # our errors say what went wrong in words

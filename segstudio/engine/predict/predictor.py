@@ -59,7 +59,10 @@ _DEVICE_SLAB_ROWS = 512
 
 
 class PredictionCancelled(Exception):
-    """The caller asked to stop; nothing was produced, so it keeps its previous mask."""
+    """The caller asked to stop; nothing was produced, so it keeps its previous mask. A slide's prediction
+    keeps what it finished: ``partial`` is then its SlideRunResult so far (tiles, regions for review)."""
+
+    partial = None
 
 
 class UnusableModelOutput(ValueError):

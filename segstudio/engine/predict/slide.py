@@ -31,7 +31,7 @@ from segstudio.core.tissue import overview as tissue_overview
 from segstudio.engine.hostmem import keep_host_memory
 from segstudio.engine.predict.model_input import ModelInput
 from segstudio.engine.predict.outputs import Outputs
-from segstudio.engine.predict.predictor import Predictor, _launch, _TiledRun
+from segstudio.engine.predict.predictor import PredictionCancelled, Predictor, _launch, _TiledRun
 from segstudio.engine.predict.settings import CancelCallback, PredictSettings, ProgressCallback
 from segstudio.engine.predict.tiling import TilePlan, band_height, plan_tiles
 
@@ -239,14 +239,22 @@ def predict_slide(predictor: Predictor, slide, sink: LabelSink, settings: Predic
     total = sum(len(s.origins) for s in strips)
     result.tiles_skipped = sum(s.skipped for s in strips)
     counter = _Counter(total, progress)
-    with ThreadPoolExecutor(READ_THREADS, "slide-read") as pool, ThreadPoolExecutor(1, "slide-write") as writer:
-        writes: deque[Future] = deque()
-        try:
-            for strip in strips:
-                _run_strip(predictor, source, strip, settings, sink, pool, writer, writes, counter, cancel, result)
-        finally:
-            for future in writes:
-                future.result()  # blocks already finished reach the sink, and a failed write is raised
+    try:
+        with ThreadPoolExecutor(READ_THREADS, "slide-read") as pool, \
+                ThreadPoolExecutor(1, "slide-write") as writer:
+            writes: deque[Future] = deque()
+            try:
+                for strip in strips:
+                    _run_strip(predictor, source, strip, settings, sink, pool, writer, writes, counter, cancel,
+                               result)
+            finally:
+                for future in writes:
+                    future.result()  # blocks already finished reach the sink, and a failed write is raised
+    except PredictionCancelled as stop:
+        # What was finished stays (in the sink, and its regions for review): the exception carries it.
+        result.tiles_run, result.seconds = counter.done, time.perf_counter() - start
+        stop.partial = result
+        raise
     result.tiles_run = counter.done
     result.seconds = time.perf_counter() - start
     return result

@@ -51,6 +51,8 @@ class SlideReview(QObject):
         self.doc.saved.connect(self._after_save)
         if host is not None:
             host.finished.connect(self._finished)
+            # A prediction stopped with Cancel keeps its finished rows: the regions it covered are queued too.
+            host.cancelled.connect(self._stopped)
         self._refresh()
 
     def _finished(self, job, result) -> None:
@@ -62,6 +64,11 @@ class SlideReview(QObject):
         queue = self.session.queue
         if queue.total:
             self.window.statusBar().showMessage(f"{queue.describe()}: press N for the next region to check", 8000)
+
+    def _stopped(self, job) -> None:
+        partial = job.extra.get("partial")
+        if partial is not None and partial.regions is not None and partial.regions.mean() is not None:
+            self._finished(job, partial)  # no region finished: the queue from before stays
 
     def next_region(self) -> None:
         if self.session.queue is None:

@@ -102,6 +102,37 @@ def test_cancel_in_the_status_bar_stops_the_run_and_predict_is_offered_again(win
     assert prediction.actions["tissue"].isEnabled()
 
 
+class Unsure(ClassTwo):
+    """Class 2 by a hair over class 1 everywhere: every region it finishes is one to check."""
+
+    def __init__(self, delay: float = 0.0):
+        super().__init__(delay)
+        with torch.no_grad():
+            self.conv.bias.copy_(torch.tensor([0.0, 1.0, 1.1]))
+
+
+def test_after_cancel_the_regions_already_predicted_are_in_the_review_queue(window, slide_window, qtbot):
+    window.model_host.select((Unsure(delay=0.4), META), "cpu")
+    prediction, review = slide_window.prediction, slide_window.review
+    assert review.session.queue is None  # nothing predicted yet: N asks for a prediction first
+    prediction.actions["tissue"].trigger()
+    qtbot.waitUntil(lambda: prediction.bar.value() >= 7, timeout=60000)  # of 17: a few rows are finished
+    qtbot.mouseClick(prediction.cancel_button, Qt.MouseButton.LeftButton)
+    _wait_done(qtbot, prediction)
+    assert "stopped" in prediction.label.text()
+    queue = review.session.queue
+    assert queue is not None and queue.total > 0
+    assert review.panel.regions.count() == min(queue.total, review.panel.regions.count()) > 0
+    doc = slide_window.doc
+    first = queue.regions[0]
+    assert doc.store.read(first.y0, first.x0, first.h, first.w).any()  # a region that was predicted
+    qtbot.keyClick(slide_window.canvas, Qt.Key.Key_N)  # Review > Next Region to Check
+    centre = slide_window.canvas.mapToScene(slide_window.canvas.viewport().rect().center())
+    shown = queue.current
+    assert shown is not None
+    assert shown.x0 <= centre.x() <= shown.x0 + shown.w and shown.y0 <= centre.y() <= shown.y0 + shown.h
+
+
 def test_closing_the_window_mid_prediction_stops_it_and_keeps_the_labels(window, slide_window, qtbot):
     window.model_host.select((ClassTwo(delay=0.2), META), "cpu")
     prediction, doc = slide_window.prediction, slide_window.doc
