@@ -162,8 +162,7 @@ class LabelStore:
     def __init__(self, height: int, width: int, folder: Path | None = None, *, dtype=np.uint8,
                  chunk: int = CHUNK, pyramid: bool = True, keep_clean_bytes: int = KEEP_CLEAN_BYTES,
                  build_pyramid: bool = True) -> None:
-        """``build_pyramid``: fill the label pyramid from the saved chunks now (each is read); False leaves
-        that to ``build_pyramid()``, on another thread, so a slide with much saved work opens at once."""
+        """``build_pyramid``: False leaves filling the pyramid from saved chunks to build_pyramid()."""
         self.height, self.width, self.chunk = int(height), int(width), int(chunk)
         self.dtype = np.dtype(dtype)
         self.folder = None if folder is None else Path(folder)
@@ -336,10 +335,9 @@ class LabelStore:
 
     def build_pyramid(self, built: Callable[[Box], None] | None = None, stop: Callable[[], bool] | None = None,
                       step: int = PYRAMID_BUILD_STEP) -> bool:
-        """Put the labels saved before this store was opened into its pyramid, ``step`` chunks at a time,
-        each step under the lock (painting and tile reads wait for one step at most). ``built(box)`` after
-        each step, with the level-0 box it covered; ``stop()`` is asked between steps. Returns True when the
-        pyramid is complete. Painting meanwhile is safe: a level pixel is always sampled from level 0."""
+        """Put the labels saved before this store was opened into its pyramid, ``step`` chunks at a time
+        under the lock; ``built(box)`` after each step (the level-0 box it covered), ``stop()`` asked
+        between steps. True when complete. Painting meanwhile is safe: levels are sampled from level 0."""
         c = self.chunk
         while True:
             with self.lock:
