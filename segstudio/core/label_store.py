@@ -302,13 +302,13 @@ class LabelStore:
         """Paint a segment into label levels ``level`` and coarser only (what the screen shows at that zoom);
         the full-resolution chunks are painted separately and refresh_pyramid() makes the levels exact."""
         (xa, ya), (xb, yb) = p0, p1
-        return self._preview(lambda ds: segment((xa / ds, ya / ds), (xb / ds, yb / ds), radius / ds), value, level)
+        return self.preview(lambda ds: segment((xa / ds, ya / ds), (xb / ds, yb / ds), radius / ds), value, level)
 
     def preview_polygon(self, points: list[tuple[float, float]], value: int, level: int) -> Box:
         """preview_segment for a filled polygon (x, y vertices in full-resolution pixels)."""
-        return self._preview(lambda ds: polygon([(x / ds, y / ds) for x, y in points]), value, level)
+        return self.preview(lambda ds: polygon([(x / ds, y / ds) for x, y in points]), value, level)
 
-    def _preview(self, shape_at: Callable[[int], tuple[Box, Shape]], value: int, level: int) -> Box:
+    def preview(self, shape_at: Callable[[int], tuple[Box, Shape]], value: int, level: int) -> Box:
         """Paint ``shape_at(downsample)`` into label levels ``level`` and up; returns the level-0 box shown."""
         shown = [shape_at(1)[0]]
         with self.lock:

@@ -222,6 +222,15 @@ class SlideDocument(QObject):
             points, value, record, pyramid_below=level, mark=self._mark_pixels))
         self.push_stroke(record, text)
 
+    def paint_shape_in_background(self, box, draw, value: int, level: int, shape_at, text: str) -> None:
+        """Any shape (a fill's region): ``shape_at(ds)`` shown at once at ``level`` and up (LabelStore.preview),
+        ``draw`` over the level-0 ``box`` painted at full resolution in the background, one undo step."""
+        record: dict = {}
+        shown = self.store.preview(shape_at, value, level)
+        self._queue_painting(shown, level, lambda: self.store.paint(
+            box, draw, value, record=record, pyramid_below=level, mark=self._mark_pixels))
+        self.push_stroke(record, text)
+
     def _queue_painting(self, box, level: int, paint_full) -> None:
         with self._preview_lock:
             if self._preview is None:

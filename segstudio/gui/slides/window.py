@@ -13,6 +13,7 @@ from segstudio.gui.canvas.tiles import label_item, rgb_image, slide_item
 from segstudio.gui.canvas.view import ImageCanvas
 from segstudio.gui.slides.dataset_export import SlideDatasetExport
 from segstudio.gui.slides.document import SlideDocument
+from segstudio.gui.slides.fill import SlideEyedropperTool, SlideFillTool
 from segstudio.gui.slides.predict import SlidePrediction
 from segstudio.gui.slides.tools import SlideBrushTool, SlidePolygonTool
 
@@ -71,15 +72,23 @@ class SlideWindow(QMainWindow):
         doc = self.doc
         value = lambda: self.class_box.currentData() or 1
         radius = lambda: self.radius.value()
+        tell = lambda text: self.statusBar().showMessage(text, 6000)
         made = {"pan": (None, "Pan", "H"),
                 "brush": (SlideBrushTool(doc, value, radius), "Brush", "B"),
                 "eraser": (SlideBrushTool(doc, value, radius, erase=True), "Eraser", "E"),
-                "polygon": (SlidePolygonTool(doc, value), "Polygon", "P")}
+                "fill": (SlideFillTool(doc, value, tell), "Fill", "G"),
+                "polygon": (SlidePolygonTool(doc, value), "Polygon", "P"),
+                "delete": (SlideFillTool(doc, value, tell, delete=True), "Delete Object", "D"),
+                "eyedropper": (SlideEyedropperTool(doc, self.choose_class), "Eyedropper", "I")}
+        tips = {"fill": "Fill the touching region of the clicked class, within the view, with the chosen class",
+                "delete": "Turn the clicked object (the touching region of its class, within the view) into "
+                          "background",
+                "eyedropper": "Choose the class under the cursor"}
         actions = {}
         for name, (tool, text, key) in made.items():
             action = QAction(text, self, checkable=True)
             action.setShortcut(QKeySequence(key))
-            action.setToolTip(f"{text} ({key})")
+            action.setToolTip(f"{tips.get(name, text)} ({key})")
             action.triggered.connect(lambda _=False, t=tool: self.canvas.set_tool(t))
             group.addAction(action)
             bar.addAction(action)
@@ -91,6 +100,15 @@ class SlideWindow(QMainWindow):
         bar.addWidget(QLabel(" Size "))
         bar.addWidget(self.radius)
         return actions
+
+    def choose_class(self, class_id: int) -> None:
+        """The class the painting tools use, from the eyedropper; background is the eraser's."""
+        index = self.class_box.findData(class_id)
+        if index >= 0:
+            self.class_box.setCurrentIndex(index)
+            self.statusBar().showMessage(f"Painting {self.class_box.currentText()}", 4000)
+        else:
+            self.statusBar().showMessage("That is background: use the eraser (E) to paint it", 4000)
 
     def _build_magnifications(self) -> dict[int, QAction]:
         menu = self.menuBar().addMenu("&View")
