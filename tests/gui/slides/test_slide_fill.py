@@ -3,7 +3,7 @@ overview: the touching region of the clicked label changes in full-resolution ch
 with one undo step."""
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtWidgets import QApplication
 
 from tests.gui.slides.test_slide_window import _close_all, _paint, open_slide, pyramid  # noqa: F401
