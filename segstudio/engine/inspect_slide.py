@@ -59,11 +59,13 @@ def view_centre_region(slide_shape: tuple[int, int], centre: tuple[float, float]
     return dataclasses.replace(region, how="view centre")
 
 
-def slide_source(inspector, slide):
-    """The slide as the network sees it, normalised as Predict normalises it (kept per slide and model input)."""
+def slide_source(inspector, slide, model_input: dict | None = None):
+    """The slide as the network sees it, normalised as Predict normalises it (kept per slide and model input).
+    ``model_input``: the definition Predict was given for this slide (PredictSettings.model_input); None:
+    the model's own."""
     from segstudio.engine.predict.slide import SlideSource
 
-    definition = getattr(inspector.meta, "input", None)
+    definition = model_input if model_input is not None else getattr(inspector.meta, "input", None)
     key = (inspector.in_channels, repr(sorted(inspector.normalisation.items())), repr(definition))
     per_slide = _SOURCES.setdefault(slide, {})
     if key not in per_slide:
@@ -74,25 +76,26 @@ def slide_source(inspector, slide):
 
 
 def inspect_slide(inspector, slide, centre: tuple[float, float], side: int, *, preview_side: int | None = None,
-                  cancel: Callable[[], bool] | None = None) -> Inspection:
+                  cancel: Callable[[], bool] | None = None, model_input: dict | None = None) -> Inspection:
     """One pass with taps over the tile at `centre`; PredictionCancelled when `cancel()` turns true before
     the pass (reading the tile is the other half of the time)."""
     from segstudio.engine.predict import PredictionCancelled
 
     region = view_centre_region(slide.shape, centre, side, preview_side=preview_side, align=inspector.stride)
-    network_input = region_input(slide_source(inspector, slide), region)
+    network_input = region_input(slide_source(inspector, slide, model_input), region)
     if cancel is not None and cancel():
         raise PredictionCancelled()
     return inspector.inspect_input(network_input, region)
 
 
 def explain_slide_pixel(inspector, slide, x: float, y: float, *, class_index: int | None = None,
-                        side: int = EXPLAIN_SIDE, cancel: Callable[[], bool] | None = None) -> Explanation:
+                        side: int = EXPLAIN_SIDE, cancel: Callable[[], bool] | None = None,
+                        model_input: dict | None = None) -> Explanation:
     """Why level-0 pixel (x, y) of the slide got its class, on a `side` window around it read from the file."""
     from segstudio.engine.predict import PredictionCancelled
 
     region = plan_region(slide.shape, point=(x, y), max_side=side, align=inspector.stride)
-    network_input = region_input(slide_source(inspector, slide), region)
+    network_input = region_input(slide_source(inspector, slide, model_input), region)
     if cancel is not None and cancel():
         raise PredictionCancelled()
     return explain_in_region(inspector, network_input, region, x, y, class_index=class_index)

@@ -225,8 +225,10 @@ def run_request(inspector, pixels: np.ndarray | None, request: dict, cancel=None
         slide = request.pop("slide", None) or slide_for_inspection(request.pop("slide_path"))
         if "explain" in request:
             x, y = request.pop("explain")
-            return explain_slide_pixel(inspector, slide, x, y, cancel=cancel, **request)
-        return inspect_slide(inspector, slide, request.pop("centre"), request.pop("side"), cancel=cancel, **request)
+            return explain_slide_pixel(inspector, slide, x, y, cancel=cancel, model_input=inspector.model_input,
+                                       **request)
+        return inspect_slide(inspector, slide, request.pop("centre"), request.pop("side"), cancel=cancel,
+                             model_input=inspector.model_input, **request)
     if "explain" in request:
         x, y = request.pop("explain")
         return explain_pixel(inspector, pixels, x, y, **request)

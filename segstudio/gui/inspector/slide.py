@@ -15,6 +15,7 @@ from PySide6.QtCore import QEvent, QObject, QRectF, Qt, QTimer
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFrame, QMessageBox, QScrollArea
 
+from segstudio.core.model_fit import fed_definition
 from segstudio.engine.inspect import probe_pixel
 from segstudio.gui.inspector.controller import PREVIEW_SIDE
 from segstudio.gui.inspector.panel import InspectorPanel
@@ -121,6 +122,15 @@ class SlideInspector(QObject):
         if self.description is not None and not self.dock.isHidden():
             self._timer.start()  # restarted by every step of a drag or a wheel spin
 
+    def _fed(self) -> dict | None:
+        """The input Predict feeds the model on this slide (the H&E path or the grey mean, as the user
+        answered there), so the maps are of what the network is given; None: the model's own."""
+        doc, description = self.window.doc, self.description
+        feed = doc.feeds.get(doc.feed_key(self._source))
+        if feed is None or description is None or description.in_channels != 1:
+            return None
+        return fed_definition(description.model_input, feed)
+
     def view_centre(self) -> tuple[float, float]:
         centre = self.canvas.mapToScene(self.canvas.viewport().rect().center())
         return (min(max(centre.x(), 0.0), self.slide.width - 1.0), min(max(centre.y(), 0.0), self.slide.height - 1.0))
@@ -134,7 +144,8 @@ class SlideInspector(QObject):
         self._generation += 1
         side = self.panel.region_cap()
         # By path: the looks read through a handle of their own, which the window's closing cannot pull away.
-        request = {"slide_path": str(self.slide.path), "centre": self.view_centre(), "side": side}
+        request = {"slide_path": str(self.slide.path), "centre": self.view_centre(), "side": side,
+                   "model_input": self._fed()}
         if side > PREVIEW_SIDE:
             self._submit(dict(request, preview_side=PREVIEW_SIDE), "preview", full=request)
         else:
@@ -257,7 +268,7 @@ class SlideInspector(QObject):
         self.explanation = None
         self.panel.why.set_waiting(x, y)
         self.panel.tabs.setCurrentIndex(self.panel.WHY_TAB)
-        request = {"slide_path": str(self.slide.path), "explain": (x, y)}
+        request = {"slide_path": str(self.slide.path), "explain": (x, y), "model_input": self._fed()}
         self._why_job = self.host.submit("inspect", self._source, request=request,
                                          tag=(self._generation, "explain", None), lane=self.why_lane)
 

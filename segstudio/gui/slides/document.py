@@ -118,6 +118,9 @@ class SlideDocument(QObject):
         self.jobs = LabelJobs(on_idle=self._painted_all)  # full-resolution painting, in order
         self.saver = LabelJobs(name="label-save")  # writing changed chunks, beside the painting
         self._closed = False
+        # What this colour slide feeds each one-channel model, as the user answered at its first Predict:
+        # "he" (the hematoxylin stain) or "" (the grey mean). The inspector shows the maps of the same input.
+        self.feeds: dict = {}
         self.pyramid_jobs = LabelJobs(name="label-pyramid")
         self.pyramid_jobs.submit(lambda: self.model.build_pyramid(
             built=lambda box: self._relay.region.emit(*box), stop=lambda: self._closed))
@@ -134,6 +137,11 @@ class SlideDocument(QObject):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @staticmethod
+    def feed_key(model) -> object:
+        """The key of ``feeds`` for a model host selection (a library id, or a (model, metadata) pair)."""
+        return model if isinstance(model, str) else id(model)
 
     @property
     def store(self) -> LabelStore:

@@ -95,7 +95,6 @@ class SlidePrediction(QObject):
         self.job = None
         self.last_result = None
         self._started = 0.0
-        self._feeds: dict = {}  # model -> what a colour slide feeds it: "he" or "" (grey), as the user said
         self.sink = _WindowSink(self)
         self.sink.rows.connect(self.doc.put_prediction)
         self.rectangle_tool = PredictRectangleTool(self.predict_box)
@@ -186,13 +185,13 @@ class SlidePrediction(QObject):
         if meta is None or int(meta.in_channels) != 1 or self.doc.slide.info.channels < 3 or own.get("kind") in (
                 "he", "channels"):
             return None
-        key = selected if isinstance(selected, str) else id(selected)
-        if key not in self._feeds:
+        feeds, key = self.doc.feeds, self.doc.feed_key(selected)
+        if key not in feeds:
             answer = self._ask_feed(getattr(meta, "name", "") or "the model")
             if answer is None:
                 return False
-            self._feeds[key] = answer
-        return fed_definition(own, self._feeds[key])
+            feeds[key] = answer
+        return fed_definition(own, feeds[key])
 
     def _ask_feed(self, model: str) -> str | None:
         """"he" or "" (the grey mean), or None for Cancel."""

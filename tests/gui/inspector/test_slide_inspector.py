@@ -250,3 +250,40 @@ def test_the_slide_inspectors_tap_and_view_are_saved_from_its_buttons(window, sl
     np.testing.assert_array_equal(np.load(tmp_path / "enc2.npy"), inspector.inspection.tap("enc2").tensor)
     inspector.panel.save_png_button.click()
     assert inspector.saving.last_saved == tmp_path / "view.png" and (tmp_path / "view.png").stat().st_size > 1000
+
+
+def test_the_slide_inspector_shows_what_predict_was_told_to_feed_a_one_channel_model(window, slide_window, qtbot):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    from segstudio.core.model_fit import fed_definition
+
+    torch.manual_seed(0)
+    model = build_model("unet", in_channels=1, num_classes=2, depth=2, base_channels=4)
+    meta = ModelMeta(name="tiny-grey", version=1, arch="unet", config=model.config, in_channels=1,
+                     classes=[{"id": 0, "name": "background", "color": [0, 0, 0]},
+                              {"id": 1, "name": "nucleus", "color": [255, 0, 0]}])
+    window.model_host.select((model, meta), "cpu")
+    slide_window.canvas.set_zoom(1.0)
+    slide_window.canvas.centerOn(QPointF(1500, 1000))
+
+    def answer_he():  # the question a colour slide asks at the first Predict with this model
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QMessageBox) or box.objectName() != "slideFeedQuestion":
+            QTimer.singleShot(10, answer_he)
+            return
+        next(b for b in box.buttons() if b.text() == "Use the H&E path").click()
+
+    QTimer.singleShot(0, answer_he)
+    slide_window.prediction.actions["view"].trigger()  # Predict > Predict View
+    qtbot.waitUntil(lambda: slide_window.prediction.job is None, timeout=WAIT_MS)
+    inspector = slide_window.inspector
+    inspector.show_action.trigger()  # Model > Look Inside the Network
+    wait_settled(qtbot, inspector)
+    region = inspector.inspection.region
+    he = fed_definition(None, "he")
+    fed = inspect_slide(TapInspector(model, None), inspector.slide, centre_of(region.rect), region.w, model_input=he)
+    grey = inspect_slide(TapInspector(model, None), inspector.slide, centre_of(region.rect), region.w)
+    shown = inspector.inspection.taps["enc1"].tensor
+    np.testing.assert_allclose(shown, fed.taps["enc1"].tensor, rtol=1e-4, atol=1e-4)  # the hematoxylin
+    assert not np.allclose(shown, grey.taps["enc1"].tensor, rtol=1e-3, atol=1e-3)  # not the grey mean
