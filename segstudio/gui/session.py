@@ -308,7 +308,10 @@ class SessionController(QObject):
             slide_window.doc.save_and_wait()
             slide_labels.append(slide_window.doc.label_folders())
         try:
-            manifest = save_project(folder, project, work, slide_labels)
+            # A slide's labels are folders of thousands of chunk files: copied on a thread, the window stays
+            # drawn (behind a progress box that blocks editing while the masks are being written).
+            manifest = _in_background(self.window, "Saving the project", f"Saving the project in {folder.name}...",
+                                      lambda: save_project(folder, project, work, slide_labels))
         except OSError as err:
             window.show_error("Cannot save the project", str(err))
             return False
@@ -353,3 +356,40 @@ def _model_input_of(doc) -> dict | None:
         return None
     channels = None if model.model_channels is None else [int(c) for c in model.model_channels]
     return {"channels": channels, "stain": model.model_stain or ""}
+
+
+def _in_background(parent, title: str, text: str, work: Callable[[], object]) -> object:
+    """``work()`` on a thread of its own while the GUI thread goes on drawing; returns what it returned or
+    raises what it raised. A window-modal box says what is happening once it has taken half a second."""
+    import threading
+
+    from PySide6.QtCore import QEventLoop
+    from PySide6.QtWidgets import QApplication, QProgressDialog
+
+    done, outcome = threading.Event(), {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as err:  # noqa: BLE001 - handed to the GUI thread, which raises it
+            outcome["error"] = err
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, name=title.lower().replace(" ", "-"), daemon=True)
+    dialog = QProgressDialog(text, None, 0, 0, parent)
+    dialog.setObjectName("backgroundProgress")
+    dialog.setWindowTitle(title)
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(500)
+    dialog.setValue(0)
+    thread.start()
+    try:
+        while not done.wait(0.02):
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+    finally:
+        dialog.close()
+        dialog.deleteLater()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -173,6 +173,47 @@ def test_a_saved_project_opens_with_its_masks_classes_and_model_after_the_folder
     assert not again.current.mask.any()
 
 
+def test_save_project_writes_on_a_thread_while_the_window_keeps_drawing(window, tmp_path, qtbot, monkeypatch):
+    # A slide's labels are thousands of chunk files: the window used to freeze while they were copied.
+    import threading
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    window.open_paths(_write_images(tmp_path / "images"))
+    written_on, real_save = [], session_module.save_project
+
+    def slow_save(*args, **kwargs):
+        written_on.append(threading.current_thread())
+        time.sleep(0.8)  # as a large copy takes
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "save_project", slow_save)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(20)
+    _answer_folder(monkeypatch, tmp_path / "project")
+    window.actions.save_project.trigger()  # File > Save Project
+    timer.stop()
+    assert written_on and written_on[0] is not threading.main_thread()
+    assert len(ticks) >= 10  # the GUI thread ran its events (redraws, timers) during the save
+    assert (tmp_path / "project" / "segstudio-project.json").exists()
+    assert window.last_error is None
+    from PySide6.QtWidgets import QProgressDialog
+
+    assert not any(box.isVisible() for box in window.findChildren(QProgressDialog, "backgroundProgress"))
+
+
+def test_a_failed_background_save_names_the_folder_and_the_reason(window, tmp_path, monkeypatch):
+    window.open_paths(_write_images(tmp_path / "images"))
+    blocker = tmp_path / "project"
+    blocker.write_text("a file where the project's folder should go")
+    _answer_folder(monkeypatch, blocker)
+    window.actions.save_project.trigger()  # File > Save Project
+    assert window.last_error is not None and "Not a directory" in window.last_error, window.last_error
+
+
 def test_opening_a_folder_without_a_project_names_the_file_and_the_reason(window, tmp_path, monkeypatch, qtbot):
     _answer_folder(monkeypatch, tmp_path)
     window.actions.open_project.trigger()
