@@ -5,7 +5,8 @@ colour table: an edit shows as soon as the mask changes, recolouring a class cha
 and the overlay holds no pixels of its own (an RGBA copy would cost 4 bytes per pixel, 256 MiB on an
 8192 x 8192 slide, and seconds to rebuild on every image switch). Outlines keep one byte per pixel of
 boundary labels while they are shown. Masks wider than 8 bits (more than 255 classes) fall back to an
-RGBA copy refreshed per rectangle.
+RGBA copy refreshed per rectangle. A large mask drawn plainly also has coarser levels for zooming out
+(every 2nd, 4th... pixel, as a slide's labels have), kept up to date per rectangle as the mask changes.
 """
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import numpy as np
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage, QPixmap
 
-from segstudio.gui.canvas.tiles import MemoryItem, colour_table
+from segstudio.gui.canvas.tiles import MemoryItem, TileLevels, colour_table
 
 __all__ = ["MaskOverlayItem", "colour_table", "rgb_to_pixmap"]
+
+COARSE_FROM = 2048  # masks wider or taller than this, drawn plainly, get coarser levels for zooming out
 
 
 class MaskOverlayItem(MemoryItem):
@@ -28,6 +31,7 @@ class MaskOverlayItem(MemoryItem):
         self._shown: np.ndarray | None = None  # the buffer the QImage reads: mask, outline labels or RGBA
         self._image: QImage | None = None
         self._outline_only = False
+        self._coarse: dict[int, tuple[QImage, np.ndarray]] = {}  # level -> every ds-th mask pixel, as shown
         self.setZValue(1)
 
     # --- state ---------------------------------------------------------------------------------
@@ -44,7 +48,10 @@ class MaskOverlayItem(MemoryItem):
     def set_lut(self, lut_rgba: np.ndarray) -> None:
         self._lut = np.ascontiguousarray(lut_rgba, dtype=np.uint8)
         if self._indexed():
-            self._image.setColorTable(colour_table(self._lut))
+            table = colour_table(self._lut)
+            self._image.setColorTable(table)
+            for image, _pixels in self._coarse.values():
+                image.setColorTable(table)
             self.update()
         else:
             self.refresh()
@@ -74,7 +81,28 @@ class MaskOverlayItem(MemoryItem):
             self._draw_outline(ya, xa, yb, xb)
         elif not self._indexed():
             self._shown[ya:yb, xa:xb] = self._colours(self._mask[ya:yb, xa:xb])
+        for level, (_image, pixels) in self._coarse.items():
+            ds = int(self.levels.levels[level][2])
+            ra, ca, rb, cb = -(-ya // ds), -(-xa // ds), -(-yb // ds), -(-xb // ds)  # level pixel r is row r * ds
+            if ra < rb and ca < cb:
+                pixels[ra:rb, ca:cb] = self._mask[ra * ds:rb * ds:ds, ca * ds:cb * ds:ds]
         self.update(QRectF(xa, ya, xb - xa, yb - ya))
+
+    def resident(self, level: int) -> QImage | None:
+        """Level 0 is the mask itself; a coarser one (a large mask, drawn plainly) holds every ds-th pixel,
+        as a slide's label level does, made the first time the zoom asks for it and kept up to date by
+        refresh(). Zoomed out, a fraction of the pixels is turned into colours per frame."""
+        if level == 0 or self._image is None:
+            return self._image
+        made = self._coarse.get(level)
+        if made is None:
+            ds = int(self.levels.levels[level][2])
+            pixels = np.ascontiguousarray(self._mask[::ds, ::ds])
+            image = QImage(pixels.data, pixels.shape[1], pixels.shape[0], pixels.strides[0],
+                           QImage.Format.Format_Indexed8)
+            image.setColorTable(colour_table(self._lut))
+            made = self._coarse[level] = (image, pixels)
+        return made[0]
 
     def rendered_rgba(self) -> np.ndarray | None:
         """(H, W, 4) RGBA of what the overlay draws: a copy, for checks and small masks."""
@@ -106,7 +134,15 @@ class MaskOverlayItem(MemoryItem):
                 image.setColorTable(colour_table(self._lut))
             else:
                 image = QImage(self._shown.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
+        self._coarse = {}
         self.show_image(image)
+        if self._shown is not None and self._shown is mask and max(mask.shape) > COARSE_FROM:
+            h, w = mask.shape
+            levels, ds = [(w, h, 1.0)], 2
+            while max(h, w) / ds >= 1024:
+                levels.append((-(-w // ds), -(-h // ds), float(ds)))
+                ds *= 2
+            self.levels = TileLevels(levels, max(h, w))
         if self._shown is not None and self._shown is not mask:
             self.refresh()
 

@@ -162,3 +162,44 @@ def test_a_large_image_has_the_slide_overview_and_a_click_there_moves_the_view(w
     qtbot.mouseClick(panel_list.viewport(), LEFT, pos=panel_list.visualItemRect(panel_list.item(0)).center())
     assert window.current is doc
     assert canvas.navigator is None
+
+
+def test_a_large_mask_zoomed_out_shows_each_stroke_and_colour_change_from_its_coarser_level(window, tmp_path,
+                                                                                             qtbot):
+    pixels = np.zeros((2400, 4200), np.uint8)
+    pixels[0, :256] = np.arange(256)
+    path = tmp_path / "large.tif"
+    tifffile.imwrite(path, pixels)
+    (doc,) = window.open_paths([path])
+    QApplication.processEvents()
+    canvas, overlay = window.canvas, window.canvas.overlay
+    assert [ds for _w, _h, ds in overlay.levels.levels] == [1.0, 2.0, 4.0]
+    canvas.fit_to_window()
+    canvas.centerOn(2100, 1200)
+    QApplication.processEvents()
+    canvas.viewport().grab()
+    assert overlay.last_level > 0
+    before = shown(window, 2100, 1200)
+    # A brush stroke while zoomed out: at once on the coarse level too.
+    window.editing.select_tool("brush")
+    window.editing.session.set_brush_radius(40)
+    viewport = canvas.viewport()
+    qtbot.mousePress(viewport, LEFT, pos=canvas.mapFromScene(QPointF(2000.5, 1200.5)))
+    qtbot.mouseMove(viewport, canvas.mapFromScene(QPointF(2200.5, 1200.5)))
+    qtbot.mouseRelease(viewport, LEFT, pos=canvas.mapFromScene(QPointF(2200.5, 1200.5)))
+    assert doc.mask[1200, 2100] == window.editing.session.active_class
+    painted = shown(window, 2100, 1200)
+    assert overlay.last_level > 0
+    assert np.abs(painted - before).sum() > 30
+    # Undo: gone from the coarse level as well.
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert doc.mask[1200, 2100] == 0
+    assert np.abs(shown(window, 2100, 1200) - before).sum() <= 6
+    # Redo, then a new colour for the class: the coarse level takes it too.
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert doc.mask[1200, 2100] == window.editing.session.active_class
+    lut = doc.classes.lut_rgba().copy()
+    lut[doc.mask[1200, 2100]] = (0, 255, 0, 255)
+    overlay.set_lut(lut)
+    green = shown(window, 2100, 1200)
+    assert green[1] > green[0] + 80 and green[1] > green[2] + 80  # green, at the mask opacity
