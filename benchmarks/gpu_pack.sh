@@ -23,7 +23,7 @@ download() {
 }
 # The versions this repository is tested with (pyproject.toml); the GPU image brings torch, numpy, scipy,
 # scikit-image, opencv, safetensors, pillow, fsspec and pytest.
-download shiboken6==6.12.0 PySide6_Essentials==6.12.0 pytest-qt==4.5.0 tiffslide==3.0.1 zarr==3.1.6 \
+download shiboken6==6.11.3 PySide6_Essentials==6.11.3 pytest-qt==4.5.0 tiffslide==3.0.1 zarr==3.1.6 \
     numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0 imagecodecs==2026.3.6 roifile==2026.2.10 \
     monai==1.6.1 tifffile==2026.3.3
 
