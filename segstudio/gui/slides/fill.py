@@ -66,6 +66,14 @@ class _Region:
 
         return box, draw
 
+    def chunks(self, chunk: int) -> set[tuple[int, int]]:
+        """The full-resolution chunks (of ``chunk`` pixels a side) the region reaches."""
+        rows, cols = np.nonzero(self.mask)
+        cy = ((rows + self.ly0) * self.ds) // chunk
+        cx = ((cols + self.lx0) * self.ds) // chunk
+        keys = np.unique(cy.astype(np.int64) * (1 << 32) + cx)
+        return {(int(k >> 32), int(k & 0xFFFFFFFF)) for k in keys}
+
 
 def region_at(store, level: int, view: tuple[int, int, int, int], x: float, y: float
               ) -> tuple[_Region, bool] | None:
@@ -86,6 +94,12 @@ def region_at(store, level: int, view: tuple[int, int, int, int], x: float, y: f
     cut = ((mask[0].any() and ly0 > 0) or (mask[-1].any() and ly1 < grid.height)
            or (mask[:, 0].any() and lx0 > 0) or (mask[:, -1].any() and lx1 < grid.width))
     return _Region(mask, ly0, lx0, ds, old), cut
+
+
+# A fill writes every full-resolution pixel of its region: at overview the view is the whole slide, and the
+# background there is most of it. Beyond this many 512^2 chunks (256 MiB of 8-bit labels, plus as much for
+# its undo step) the user is asked to zoom in instead.
+FILL_MAX_CHUNKS = 1024
 
 
 class SlideFillTool:
@@ -123,6 +137,14 @@ class SlideFillTool:
         if region.old == value:
             return
         text = "Delete Object" if self.delete else "Fill"
+        reached = region.chunks(store.chunk)
+        if value == 0:  # erasing writes only where labels are
+            reached &= store.chunk_keys()
+        if len(reached) > FILL_MAX_CHUNKS:
+            size = len(reached) * store.chunk ** 2 * store.dtype.itemsize / 2 ** 20
+            self.tell(f"{text} not done: that region reaches {len(reached):,} tiles of labels at full resolution "
+                      f"(about {size:,.0f} MB). Zoom in and do it in parts, or use Predict for large areas.")
+            return
         box = region.level0_box()
         if level > 0:
             doc.paint_shape_in_background(box, region.full_resolution(store), value, level, region.on_level, text)

@@ -95,3 +95,24 @@ def test_the_eyedropper_chooses_the_class_under_the_cursor(ringed, qtbot):
     assert ringed.class_box.currentData() == 1
     click_at(qtbot, ringed, 500, 500)
     assert "background" in ringed.statusBar().currentMessage()
+
+
+def test_a_fill_that_would_write_too_much_of_the_slide_says_so_and_writes_nothing(ringed, qtbot, monkeypatch):
+    # At overview the background is most of the slide: every full-resolution pixel of it is far too much.
+    monkeypatch.setattr("segstudio.gui.slides.fill.FILL_MAX_CHUNKS", 50)
+    doc = ringed.doc
+    choose(ringed, 1)
+    qtbot.keyClick(ringed.canvas, Qt.Key.Key_G)
+    _paint(ringed)
+    before = doc.undo_stack.count()
+    click_at(qtbot, ringed, 500, 500)  # the background outside the ring
+    doc.wait_painted()
+    assert doc.undo_stack.count() == before
+    assert not doc.store.read(0, 0, 1000, 1000).any()
+    message = ringed.statusBar().currentMessage()
+    assert "Zoom in" in message and "tiles of labels" in message
+    # The inside of the ring is small enough.
+    y0, x0, h, w = RING
+    click_at(qtbot, ringed, x0 + w / 2, y0 + h / 2)
+    doc.wait_painted()
+    assert (doc.store.read(y0 + WALL, x0 + WALL, h - 2 * WALL, w - 2 * WALL) == 1).all()
