@@ -48,6 +48,8 @@ class _Region:
             if found is None:
                 return
             rows, cols, part = found
+            if not part.any():
+                return
             labels = store.read(oy + rows.start, ox + cols.start, part.shape[0], part.shape[1])
             buffer[rows, cols] = part & (labels == self.old)
 
@@ -93,7 +95,10 @@ def region_at(store, level: int, view: tuple[int, int, int, int], x: float, y: f
     mask = parts == parts[py, px]
     cut = ((mask[0].any() and ly0 > 0) or (mask[-1].any() and ly1 < grid.height)
            or (mask[:, 0].any() and lx0 > 0) or (mask[:, -1].any() and lx1 < grid.width))
-    return _Region(mask, ly0, lx0, ds, old), cut
+    # Cropped to the region's own box: the chunks painted are those it reaches, not all those in view.
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    mask = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return _Region(np.ascontiguousarray(mask), ly0 + int(rows[0]), lx0 + int(cols[0]), ds, old), cut
 
 
 # A fill writes every full-resolution pixel of its region: at overview the view is the whole slide, and the
