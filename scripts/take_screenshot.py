@@ -3,9 +3,12 @@
     xvfb-run -s "-screen 0 1440x900x24" python scripts/take_screenshot.py docs/screenshot.png
     xvfb-run -s "-screen 0 1366x768x24" python scripts/take_screenshot.py out.png "" full   # whole screen
     xvfb-run -s "-screen 0 1366x768x24" python scripts/take_screenshot.py docs/inspector-1366x768.png "" inspector
+    xvfb-run -s "-screen 0 1366x768x24" python scripts/take_screenshot.py docs/slide-1366x768.png "" slide
 
 "inspector" fills the screen too and opens the Network Inspector, computed for the view, before the grab;
 "objects" fills it and turns on View > Object View (each object in its own colour) after Predict.
+"slide" opens the bundled sample slide (or the slide given) in its slide window, filling the screen, and
+grabs that window once the tiles in view are in.
 
 It grabs the X screen (what a user sees), not an offscreen rendering.
 """
@@ -36,6 +39,8 @@ def main() -> int:
     if full_screen:  # Xvfb has no window manager to maximise it: fill the screen by hand
         window.setGeometry(QApplication.primaryScreen().availableGeometry())
     window.show()
+    if mode == "slide":
+        return _slide(app, window, out, sample)
     window.open_paths([sample or default_sample()])
 
     def predict_when_ready() -> None:
@@ -71,6 +76,34 @@ def main() -> int:
         app.quit()
 
     QTimer.singleShot(500, predict_when_ready)
+    return app.exec()
+
+
+def _slide(app, window, out: Path, sample: str | None) -> int:
+    window.open_paths([Path(sample) if sample else ROOT / "resources" / "samples" / "tissue_slide.ome.tif"])
+    if not window.opening.slide_windows:
+        print("not a whole slide: give a slide file, or leave the sample empty")
+        return 1
+    slide_window = window.opening.slide_windows[-1]
+    slide_window.setGeometry(QApplication.primaryScreen().availableGeometry())
+    slide_window.raise_()
+
+    def grab() -> None:
+        slide_window.canvas.fit_to_window()
+        app.processEvents()
+        slide_window.image_tiles.settle(10000)
+        app.processEvents()
+        geometry = slide_window.frameGeometry()
+        image = QApplication.primaryScreen().grabWindow(0, geometry.x(), geometry.y(), geometry.width(),
+                                                         geometry.height())
+        out.parent.mkdir(parents=True, exist_ok=True)
+        image.save(str(out))
+        print(f"wrote {out}")
+        slide_window.close()
+        window.close()
+        app.quit()
+
+    QTimer.singleShot(1200, grab)
     return app.exec()
 
 
