@@ -249,6 +249,8 @@ def main() -> int:
     memory_pan = in_memory_pan(args.frames)
     window.canvas.fit_to_window()
     zooms = zoom_frames(canvas, 80)
+    window.image_tiles.settle(10000)
+    rss_viewing = rss_gb()  # what viewing costs, before any painting: flat in slide size
     window.set_magnification(40)
     full_res = brush_segments(window, 150)
     doc = window.doc
@@ -293,6 +295,8 @@ def main() -> int:
     print(f"overview stroke on disk, autosave keeping up:        {kept['on_disk_s'] * 1000:7.0f} ms after the release, "
           f"{kept['after_painting_s'] * 1000:.0f} ms after its painting ended ({kept['painted_s'] * 1000:.0f} ms); "
           f"{kept['saves']} save(s), {kept['chunks']} chunk(s), the last save {kept['last_chunks']}")
+    print(f"memory (RSS) after open, pans, zooms: {rss_viewing:6.2f} GB   (before any painting; painting adds what "
+          "it paints, at overview far more of the slide than at 40x)")
     print(f"memory (RSS):                        {rss:7.2f} GB   ({rss_before_second:.2f} GB before the second "
           f"overview stroke, whose undo step holds its chunks' old and new pixels)")
     print(f"fill at overview inside an 8,192 px ring:  shown {filled['shown_s'] * 1000:.1f} ms after the click; "
