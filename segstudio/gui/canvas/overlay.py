@@ -14,11 +14,9 @@ import numpy as np
 from PySide6.QtCore import QRectF
 from PySide6.QtGui import QImage, QPixmap
 
-from segstudio.gui.canvas.tiles import MemoryItem, TileLevels, colour_table
+from segstudio.gui.canvas.tiles import MemoryItem, TileLevels, colour_table, halving_levels
 
 __all__ = ["MaskOverlayItem", "colour_table", "rgb_to_pixmap"]
-
-COARSE_FROM = 2048  # masks wider or taller than this, drawn plainly, get coarser levels for zooming out
 
 
 class MaskOverlayItem(MemoryItem):
@@ -136,13 +134,8 @@ class MaskOverlayItem(MemoryItem):
                 image = QImage(self._shown.data, w, h, 4 * w, QImage.Format.Format_RGBA8888)
         self._coarse = {}
         self.show_image(image)
-        if self._shown is not None and self._shown is mask and max(mask.shape) > COARSE_FROM:
-            h, w = mask.shape
-            levels, ds = [(w, h, 1.0)], 2
-            while max(h, w) / ds >= 1024:
-                levels.append((-(-w // ds), -(-h // ds), float(ds)))
-                ds *= 2
-            self.levels = TileLevels(levels, max(h, w))
+        if self._shown is not None and self._shown is mask:
+            self.levels = TileLevels(halving_levels(*mask.shape), max(mask.shape))
         if self._shown is not None and self._shown is not mask:
             self.refresh()
 

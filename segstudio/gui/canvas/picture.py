@@ -14,9 +14,7 @@ from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
 from segstudio.core.imageio import DisplayPicture
-from segstudio.gui.canvas.tiles import MemoryItem, TileLevels
-
-PYRAMID_FROM = 2048  # pictures wider or taller than this get coarser levels
+from segstudio.gui.canvas.tiles import MemoryItem, TileLevels, halving_levels
 
 
 def picture_image(picture: DisplayPicture) -> QImage:
@@ -96,10 +94,10 @@ class PictureItem(MemoryItem):
     """Draws one DisplayPicture at scene (0, 0), one scene unit per pixel, by the tiled item's path for
     levels held in memory.
 
-    A picture larger than PYRAMID_FROM on a side has coarser levels, halving down to about 1024 pixels,
-    as a slide has: zoomed out, the level that fits is drawn (smoother, and a fraction of the pixels to
-    convert and scale per frame). Each is made on the thread pool the first time the zoom needs it; until
-    then the finer level is drawn.
+    A picture larger than LEVELS_FROM (gui.canvas.tiles) on a side has coarser levels, halving down to
+    about 1024 pixels, as a slide has: zoomed out, the level that fits is drawn (smoother, and a fraction of
+    the pixels to convert and scale per frame). Each is made on a thread of its own the first time the zoom
+    needs it; until then the finer level is drawn.
     """
 
     def __init__(self, pool: QThreadPool | None = None) -> None:
@@ -107,7 +105,7 @@ class PictureItem(MemoryItem):
         self._picture: DisplayPicture | None = None
         self._coarse: dict[int, tuple[QImage, np.ndarray | None]] = {}
         self._making: set[int] = set()
-        self._pool = pool if pool is not None else _levels_pool()
+        self.pool = pool if pool is not None else _levels_pool()
         self.level_made = _LevelMade()
         self.level_made.made.connect(self._level_made)
 
@@ -117,13 +115,7 @@ class PictureItem(MemoryItem):
         self._coarse, self._making = {}, set()
         self.show_image(None if picture is None else picture_image(picture))
         if picture is not None:
-            h, w = picture.shape
-            levels = [(w, h, 1.0)]
-            while max(w, h) > PYRAMID_FROM and max(w, h) // 2 >= 1024:
-                ds = levels[-1][2] * 2
-                levels.append((max(1, round(picture.shape[1] / ds)), max(1, round(picture.shape[0] / ds)), ds))
-                w, h = levels[-1][:2]
-            self.levels = TileLevels(levels, max(picture.shape))
+            self.levels = TileLevels(halving_levels(*picture.shape), max(picture.shape))
 
     def picture(self) -> DisplayPicture | None:
         return self._picture
@@ -141,7 +133,7 @@ class PictureItem(MemoryItem):
         if level not in self._making:
             self._making.add(level)
             width, height, _ds = self.levels.levels[level]
-            self._pool.start(_MakeLevel(self, self._picture, level, (width, height)))
+            self.pool.start(_MakeLevel(self, self._picture, level, (width, height)))
         finer = [k for k in self._coarse if k < level]
         return self._coarse[max(finer)][0] if finer else self._image
 
@@ -153,12 +145,5 @@ class PictureItem(MemoryItem):
             self._coarse[level] = made
             self.update()
 
-    def settle(self, timeout_ms: int = 5000) -> bool:
-        """Wait for the levels asked for to be made (tests, benchmarks); True when none is pending."""
-        from PySide6.QtCore import QCoreApplication, QDeadlineTimer
-
-        deadline = QDeadlineTimer(timeout_ms)
-        while self._making and not deadline.hasExpired():
-            self._pool.waitForDone(20)
-            QCoreApplication.processEvents()
-        return not self._making
+    def busy(self) -> bool:
+        return bool(self._making)

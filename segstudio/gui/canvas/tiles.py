@@ -261,18 +261,37 @@ class TiledItem(QGraphicsItem):
             self.cache.popitem(last=False)
         return image
 
+    def busy(self) -> bool:
+        """Whether something asked of the pool (tiles; a memory item's levels) is still on its way."""
+        with self.lock:
+            return bool(self.pending)
+
     def settle(self, timeout_ms: int = 5000) -> bool:
-        """Wait for the tiles asked for to arrive (tests, benchmarks); True when none is pending."""
+        """Wait for what was asked of the pool to arrive (tests, benchmarks); True when nothing is pending."""
         from PySide6.QtCore import QCoreApplication, QDeadlineTimer
 
         deadline = QDeadlineTimer(timeout_ms)
         while not deadline.hasExpired():
             self.pool.waitForDone(20)
             QCoreApplication.processEvents()
-            with self.lock:
-                if not self.pending:
-                    return True
+            if not self.busy():
+                return True
         return False
+
+
+# Images held in memory (pictures, masks) larger than this on a side get coarser levels for zooming out.
+LEVELS_FROM = 2048
+
+
+def halving_levels(height: int, width: int, from_side: int = LEVELS_FROM) -> list[tuple[int, int, float]]:
+    """(width, height, downsample) of an image held in memory and of its halvings, when it is larger than
+    ``from_side`` on a side: down to about 1024 pixels, each level every 2nd pixel of the one before (sizes
+    rounded up, as a stride of 2 gives)."""
+    levels, ds = [(width, height, 1.0)], 2
+    while max(height, width) > from_side and max(height, width) / ds >= 1024:
+        levels.append((-(-width // ds), -(-height // ds), float(ds)))
+        ds *= 2
+    return levels
 
 
 class MemoryItem(TiledItem):

@@ -15,8 +15,9 @@ from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene, QGraphicsView
 from segstudio.core.imageio import DisplayPicture
 from segstudio.gui.canvas.navigator import Navigator
 from segstudio.gui.canvas.overlay import MaskOverlayItem, rgb_to_pixmap
-from segstudio.gui.canvas.picture import PYRAMID_FROM, PictureItem, overview_image
+from segstudio.gui.canvas.picture import PictureItem, overview_image
 from segstudio.gui.canvas.scale_bar import draw_scale_bar
+from segstudio.gui.canvas.tiles import LEVELS_FROM
 
 MIN_ZOOM = 1 / 64
 MAX_ZOOM = 64.0
@@ -103,7 +104,7 @@ class ImageCanvas(QGraphicsView):
         self.image_item.set_picture(picture)
         self._pixel_size_um = pixel_size_um
         self._show_shape(picture.shape)
-        if max(picture.shape) > PYRAMID_FROM:  # as large as the view can't show whole at a useful zoom
+        if max(picture.shape) > LEVELS_FROM:  # as large as the view can't show whole at a useful zoom
             self.set_overview(overview_image(picture))
 
     def set_overview(self, thumbnail: QImage | None) -> Navigator | None:
