@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication
 
 from segstudio.models import catalogue
 from segstudio.synth import generate_nuclei_image
+from tests.gui.conftest import short_fine_tune
 from tests.models.conftest import TINY_CONFIGS
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("single_torch_thread")]
@@ -69,15 +70,7 @@ def test_new_predict_inspect_fine_tune_predict_in_the_window(arch, tiny_networks
         with qtbot.waitSignal(window.exporting.export_finished, timeout=60_000):
             export.accept()
 
-        window.actions.fine_tune.trigger()  # Model > Fine-tune...
-        tune = window.training.dialog
-        tune.length_unit.setCurrentIndex(tune.length_unit.findData("steps"))
-        tune.length_spin.setValue(2)
-        tune.batch_spin.setValue(2)
-        tune.crop_spin.setValue(64)
-        tune.device_combo.setCurrentIndex(tune.device_combo.findData("cpu"))
-        tune.accept()
-        qtbot.waitUntil(lambda: window.training.outcome is not None, timeout=180_000)
+        short_fine_tune(qtbot, window, steps=2)  # Model > Fine-tune...
         assert window.training.outcome.status == "done", window.training.outcome.message
         assert window.training.outcome.version == f"my-{arch}/v2"
         if window.training.summary_dialog is not None:

@@ -7,7 +7,7 @@ import tifffile
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import QApplication
 
-from tests.gui.conftest import save_tiny
+from tests.gui.conftest import rename_class_in_panel, save_tiny
 
 
 @pytest.fixture
@@ -130,7 +130,6 @@ def test_a_model_that_predicts_a_removed_class_brings_it_back_and_says_so(make_w
 
 @pytest.mark.slow
 def test_a_renamed_class_keeps_its_new_name_in_the_dataset_the_model_and_the_session(tiny_window, qtbot, tmp_path):
-    from PySide6.QtWidgets import QLineEdit
 
     from segstudio.core.dataset import load_manifest
     from segstudio.engine.training.config import TrainConfig
@@ -147,15 +146,7 @@ def test_a_renamed_class_keeps_its_new_name_in_the_dataset_the_model_and_the_ses
     mask[10:30, 20:40] = 1
     doc.replace_mask(mask)
 
-    panel = editing.classes_panel  # F2 on "nucleus" in the Classes panel, type the new name
-    panel.list.setCurrentItem(panel.item_for(1))
-    panel.list.setFocus()
-    qtbot.keyClick(panel.list, Qt.Key.Key_F2)
-    editor = QApplication.focusWidget()
-    assert isinstance(editor, QLineEdit)
-    editor.selectAll()
-    qtbot.keyClicks(editor, "nuclear envelope")
-    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    rename_class_in_panel(qtbot, editing.classes_panel, 1, "nuclear envelope")  # F2 on "nucleus", typed
     qtbot.waitUntil(lambda: editing.classes.table.get(1).name == "nuclear envelope")
 
     dataset = tmp_path / "dataset"

@@ -8,6 +8,7 @@ from PySide6.QtCore import QPointF, QSettings, Qt
 from PySide6.QtWidgets import QApplication
 
 from segstudio.core import paths
+from tests.gui.conftest import short_fine_tune
 
 CLASSES = [{"id": 0, "name": "background", "color": [0, 0, 0]}, {"id": 1, "name": "nucleus", "color": [255, 200, 0]}]
 
@@ -109,16 +110,7 @@ def test_open_predict_correct_export_finetune_predict_again(loop_window, qtbot, 
     assert doc.status == ImageStatus.EXPORTED
 
     # 6. Model > Fine-tune: a short run of the real `segstudio train` child.
-    window.actions.fine_tune.trigger()
-    ft = window.training.dialog
-    ft.length_unit.setCurrentIndex(ft.length_unit.findData("steps"))
-    ft.length_spin.setValue(4)
-    ft.batch_spin.setValue(2)
-    ft.crop_spin.setValue(64)
-    ft.device_combo.setCurrentIndex(ft.device_combo.findData("cpu"))
-    ft.accept()
-    qtbot.waitUntil(lambda: window.training.outcome is not None, timeout=180_000)
-    outcome = window.training.outcome
+    outcome = short_fine_tune(qtbot, window, steps=4)
     assert outcome.status == "done", outcome.message
     assert outcome.version == "tiny-nuclei/v2"
     new_entry = ModelLibrary().find("tiny-nuclei/v2")

@@ -55,3 +55,33 @@ def counted_library(tmp_path, monkeypatch):
 
     monkeypatch.setattr(library_module.ModelLibrary, "load", counting_load)
     return record
+
+
+def rename_class_in_panel(qtbot, panel, class_id: int, name: str) -> None:
+    """F2 on a class in the Classes panel, the new name typed and Return pressed, as a user renames it."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QLineEdit
+
+    panel.list.setCurrentItem(panel.item_for(class_id))
+    panel.list.setFocus()
+    qtbot.keyClick(panel.list, Qt.Key.Key_F2)
+    editor = QApplication.focusWidget()
+    assert isinstance(editor, QLineEdit)
+    editor.selectAll()
+    qtbot.keyClicks(editor, name)
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+
+
+def short_fine_tune(qtbot, window, steps: int):
+    """Model > Fine-tune, a run of ``steps`` steps of 64 px crops on the CPU started from the dialog; waits
+    for its outcome and returns it."""
+    window.actions.fine_tune.trigger()
+    dialog = window.training.dialog
+    dialog.length_unit.setCurrentIndex(dialog.length_unit.findData("steps"))
+    dialog.length_spin.setValue(steps)
+    dialog.batch_spin.setValue(2)
+    dialog.crop_spin.setValue(64)
+    dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cpu"))
+    dialog.accept()
+    qtbot.waitUntil(lambda: window.training.outcome is not None, timeout=180_000)
+    return window.training.outcome

@@ -37,6 +37,17 @@ def shown(window, x, y):
     return np.array([colour.red(), colour.green(), colour.blue()])
 
 
+def brush_stroke(qtbot, window, radius, start, end):
+    """The brush tool, its radius set, dragged with the left button from image point ``start`` to ``end``."""
+    window.editing.select_tool("brush")
+    window.editing.session.set_brush_radius(radius)
+    canvas = window.canvas
+    viewport = canvas.viewport()
+    qtbot.mousePress(viewport, LEFT, pos=canvas.mapFromScene(QPointF(*start)))
+    qtbot.mouseMove(viewport, canvas.mapFromScene(QPointF(*end)))
+    qtbot.mouseRelease(viewport, LEFT, pos=canvas.mapFromScene(QPointF(*end)))
+
+
 def wheel(canvas, notches):
     centre = QPointF(canvas.viewport().rect().center())
     event = QWheelEvent(centre, canvas.viewport().mapToGlobal(centre.toPoint()).toPointF(), QPoint(0, 0),
@@ -63,12 +74,7 @@ def test_a_brush_stroke_shows_in_the_view_as_soon_as_the_mouse_is_released(windo
     QApplication.processEvents()
     before = shown(window, 100, 100)
     assert abs(int(before[0]) - int(before[1])) < 3  # grey: no class colour yet
-    window.editing.select_tool("brush")
-    window.editing.session.set_brush_radius(4)
-    viewport = canvas.viewport()
-    qtbot.mousePress(viewport, LEFT, pos=canvas.mapFromScene(QPointF(90.5, 100.5)))
-    qtbot.mouseMove(viewport, canvas.mapFromScene(QPointF(110.5, 100.5)))
-    qtbot.mouseRelease(viewport, LEFT, pos=canvas.mapFromScene(QPointF(110.5, 100.5)))
+    brush_stroke(qtbot, window, 4, (90.5, 100.5), (110.5, 100.5))
     assert doc.mask[100, 100] == window.editing.session.active_class
     # No wait for any tile to be remade: the grab right after the release shows the class colour.
     after = shown(window, 100, 100)
@@ -181,12 +187,7 @@ def test_a_large_mask_zoomed_out_shows_each_stroke_and_colour_change_from_its_co
     assert overlay.last_level > 0
     before = shown(window, 2100, 1200)
     # A brush stroke while zoomed out: at once on the coarse level too.
-    window.editing.select_tool("brush")
-    window.editing.session.set_brush_radius(40)
-    viewport = canvas.viewport()
-    qtbot.mousePress(viewport, LEFT, pos=canvas.mapFromScene(QPointF(2000.5, 1200.5)))
-    qtbot.mouseMove(viewport, canvas.mapFromScene(QPointF(2200.5, 1200.5)))
-    qtbot.mouseRelease(viewport, LEFT, pos=canvas.mapFromScene(QPointF(2200.5, 1200.5)))
+    brush_stroke(qtbot, window, 40, (2000.5, 1200.5), (2200.5, 1200.5))
     assert doc.mask[1200, 2100] == window.editing.session.active_class
     painted = shown(window, 2100, 1200)
     assert overlay.last_level > 0

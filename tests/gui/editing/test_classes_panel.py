@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import tifffile
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QLineEdit
+from PySide6.QtWidgets import QApplication
+
+from tests.gui.conftest import rename_class_in_panel
 
 
 @pytest.fixture
@@ -34,15 +36,7 @@ def test_add_button_adds_a_class_to_all_images_and_selects_it(window, two_docs, 
 
 def test_rename_by_editing_the_list_item(window, two_docs, qtbot):
     panel = window.editing.classes_panel
-    item = panel.item_for(1)
-    panel.list.setCurrentItem(item)
-    panel.list.setFocus()
-    qtbot.keyClick(panel.list, Qt.Key.Key_F2)
-    editor = QApplication.focusWidget()
-    assert isinstance(editor, QLineEdit)
-    editor.selectAll()
-    qtbot.keyClicks(editor, "cell")
-    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    rename_class_in_panel(qtbot, panel, 1, "cell")
     # The item view commits an edit through a queued call.
     qtbot.waitUntil(lambda: two_docs[0].classes.get(1).name == "cell")
     for doc in two_docs:
