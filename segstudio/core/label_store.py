@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +181,7 @@ class LabelStore:
         self._touched: dict[tuple[int, int], tuple[float, float]] = {}  # dirty chunks: first and last change
         self.lock = threading.RLock()
         self._frozen: set[tuple[int, int]] = set()  # chunks a save is writing: copied before they change
-        self._unbuilt = sorted(self._saved) if pyramid else []  # saved chunks not yet in the pyramid
+        self._unbuilt = deque(sorted(self._saved) if pyramid else [])  # saved chunks not in the pyramid yet
         if build_pyramid and self._unbuilt:
             self.build_pyramid()
 
@@ -341,7 +341,7 @@ class LabelStore:
         c = self.chunk
         while True:
             with self.lock:
-                keys, self._unbuilt = self._unbuilt[:step], self._unbuilt[step:]
+                keys = [self._unbuilt.popleft() for _ in range(min(step, len(self._unbuilt)))]
                 for cy, cx in keys:
                     self._update_pyramid(cy * c, cx * c, c, c)
             if not keys:
