@@ -98,17 +98,28 @@ def test_zoomed_out_by_the_wheel_the_picture_still_shows_its_pixels(window, doc)
     assert stripe.mean() > grey.mean() + 60
 
 
-def test_a_pixel_size_from_the_file_gives_an_ordinary_image_a_scale_bar(window, doc):
+def test_a_pixel_size_from_the_file_gives_an_ordinary_image_a_scale_bar(window, doc, qtbot):
     canvas = window.canvas
     assert doc.model.pixel_size_um == pytest.approx(0.5)
     assert canvas.pixel_size_um() == pytest.approx(0.5)
     with_bar = canvas.viewport().grab().toImage()
-    # Typing "unknown" in the Objects panel's pixel size takes the bar away; the view draws without it.
-    window.objects.set_pixel_size(0.0)
+    # Typing 0 ("unknown") in the Objects panel's pixel size takes the bar away; the view draws without it.
+    spin = window.objects.panel.pixel_size
+    type_pixel_size(qtbot, spin, "0")
     assert canvas.pixel_size_um() is None
     without_bar = canvas.viewport().grab().toImage()
     corner = [(x, y) for x in range(10, 150, 3) for y in range(without_bar.height() - 40, without_bar.height() - 4, 3)]
     assert any(with_bar.pixelColor(x, y) != without_bar.pixelColor(x, y) for x, y in corner)
+    # Typing a size brings it back, read in that size.
+    type_pixel_size(qtbot, spin, "0.25")
+    assert canvas.pixel_size_um() == pytest.approx(0.25)
+
+
+def type_pixel_size(qtbot, spin, text):
+    spin.setFocus()
+    qtbot.keyClick(spin, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClicks(spin, text)
+    qtbot.keyClick(spin, Qt.Key.Key_Return)
 
 
 def test_a_large_image_zoomed_out_is_drawn_from_a_coarser_level_as_a_slide_is(window, tmp_path, qtbot):
